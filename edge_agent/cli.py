@@ -1,0 +1,106 @@
+"""The edge-agent command line. Thin: parse, call, print.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from edge_agent.config import AgentConfig, MqttConfig, builtin_config_text, load_config
+from edge_agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge_agent.service import Agent
+
+EXIT_CONFIG = 2
+
+app = typer.Typer(
+    help="Edge gateway agent: polls Modbus and BACnet devices, buffers every reading, syncs to MQTT.",
+    no_args_is_help=True,
+)
+config_app = typer.Typer(help="Check and print configuration files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Configuration file (TOML). Default: the built-in simulator setup."),
+]
+
+
+def _load_or_exit(path: Path | None) -> AgentConfig:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        typer.echo(f"{error.source}: configuration is not valid", err=True)
+        for problem in error.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Run the agent until SIGTERM or Ctrl-C."""
+    from edge_agent.logs import configure_logging
+    from edge_agent.service import Agent
+
+    settings = _load_or_exit(config)
+    configure_logging(settings.log)
+    asyncio.run(_run_until_signalled(Agent(settings)))
+
+
+async def _run_until_signalled(agent: Agent) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await agent.run(stop)
+
+
+@app.command()
+def demo(
+    broker: Annotated[
+        str | None, typer.Option(help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883 (default: the built-in).")
+    ] = None,
+    seconds: Annotated[
+        float | None, typer.Option("--for", min=0.1, help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    speed: Annotated[float, typer.Option(min=0.001, help="Simulated building seconds per second.")] = 60.0,
+) -> None:
+    """Start the simulator and the agent together and show live readings, buffer depth and uplink state."""
+    from edge_agent.demo import run_demo
+
+    settings = _load_or_exit(None)
+    if broker is not None:
+        try:
+            mqtt = MqttConfig.model_validate({**settings.mqtt.model_dump(), "url": broker})
+        except ValueError as exc:
+            typer.echo(f"--broker: {exc}", err=True)
+            raise typer.Exit(EXIT_CONFIG) from None
+        settings = settings.model_copy(update={"mqtt": mqtt})
+    raise typer.Exit(run_demo(settings, seconds, speed))
+
+
+@config_app.command("check")
+def config_check(path: Annotated[Path, typer.Argument(help="Configuration file to validate.")]) -> None:
+    """Validate a configuration file; exit 2 naming every offending field."""
+    settings = _load_or_exit(path)
+    points = sum(len(d.points) for d in settings.devices)
+    typer.echo(
+        f"{path}: ok ({len(settings.devices)} devices, {points} points, {len(settings.pollers)} pollers)"
+    )
+
+
+@config_app.command("default")
+def config_default() -> None:
+    """Print the built-in configuration (the simulator setup), a starting point for a site file."""
+    typer.echo(builtin_config_text(), nl=False)
+
+
+def main() -> None:
+    app()

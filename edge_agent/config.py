@@ -1,0 +1,258 @@
+"""The whole configuration file as one pydantic model, read from TOML.
+
+`load_config` turns every mistake into a ConfigError whose problems name the offending field by its path
+(`devices[1].port: ...`), so a technician can find it in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge_agent.errors import ConfigError
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+"""Device and point names end up in MQTT topics and payloads: no '/', '+', '#' or spaces."""
+
+BUILTIN_CONFIG = "builtin:default.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewayConfig(_Strict):
+    id: Name = "edge-gateway"
+    site: str = ""
+
+
+class BufferConfig(_Strict):
+    path: Path = Path("edge-agent-buffer.db")
+    """Relative paths resolve against $STATE_DIRECTORY (systemd) or else the working directory."""
+
+    def resolved_path(self) -> Path:
+        if self.path.is_absolute():
+            return self.path
+        return Path(os.environ.get("STATE_DIRECTORY", ".")) / self.path
+
+
+class MqttConfig(_Strict):
+    url: str = "mqtt://127.0.0.1:1883"
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")] = "edge"
+    batch_size: Annotated[int, Field(ge=1, le=5000)] = 500
+    keepalive_s: Annotated[int, Field(ge=5, le=600)] = 15
+    publish_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme != "mqtt" or not parts.hostname:
+            raise ValueError("expected mqtt://HOST[:PORT]")
+        try:
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port in {url!r}") from exc
+        return url
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 1883
+
+
+class BacnetConfig(_Strict):
+    local_address: str = "0.0.0.0:47808"
+    """Where the agent's own BACnet/IP stack binds: HOST:PORT (HOST may carry a /prefix)."""
+    device_instance: Annotated[int, Field(ge=0, le=4194302)] = 4194000
+    """The agent's own device instance on the BACnet network."""
+
+
+class LogConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["console", "json"] = "console"
+
+
+# --- points -------------------------------------------------------------------------------------
+
+ModbusDataType = Literal["int16", "uint16", "int32", "uint32", "float32"]
+
+
+class _Point(_Strict):
+    name: Name
+    unit: str = ""
+    """The unit published with every reading: 'W', 'kWh', 'degC', ..."""
+
+
+class ModbusPoint(_Point):
+    table: Literal["input", "holding"]
+    address: Annotated[int, Field(ge=0, le=0xFFFF)]
+    """The address on the wire (0-based), not the datasheet's 3xxxx/4xxxx register number."""
+    type: ModbusDataType = "float32"
+    word_order: Literal["big", "little"] = "big"
+    """'big': high word first (ABCD); 'little': low word first (CDAB)."""
+    scale: float = 1.0
+
+    @property
+    def count(self) -> int:
+        return 1 if self.type in ("int16", "uint16") else 2
+
+
+class BacnetPoint(_Point):
+    object: Annotated[str, Field(pattern=r"^[a-z-]+,\d+$")]
+    """'object-type,instance', for example 'analog-input,1'."""
+    property: str = "present-value"
+
+
+# --- devices ------------------------------------------------------------------------------------
+
+
+class _Device(_Strict):
+    name: Name
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    """Upper bound on one request to the device, connection included."""
+
+
+class ModbusTcpDevice(_Device):
+    protocol: Literal["modbus-tcp"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    unit_id: Annotated[int, Field(ge=0, le=247)] = 1
+    points: list[ModbusPoint] = Field(min_length=1)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port} unit {self.unit_id}"
+
+
+class BacnetDevice(_Device):
+    protocol: Literal["bacnet-ip"]
+    host: str
+    """The device's BACnet/IP address, HOST:PORT (47808 when the port is left out)."""
+    instance: Annotated[int, Field(ge=0, le=4194302)]
+    points: list[BacnetPoint] = Field(min_length=1)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host} device {self.instance}"
+
+
+Device = Annotated[ModbusTcpDevice | BacnetDevice, Field(discriminator="protocol")]
+
+
+class PollerConfig(_Strict):
+    """A group of one device's points read together on one interval."""
+
+    device: str
+    interval_s: Annotated[float, Field(ge=0.1, le=86400)] = 5.0
+    points: list[str] | None = None
+    """Point names of the device; None reads all of them."""
+
+
+class AgentConfig(_Strict):
+    gateway: GatewayConfig = GatewayConfig()
+    buffer: BufferConfig = BufferConfig()
+    mqtt: MqttConfig = MqttConfig()
+    bacnet: BacnetConfig = BacnetConfig()
+    log: LogConfig = LogConfig()
+    devices: list[Device] = Field(default_factory=list)
+    pollers: list[PollerConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> AgentConfig:
+        problems: list[str] = []
+        by_name: dict[str, ModbusTcpDevice | BacnetDevice] = {}
+        for i, device in enumerate(self.devices):
+            if device.name in by_name:
+                problems.append(f"devices[{i}].name: device {device.name!r} is defined twice")
+            by_name[device.name] = device
+            seen: set[str] = set()
+            for j, point in enumerate(device.points):
+                if point.name in seen:
+                    problems.append(f"devices[{i}].points[{j}].name: point {point.name!r} is defined twice")
+                seen.add(point.name)
+        for i, poller in enumerate(self.pollers):
+            target = by_name.get(poller.device)
+            if target is None:
+                known = ", ".join(sorted(by_name)) or "none"
+                problems.append(f"pollers[{i}].device: no device named {poller.device!r} (defined: {known})")
+                continue
+            names = {p.name for p in target.points}
+            for j, point_name in enumerate(poller.points or []):
+                if point_name not in names:
+                    problems.append(
+                        f"pollers[{i}].points[{j}]: device {poller.device!r} has no point {point_name!r}"
+                    )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def device(self, name: str) -> ModbusTcpDevice | BacnetDevice:
+        for device in self.devices:
+            if device.name == name:
+                return device
+        raise KeyError(name)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("modbus-tcp", "bacnet-ip"):  # the discriminated union's tag adds no information
+            continue
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _problems(error: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for item in error.errors(include_url=False):
+        path = _location(item["loc"])
+        if item["type"] == "value_error" and not path:  # cross-reference problems carry their own paths
+            problems.extend(str(item["ctx"]["error"]).splitlines())
+        elif item["type"] == "extra_forbidden":
+            problems.append(f"{path}: unknown key")
+        else:
+            problems.append(f"{path}: {item['msg']}" if path else item["msg"])
+    return problems
+
+
+def parse_config(text: str, source: str) -> AgentConfig:
+    """Parse and validate TOML text; `source` names it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from exc
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _problems(exc)) from exc
+
+
+def builtin_config_text() -> str:
+    """The embedded default: the agent pointed at `edge-sim run` on its default ports."""
+    return resources.files("edge_agent").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+def load_config(path: Path | None) -> AgentConfig:
+    """Read a configuration file, or the built-in default when path is None."""
+    if path is None:
+        return parse_config(builtin_config_text(), BUILTIN_CONFIG)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [f"not UTF-8 text: {exc}"]) from exc
+    return parse_config(text, str(path))

@@ -1,0 +1,111 @@
+"""`edge-agent demo`: the simulator and the agent in one process, with a live terminal view."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import tempfile
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from edge_agent.config import AgentConfig, BufferConfig
+from edge_agent.logs import configure_logging
+from edge_agent.readings import Quality, utc_now
+from edge_agent.service import Agent
+from edge_agent.uplink import UplinkState
+from edge_sim.cli import DEFAULT_START
+from edge_sim.clock import ScaledClock
+from edge_sim.simulator import DEFAULT_BASE_PORT, Simulator
+
+REFRESH_S = 0.25
+_STATE_STYLE = {
+    UplinkState.CONNECTED: "green",
+    UplinkState.CONNECTING: "yellow",
+    UplinkState.DISCONNECTED: "red",
+}
+
+
+def run_demo(config: AgentConfig, seconds: float | None, speed: float) -> int:
+    """Run until Ctrl-C or `seconds`; returns the process exit code."""
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as state:
+        config = config.model_copy(update={"buffer": BufferConfig(path=Path(state) / "buffer.db")})
+        log_lines: deque[str] = deque(maxlen=6)
+        configure_logging(config.log, capture=log_lines)
+        try:
+            return asyncio.run(_demo(config, seconds, speed, console, log_lines))
+        except OSError as exc:
+            console.print(f"[red]demo: cannot start the simulator on 127.0.0.1:{DEFAULT_BASE_PORT}: {exc}[/]")
+            return 1
+
+
+async def _demo(
+    config: AgentConfig, seconds: float | None, speed: float, console: Console, log_lines: deque[str]
+) -> int:
+    from rich.live import Live
+
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    if seconds is not None:
+        loop.call_later(seconds, done.set)
+    clock = ScaledClock(datetime.fromisoformat(DEFAULT_START), speed)
+    async with Simulator(clock, DEFAULT_BASE_PORT) as sim:
+        agent = Agent(config)
+        stop = asyncio.Event()
+        agent_task = asyncio.create_task(agent.run(stop), name="agent")
+        with Live(console=console, refresh_per_second=1 / REFRESH_S, transient=False) as live:
+            while not done.is_set() and not agent_task.done():
+                live.update(_render(agent, sim, log_lines))
+                await asyncio.sleep(REFRESH_S)
+            stop.set()
+            await asyncio.wait([agent_task])
+            live.update(_render(agent, sim, log_lines))
+        if agent_task.exception() is not None:
+            console.print(f"[red]agent failed: {agent_task.exception()!r}[/]")
+            return 1
+    return 0
+
+
+def _render(agent: Agent, sim: Simulator, log_lines: deque[str]) -> Group:
+    status = agent.status()
+    now = utc_now()
+    readings = Table(title="Latest readings", expand=True)
+    for column in ("device", "point", "value", "unit", "quality", "age"):
+        readings.add_column(column, justify="right" if column in ("value", "age") else "left")
+    for reading in agent.latest.snapshot():
+        value = "—" if reading.value is None else f"{reading.value:,.2f}"
+        style = "green" if reading.quality is Quality.GOOD else "red"
+        age = f"{(now - reading.ts).total_seconds():.1f} s"
+        readings.add_row(
+            reading.device, reading.point, value, reading.unit, Text(reading.quality, style=style), age
+        )
+    uplink = status.uplink
+    buffer = status.buffer
+    summary = Table.grid(padding=(0, 2))
+    summary.add_row(
+        "uplink",
+        Text(f"{uplink.state} to {uplink.broker}", style=_STATE_STYLE[uplink.state]),
+        "published",
+        f"{uplink.readings_published:,} readings in {uplink.batches_published:,} batches",
+    )
+    oldest = "—" if buffer.oldest_ts is None else f"{(now - buffer.oldest_ts).total_seconds():.0f} s"
+    summary.add_row("buffer depth", f"{buffer.depth:,} readings", "oldest unsent", oldest)
+    devices = ", ".join(f"{d.device} {d.health}" for d in status.devices)
+    summary.add_row("devices", devices, "building time", sim.clock.now().strftime("%Y-%m-%d %H:%M:%S %z"))
+    if uplink.last_error:
+        summary.add_row("uplink error", Text(uplink.last_error, style="red"), "", "")
+    parts: list[Table | Panel] = [
+        Panel(summary, title=f"edge-agent demo: gateway {status.gateway}"),
+        readings,
+    ]
+    if log_lines:
+        parts.append(Panel("\n".join(log_lines), title="log"))
+    return Group(*parts)

@@ -1,0 +1,164 @@
+"""One supervisor per device: opens the connection, reads each point group on its interval, reconnects
+with full-jitter backoff while the device is down, and logs health only when it changes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import structlog
+
+from edge_agent.backoff import Backoff
+from edge_agent.config import BacnetDevice, ModbusTcpDevice, PollerConfig
+from edge_agent.errors import DeviceError, DeviceUnreachable
+from edge_agent.protocols.base import PointResult, ProtocolClient
+from edge_agent.readings import Quality, Reading, utc_now
+
+log = structlog.get_logger("edge_agent.polling")
+
+ReadingSink = Callable[[list[Reading]], Awaitable[None]]
+ClientFactory = Callable[[], ProtocolClient]
+
+
+class Health(StrEnum):
+    UNKNOWN = "unknown"
+    UP = "up"
+    DEGRADED = "degraded"  # connected, but some points fail
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class PollerStatistics:
+    device: str
+    health: Health
+    polls: int
+    failures: int
+    last_success: datetime | None
+    last_error: str | None
+
+
+@dataclass
+class _Group:
+    points: tuple[str, ...]
+    interval_s: float
+    due: float = 0.0
+
+
+class DevicePoller:
+    def __init__(
+        self,
+        device: ModbusTcpDevice | BacnetDevice,
+        pollers: Sequence[PollerConfig],
+        client_factory: ClientFactory,
+        sink: ReadingSink,
+    ) -> None:
+        self.device = device
+        self._units = {p.name: p.unit for p in device.points}
+        self._groups = [
+            _Group(tuple(p.points or self._units), p.interval_s) for p in pollers if p.device == device.name
+        ]
+        self._polled = sorted({name for group in self._groups for name in group.points})
+        self._client_factory = client_factory
+        self._sink = sink
+        self._health = Health.UNKNOWN
+        self._polls = 0
+        self._failures = 0
+        self._last_success: datetime | None = None
+        self._last_error: str | None = None
+
+    def statistics(self) -> PollerStatistics:
+        return PollerStatistics(
+            self.device.name, self._health, self._polls, self._failures, self._last_success, self._last_error
+        )
+
+    def _set_health(self, health: Health, error: DeviceError | None = None) -> None:
+        self._last_error = str(error) if error else self._last_error
+        if health is self._health:
+            return
+        if health is Health.UP:
+            log.info("device up", device=self.device.name, address=self.device.address)
+        elif health is Health.DEGRADED:
+            log.warning("device degraded", device=self.device.name, error=str(error))
+        else:
+            log.warning("device down", device=self.device.name, error=str(error))
+        self._health = health
+
+    async def run(self) -> None:
+        """Poll forever; the caller cancels."""
+        if not self._groups:
+            return
+        backoff = Backoff(base_s=0.5, cap_s=60.0)
+        while True:
+            client = self._client_factory()
+            try:
+                async with asyncio.timeout(self.device.timeout_s):
+                    await client.open()
+                await self._poll_until_lost(client, backoff)
+            except (DeviceUnreachable, TimeoutError) as exc:
+                await self._lost(self._unreachable(exc, "cannot connect"))
+            finally:
+                await client.close()
+            await asyncio.sleep(backoff.next_delay())
+
+    def _unreachable(self, exc: BaseException, message: str) -> DeviceError:
+        if isinstance(exc, DeviceError):
+            return exc
+        return DeviceUnreachable(self.device.name, self.device.address, message, "timeout")
+
+    async def _poll_until_lost(self, client: ProtocolClient, backoff: Backoff) -> None:
+        loop = asyncio.get_running_loop()
+        for group in self._groups:
+            group.due = loop.time()
+        while True:
+            group = min(self._groups, key=lambda g: g.due)
+            await asyncio.sleep(max(0.0, group.due - loop.time()))
+            try:
+                async with asyncio.timeout(self.device.timeout_s):
+                    results = await client.read(group.points)
+            except TimeoutError as exc:
+                raise self._unreachable(exc, f"no answer within {self.device.timeout_s} s") from exc
+            backoff.reset()
+            await self._deliver(results)
+            # Keep the schedule; after a stall, skip missed slots instead of bursting to catch up.
+            group.due = max(group.due + group.interval_s, loop.time())
+
+    async def _deliver(self, results: list[PointResult]) -> None:
+        now = utc_now()
+        self._polls += 1
+        readings = [
+            Reading(
+                self.device.name,
+                r.point,
+                r.value,
+                self._units[r.point],
+                Quality.GOOD if r.error is None else Quality.BAD,
+                now,
+            )
+            for r in results
+        ]
+        errors = [r.error for r in results if r.error is not None]
+        if errors:
+            self._failures += 1
+            self._set_health(Health.DEGRADED, errors[0])
+        else:
+            self._last_success = now
+            self._set_health(Health.UP)
+        await self._sink(readings)
+
+    async def _lost(self, error: DeviceError) -> None:
+        """Record the loss once: every point's quality turns bad, then nothing until the device is back."""
+        self._failures += 1
+        if self._health is Health.DOWN:
+            self._last_error = str(error)
+            return
+        self._set_health(Health.DOWN, error)
+        now = utc_now()
+        await self._sink(
+            [
+                Reading(self.device.name, name, None, unit, Quality.BAD, now)
+                for name, unit in self._units.items()
+            ]
+        )

@@ -1,0 +1,126 @@
+"""The agent: one supervisor (a TaskGroup) owns every long-lived task.
+
+    pollers ──readings──▶ bounded queue ──▶ buffer writer ──▶ Buffer (SQLite) ──▶ Uplink (MQTT)
+         └──────────────▶ LatestValues
+
+On stop, polling ends first, the queue is committed to the buffer, then the uplink is cancelled: nothing
+accepted from a device is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+import structlog
+
+from edge_agent import __version__
+from edge_agent.buffer import Buffer, BufferStatistics
+from edge_agent.config import AgentConfig, BacnetDevice, ModbusTcpDevice
+from edge_agent.latest import LatestValues
+from edge_agent.polling import ClientFactory, DevicePoller, PollerStatistics
+from edge_agent.protocols.bacnet import BacnetClient, local_stack
+from edge_agent.protocols.bacnet_app import BacnetApplication
+from edge_agent.protocols.modbus import ModbusTcpClient
+from edge_agent.readings import Reading
+from edge_agent.uplink import Uplink, UplinkStatistics
+
+log = structlog.get_logger("edge_agent.service")
+
+QUEUE_BATCHES = 1000  # poll results waiting for the buffer writer; pollers wait when it is full
+WRITE_BATCH_READINGS = 5000  # readings committed in one transaction at most
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatistics:
+    batches_waiting: int
+    capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    gateway: str
+    devices: list[PollerStatistics]
+    queue: QueueStatistics
+    buffer: BufferStatistics
+    uplink: UplinkStatistics
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.latest = LatestValues()
+        self.buffer = Buffer(config.buffer.resolved_path())
+        self.uplink = Uplink(config.mqtt, config.gateway.id, self.buffer)
+        self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)
+        self._bacnet: BacnetApplication | None = None
+        self.pollers = [
+            DevicePoller(device, config.pollers, self._client_factory(device), self._accept)
+            for device in config.devices
+        ]
+
+    def _client_factory(self, device: ModbusTcpDevice | BacnetDevice) -> ClientFactory:
+        if isinstance(device, ModbusTcpDevice):
+            return lambda: ModbusTcpClient(device)
+        return lambda: BacnetClient(device, self._bacnet_stack())
+
+    def _bacnet_stack(self) -> BacnetApplication:
+        if self._bacnet is None:
+            raise RuntimeError("the BACnet stack is not running")
+        return self._bacnet
+
+    async def _accept(self, readings: list[Reading]) -> None:
+        self.latest.update(readings)
+        await self._queue.put(readings)
+
+    def status(self) -> AgentStatus:
+        return AgentStatus(
+            self.config.gateway.id,
+            [p.statistics() for p in self.pollers],
+            QueueStatistics(self._queue.qsize(), QUEUE_BATCHES),
+            self.buffer.statistics(),
+            self.uplink.statistics(),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down without losing an accepted reading."""
+        async with contextlib.AsyncExitStack() as resources:
+            await resources.enter_async_context(self.buffer)
+            if any(isinstance(d, BacnetDevice) for d in self.config.devices):
+                self._bacnet = await resources.enter_async_context(local_stack(self.config.bacnet))
+                resources.callback(setattr, self, "_bacnet", None)
+            log.info(
+                "agent started",
+                version=__version__,
+                gateway=self.config.gateway.id,
+                devices=len(self.config.devices),
+                buffer=str(self.buffer.path),
+                buffered=self.buffer.statistics().depth,
+            )
+            async with asyncio.TaskGroup() as tasks:
+                uplink = tasks.create_task(self.uplink.run(), name="uplink")
+                writer = tasks.create_task(self._write_buffer(), name="buffer writer")
+                polls = [tasks.create_task(p.run(), name=f"poll {p.device.name}") for p in self.pollers]
+                await stop.wait()
+                for task in polls:
+                    task.cancel()
+                await asyncio.gather(*polls, return_exceptions=True)
+                await self._queue.join()  # every accepted reading is committed
+                writer.cancel()
+                uplink.cancel()
+            log.info("agent stopped", buffered=self.buffer.statistics().depth)
+
+    async def _write_buffer(self) -> None:
+        """Commit queued readings in batches: one transaction for everything waiting."""
+        while True:
+            batches = [await self._queue.get()]
+            readings = list(batches[0])
+            while len(readings) < WRITE_BATCH_READINGS and not self._queue.empty():
+                batches.append(self._queue.get_nowait())
+                readings += batches[-1]
+            try:
+                await self.buffer.append(readings)
+            finally:
+                for _ in batches:
+                    self._queue.task_done()

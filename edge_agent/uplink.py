@@ -1,0 +1,150 @@
+"""The MQTT uplink: publishes buffered readings in batches at QoS 1 and deletes a batch only after PUBACK.
+
+Topics (docs/mqtt.md is the contract):
+    {prefix}/{gateway}/readings   batches of readings, QoS 1, not retained
+    {prefix}/{gateway}/status     'online' (retained) on connect, 'offline' as the Last Will
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import aiomqtt
+import structlog
+
+from edge_agent import __version__
+from edge_agent.backoff import Backoff
+from edge_agent.buffer import Batch, Buffer
+from edge_agent.config import MqttConfig
+from edge_agent.readings import utc_now
+
+log = structlog.get_logger("edge_agent.uplink")
+
+
+class UplinkState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkStatistics:
+    state: UplinkState
+    broker: str
+    batches_published: int
+    readings_published: int
+    connects: int
+    last_error: str | None
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode_batch(gateway_id: str, batch: Batch) -> bytes:
+    """The JSON payload of one readings batch (docs/mqtt.md)."""
+    body: dict[str, Any] = {
+        "gateway": gateway_id,
+        "seq_first": batch.first_seq,
+        "seq_last": batch.last_seq,
+        "sent_at": _iso(utc_now()),
+        "readings": [
+            {
+                "seq": item.seq,
+                "device": item.reading.device,
+                "point": item.reading.point,
+                "value": item.reading.value,
+                "unit": item.reading.unit,
+                "quality": item.reading.quality.value,
+                "ts": _iso(item.reading.ts),
+            }
+            for item in batch.readings
+        ],
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class Uplink:
+    def __init__(self, config: MqttConfig, gateway_id: str, buffer: Buffer) -> None:
+        self._config = config
+        self._gateway_id = gateway_id
+        self._buffer = buffer
+        base = f"{config.topic_prefix}/{gateway_id}"
+        self.readings_topic = f"{base}/readings"
+        self.status_topic = f"{base}/status"
+        self._state = UplinkState.CONNECTING
+        self._batches = 0
+        self._readings = 0
+        self._connects = 0
+        self._last_error: str | None = None
+
+    def statistics(self) -> UplinkStatistics:
+        return UplinkStatistics(
+            self._state,
+            f"{self._config.host}:{self._config.port}",
+            self._batches,
+            self._readings,
+            self._connects,
+            self._last_error,
+        )
+
+    def _status_payload(self, online: bool) -> bytes:
+        return json.dumps({"online": online, "gateway": self._gateway_id, "version": __version__}).encode()
+
+    async def run(self) -> None:
+        """Stay connected and keep draining the buffer, forever; the caller cancels."""
+        backoff = Backoff(base_s=0.5, cap_s=30.0)
+        while True:
+            self._state = UplinkState.CONNECTING
+            try:
+                await self._session(backoff)
+            except* aiomqtt.MqttError as group:
+                error = str(group.exceptions[0])
+                broker = self.statistics().broker
+                if self._state is UplinkState.CONNECTED:
+                    log.warning("uplink lost", broker=broker, error=error)
+                elif self._last_error != error:
+                    log.warning("uplink cannot connect", broker=broker, error=error)
+                self._last_error = error
+            self._state = UplinkState.DISCONNECTED
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _session(self, backoff: Backoff) -> None:
+        will = aiomqtt.Will(self.status_topic, self._status_payload(online=False), qos=1, retain=True)
+        async with aiomqtt.Client(
+            self._config.host,
+            self._config.port,
+            identifier=f"edge-agent-{self._gateway_id}",
+            keepalive=self._config.keepalive_s,
+            will=will,
+            timeout=self._config.publish_timeout_s,
+        ) as client:
+            await client.publish(self.status_topic, self._status_payload(online=True), qos=1, retain=True)
+            self._state = UplinkState.CONNECTED
+            self._connects += 1
+            self._last_error = None
+            backoff.reset()
+            log.info("uplink connected", broker=self.statistics().broker)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._watch_connection(client))
+                tasks.create_task(self._drain(client))
+
+    async def _watch_connection(self, client: aiomqtt.Client) -> None:
+        """Raises MqttError as soon as the connection drops, even while nothing is being published."""
+        async for _message in client.messages:
+            pass  # no subscriptions yet: commands arrive here in a later version
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        while True:
+            batch = await self._buffer.next_batch(self._config.batch_size)
+            # publish() returns only after the broker's PUBACK (QoS 1); a timeout or a broken link raises
+            # MqttError and the batch stays in the buffer, to be sent again after reconnecting.
+            await client.publish(self.readings_topic, encode_batch(self._gateway_id, batch), qos=1)
+            await self._buffer.ack(batch)
+            self._batches += 1
+            self._readings += len(batch.readings)

@@ -1,0 +1,3 @@
+from edge_sim.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""edge-sim: serve the simulated building's devices on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from edge_sim.clock import ScaledClock
+from edge_sim.simulator import DEFAULT_BASE_PORT, Simulator
+
+DEFAULT_START = "2026-08-05T14:00+09:00"  # a summer weekday afternoon in Seoul: the cooling peak
+
+app = typer.Typer(help="A simulated building behind real Modbus and BACnet servers.", no_args_is_help=True)
+
+
+@app.callback()
+def _root() -> None:
+    """edge-sim commands."""
+
+
+def _parse_start(text: str) -> datetime:
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not an ISO 8601 time: {text!r}") from exc
+    if start.tzinfo is None:
+        raise typer.BadParameter("give a UTC offset, e.g. 2026-08-05T14:00+09:00")
+    return start
+
+
+@app.command()
+def run(
+    speed: Annotated[float, typer.Option(min=0.001, help="Building seconds per wall-clock second.")] = 1.0,
+    base_port: Annotated[
+        int,
+        typer.Option(min=1, max=65534, help="Meter on this port (TCP), room controller on the next (UDP)."),
+    ] = DEFAULT_BASE_PORT,
+    start: Annotated[str, typer.Option(help="Building time at start, ISO 8601 with offset.")] = DEFAULT_START,
+) -> None:
+    """Serve the devices on 127.0.0.1 until Ctrl-C or SIGTERM; print one line per device."""
+    clock = ScaledClock(_parse_start(start), speed)
+    try:
+        asyncio.run(_serve(clock, base_port))
+    except OSError as exc:
+        typer.echo(f"edge-sim: cannot serve on base port {base_port}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+async def _serve(clock: ScaledClock, base_port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Simulator(clock, base_port) as sim:
+        for endpoint in sim.endpoints():
+            print(endpoint.line(), flush=True)
+        print(f"building time {clock.start.isoformat()} at speed {clock.speed:g}; Ctrl-C stops", flush=True)
+        await stop.wait()
+    with contextlib.suppress(NotImplementedError):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def main() -> None:
+    app()

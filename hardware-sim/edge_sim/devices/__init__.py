@@ -1,0 +1,1 @@
+"""Simulated field devices, each behind a real protocol server on loopback."""

@@ -1,0 +1,1 @@
+"""Building physics: thermal zones, HVAC equipment, weather."""
