@@ -14,6 +14,7 @@ import typer
 
 from edge_agent.config import AgentConfig, MqttConfig, builtin_config_text, load_config
 from edge_agent.errors import ConfigError
+from edge_sim.layout import DEFAULT_BASE_PORT
 
 if TYPE_CHECKING:
     from edge_agent.service import Agent
@@ -71,6 +72,10 @@ def demo(
         float | None, typer.Option("--for", min=0.1, help="Stop after this many seconds (default: Ctrl-C).")
     ] = None,
     speed: Annotated[float, typer.Option(min=0.001, help="Simulated building seconds per second.")] = 60.0,
+    base_port: Annotated[
+        int,
+        typer.Option(min=1, max=65534, help="Simulator ports: meter on this one, controller on the next."),
+    ] = DEFAULT_BASE_PORT,
 ) -> None:
     """Start the simulator and the agent together and show live readings, buffer depth and uplink state."""
     from edge_agent.demo import run_demo
@@ -83,7 +88,7 @@ def demo(
             typer.echo(f"--broker: {exc}", err=True)
             raise typer.Exit(EXIT_CONFIG) from None
         settings = settings.model_copy(update={"mqtt": mqtt})
-    raise typer.Exit(run_demo(settings, seconds, speed))
+    raise typer.Exit(run_demo(settings, seconds, speed, base_port))
 
 
 @config_app.command("check")

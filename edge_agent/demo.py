@@ -14,14 +14,15 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from edge_agent.config import AgentConfig, BufferConfig
+from edge_agent.config import AgentConfig, BacnetDevice, BufferConfig, ModbusTcpDevice
 from edge_agent.logs import configure_logging
 from edge_agent.readings import Quality, utc_now
 from edge_agent.service import Agent
 from edge_agent.uplink import UplinkState
 from edge_sim.cli import DEFAULT_START
 from edge_sim.clock import ScaledClock
-from edge_sim.simulator import DEFAULT_BASE_PORT, Simulator
+from edge_sim.layout import DEFAULT_HOST
+from edge_sim.simulator import Simulator
 
 REFRESH_S = 0.25
 _STATE_STYLE = {
@@ -31,22 +32,50 @@ _STATE_STYLE = {
 }
 
 
-def run_demo(config: AgentConfig, seconds: float | None, speed: float) -> int:
+def point_at_simulator(config: AgentConfig, base_port: int) -> AgentConfig:
+    """The built-in configuration with its devices moved to a simulator served from `base_port`."""
+    devices: list[ModbusTcpDevice | BacnetDevice] = []
+    for device in config.devices:
+        if isinstance(device, ModbusTcpDevice):
+            devices.append(device.model_copy(update={"port": base_port}))
+        else:
+            devices.append(device.model_copy(update={"host": f"{DEFAULT_HOST}:{base_port + 1}"}))
+    return config.model_copy(update={"devices": devices})
+
+
+def run_demo(config: AgentConfig, seconds: float | None, speed: float, base_port: int) -> int:
     """Run until Ctrl-C or `seconds`; returns the process exit code."""
     console = Console()
     with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as state:
-        config = config.model_copy(update={"buffer": BufferConfig(path=Path(state) / "buffer.db")})
+        config = point_at_simulator(config, base_port).model_copy(
+            update={"buffer": BufferConfig(path=Path(state) / "buffer.db")}
+        )
         log_lines: deque[str] = deque(maxlen=6)
         configure_logging(config.log, capture=log_lines)
         try:
-            return asyncio.run(_demo(config, seconds, speed, console, log_lines))
+            return asyncio.run(
+                _demo(
+                    config=config,
+                    seconds=seconds,
+                    speed=speed,
+                    base_port=base_port,
+                    console=console,
+                    log_lines=log_lines,
+                )
+            )
         except OSError as exc:
-            console.print(f"[red]demo: cannot start the simulator on 127.0.0.1:{DEFAULT_BASE_PORT}: {exc}[/]")
+            console.print(f"[red]demo: cannot serve the simulator from port {base_port}: {exc}[/]")
             return 1
 
 
 async def _demo(
-    config: AgentConfig, seconds: float | None, speed: float, console: Console, log_lines: deque[str]
+    *,
+    config: AgentConfig,
+    seconds: float | None,
+    speed: float,
+    base_port: int,
+    console: Console,
+    log_lines: deque[str],
 ) -> int:
     from rich.live import Live
 
@@ -57,7 +86,7 @@ async def _demo(
     if seconds is not None:
         loop.call_later(seconds, done.set)
     clock = ScaledClock(datetime.fromisoformat(DEFAULT_START), speed)
-    async with Simulator(clock, DEFAULT_BASE_PORT) as sim:
+    async with Simulator(clock, base_port) as sim:
         agent = Agent(config)
         stop = asyncio.Event()
         agent_task = asyncio.create_task(agent.run(stop), name="agent")

@@ -8,6 +8,7 @@ Topics (docs/mqtt.md is the contract):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,8 @@ from edge_agent.config import MqttConfig
 from edge_agent.readings import utc_now
 
 log = structlog.get_logger("edge_agent.uplink")
+
+OFFLINE_TIMEOUT_S = 1.0  # how long a shutdown waits to tell the broker it is going offline
 
 
 class UplinkState(StrEnum):
@@ -130,9 +133,16 @@ class Uplink:
             self._last_error = None
             backoff.reset()
             log.info("uplink connected", broker=self.statistics().broker)
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._watch_connection(client))
-                tasks.create_task(self._drain(client))
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._watch_connection(client))
+                    tasks.create_task(self._drain(client))
+            except asyncio.CancelledError:
+                # A clean disconnect suppresses the Last Will, so say 'offline' ourselves.
+                with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                    async with asyncio.timeout(OFFLINE_TIMEOUT_S):
+                        await client.publish(self.status_topic, self._status_payload(online=False), 1, True)
+                raise
 
     async def _watch_connection(self, client: aiomqtt.Client) -> None:
         """Raises MqttError as soon as the connection drops, even while nothing is being published."""

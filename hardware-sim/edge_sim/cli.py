@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from edge_sim.clock import ScaledClock
-from edge_sim.simulator import DEFAULT_BASE_PORT, Simulator
+from edge_sim.layout import DEFAULT_BASE_PORT
+from edge_sim.simulator import Simulator
 
 DEFAULT_START = "2026-08-05T14:00+09:00"  # a summer weekday afternoon in Seoul: the cooling peak
 

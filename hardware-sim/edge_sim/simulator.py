@@ -1,7 +1,6 @@
 """The running simulator: the building's physics on a clock, and its devices served on loopback.
 
-Ports are laid out from a base port: the main meter (Modbus TCP) on base, the room controller (BACnet/IP,
-UDP) on base + 1.
+Ports are laid out from a base port (layout.py).
 """
 
 from __future__ import annotations
@@ -17,12 +16,9 @@ from edge_sim.clock import Clock
 from edge_sim.devices.modbus_server import MeterServer
 from edge_sim.devices.room_controller import RoomController
 from edge_sim.devices.sdm630 import Sdm630
+from edge_sim.layout import DEFAULT_BASE_PORT, DEFAULT_HOST, METER_UNIT_ID, ROOM_CONTROLLER_INSTANCE
 from edge_sim.physics.building import SingleZoneBuilding
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_BASE_PORT = 15020
-METER_UNIT_ID = 1
-ROOM_CONTROLLER_INSTANCE = 1001
 TICK_S = 0.1  # wall-clock seconds between physics updates
 
 
@@ -80,8 +76,7 @@ class Simulator:
         dt_s = 0.0 if self._last is None else (now - self._last).total_seconds()
         self._last = now
         self.building.cooling_setpoint = self.room.setpoint()
-        if dt_s > 0:
-            self.building.advance(now, dt_s)
+        self.building.advance(now, dt_s)
         self.room.show(self.building.zone.t_air)
         await self.meter_server.publish(METER_UNIT_ID, self.building.meter)
 

@@ -33,7 +33,7 @@ class SingleZoneBuilding:
             t_air=26.5,
             t_mass=26.2,
         )
-        self.cooling = CoolingUnit(capacity_w=120_000.0, fan_w=4_000.0)
+        self.cooling = CoolingUnit(capacity_w=120_000.0, fan_w=4_000.0, initial_load_fraction=0.4)
         self.weather = SummerDay()
         self.cooling_setpoint = 26.0
         self.t_out = self.weather.mean_c

@@ -26,6 +26,8 @@ class PiLoop:
     integral: float = 0.0
 
     def update(self, error: float, dt_s: float) -> float:
+        if dt_s <= 0:
+            return min(self.out_max, max(self.out_min, self.kp * error + self.integral))
         proposed = self.integral + self.kp * error * dt_s / self.ti_s
         unclamped = self.kp * error + proposed
         if self.out_min <= unclamped <= self.out_max:
@@ -34,12 +36,19 @@ class PiLoop:
 
 
 class CoolingUnit:
-    def __init__(self, capacity_w: float, t_supply: float = 13.0, fan_w: float = 0.0) -> None:
+    def __init__(
+        self,
+        capacity_w: float,
+        t_supply: float = 13.0,
+        fan_w: float = 0.0,
+        initial_load_fraction: float = 0.0,
+    ) -> None:
         self.capacity_w = capacity_w
         self.t_supply = t_supply
         self.fan_w = fan_w
         self.loop = PiLoop(kp=0.5, ti_s=900.0)  # 50% capacity per K, 15 min integral time
-        self.load_fraction = 0.0
+        self.loop.integral = initial_load_fraction  # a warm start: the plant was already running
+        self.load_fraction = initial_load_fraction
 
     def control(self, t_zone: float, setpoint: float, dt_s: float) -> None:
         self.load_fraction = self.loop.update(t_zone - setpoint, dt_s)

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from edge_sim.clock import ManualClock
+from edge_sim.simulator import Simulator
+from tests.support import Broker, free_base_port, run_mosquitto
+
+SIM_START = datetime.fromisoformat("2026-08-05T14:00+09:00")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    with run_mosquitto(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    """The simulator's devices on loopback, on a clock that moves only when the test says."""
+    async with Simulator(ManualClock(SIM_START), free_base_port()) as running:
+        yield running

@@ -1,0 +1,115 @@
+"""Test helpers: free loopback ports, a real mosquitto broker, and bounded waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def _tcp_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def _udp_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+def free_base_port() -> int:
+    """A port whose TCP and the next one's UDP are both free: a simulator base port."""
+    for _ in range(200):
+        base = random.randint(20000, 60000)
+        if _tcp_free(base) and _udp_free(base + 1) and _tcp_free(base + 1):
+            return base
+    raise RuntimeError("no free simulator base port on loopback")
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+async def async_wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Broker:
+    """A mosquitto broker on loopback, started by the test."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{LOOPBACK}:{self.port}"
+
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open, nothing is acknowledged."""
+        self.process.send_signal(19)
+
+    def resume(self) -> None:
+        self.process.send_signal(18)
+
+
+@contextlib.contextmanager
+def run_mosquitto(workdir: Path, port: int | None = None) -> Iterator[Broker]:
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        raise RuntimeError("mosquitto is not installed: run the README's test command, which installs it")
+    port = port or free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} {LOOPBACK}\nallow_anonymous true\nset_tcp_nodelay true\npersistence false\n"
+        "log_dest stderr\nlog_type error\nlog_type warning\n"
+    )
+    process = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: not _tcp_free(port) or process.poll() is not None, 10, "mosquitto to listen")
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"mosquitto exited: {process.stderr.read().decode() if process.stderr else ''}"
+            )
+        yield Broker(port, process)
+    finally:
+        process.send_signal(18)  # in case a test left it paused
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()

@@ -1,0 +1,135 @@
+"""`edge-agent config check` and the configuration model: every mistake names its field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edge_agent.cli import app
+from edge_agent.config import BUILTIN_CONFIG, builtin_config_text, load_config, parse_config
+from edge_agent.errors import ConfigError
+
+runner = CliRunner()
+
+GOOD = """
+[gateway]
+id = "library-01"
+
+[[devices]]
+name = "meter-main"
+protocol = "modbus-tcp"
+host = "10.0.0.5"
+points = [{ name = "total_power", table = "input", address = 0x34, unit = "W" }]
+
+[[devices]]
+name = "room-101"
+protocol = "bacnet-ip"
+host = "10.0.0.20"
+instance = 1001
+points = [{ name = "zone_temperature", object = "analog-input,1", unit = "degC" }]
+
+[[pollers]]
+device = "meter-main"
+interval_s = 1
+
+[[pollers]]
+device = "room-101"
+points = ["zone_temperature"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+def check(path: Path) -> tuple[int, str]:
+    result = runner.invoke(app, ["config", "check", str(path)])
+    return result.exit_code, result.output
+
+
+def test_good_file_passes(tmp_path: Path) -> None:
+    code, output = check(write(tmp_path, GOOD))
+    assert code == 0, output
+    assert "2 devices, 2 points, 2 pollers" in output
+
+
+def test_builtin_default_is_valid_and_points_at_the_simulator() -> None:
+    config = load_config(None)
+    assert [d.name for d in config.devices] == ["meter-main", "room-101"]
+    assert parse_config(builtin_config_text(), BUILTIN_CONFIG) == config
+
+
+def test_unknown_key_names_its_path(tmp_path: Path) -> None:
+    text = GOOD.replace('host = "10.0.0.5"', 'host = "10.0.0.5"\nbaudrate = 9600')
+    code, output = check(write(tmp_path, text))
+    assert code == 2
+    assert "devices[0].baudrate: unknown key" in output
+
+
+def test_wrong_type_names_its_path(tmp_path: Path) -> None:
+    text = GOOD.replace("interval_s = 1", 'interval_s = "fast"')
+    code, output = check(write(tmp_path, text))
+    assert code == 2
+    assert "pollers[0].interval_s:" in output
+    assert "number" in output
+
+
+def test_nested_point_field_names_its_path(tmp_path: Path) -> None:
+    text = GOOD.replace("address = 0x34", "address = 70000")
+    code, output = check(write(tmp_path, text))
+    assert code == 2
+    assert "devices[0].points[0].address:" in output
+
+
+def test_poller_pointing_at_undefined_device(tmp_path: Path) -> None:
+    text = GOOD.replace('device = "room-101"', 'device = "room-102"')
+    code, output = check(write(tmp_path, text))
+    assert code == 2
+    assert "pollers[1].device: no device named 'room-102'" in output
+
+
+def test_poller_naming_unknown_point(tmp_path: Path) -> None:
+    text = GOOD.replace('points = ["zone_temperature"]', 'points = ["zone_humidity"]')
+    code, output = check(write(tmp_path, text))
+    assert code == 2
+    assert "pollers[1].points[0]: device 'room-101' has no point 'zone_humidity'" in output
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = GOOD.replace('host = "10.0.0.5"', 'host = "10.0.0.5"\nbaud = 1').replace(
+        "interval_s = 1", "interval_s = -1"
+    )
+    code, output = check(write(tmp_path, text))
+    assert code == 2
+    assert "devices[0].baud: unknown key" in output
+    assert "pollers[0].interval_s:" in output
+
+
+def test_toml_syntax_error_gives_line(tmp_path: Path) -> None:
+    code, output = check(write(tmp_path, GOOD + "\n[[devices]\n"))
+    assert code == 2
+    assert "not valid TOML" in output
+    assert "line" in output
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    code, output = check(tmp_path / "nope.toml")
+    assert code == 2
+    assert "cannot read" in output
+
+
+@pytest.mark.parametrize("url", ["http://broker:1883", "mqtt://", "mqtt://host:99999"])
+def test_bad_broker_url(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f'[mqtt]\nurl = "{url}"\n', "test")
+    assert caught.value.problems[0].startswith("mqtt.url:")
+
+
+def test_device_names_must_be_topic_safe(tmp_path: Path) -> None:
+    code, output = check(write(tmp_path, GOOD.replace('"meter-main"', '"meter/main"', 1)))
+    assert code == 2
+    assert "devices[0].name:" in output

@@ -1,0 +1,122 @@
+"""The MQTT uplink against a real mosquitto on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from edge_agent.buffer import Buffer
+from edge_agent.config import MqttConfig
+from edge_agent.uplink import Uplink, UplinkState
+from tests.support import LOOPBACK, Broker, async_wait_until, free_port, run_mosquitto
+from tests.test_buffer import readings
+
+GATEWAY = "gw-test"
+
+
+class Subscriber:
+    """A central server's view: every readings payload, and the retained status."""
+
+    def __init__(self) -> None:
+        self.batches: list[dict[str, Any]] = []
+        self.status: list[dict[str, Any]] = []
+
+    @property
+    def seqs(self) -> list[int]:
+        return [r["seq"] for b in self.batches for r in b["readings"]]
+
+
+@contextlib.asynccontextmanager
+async def subscribe(port: int) -> AsyncIterator[Subscriber]:
+    seen = Subscriber()
+    async with aiomqtt.Client(LOOPBACK, port, identifier="central") as client:
+        await client.subscribe(f"edge/{GATEWAY}/#", qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                body = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                target = seen.batches if str(message.topic).endswith("/readings") else seen.status
+                target.append(body)
+
+        task = asyncio.create_task(collect())
+        try:
+            yield seen
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@contextlib.asynccontextmanager
+async def running_uplink(buffer: Buffer, port: int) -> AsyncIterator[Uplink]:
+    config = MqttConfig(url=f"mqtt://{LOOPBACK}:{port}", batch_size=100, publish_timeout_s=30)
+    uplink = Uplink(config, GATEWAY, buffer)
+    task = asyncio.create_task(uplink.run())
+    try:
+        yield uplink
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_batches_reach_the_subscriber_then_leave_the_buffer(broker: Broker, tmp_path: Path) -> None:
+    async with Buffer(tmp_path / "b.db") as buffer, subscribe(broker.port) as central:
+        await buffer.append(readings(250))
+        async with running_uplink(buffer, broker.port) as uplink:
+            await async_wait_until(lambda: len(central.seqs) == 250, 10, "250 readings at the subscriber")
+            await async_wait_until(lambda: buffer.statistics().depth == 0, 5, "an empty buffer")
+            assert uplink.statistics().state is UplinkState.CONNECTED
+        assert central.seqs == list(range(1, 251))
+        first = central.batches[0]
+        assert first["gateway"] == GATEWAY
+        assert (first["seq_first"], first["seq_last"]) == (1, 100)
+        assert first["readings"][0] == {
+            "seq": 1,
+            "device": "meter-main",
+            "point": "total_power",
+            "value": 0.0,
+            "unit": "W",
+            "quality": "good",
+            "ts": "2026-08-05T05:00:00.000Z",
+        }
+        await async_wait_until(lambda: len(central.status) >= 2, 5, "online and offline status")
+        assert [s["online"] for s in central.status][:1] == [True]
+        assert central.status[-1]["online"] is False  # a clean stop says offline
+
+
+async def test_nothing_leaves_the_buffer_before_its_puback(broker: Broker, tmp_path: Path) -> None:
+    async with (
+        Buffer(tmp_path / "b.db") as buffer,
+        subscribe(broker.port) as central,
+        running_uplink(buffer, broker.port) as uplink,
+    ):
+        await async_wait_until(lambda: uplink.statistics().state is UplinkState.CONNECTED, 5, "connected")
+        broker.pause()  # the broker holds the PUBLISH and never acknowledges it
+        try:
+            await buffer.append(readings(30))
+            await asyncio.sleep(1.5)
+            assert buffer.statistics().depth == 30
+            assert uplink.statistics().batches_published == 0
+        finally:
+            broker.resume()
+        await async_wait_until(lambda: buffer.statistics().depth == 0, 10, "the buffer to drain")
+        await async_wait_until(lambda: len(set(central.seqs)) == 30, 10, "all 30 at the subscriber")
+
+
+async def test_broker_down_at_start_then_up(tmp_path: Path) -> None:
+    port = free_port()
+    async with Buffer(tmp_path / "b.db") as buffer, running_uplink(buffer, port) as uplink:
+        await buffer.append(readings(20))
+        await async_wait_until(lambda: uplink.statistics().last_error is not None, 5, "a failed connect")
+        assert uplink.statistics().state is not UplinkState.CONNECTED
+        assert buffer.statistics().depth == 20
+        with run_mosquitto(tmp_path, port):
+            await async_wait_until(lambda: buffer.statistics().depth == 0, 60, "the buffer to drain")
+            assert uplink.statistics().readings_published == 20
