@@ -40,7 +40,7 @@ async def subscribe(port: int) -> AsyncIterator[Subscriber]:
 
         async def collect() -> None:
             async for message in client.messages:
-                body = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                body = json.loads(bytes(message.payload))
                 target = seen.batches if str(message.topic).endswith("/readings") else seen.status
                 target.append(body)
 
