@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import ParamSpec, Self, TypeVar
 
+from edge_agent.errors import StartupError
 from edge_agent.readings import Quality, Reading
 
 _P = ParamSpec("_P")
@@ -87,7 +88,11 @@ class Buffer:
         self._changed = asyncio.Event()
 
     async def __aenter__(self) -> Self:
-        await self._run(self._open)
+        try:
+            await self._run(self._open)
+        except (OSError, sqlite3.Error) as exc:
+            self._executor.shutdown(wait=False)
+            raise StartupError(f"buffer {self.path}: cannot open: {exc}") from exc
         return self
 
     async def __aexit__(

@@ -13,17 +13,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edge_agent.config import AgentConfig, MqttConfig, builtin_config_text, load_config
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, StartupError
 from edge_sim.layout import DEFAULT_BASE_PORT
 
 if TYPE_CHECKING:
     from edge_agent.service import Agent
 
+EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 app = typer.Typer(
     help="Edge gateway agent: polls Modbus and BACnet devices, buffers every reading, syncs to MQTT.",
     no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
 )
 config_app = typer.Typer(help="Check and print configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -52,7 +54,11 @@ def run(config: ConfigOption = None) -> None:
 
     settings = _load_or_exit(config)
     configure_logging(settings.log)
-    asyncio.run(_run_until_signalled(Agent(settings)))
+    try:
+        asyncio.run(_run_until_signalled(Agent(settings)))
+    except StartupError as error:
+        typer.echo(f"edge-agent: {error}", err=True)
+        raise typer.Exit(EXIT_FAILURE) from None
 
 
 async def _run_until_signalled(agent: Agent) -> None:

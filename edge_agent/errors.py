@@ -24,6 +24,10 @@ class ConfigError(EdgeAgentError):
         super().__init__(f"{source}: " + "; ".join(problems))
 
 
+class StartupError(EdgeAgentError):
+    """The agent cannot start: the message names the resource and the reason."""
+
+
 class DeviceError(EdgeAgentError):
     """A device failed a request: which device, at which address (register or object), and why."""
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+import structlog
 
 from edge_sim.clock import ManualClock
 from edge_sim.simulator import Simulator
@@ -24,3 +26,14 @@ async def sim() -> AsyncIterator[Simulator]:
     """The simulator's devices on loopback, on a clock that moves only when the test says."""
     async with Simulator(ManualClock(SIM_START), free_base_port()) as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A CLI test configures logging onto streams that close with it: put the defaults back after each."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)

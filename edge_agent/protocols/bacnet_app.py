@@ -16,6 +16,8 @@ from typing import Any, Self
 
 from bacpypes3.app import Application
 
+from edge_agent.errors import StartupError
+
 BIND_TIMEOUT_S = 2.0
 
 
@@ -50,7 +52,10 @@ class BacnetApplication:
     async def __aenter__(self) -> Self:
         from bacpypes3.local.networkport import NetworkPortObject
 
-        check_udp_port_free(self.address)
+        try:
+            check_udp_port_free(self.address)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"BACnet/IP address {self.address}: cannot bind: {exc}") from exc
         port = NetworkPortObject(
             self.address, objectIdentifier=("network-port", 1), objectName="NetworkPort-1"
         )
