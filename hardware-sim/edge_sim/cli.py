@@ -67,5 +67,26 @@ async def _serve(clock: ScaledClock, base_port: int) -> None:
             loop.remove_signal_handler(sig)
 
 
+@app.command()
+def kpi(
+    scenario: Annotated[str, typer.Option(help="summer, winter or shoulder.")] = "summer",
+    seed: Annotated[int, typer.Option(help="Weather seed.")] = 0,
+    days: Annotated[
+        int | None, typer.Option(min=1, help="Days to run (default: the scenario's week).")
+    ] = None,
+) -> None:
+    """Run the baseline through a scenario week in-process and print the KPIs per building and site."""
+    from edge_sim.kpi import format_table
+    from edge_sim.physics.climate import SCENARIOS
+    from edge_sim.study import run_scenario
+
+    if scenario not in SCENARIOS:
+        raise typer.BadParameter(f"choose one of {', '.join(SCENARIOS)}", param_hint="--scenario")
+    result = run_scenario(scenario, seed=seed, days=days)
+    chosen = result.scenario
+    typer.echo(f"{chosen.description}; baseline; weather seed {seed}; from {chosen.start:%Y-%m-%d}")
+    typer.echo(format_table(result.kpis))
+
+
 def main() -> None:
     app()
