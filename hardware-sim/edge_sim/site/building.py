@@ -12,7 +12,7 @@ from datetime import datetime
 
 from edge_sim.bms.ahu import SAT_MAX_C, AhuSequence
 from edge_sim.bms.zone import ZoneCommand, ZoneSequence
-from edge_sim.physics.airside import Fan, coil_loads, mix
+from edge_sim.physics.airside import Fan, MixedAir, coil_loads, mix
 from edge_sim.physics.climate import WeatherSample
 from edge_sim.physics.lighting import lighting_power_w, work_plane_lux
 from edge_sim.physics.plant import PlantSection
@@ -21,10 +21,13 @@ from edge_sim.physics.zone import RHO_CP_AIR, ThermalZone, ZoneLoads
 from edge_sim.site.specs import BuildingSpec, ZoneSpec
 
 DESIGN_OUTDOOR_C = 33.0  # Seoul summer design dry bulb (about 1% exceedance)
+DESIGN_OUTDOOR_RH = 60.0
+DESIGN_WINTER_C = -12.0  # Seoul winter design dry bulb (about 99%)
 DESIGN_IRRADIANCE_W_M2 = 600.0  # on the main facade
-SIZING_DT_K = 10.0  # zone supply air at 16 C against 26 C
-SIZING_MARGIN = 1.25
-PLANT_MARGIN = 1.15
+SIZING_DT_K = 12.0  # zone supply air at 14 C against 26 C
+SIZING_MARGIN = 1.15
+DIVERSITY = 0.85  # zone peaks do not coincide
+PLANT_MARGIN = 1.2
 COMFORT_OCCUPIED = (19.0, 27.0)  # KPI comfort band: Korean setpoints 20/26, 1 K either side
 COMFORT_UNOCCUPIED = (15.0, 30.0)
 
@@ -48,6 +51,7 @@ class Zone:
     cooling_sp: float = 26.0
     heating_sp: float = 20.0
     dimming_pct: float = 0.0
+    baseline_dimming_pct: float = 0.0  # what the lighting schedule asks for
     illuminance_lux: float = 0.0
     people: float = 0.0
     flow_m3_s: float = 0.0
@@ -93,7 +97,8 @@ class AirHandler:
     sat_setpoint_c: float = SAT_MAX_C
     sat_c: float = SAT_MAX_C
     fan_speed_pct: float = 0.0
-    fan_speed_cap_pct: float | None = None  # an override from the network
+    fan_speed_cap_pct: float | None = None  # overrides from the network
+    sat_override_c: float | None = None
 
 
 def _design_sensible_w(spec: ZoneSpec) -> float:
@@ -103,6 +108,23 @@ def _design_sensible_w(spec: ZoneSpec) -> float:
     solar = p.window_area_m2 * spec.shgc * DESIGN_IRRADIANCE_W_M2
     envelope = (p.h_win + p.h_em) * (DESIGN_OUTDOOR_C - 26.0)
     return internal + solar + envelope
+
+
+def _design_cooling_w(spec: BuildingSpec) -> float:
+    """Coincident peak coil load: the zones' sensible peaks with diversity, plus the outdoor air."""
+    zones = DIVERSITY * sum(_design_sensible_w(z) for z in spec.zones)
+    outdoor_air = sum(z.ventilation_m3_s for z in spec.zones)
+    mixed = MixedAir(1.0, DESIGN_OUTDOOR_C)
+    oa_cooling, _ = coil_loads(outdoor_air, mixed, 26.0, DESIGN_OUTDOOR_C, DESIGN_OUTDOOR_RH)
+    return zones + oa_cooling
+
+
+def _design_heating_w(spec: BuildingSpec) -> float:
+    """Envelope and ventilation losses at the winter design temperature, unoccupied gains ignored."""
+    dt = 20.0 - DESIGN_WINTER_C
+    envelope = sum((z.params.h_win + z.params.h_em) * dt for z in spec.zones)
+    outdoor_air = sum(z.ventilation_m3_s for z in spec.zones) * RHO_CP_AIR * dt
+    return envelope + outdoor_air
 
 
 class Building:
@@ -153,10 +175,9 @@ class Building:
         area = spec.params.floor_area_m2
         is_open = spec.schedule.is_open(local)
         zone.people = spec.design_people * spec.schedule.occupancy(local)
-        baseline_dimming = 100.0 if is_open else 100.0 * self.spec.night_lighting_share
-        zone.dimming_pct = (
-            baseline_dimming if zone.overrides.dimming_pct is None else zone.overrides.dimming_pct
-        )
+        zone.baseline_dimming_pct = 100.0 if is_open else 100.0 * self.spec.night_lighting_share
+        override = zone.overrides.dimming_pct
+        zone.dimming_pct = zone.baseline_dimming_pct if override is None else override
         zone.lighting_w = lighting_power_w(zone.dimming_pct, spec.lighting_w_m2, area)
         zone.illuminance_lux = work_plane_lux(
             zone.dimming_pct, spec.design_lux, weather.ghi_w_m2, spec.daylight_factor
@@ -200,7 +221,8 @@ class Building:
             return
         t_return = sum(f * z.thermal.t_air for f, z in zip(flows, self.zones, strict=True)) / total
         ventilation = sum(z.spec.ventilation_m3_s for z in self.zones) if occupied else 0.0
-        ahu.sat_setpoint_c = ahu.sequence.supply_air_setpoint(weather.temperature_c)
+        own_sat = ahu.sequence.supply_air_setpoint(weather.temperature_c)
+        ahu.sat_setpoint_c = own_sat if ahu.sat_override_c is None else ahu.sat_override_c
         cooling_needed = any(c.cooling_loop > 0 for c in commands)
         mixed = mix(weather.temperature_c, t_return, ventilation / total, ahu.sat_setpoint_c, cooling_needed)
         ahu.oa_fraction, ahu.mixed_temp_c = mixed.oa_fraction, mixed.temp_c
