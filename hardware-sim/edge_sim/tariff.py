@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import Literal
+
+from edge_sim.physics.sun import KST
 
 Season = Literal["summer", "spring_autumn", "winter"]
 Band = Literal["light", "mid", "peak"]
 HourRange = tuple[int, int]  # local hours [start, end)
-
-KST = timezone(timedelta(hours=9), "KST")
 
 
 def to_kst(moment: datetime) -> datetime:
