@@ -13,7 +13,7 @@ import sys
 import time
 
 from tests.support import free_base_port
-from tests.test_demo import first_time_shown, run_demo_in_terminal
+from tests.test_demo import POWER, TEMPERATURE, first_time_shown, run_demo_in_terminal
 
 RUNS = 3
 
@@ -28,7 +28,7 @@ def demo_s() -> float:
     code, frames = run_demo_in_terminal("--base-port", str(free_base_port()), seconds=4)
     if code != 0:
         raise SystemExit(f"demo exited {code}")
-    shown = [first_time_shown(frames, p) for p in ("total_power", "zone_temperature")]
+    shown = [first_time_shown(frames, *point) for point in (POWER, TEMPERATURE)]
     if None in shown:
         raise SystemExit("demo never showed power and temperature")
     return max(t for t in shown if t is not None)

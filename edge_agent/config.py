@@ -84,7 +84,17 @@ class LogConfig(_Strict):
 
 # --- points -------------------------------------------------------------------------------------
 
-ModbusDataType = Literal["int16", "uint16", "int32", "uint32", "float32"]
+ModbusDataType = Literal["int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64"]
+REGISTERS_PER_TYPE = {
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float64": 4,
+}
 
 
 class _Point(_Strict):
@@ -104,7 +114,7 @@ class ModbusPoint(_Point):
 
     @property
     def count(self) -> int:
-        return 1 if self.type in ("int16", "uint16") else 2
+        return REGISTERS_PER_TYPE[self.type]
 
 
 class BacnetPoint(_Point):

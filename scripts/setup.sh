@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares this checkout: a virtualenv in .venv with edge-agent installed (editable, with the dev tools),
-# and with --test-tools the Debian packages the test suite talks to (mosquitto, mbpoll).
+# socat (the simulator's virtual RS-485 bus), and with --test-tools the Debian packages the test suite
+# talks to (mosquitto, mbpoll).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,18 +12,19 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
     exit 1
 fi
 
+missing=()
+command -v socat >/dev/null || missing+=(socat)
 if [ "${1:-}" = "--test-tools" ]; then
-    missing=()
     [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
     command -v mbpoll >/dev/null || missing+=(mbpoll)
-    if [ ${#missing[@]} -gt 0 ]; then
-        sudo=""
-        [ "$(id -u)" -eq 0 ] || sudo="sudo"
-        echo "setup: installing ${missing[*]} from Debian's packages"
-        export DEBIAN_FRONTEND=noninteractive
-        $sudo apt-get update -qq
-        $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing ${missing[*]} from Debian's packages"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

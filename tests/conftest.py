@@ -22,9 +22,14 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    """The simulator's devices on loopback, on a clock that moves only when the test says."""
-    async with Simulator(ManualClock(SIM_START), free_base_port()) as running:
+def clock() -> ManualClock:
+    return ManualClock(SIM_START)
+
+
+@pytest.fixture
+async def sim(clock: ManualClock) -> AsyncIterator[Simulator]:
+    """The site's TCP and BACnet devices on loopback (no RS-485 bus), on a clock the test moves."""
+    async with Simulator(clock, free_base_port(), serial_bus=False) as running:
         yield running
 
 

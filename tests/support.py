@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_sim.layout import PORTS_USED
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -41,10 +43,10 @@ def free_port() -> int:
 
 
 def free_base_port() -> int:
-    """A port whose TCP and the next one's UDP are both free: a simulator base port."""
+    """A simulator base port: the whole range the site's devices use is free for TCP and UDP."""
     for _ in range(200):
         base = random.randint(20000, 60000)
-        if _tcp_free(base) and _udp_free(base + 1) and _tcp_free(base + 1):
+        if all(_tcp_free(p) and _udp_free(p) for p in range(base, base + PORTS_USED)):
             return base
     raise RuntimeError("no free simulator base port on loopback")
 

@@ -11,6 +11,7 @@ from edge_agent.config import BacnetConfig, BacnetDevice, BacnetPoint
 from edge_agent.errors import DeviceRejected, DeviceUnreachable
 from edge_agent.protocols.bacnet import BacnetClient, local_stack
 from edge_agent.protocols.bacnet_app import BacnetApplication
+from edge_sim.clock import ManualClock
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, free_port
 
@@ -21,7 +22,7 @@ POINTS = [
 ]
 
 
-def room(address: str, instance: int = 1001) -> BacnetDevice:
+def room(address: str, instance: int = 1301) -> BacnetDevice:
     return BacnetDevice(name="room-101", protocol="bacnet-ip", host=address, instance=instance, points=POINTS)
 
 
@@ -31,18 +32,28 @@ async def stack() -> AsyncIterator[BacnetApplication]:
         yield running
 
 
-async def test_reads_zone_temperature_and_setpoint(sim: Simulator, stack: BacnetApplication) -> None:
-    sim.clock.advance(900)  # type: ignore[attr-defined]
+READING_ROOM = "library-reading-1-vav"
+
+
+def reading_room(sim: Simulator) -> BacnetDevice:
+    return room(sim.controller(READING_ROOM).info.address)
+
+
+async def test_reads_zone_temperature_and_setpoint(
+    sim: Simulator, clock: ManualClock, stack: BacnetApplication
+) -> None:
+    clock.advance(900)
     await sim.step()
-    client = BacnetClient(room(sim.room.address), stack)
+    client = BacnetClient(reading_room(sim), stack)
     async with asyncio.timeout(5), client:
         results = {r.point: r for r in await client.read(["zone_temperature", "cooling_setpoint"])}
-    assert results["zone_temperature"].value == pytest.approx(sim.building.zone.t_air, abs=1e-4)
+    zone = sim.site.building("library").zone("reading-1")
+    assert results["zone_temperature"].value == pytest.approx(zone.thermal.t_air, abs=1e-4)
     assert results["cooling_setpoint"].value == 26.0
 
 
 async def test_unknown_object_is_a_per_point_error(sim: Simulator, stack: BacnetApplication) -> None:
-    client = BacnetClient(room(sim.room.address), stack)
+    client = BacnetClient(reading_room(sim), stack)
     async with asyncio.timeout(5), client:
         results = {r.point: r for r in await client.read(["zone_temperature", "missing"])}
     assert results["zone_temperature"].error is None
@@ -53,18 +64,20 @@ async def test_unknown_object_is_a_per_point_error(sim: Simulator, stack: Bacnet
 
 
 async def test_write_at_priority_then_relinquish(sim: Simulator, stack: BacnetApplication) -> None:
-    client = BacnetClient(room(sim.room.address), stack)
+    client = BacnetClient(reading_room(sim), stack)
     async with asyncio.timeout(5), client:
+        zone = sim.site.building("library").zone("reading-1")
         await client.write("cooling_setpoint", 27.5, priority=10)
         await sim.step()
-        assert sim.building.cooling_setpoint == 27.5  # the simulated controller obeys it
+        assert zone.overrides.cooling_sp == 27.5  # the simulated controller obeys it
         await client.write("cooling_setpoint", None, priority=10)
         await sim.step()
-        assert sim.building.cooling_setpoint == 26.0  # back to the relinquish default
+        assert zone.overrides.cooling_sp is None  # back to its own sequence
+        assert (await client.read(["cooling_setpoint"]))[0].value == 26.0
 
 
 async def test_sensor_refuses_a_write(sim: Simulator, stack: BacnetApplication) -> None:
-    client = BacnetClient(room(sim.room.address), stack)
+    client = BacnetClient(reading_room(sim), stack)
     async with asyncio.timeout(5), client:
         with pytest.raises(DeviceRejected) as caught:
             await client.write("zone_temperature", 10.0)

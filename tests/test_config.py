@@ -8,8 +8,17 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_agent.cli import app
-from edge_agent.config import BUILTIN_CONFIG, builtin_config_text, load_config, parse_config
+from edge_agent.config import (
+    BUILTIN_CONFIG,
+    ModbusTcpDevice,
+    builtin_config_text,
+    load_config,
+    parse_config,
+)
 from edge_agent.errors import ConfigError
+from edge_sim.clock import ManualClock
+from edge_sim.simulator import Simulator
+from tests.conftest import SIM_START
 
 runner = CliRunner()
 
@@ -57,10 +66,21 @@ def test_good_file_passes(tmp_path: Path) -> None:
     assert "2 devices, 2 points, 2 pollers" in output
 
 
-def test_builtin_default_is_valid_and_points_at_the_simulator() -> None:
+async def test_builtin_default_is_valid_and_points_at_the_simulator() -> None:
     config = load_config(None)
-    assert [d.name for d in config.devices] == ["meter-main", "room-101"]
     assert parse_config(builtin_config_text(), BUILTIN_CONFIG) == config
+    served = {e.name: e for e in Simulator(ManualClock(SIM_START), serial_bus=False).endpoints()}
+    for device in config.devices:
+        endpoint = served[device.name]
+        assert endpoint.protocol == device.protocol
+        if isinstance(device, ModbusTcpDevice):
+            assert (endpoint.address, endpoint.detail.split()[:2]) == (
+                f"{device.host}:{device.port}",
+                ["unit", str(device.unit_id)],
+            )
+        else:
+            assert (endpoint.address, endpoint.detail) == (device.host, f"device {device.instance}")
+    assert len(config.devices) >= 18
 
 
 def test_unknown_key_names_its_path(tmp_path: Path) -> None:

@@ -16,8 +16,11 @@ import pytest
 
 from edge_agent.config import BacnetConfig
 from edge_agent.protocols.bacnet import local_stack
+from edge_sim.site_meters import METERS, RS485
 from tests.support import LOOPBACK, Broker, async_wait_until, free_base_port
 from tests.test_uplink import GATEWAY, Subscriber, subscribe
+
+SIM_DEVICES_WITHOUT_SERIAL_BUS = len([m for m in METERS if m.host != RS485]) + 14  # meters + controllers
 
 AGENT_CONFIG = """
 [gateway]
@@ -49,7 +52,7 @@ points = [
 name = "room-101"
 protocol = "bacnet-ip"
 host = "127.0.0.1:{room_port}"
-instance = 1001
+instance = 1301
 points = [{{ name = "zone_temperature", object = "analog-input,1", unit = "degC" }}]
 
 [[pollers]]
@@ -123,14 +126,14 @@ async def test_readings_travel_from_simulator_to_subscriber(broker: Broker, tmp_
     config = tmp_path / "agent.toml"
     config.write_text(
         AGENT_CONFIG.format(
-            gateway=GATEWAY, buffer=db, broker=broker.url, meter_port=base, room_port=base + 1
+            gateway=GATEWAY, buffer=db, broker=broker.url, meter_port=base + 1, room_port=base + 13
         )
     )
     # A slow building clock: values stay put while the independent clients read them.
-    sim_args = ("-m", "edge_sim", "run", "--speed", "0.001", "--base-port", str(base))
+    sim_args = ("-m", "edge_sim", "run", "--speed", "0.001", "--base-port", str(base), "--no-serial-bus")
     async with (
         subscribe(broker.port) as central,
-        process(*sim_args, ready_lines=2),
+        process(*sim_args, ready_lines=SIM_DEVICES_WITHOUT_SERIAL_BUS),
         process("-m", "edge_agent", "run", "--config", str(config)),
     ):
         await async_wait_until(
@@ -149,8 +152,8 @@ async def test_readings_travel_from_simulator_to_subscriber(broker: Broker, tmp_
         assert power["device"] == "meter-main"
         assert temperature["unit"] == "degC"
         assert temperature["quality"] == "good"
-        assert power["value"] == pytest.approx(await mbpoll_power(base), rel=1e-5)
-        assert temperature["value"] == pytest.approx(await bacnet_zone_temperature(base + 1), abs=1e-3)
+        assert power["value"] == pytest.approx(await mbpoll_power(base + 1), rel=1e-5)
+        assert temperature["value"] == pytest.approx(await bacnet_zone_temperature(base + 13), abs=1e-3)
 
         # Freeze the broker: publishes go unacknowledged, so nothing may leave the buffer.
         received_before = max(central.seqs)

@@ -11,7 +11,9 @@ import pytest
 from edge_agent.config import ModbusPoint, ModbusTcpDevice
 from edge_agent.errors import DeviceRejected, DeviceUnreachable
 from edge_agent.protocols.modbus import ModbusTcpClient, plan_reads
-from edge_sim.devices.sdm630 import float32_registers
+from edge_sim.clock import ManualClock
+from edge_sim.devices.meters.registers import float32
+from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, free_port
 
@@ -29,18 +31,25 @@ def meter(port: int, points: list[ModbusPoint] = SDM630_POINTS, timeout_s: float
     )
 
 
-async def test_reads_what_the_meter_shows(sim: Simulator) -> None:
-    sim.clock.advance(600)  # type: ignore[attr-defined]
+def sdm630_port(sim: Simulator) -> int:
+    """The information centre's main meter: an SDM630, unit 1."""
+    server = sim.hosts["main-info-centre"]
+    assert isinstance(server, ModbusTcpMeterServer)
+    return server.port
+
+
+async def test_reads_what_the_meter_shows(sim: Simulator, clock: ManualClock) -> None:
+    clock.advance(600)
     await sim.step()
-    async with ModbusTcpClient(meter(sim.meter_server.port)) as client:
+    async with ModbusTcpClient(meter(sdm630_port(sim))) as client:
         results = {r.point: r for r in await client.read([p.name for p in SDM630_POINTS])}
-    truth = sim.building.meter
+    truth = sim.circuit("info-centre-main-meter")
     assert all(r.error is None for r in results.values())
-    assert results["total_power"].value == pytest.approx(truth.power_w, rel=1e-6)
-    assert results["import_energy"].value == pytest.approx(truth.import_energy_kwh, rel=1e-6)
+    assert results["total_power"].value == pytest.approx(truth.power_w(), rel=1e-6)
+    assert results["import_energy"].value == pytest.approx(truth.import_kwh(), rel=1e-6)
     assert results["voltage_l1"].value == pytest.approx(220.0)
     assert results["frequency"].value == pytest.approx(60.0)
-    assert truth.power_w > 1000  # a summer afternoon: the chiller is running
+    assert truth.power_w() > 10_000  # a summer afternoon: offices, control room and cooling
 
 
 def test_planner_reads_a_meter_in_one_request() -> None:
@@ -59,17 +68,17 @@ def test_planner_splits_register_tables() -> None:
 async def test_word_order_little_reads_the_words_swapped(sim: Simulator) -> None:
     """A point configured low-word-first decodes the meter's high-word-first float as CDAB would."""
     swapped = ModbusPoint(name="p", table="input", address=0x34, word_order="little")
-    async with ModbusTcpClient(meter(sim.meter_server.port, [swapped])) as client:
+    async with ModbusTcpClient(meter(sdm630_port(sim), [swapped])) as client:
         [result] = await client.read(["p"])
-    high, low = float32_registers(sim.building.meter.power_w)
+    high, low = float32(sim.circuit("info-centre-main-meter").power_w())
     expected = struct.unpack(">f", struct.pack(">HH", low, high))[0]
     assert result.value == pytest.approx(expected, rel=1e-6)
-    assert result.value != pytest.approx(sim.building.meter.power_w, rel=1e-3)
+    assert result.value != pytest.approx(sim.circuit("info-centre-main-meter").power_w(), rel=1e-3)
 
 
 async def test_illegal_address_is_a_per_point_error_naming_the_register(sim: Simulator) -> None:
     points = [*SDM630_POINTS[:1], ModbusPoint(name="bogus", table="input", address=0x1000)]
-    async with ModbusTcpClient(meter(sim.meter_server.port, points)) as client:
+    async with ModbusTcpClient(meter(sdm630_port(sim), points)) as client:
         results = {r.point: r for r in await client.read(["total_power", "bogus"])}
     assert results["total_power"].error is None
     error = results["bogus"].error
@@ -81,7 +90,7 @@ async def test_illegal_address_is_a_per_point_error_naming_the_register(sim: Sim
 
 async def test_holding_register_write_and_read_back(sim: Simulator) -> None:
     period = ModbusPoint(name="demand_period", table="holding", address=2, unit="min")
-    async with ModbusTcpClient(meter(sim.meter_server.port, [period])) as client:
+    async with ModbusTcpClient(meter(sdm630_port(sim), [period])) as client:
         assert (await client.read(["demand_period"]))[0].value == 15.0
         await client.write("demand_period", 30.0)
         assert (await client.read(["demand_period"]))[0].value == 30.0
@@ -98,7 +107,7 @@ async def test_mbpoll_reads_the_same_power(sim: Simulator) -> None:
     """An independent client (mbpoll, libmodbus) agrees with the datasheet's register 30053."""
     process = await asyncio.create_subprocess_exec(
         "mbpoll", "-m", "tcp", "-a", "1", "-r", "53", "-c", "1", "-t", "3:float", "-B", "-1",
-        "-p", str(sim.meter_server.port), LOOPBACK,
+        "-p", str(sdm630_port(sim)), LOOPBACK,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     async with asyncio.timeout(10):
@@ -106,4 +115,4 @@ async def test_mbpoll_reads_the_same_power(sim: Simulator) -> None:
     assert process.returncode == 0, err.decode()
     match = re.search(r"^\[53\]:\s+(\S+)\s*$", out.decode(), re.M)
     assert match, out.decode()
-    assert float(match.group(1)) == pytest.approx(sim.building.meter.power_w, rel=1e-5)
+    assert float(match.group(1)) == pytest.approx(sim.circuit("info-centre-main-meter").power_w(), rel=1e-5)

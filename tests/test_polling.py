@@ -14,17 +14,17 @@ from edge_agent.config import PollerConfig
 from edge_agent.polling import DevicePoller, Health
 from edge_agent.protocols.modbus import ModbusTcpClient
 from edge_agent.readings import Quality, Reading
-from edge_sim.devices.modbus_server import MeterServer
-from edge_sim.devices.sdm630 import Sdm630
-from edge_sim.physics.building import MeterState
+from edge_sim.devices.meters.base import MeterReading
+from edge_sim.devices.meters.sdm630 import Sdm630
+from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from tests.support import LOOPBACK, async_wait_until, free_port
 from tests.test_modbus import SDM630_POINTS, meter
 
 
 @contextlib.asynccontextmanager
-async def meter_on(port: int, power_w: float) -> AsyncIterator[MeterServer]:
-    async with MeterServer(LOOPBACK, port, [Sdm630(1)]) as server:
-        await server.publish(1, MeterState(power_w, 1000.0))
+async def meter_on(port: int, power_w: float) -> AsyncIterator[ModbusTcpMeterServer]:
+    async with ModbusTcpMeterServer(LOOPBACK, port, [Sdm630(1)]) as server:
+        await server.show(1, MeterReading(power_w, 1000.0, 0.0, power_w, power_w))
         yield server
 
 

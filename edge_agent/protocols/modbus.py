@@ -40,6 +40,9 @@ _DATATYPES = {
     "int32": AsyncModbusTcpClient.DATATYPE.INT32,
     "uint32": AsyncModbusTcpClient.DATATYPE.UINT32,
     "float32": AsyncModbusTcpClient.DATATYPE.FLOAT32,
+    "int64": AsyncModbusTcpClient.DATATYPE.INT64,
+    "uint64": AsyncModbusTcpClient.DATATYPE.UINT64,
+    "float64": AsyncModbusTcpClient.DATATYPE.FLOAT64,
 }
 
 # pymodbus logs frame hex dumps at ERROR level for failures we already report as DeviceErrors.
@@ -159,7 +162,7 @@ class ModbusTcpClient(ClientContext):
             raise self._error(DeviceRejected, where, "only holding registers take a value", "not writable")
         data_type = _DATATYPES[target.type]
         raw: float | int = value / target.scale
-        if target.type != "float32":
+        if not target.type.startswith("float"):
             raw = round(raw)
         registers = AsyncModbusTcpClient.convert_to_registers(raw, data_type, word_order=target.word_order)
         try:

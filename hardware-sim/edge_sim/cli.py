@@ -42,22 +42,26 @@ def run(
         typer.Option(min=1, max=65534, help="Meter on this port (TCP), room controller on the next (UDP)."),
     ] = DEFAULT_BASE_PORT,
     start: Annotated[str, typer.Option(help="Building time at start, ISO 8601 with offset.")] = DEFAULT_START,
+    seed: Annotated[int, typer.Option(help="Weather seed.")] = 0,
+    serial_bus: Annotated[
+        bool, typer.Option(help="Serve the RS-485 sub-meters on a socat pty pair (needs socat).")
+    ] = True,
 ) -> None:
     """Serve the devices on 127.0.0.1 until Ctrl-C or SIGTERM; print one line per device."""
     clock = ScaledClock(_parse_start(start), speed)
     try:
-        asyncio.run(_serve(clock, base_port))
+        asyncio.run(_serve(clock, base_port, seed=seed, serial_bus=serial_bus))
     except OSError as exc:
         typer.echo(f"edge-sim: cannot serve on base port {base_port}: {exc}", err=True)
         raise typer.Exit(1) from exc
 
 
-async def _serve(clock: ScaledClock, base_port: int) -> None:
+async def _serve(clock: ScaledClock, base_port: int, *, seed: int, serial_bus: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with Simulator(clock, base_port) as sim:
+    async with Simulator(clock, base_port, seed=seed, serial_bus=serial_bus) as sim:
         for endpoint in sim.endpoints():
             print(endpoint.line(), flush=True)
         print(f"building time {clock.start.isoformat()} at speed {clock.speed:g}; Ctrl-C stops", flush=True)

@@ -15,10 +15,6 @@ DEFAULT_BASE_PORT = 15020
 BACNET_OFFSET = 10
 PORTS_USED = 40  # base .. base + 39 are reserved for the site
 
-# The walking skeleton's single-zone simulator (kept until the site replaces it everywhere).
-METER_UNIT_ID = 1
-ROOM_CONTROLLER_INSTANCE = 1001
-
 
 def bacnet_instance(building_index: int, kind: str, number: int = 1) -> int:
     """Device instance: building 1 -> 1xxx, 2 -> 2xxx; plant x100, AHU x200, rooms x301.., lighting x400."""

@@ -1,25 +1,36 @@
-"""The running simulator: the building's physics on a clock, and its devices served on loopback.
-
-Ports are laid out from a base port (layout.py).
+"""The networked simulator: the site's physics on a clock, and every device served on loopback
+(port plan in layout.py): main meters and a sub-meter gateway on Modbus TCP, the information centre's
+sub-meters on an RS-485 bus (a socat pty pair), and a BACnet/IP device per controller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
 from types import TracebackType
 from typing import Self
 
 from edge_sim.clock import Clock
-from edge_sim.devices.modbus_server import MeterServer
-from edge_sim.devices.room_controller import RoomController
-from edge_sim.devices.sdm630 import Sdm630
-from edge_sim.layout import DEFAULT_BASE_PORT, DEFAULT_HOST, METER_UNIT_ID, ROOM_CONTROLLER_INSTANCE
-from edge_sim.physics.building import SingleZoneBuilding
+from edge_sim.devices.bacnet.controllers import (
+    AhuController,
+    Controller,
+    LightingController,
+    PlantController,
+    RoomController,
+)
+from edge_sim.devices.meters.base import MeterModel
+from edge_sim.devices.modbus_servers import ModbusRtuMeterBus, ModbusTcpMeterServer
+from edge_sim.layout import BACNET_OFFSET, DEFAULT_BASE_PORT, DEFAULT_HOST, bacnet_instance
+from edge_sim.physics.sun import KST
+from edge_sim.site.site import Site
+from edge_sim.site_meters import METERS, RS485, MeteredCircuit
 
 TICK_S = 0.1  # wall-clock seconds between physics updates
+WARM_UP = timedelta(days=1)
+HOST_PORT_OFFSETS = {"main-library": 0, "main-info-centre": 1, "gateway": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,37 +39,93 @@ class Endpoint:
 
     name: str
     protocol: str
-    host: str
-    port: int
+    address: str  # host:port, or a serial device path
     detail: str  # 'unit 1' or 'device 1001'
 
     def line(self) -> str:
-        return f"{self.name:<14} {self.protocol:<11} {self.host}:{self.port:<6} {self.detail}"
+        return f"{self.name:<30} {self.protocol:<11} {self.address:<22} {self.detail}"
 
 
 class Simulator:
-    def __init__(self, clock: Clock, base_port: int = DEFAULT_BASE_PORT, host: str = DEFAULT_HOST) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        base_port: int = DEFAULT_BASE_PORT,
+        host: str = DEFAULT_HOST,
+        *,
+        seed: int = 0,
+        serial_bus: bool = True,
+    ) -> None:
         self.clock = clock
         self.host = host
-        self.building = SingleZoneBuilding()
-        self.meter_server = MeterServer(host, base_port, [Sdm630(METER_UNIT_ID)])
-        self.room = RoomController(
-            "room-101", f"{host}:{base_port + 1}", ROOM_CONTROLLER_INSTANCE, self.building.zone.t_air
-        )
-        self._last: datetime | None = None
+        # Start a day early and run to the clock's time, so the building's thermal mass is not at its guess.
+        self.site = Site(clock.now() - WARM_UP, seed=seed)
+        self.site.advance_to(clock.now())
+        self.circuits = [MeteredCircuit(p, self.site.building(p.building)) for p in METERS]
+        if not serial_bus:
+            self.circuits = [c for c in self.circuits if c.plan.host != RS485]
+        self.hosts: dict[str, ModbusTcpMeterServer | ModbusRtuMeterBus] = {
+            key: ModbusTcpMeterServer(host, base_port + offset, self._models(key))
+            for key, offset in HOST_PORT_OFFSETS.items()
+        }
+        if serial_bus:
+            self.hosts[RS485] = ModbusRtuMeterBus(self._models(RS485))
+        self.controllers = self._controllers(base_port + BACNET_OFFSET)
         self._stack = contextlib.AsyncExitStack()
 
+    def _models(self, host: str) -> list[MeterModel]:
+        return [c.plan.model for c in self.circuits if c.plan.host == host]
+
+    def _controllers(self, first_port: int) -> list[Controller]:
+        controllers: list[Controller] = []
+        ports = itertools.count(first_port)
+
+        def address() -> str:
+            return f"{self.host}:{next(ports)}"
+
+        for index, building in enumerate(self.site.buildings.values(), start=1):
+            controllers.append(PlantController(building, bacnet_instance(index, "plant"), address()))
+            controllers.append(AhuController(building, bacnet_instance(index, "ahu"), address()))
+            controllers.append(LightingController(building, bacnet_instance(index, "lighting"), address()))
+            for number, zone in enumerate(building.zones, start=1):
+                instance = bacnet_instance(index, "room", number)
+                controllers.append(RoomController(zone, instance, address(), building.spec.name))
+        return controllers
+
+    def controller(self, name: str) -> Controller:
+        for controller in self.controllers:
+            if controller.info.name == name:
+                return controller
+        raise KeyError(name)
+
+    def circuit(self, name: str) -> MeteredCircuit:
+        for circuit in self.circuits:
+            if circuit.plan.name == name:
+                return circuit
+        raise KeyError(name)
+
     def endpoints(self) -> list[Endpoint]:
-        room_port = int(self.room.address.rsplit(":", 1)[1])
-        return [
-            Endpoint("meter-main", "modbus-tcp", self.host, self.meter_server.port, f"unit {METER_UNIT_ID}"),
-            Endpoint("room-101", "bacnet-ip", self.host, room_port, f"device {ROOM_CONTROLLER_INSTANCE}"),
-        ]
+        endpoints = []
+        for circuit in self.circuits:
+            plan = circuit.plan
+            server = self.hosts[plan.host]
+            if isinstance(server, ModbusRtuMeterBus):
+                address, protocol = server.client_port, "modbus-rtu"
+            else:
+                address, protocol = f"{server.host}:{server.port}", "modbus-tcp"
+            model = type(plan.model).__name__
+            endpoints.append(Endpoint(plan.name, protocol, address, f"unit {plan.model.unit_id} ({model})"))
+        for controller in self.controllers:
+            info = controller.info
+            endpoints.append(Endpoint(info.name, "bacnet-ip", info.address, f"device {info.instance}"))
+        return endpoints
 
     async def __aenter__(self) -> Self:
         async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(self.meter_server)
-            await stack.enter_async_context(self.room.stack)
+            for server in self.hosts.values():
+                await stack.enter_async_context(server)
+            for controller in self.controllers:
+                await stack.enter_async_context(controller.stack)
             await self.step()
             task = asyncio.create_task(self._run(), name="edge-sim physics")
             stack.push_async_callback(_cancel, task)
@@ -72,13 +139,13 @@ class Simulator:
 
     async def step(self) -> None:
         """Advance the physics to the clock's now and show the new state on every device."""
-        now = self.clock.now()
-        dt_s = 0.0 if self._last is None else (now - self._last).total_seconds()
-        self._last = now
-        self.building.cooling_setpoint = self.room.setpoint()
-        self.building.advance(now, dt_s)
-        self.room.show(self.building.zone.t_air)
-        await self.meter_server.publish(METER_UNIT_ID, self.building.meter)
+        self.site.advance_to(self.clock.now())
+        local = self.site.now.astimezone(KST)
+        for controller in self.controllers:
+            controller.sync(local, self.site.outdoor)
+        for circuit in self.circuits:
+            reading = circuit.reading(self.site.now)
+            await self.hosts[circuit.plan.host].show(circuit.plan.model.unit_id, reading)
 
     async def _run(self) -> None:
         while True:

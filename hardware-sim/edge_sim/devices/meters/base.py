@@ -37,7 +37,8 @@ class RegisterWrite:
 
 
 class MeterModel(Protocol):
-    unit_id: int
+    @property
+    def unit_id(self) -> int: ...
 
     def sim_device(self) -> SimDevice:
         """The pymodbus datastore for this meter, every register of its map readable."""

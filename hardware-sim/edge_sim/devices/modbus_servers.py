@@ -1,0 +1,236 @@
+"""Simulated meters served over Modbus: TCP on loopback, or RTU on a virtual serial bus (a socat pty pair).
+
+Both are async context managers to be entered inside a running event loop; `show(unit_id, reading)`
+updates a meter's registers. Each RegisterWrite is applied without yielding to the event loop, so a
+client never reads a half-updated block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.server.base import ModbusBaseServer
+from pymodbus.simulator import SimDevice
+from pymodbus.simulator.simcore import SimCore
+
+from edge_sim.devices.meters.base import MeterModel, MeterReading
+
+# pymodbus logs frame hex dumps at ERROR for every client that goes away; they are not our errors.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+SOCAT_START_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 5.0
+
+
+class _KnownUnits(SimCore):
+    """pymodbus answers a request for an unknown unit id with a datastore failure (a KeyError inside);
+    this raises the error its servers handle: TCP answers exception 0x0B, RTU stays silent."""
+
+    async def async_getValues(  # noqa: N802 (pymodbus name)
+        self, device_id: int, func_code: int, address: int, count: int = 1
+    ) -> list[int] | list[bool] | ExcCodes:
+        self._check(device_id)
+        return await super().async_getValues(device_id, func_code, address, count)
+
+    async def async_setValues(  # noqa: N802 (pymodbus name)
+        self, device_id: int, func_code: int, address: int, values: list[int] | list[bool]
+    ) -> ExcCodes | None:
+        self._check(device_id)
+        return await super().async_setValues(device_id, func_code, address, values)
+
+    def _check(self, device_id: int) -> None:
+        if device_id not in self.devices:
+            raise NoSuchIdException(f"no unit {device_id}")
+
+
+class _MeterHost:
+    def __init__(self, meters: Sequence[MeterModel]) -> None:
+        self._meters: dict[int, MeterModel] = {}
+        for meter in meters:
+            if meter.unit_id in self._meters:
+                raise ValueError(f"unit id {meter.unit_id} used twice")
+            self._meters[meter.unit_id] = meter
+        self._server: ModbusBaseServer | None = None
+
+    def _devices(self) -> list[SimDevice]:
+        return [meter.sim_device() for meter in self._meters.values()]
+
+    def _install(self, server: ModbusBaseServer, devices: list[SimDevice]) -> None:
+        server.context = _KnownUnits(devices)
+        self._server = server
+
+    async def show(self, unit_id: int, reading: MeterReading) -> None:
+        """Make the meter with this unit id show `reading`."""
+        if self._server is None:
+            raise RuntimeError("meter server is not running")
+        if unit_id not in self._meters:
+            raise KeyError(f"no meter with unit id {unit_id}")
+        for write in self._meters[unit_id].register_writes(reading):
+            await self._server.async_setValues(unit_id, write.function_code, write.address, write.registers)
+
+    async def _stop_server(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
+            self._server = None
+
+
+class ModbusTcpMeterServer(_MeterHost):
+    """Meters on one Modbus TCP server, one unit id each. Port 0 picks a free port; `port` then tells it."""
+
+    def __init__(self, host: str, port: int, meters: Sequence[MeterModel]) -> None:
+        super().__init__(meters)
+        self.host = host
+        self.port = port
+
+    async def __aenter__(self) -> Self:
+        devices = self._devices()
+        server = ModbusTcpServer(devices, address=(self.host, self.port))
+        self._install(server, devices)
+        try:
+            await server.serve_forever(background=True)
+        except BaseException:
+            await self._stop_server()
+            raise
+        listener = server.transport
+        if isinstance(listener, asyncio.Server):
+            self.port = int(listener.sockets[0].getsockname()[1])
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop_server()
+
+
+class ModbusRtuMeterBus(_MeterHost):
+    """Meters on one RS-485 bus, simulated by a socat pty pair in a temporary directory this object owns:
+    the server opens `<dir>/bus-server`, a client opens `client_port` (`<dir>/bus-client`)."""
+
+    def __init__(
+        self,
+        meters: Sequence[MeterModel],
+        baudrate: int = 9600,
+        parity: str = "N",
+        stopbits: int = 1,
+        bytesize: int = 8,
+    ) -> None:
+        super().__init__(meters)
+        self.baudrate = baudrate
+        self.parity = parity
+        self.stopbits = stopbits
+        self.bytesize = bytesize
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._socat: asyncio.subprocess.Process | None = None
+        self.client_port = ""
+
+    @property
+    def socat_pid(self) -> int | None:
+        return self._socat.pid if self._socat else None
+
+    async def __aenter__(self) -> Self:
+        try:
+            server_port = await self._start_socat()
+            devices = self._devices()
+            server = ModbusSerialServer(
+                devices,
+                framer=FramerType.RTU,
+                port=server_port,
+                baudrate=self.baudrate,
+                parity=self.parity,
+                stopbits=self.stopbits,
+                bytesize=self.bytesize,
+                ignore_missing_devices=True,  # on RS-485 a unit that is not there stays silent
+                reconnect_delay=0,
+            )
+            self._install(server, devices)
+            await server.serve_forever(background=True)
+            await asyncio.sleep(0)  # let the serial transport register its reader before anything else
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop()
+
+    async def _start_socat(self) -> str:
+        socat = shutil.which("socat")
+        if socat is None:
+            raise RuntimeError("socat is not installed")
+        self._dir = tempfile.TemporaryDirectory(prefix="edge-sim-rtu-")
+        directory = Path(self._dir.name)
+        server_port, client_port = directory / "bus-server", directory / "bus-client"
+        self._socat = await asyncio.create_subprocess_exec(
+            socat,
+            "-d",
+            "-d",
+            f"pty,raw,echo=0,link={server_port}",
+            f"pty,raw,echo=0,link={client_port}",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        log = await self._socat_ready(self._socat)
+        if not (server_port.exists() and client_port.exists()):
+            raise RuntimeError(f"socat did not create the pty links: {log}")
+        self.client_port = str(client_port)
+        return str(server_port)
+
+    @staticmethod
+    async def _socat_ready(socat: asyncio.subprocess.Process) -> str:
+        """Read socat's notices until it starts transferring (both ptys are open); return what it said."""
+        if socat.stderr is None:
+            raise RuntimeError("socat's stderr is not a pipe")
+        lines: list[str] = []
+        try:
+            async with asyncio.timeout(SOCAT_START_TIMEOUT_S):
+                while True:
+                    line = (await socat.stderr.readline()).decode(errors="replace")
+                    if not line:
+                        raise RuntimeError(f"socat exited: {''.join(lines)}")
+                    lines.append(line)
+                    if "starting data transfer loop" in line:
+                        return "".join(lines)
+        except TimeoutError:
+            raise RuntimeError(
+                f"socat did not start within {SOCAT_START_TIMEOUT_S} s: {''.join(lines)}"
+            ) from None
+
+    async def _stop(self) -> None:
+        """Server first (it holds one pty), then socat, then the directory; each step runs whatever failed."""
+        try:
+            await self._stop_server()
+        finally:
+            try:
+                await self._stop_socat()
+            finally:
+                if self._dir is not None:
+                    self._dir.cleanup()
+                    self._dir = None
+
+    async def _stop_socat(self) -> None:
+        socat, self._socat = self._socat, None
+        if socat is None:
+            return
+        if socat.returncode is None:
+            with contextlib.suppress(ProcessLookupError):  # it exited on its own, not reaped yet
+                socat.terminate()
+        try:
+            await asyncio.wait_for(socat.communicate(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            socat.kill()
+            await asyncio.wait_for(socat.communicate(), STOP_TIMEOUT_S)
