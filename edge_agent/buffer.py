@@ -128,8 +128,8 @@ class Buffer:
         return self._db
 
     def _refresh_oldest(self) -> None:
-        row = self._conn().execute("SELECT MIN(ts_us) FROM readings").fetchone()
-        self._oldest_ts = None if row[0] is None else _from_us(row[0])
+        row = self._conn().execute("SELECT ts_us FROM readings ORDER BY seq LIMIT 1").fetchone()
+        self._oldest_ts = None if row is None else _from_us(row[0])
 
     def _insert(self, readings: Sequence[Reading]) -> None:
         db = self._conn()

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -62,11 +63,20 @@ def run(config: ConfigOption = None) -> None:
 
 
 async def _run_until_signalled(agent: Agent) -> None:
+    """The first SIGTERM or Ctrl-C stops the agent in order; a second one cuts the shutdown short."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set() and main is not None:
+            main.cancel()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await agent.run(stop)
+        loop.add_signal_handler(sig, on_signal)
+    with contextlib.suppress(asyncio.CancelledError):
+        await agent.run(stop)
 
 
 @app.command()

@@ -71,7 +71,9 @@ class MqttConfig(_Strict):
 
 
 class BacnetConfig(_Strict):
-    local_address: str = "0.0.0.0:47808"
+    local_address: Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?(:\d{1,5})?$")] = (
+        "0.0.0.0:47808"
+    )
     """Where the agent's own BACnet/IP stack binds: HOST:PORT (HOST may carry a /prefix)."""
     device_instance: Annotated[int, Field(ge=0, le=4194302)] = 4194000
     """The agent's own device instance on the BACnet network."""
@@ -117,10 +119,29 @@ class ModbusPoint(_Point):
         return REGISTERS_PER_TYPE[self.type]
 
 
+BACNET_OBJECT_TYPES = (
+    "analog-input", "analog-output", "analog-value", "binary-input", "binary-output", "binary-value",
+    "multi-state-input", "multi-state-output", "multi-state-value", "accumulator", "pulse-converter",
+    "large-analog-value", "integer-value", "positive-integer-value", "loop", "device",
+)  # fmt: skip
+
+
 class BacnetPoint(_Point):
-    object: Annotated[str, Field(pattern=r"^[a-z-]+,\d+$")]
+    object: str
     """'object-type,instance', for example 'analog-input,1'."""
-    property: str = "present-value"
+    property: Annotated[str, Field(pattern=r"^[a-z]+(-[a-z]+)*$")] = "present-value"
+
+    @field_validator("object")
+    @classmethod
+    def _object_id(cls, value: str) -> str:
+        kind, _, instance = value.partition(",")
+        if kind not in BACNET_OBJECT_TYPES:
+            raise ValueError(
+                f"unknown object type {kind!r} (expected one of {', '.join(BACNET_OBJECT_TYPES)})"
+            )
+        if not instance.isdigit() or int(instance) > 4194302:
+            raise ValueError(f"instance must be 0-4194302 in {value!r}")
+        return value
 
 
 # --- devices ------------------------------------------------------------------------------------
@@ -144,9 +165,13 @@ class ModbusTcpDevice(_Device):
         return f"{self.host}:{self.port} unit {self.unit_id}"
 
 
+HostPort = Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?$")]
+"""An IPv4 address, optionally with a port: BACnet/IP addresses are numeric."""
+
+
 class BacnetDevice(_Device):
     protocol: Literal["bacnet-ip"]
-    host: str
+    host: HostPort
     """The device's BACnet/IP address, HOST:PORT (47808 when the port is left out)."""
     instance: Annotated[int, Field(ge=0, le=4194302)]
     points: list[BacnetPoint] = Field(min_length=1)
@@ -205,12 +230,6 @@ class AgentConfig(_Strict):
         if problems:
             raise ValueError("\n".join(problems))
         return self
-
-    def device(self, name: str) -> ModbusTcpDevice | BacnetDevice:
-        for device in self.devices:
-            if device.name == name:
-                return device
-        raise KeyError(name)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -15,14 +15,14 @@ from rich.table import Table
 from rich.text import Text
 
 from edge_agent.config import AgentConfig, BacnetDevice, BufferConfig, ModbusTcpDevice
+from edge_agent.errors import StartupError
 from edge_agent.logs import configure_logging
 from edge_agent.polling import Health
 from edge_agent.readings import Quality, Reading, utc_now
 from edge_agent.service import Agent
 from edge_agent.uplink import UplinkState
-from edge_sim.cli import DEFAULT_START
 from edge_sim.clock import ScaledClock
-from edge_sim.layout import DEFAULT_BASE_PORT
+from edge_sim.layout import DEFAULT_BASE_PORT, DEFAULT_START
 from edge_sim.simulator import Simulator
 
 REFRESH_S = 0.25
@@ -67,7 +67,7 @@ def run_demo(config: AgentConfig, seconds: float | None, speed: float, base_port
                     log_lines=log_lines,
                 )
             )
-        except OSError as exc:
+        except (OSError, RuntimeError, StartupError) as exc:  # pymodbus says RuntimeError for a busy port
             console.print(f"[red]demo: cannot serve the simulator from port {base_port}: {exc}[/]")
             return 1
 

@@ -15,9 +15,6 @@ class LatestValues:
         for reading in readings:
             self._by_key[reading.key] = reading
 
-    def get(self, device: str, point: str) -> Reading | None:
-        return self._by_key.get(f"{device}/{point}")
-
     def snapshot(self) -> list[Reading]:
         """Every point's latest reading, ordered by device and point."""
         return sorted(self._by_key.values(), key=lambda r: (r.device, r.point))

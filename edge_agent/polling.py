@@ -4,6 +4,7 @@ with full-jitter backoff while the device is down, and logs health only when it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,7 @@ import structlog
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import BacnetDevice, ModbusTcpDevice, PollerConfig
-from edge_agent.errors import DeviceError, DeviceUnreachable
+from edge_agent.errors import DeviceError, DeviceGarbage, DeviceUnreachable
 from edge_agent.protocols.base import PointResult, ProtocolClient
 from edge_agent.readings import Quality, Reading, utc_now
 
@@ -87,26 +88,38 @@ class DevicePoller:
         self._health = health
 
     async def run(self) -> None:
-        """Poll forever; the caller cancels."""
+        """Poll forever; the caller cancels. No failure of the device, or of the code talking to it,
+        ends the loop: it is logged as the device going down, and retried with backoff."""
         if not self._groups:
             return
         backoff = Backoff(base_s=0.5, cap_s=60.0)
         while True:
-            client = self._client_factory()
+            try:
+                client = self._client_factory()
+            except Exception as exc:  # a device entry the protocol layer cannot use
+                await self._lost(self._as_device_error(exc, "cannot set up a client"))
+                await asyncio.sleep(backoff.next_delay())
+                continue
             try:
                 async with asyncio.timeout(self.device.timeout_s):
                     await client.open()
+                _raise_if_cancelling()
                 await self._poll_until_lost(client, backoff)
-            except (DeviceUnreachable, TimeoutError) as exc:
-                await self._lost(self._unreachable(exc, "cannot connect"))
+            except Exception as exc:
+                await self._lost(self._as_device_error(exc, "cannot connect"))
             finally:
-                await client.close()
+                with contextlib.suppress(Exception):
+                    await client.close()
             await asyncio.sleep(backoff.next_delay())
 
-    def _unreachable(self, exc: BaseException, message: str) -> DeviceError:
+    def _as_device_error(self, exc: Exception, message: str) -> DeviceError:
         if isinstance(exc, DeviceError):
             return exc
-        return DeviceUnreachable(self.device.name, self.device.address, message, "timeout")
+        if isinstance(exc, TimeoutError):
+            return DeviceUnreachable(self.device.name, self.device.address, message, "timeout")
+        # Not a device answer we know: say so loudly once, then treat it as the device being down.
+        log.error("poller error", device=self.device.name, error=repr(exc), exc_info=exc)
+        return DeviceGarbage(self.device.name, self.device.address, f"{message}: {exc!r}", type(exc).__name__)
 
     async def _poll_until_lost(self, client: ProtocolClient, backoff: Backoff) -> None:
         loop = asyncio.get_running_loop()
@@ -119,7 +132,9 @@ class DevicePoller:
                 async with asyncio.timeout(self.device.timeout_s):
                     results = await client.read(group.points)
             except TimeoutError as exc:
-                raise self._unreachable(exc, f"no answer within {self.device.timeout_s} s") from exc
+                message = f"no answer within {self.device.timeout_s} s"
+                raise DeviceUnreachable(self.device.name, self.device.address, message, "timeout") from exc
+            _raise_if_cancelling()
             backoff.reset()
             await self._deliver(results)
             # Keep the schedule; after a stall, skip missed slots instead of bursting to catch up.
@@ -158,7 +173,15 @@ class DevicePoller:
         now = utc_now()
         await self._sink(
             [
-                Reading(self.device.name, name, None, unit, Quality.BAD, now)
-                for name, unit in self._units.items()
+                Reading(self.device.name, name, None, self._units[name], Quality.BAD, now)
+                for name in self._polled
             ]
         )
+
+
+def _raise_if_cancelling() -> None:
+    """Python 3.11's wait_for (inside pymodbus and aiomqtt) can swallow a cancel that arrives with the
+    answer; check after every library call so a stop is never lost."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

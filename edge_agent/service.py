@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from dataclasses import dataclass
 
 import structlog
 
 from edge_agent import __version__
+from edge_agent.backoff import Backoff
 from edge_agent.buffer import Buffer, BufferStatistics
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusTcpDevice
 from edge_agent.latest import LatestValues
@@ -28,6 +30,7 @@ from edge_agent.uplink import Uplink, UplinkStatistics
 
 log = structlog.get_logger("edge_agent.service")
 
+SHUTDOWN_STEP_S = 5.0  # bound on each shutdown stage: pollers stopping, the queue committing
 QUEUE_BATCHES = 1000  # poll results waiting for the buffer writer; pollers wait when it is full
 WRITE_BATCH_READINGS = 5000  # readings committed in one transaction at most
 
@@ -54,6 +57,7 @@ class Agent:
         self.buffer = Buffer(config.buffer.resolved_path())
         self.uplink = Uplink(config.mqtt, config.gateway.id, self.buffer)
         self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)
+        self._queued = 0  # readings in the queue
         self._bacnet: BacnetApplication | None = None
         self.pollers = [
             DevicePoller(device, config.pollers, self._client_factory(device), self._accept)
@@ -73,6 +77,7 @@ class Agent:
     async def _accept(self, readings: list[Reading]) -> None:
         self.latest.update(readings)
         await self._queue.put(readings)
+        self._queued += len(readings)
 
     def status(self) -> AgentStatus:
         return AgentStatus(
@@ -105,22 +110,40 @@ class Agent:
                 await stop.wait()
                 for task in polls:
                     task.cancel()
-                await asyncio.gather(*polls, return_exceptions=True)
-                await self._queue.join()  # every accepted reading is committed
+                await asyncio.wait(polls, timeout=SHUTDOWN_STEP_S)
+                try:  # every accepted reading committed, unless the disk refuses for too long
+                    async with asyncio.timeout(SHUTDOWN_STEP_S):
+                        await self._queue.join()
+                except TimeoutError:
+                    log.error("shutdown: readings not committed", readings=self._queued)  # noqa: TRY400
                 writer.cancel()
                 uplink.cancel()
             log.info("agent stopped", buffered=self.buffer.statistics().depth)
 
     async def _write_buffer(self) -> None:
-        """Commit queued readings in batches: one transaction for everything waiting."""
+        """Commit queued readings in batches: one transaction for everything waiting. A failed commit
+        (disk full, I/O error, a lock held too long) keeps the readings and retries with backoff."""
+        backoff = Backoff(base_s=0.5, cap_s=30.0)
         while True:
             batches = [await self._queue.get()]
             readings = list(batches[0])
             while len(readings) < WRITE_BATCH_READINGS and not self._queue.empty():
                 batches.append(self._queue.get_nowait())
                 readings += batches[-1]
-            try:
-                await self.buffer.append(readings)
-            finally:
-                for _ in batches:
-                    self._queue.task_done()
+            while True:
+                try:
+                    await self.buffer.append(readings)
+                except sqlite3.Error as error:
+                    if backoff.attempt == 0:
+                        log.error(  # noqa: TRY400 - the message says it all; no traceback
+                            "buffer write failed", buffer=str(self.buffer.path), error=str(error)
+                        )
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                if backoff.attempt:
+                    log.info("buffer write recovered", buffer=str(self.buffer.path))
+                    backoff.reset()
+                break
+            self._queued -= len(readings)
+            for _ in batches:
+                self._queue.task_done()

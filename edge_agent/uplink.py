@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -69,7 +70,7 @@ def encode_batch(gateway_id: str, batch: Batch) -> bytes:
             for item in batch.readings
         ],
     }
-    return json.dumps(body, separators=(",", ":")).encode()
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 class Uplink:
@@ -106,7 +107,7 @@ class Uplink:
             self._state = UplinkState.CONNECTING
             try:
                 await self._session(backoff)
-            except* aiomqtt.MqttError as group:
+            except* (aiomqtt.MqttError, sqlite3.Error) as group:
                 error = str(group.exceptions[0])
                 broker = self.statistics().broker
                 if self._state is UplinkState.CONNECTED:
@@ -127,13 +128,13 @@ class Uplink:
             will=will,
             timeout=self._config.publish_timeout_s,
         ) as client:
-            await client.publish(self.status_topic, self._status_payload(online=True), qos=1, retain=True)
-            self._state = UplinkState.CONNECTED
-            self._connects += 1
-            self._last_error = None
-            backoff.reset()
-            log.info("uplink connected", broker=self.statistics().broker)
             try:
+                await client.publish(self.status_topic, self._status_payload(online=True), qos=1, retain=True)
+                self._state = UplinkState.CONNECTED
+                self._connects += 1
+                self._last_error = None
+                backoff.reset()
+                log.info("uplink connected", broker=self.statistics().broker)
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self._watch_connection(client))
                     tasks.create_task(self._drain(client))

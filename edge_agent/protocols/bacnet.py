@@ -7,6 +7,8 @@ by name here and translated into DeviceErrors.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,16 +43,25 @@ def local_stack(config: BacnetConfig) -> BacnetApplication:
 def _number(value: Any) -> float:
     """Real, Unsigned, Integer, Boolean and Enumerated (binary present values) all become floats."""
     if isinstance(value, bool | int | float):
-        return float(value)
+        number = float(value)
+        if math.isfinite(number):
+            return number
+        raise TypeError(f"not a finite number: {number}")
     raise TypeError(f"{type(value).__name__} is not a number")
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(host: str) -> Address:
+    """Parsed once per device: bacpypes3 may resolve a name, which blocks."""
+    ip, port = split_host_port(host)
+    return Address(f"{ip}:{port}")
 
 
 class BacnetClient(ClientContext):
     def __init__(self, device: BacnetDevice, stack: BacnetApplication) -> None:
         self.device = device
         self._stack = stack
-        host, port = split_host_port(device.host)
-        self._address = Address(f"{host}:{port}")
+        self._address = _address(device.host)
         self._points = {p.name: p for p in device.points}
         self._rpm_supported = True
 

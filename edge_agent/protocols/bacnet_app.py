@@ -72,14 +72,6 @@ class BacnetApplication:
     ) -> None:
         await self.close()
 
-    def bound_port(self) -> int:
-        """The UDP port actually bound (useful when the address asked for port 0)."""
-        for link in self.app.link_layers.values():
-            transport = link.server.local_transport
-            if transport is not None:
-                return int(transport.get_extra_info("sockname")[1])
-        raise RuntimeError(f"BACnet stack on {self.address} is not bound")
-
     async def _wait_bound(self) -> None:
         async with asyncio.timeout(BIND_TIMEOUT_S):
             for link in self.app.link_layers.values():

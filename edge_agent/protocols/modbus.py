@@ -7,8 +7,8 @@ points usually cost one request.
 
 from __future__ import annotations
 
-import logging
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,9 +44,6 @@ _DATATYPES = {
     "uint64": AsyncModbusTcpClient.DATATYPE.UINT64,
     "float64": AsyncModbusTcpClient.DATATYPE.FLOAT64,
 }
-
-# pymodbus logs frame hex dumps at ERROR level for failures we already report as DeviceErrors.
-logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,14 +94,20 @@ class ModbusTcpClient(ClientContext):
     def __init__(self, device: ModbusTcpDevice) -> None:
         self.device = device
         self._points = {p.name: p for p in device.points}
+        # pymodbus' own timer runs longer than the caller's asyncio.timeout, so the caller's bound decides.
         self._client = AsyncModbusTcpClient(
-            device.host, port=device.port, timeout=device.timeout_s, retries=0, reconnect_delay=0
+            device.host, port=device.port, timeout=device.timeout_s + 1, retries=0, reconnect_delay=0
         )
 
     def _error(
         self, cls: type[DeviceError], where: str, message: str, code: str | None = None
     ) -> DeviceError:
         return cls(self.device.name, f"{self.device.address} {where}", message, code)
+
+    def _exception_answer(self, where: str, response: object) -> DeviceError:
+        code = int(getattr(response, "exception_code", 0))
+        name = EXCEPTION_NAMES.get(code, "unknown exception")
+        return self._error(DeviceRejected, where, name, f"modbus exception {code}")
 
     async def open(self) -> None:
         if not await self._client.connect():
@@ -147,9 +150,7 @@ class ModbusTcpClient(ClientContext):
         except ModbusException as exc:
             raise self._error(DeviceGarbage, where, str(exc), type(exc).__name__) from exc
         if isinstance(response, ExceptionResponse) or response.isError():
-            code = getattr(response, "exception_code", 0)
-            name = EXCEPTION_NAMES.get(code, "unknown exception")
-            raise self._error(DeviceRejected, where, name, f"modbus exception {code}")
+            raise self._exception_answer(where, response)
         registers = list(response.registers)
         if len(registers) != block.count:
             raise self._error(DeviceGarbage, where, f"answered {len(registers)} registers")
@@ -164,14 +165,21 @@ class ModbusTcpClient(ClientContext):
         raw: float | int = value / target.scale
         if not target.type.startswith("float"):
             raw = round(raw)
-        registers = AsyncModbusTcpClient.convert_to_registers(raw, data_type, word_order=target.word_order)
+        try:
+            registers = AsyncModbusTcpClient.convert_to_registers(
+                raw, data_type, word_order=target.word_order
+            )
+        except (OverflowError, ValueError, struct.error) as exc:
+            raise self._error(
+                DeviceRejected, where, f"{value} does not fit {target.type}", "out of range"
+            ) from exc
         try:
             response = await self._client.write_registers(
                 target.address, registers, device_id=self.device.unit_id
             )
         except (ConnectionException, ModbusIOException) as exc:
             raise self._error(DeviceUnreachable, where, "no answer", type(exc).__name__) from exc
+        except ModbusException as exc:
+            raise self._error(DeviceGarbage, where, str(exc), type(exc).__name__) from exc
         if response.isError():
-            code = getattr(response, "exception_code", 0)
-            name = EXCEPTION_NAMES.get(code, "unknown exception")
-            raise self._error(DeviceRejected, where, name, f"modbus exception {code}")
+            raise self._exception_answer(where, response)

@@ -10,11 +10,10 @@ from typing import Annotated
 
 import typer
 
+from edge_agent.errors import StartupError
 from edge_sim.clock import ScaledClock
-from edge_sim.layout import DEFAULT_BASE_PORT
+from edge_sim.layout import DEFAULT_BASE_PORT, DEFAULT_START
 from edge_sim.simulator import Simulator
-
-DEFAULT_START = "2026-08-05T14:00+09:00"  # a summer weekday afternoon in Seoul: the cooling peak
 
 app = typer.Typer(help="A simulated building behind real Modbus and BACnet servers.", no_args_is_help=True)
 
@@ -51,9 +50,9 @@ def run(
     clock = ScaledClock(_parse_start(start), speed)
     try:
         asyncio.run(_serve(clock, base_port, seed=seed, serial_bus=serial_bus))
-    except OSError as exc:
-        typer.echo(f"edge-sim: cannot serve on base port {base_port}: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    except (OSError, RuntimeError, StartupError) as exc:  # pymodbus says RuntimeError for a busy port
+        typer.echo(f"edge-sim: cannot serve from base port {base_port}: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 async def _serve(clock: ScaledClock, base_port: int, *, seed: int, serial_bus: bool) -> None:

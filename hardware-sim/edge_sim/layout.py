@@ -11,6 +11,7 @@ base + 10.. BACnet/IP    one UDP port per controller, in the order of `bacnet_de
 from __future__ import annotations
 
 DEFAULT_HOST = "127.0.0.1"
+DEFAULT_START = "2026-08-05T14:00+09:00"  # a summer weekday afternoon in Seoul: the cooling peak
 DEFAULT_BASE_PORT = 15020
 BACNET_OFFSET = 10
 PORTS_USED = 40  # base .. base + 39 are reserved for the site

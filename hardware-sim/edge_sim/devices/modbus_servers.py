@@ -100,6 +100,9 @@ class ModbusTcpMeterServer(_MeterHost):
         self._install(server, devices)
         try:
             await server.serve_forever(background=True)
+        except RuntimeError as exc:  # pymodbus' way of saying the port is taken
+            await self._stop_server()
+            raise OSError(f"Modbus TCP {self.host}:{self.port}: cannot listen (in use?)") from exc
         except BaseException:
             await self._stop_server()
             raise
