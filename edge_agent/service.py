@@ -39,6 +39,7 @@ WRITE_BATCH_READINGS = 5000  # readings committed in one transaction at most
 class QueueStatistics:
     batches_waiting: int
     capacity: int
+    readings_accepted: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class Agent:
         self.uplink = Uplink(config.mqtt, config.gateway.id, self.buffer)
         self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)
         self._queued = 0  # readings in the queue
+        self._accepted = 0  # readings taken from the pollers since start
         self._bacnet: BacnetApplication | None = None
         self.pollers = [
             DevicePoller(device, config.pollers, self._client_factory(device), self._accept)
@@ -78,12 +80,13 @@ class Agent:
         self.latest.update(readings)
         await self._queue.put(readings)
         self._queued += len(readings)
+        self._accepted += len(readings)
 
     def status(self) -> AgentStatus:
         return AgentStatus(
             self.config.gateway.id,
             [p.statistics() for p in self.pollers],
-            QueueStatistics(self._queue.qsize(), QUEUE_BATCHES),
+            QueueStatistics(self._queue.qsize(), QUEUE_BATCHES, self._accepted),
             self.buffer.statistics(),
             self.uplink.statistics(),
         )

@@ -86,6 +86,15 @@ async def test_sensor_refuses_a_write(sim: Simulator, stack: BacnetApplication) 
 
 async def test_silent_device_is_bounded_by_the_caller(stack: BacnetApplication) -> None:
     client = BacnetClient(room(f"{LOOPBACK}:{free_port()}"), stack)
-    with pytest.raises((TimeoutError, DeviceUnreachable)):
-        async with asyncio.timeout(1.0):
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):
             await client.open()
+
+
+async def test_silent_device_becomes_unreachable_when_the_stack_gives_up(stack: BacnetApplication) -> None:
+    client = BacnetClient(room(f"{LOOPBACK}:{free_port()}"), stack)
+    with pytest.raises(DeviceUnreachable) as caught:
+        async with asyncio.timeout(10):
+            await client.open()
+    assert caught.value.code == "abort noResponse"
+    assert "room-101" in str(caught.value)

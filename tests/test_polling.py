@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from structlog.testing import capture_logs
 
 from edge_agent.config import PollerConfig
 from edge_agent.polling import DevicePoller, Health
+from edge_agent.protocols.base import PointResult
 from edge_agent.protocols.modbus import ModbusTcpClient
 from edge_agent.readings import Quality, Reading
 from edge_sim.devices.meters.base import MeterReading
@@ -84,5 +85,49 @@ async def test_an_interval_is_kept_while_the_device_answers() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert sum(gaps[:10]) / 10 == pytest.approx(0.2, abs=0.05)
+    gaps = sorted(b - a for a, b in itertools.pairwise(stamps))
+    assert gaps[len(gaps) // 2] == pytest.approx(0.2, abs=0.05)  # the median: one stall on CI is fine
+
+
+class _FlakyClient:
+    """A client whose library blows up in a way no DeviceError describes, a given number of times."""
+
+    failures_left = 3
+
+    async def open(self) -> None:
+        if _FlakyClient.failures_left > 0:
+            _FlakyClient.failures_left -= 1
+            raise ValueError("bacpypes3 could not parse something")
+
+    async def close(self) -> None:
+        pass
+
+    async def read(self, points: Sequence[str]) -> list[PointResult]:
+        return [PointResult(name, 1.0) for name in points]
+
+    async def write(self, point: str, value: float | None, priority: int | None = None) -> None:
+        pass
+
+
+async def test_an_unexpected_error_is_a_device_down_not_a_dead_poller() -> None:
+    device = meter(free_port(), SDM630_POINTS[:1])
+    received: list[Reading] = []
+
+    async def sink(readings: list[Reading]) -> None:
+        received.extend(readings)
+
+    poller = DevicePoller(device, [PollerConfig(device="meter-main", interval_s=0.1)], _FlakyClient, sink)
+    with capture_logs() as logs:
+        task = asyncio.create_task(poller.run())
+        try:
+            await async_wait_until(lambda: poller.statistics().health is Health.UP, 20, "recovery")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    events = [e["event"] for e in logs]
+    assert events.count("device down") == 1
+    assert events[-1] == "device up"
+    assert "poller error" in events  # said loudly, with the traceback
+    assert received[0].quality is Quality.BAD
+    assert received[-1].quality is Quality.GOOD
