@@ -12,7 +12,8 @@ import typer
 
 from edge_agent.errors import StartupError
 from edge_sim.clock import ScaledClock
-from edge_sim.layout import DEFAULT_BASE_PORT, DEFAULT_START
+from edge_sim.faults import FaultKind
+from edge_sim.layout import DEFAULT_BASE_PORT, DEFAULT_HOST, DEFAULT_START
 from edge_sim.simulator import Simulator
 
 app = typer.Typer(help="A simulated building behind real Modbus and BACnet servers.", no_args_is_help=True)
@@ -63,6 +64,7 @@ async def _serve(clock: ScaledClock, base_port: int, *, seed: int, serial_bus: b
     async with Simulator(clock, base_port, seed=seed, serial_bus=serial_bus) as sim:
         for endpoint in sim.endpoints():
             print(endpoint.line(), flush=True)
+        print(f"{'control':<30} {'tcp':<11} {sim.host}:{sim.control_port}  (edge-sim fault ...)", flush=True)
         print(f"building time {clock.start.isoformat()} at speed {clock.speed:g}; Ctrl-C stops", flush=True)
         await stop.wait()
     with contextlib.suppress(NotImplementedError):
@@ -89,6 +91,63 @@ def kpi(
     chosen = result.scenario
     typer.echo(f"{chosen.description}; baseline; weather seed {seed}; from {chosen.start:%Y-%m-%d}")
     typer.echo(format_table(result.kpis))
+
+
+fault_app = typer.Typer(help="Inject faults into a running `edge-sim run`.", no_args_is_help=True)
+app.add_typer(fault_app, name="fault")
+BasePortOption = Annotated[int, typer.Option(min=1, max=65534, help="The simulator's base port.")]
+
+
+def _control(base_port: int, request: dict[str, object]) -> None:
+    from edge_sim.control import control_port, send
+
+    try:
+        answer = asyncio.run(send(DEFAULT_HOST, control_port(base_port), request))
+    except (OSError, TimeoutError) as exc:
+        typer.echo(f"edge-sim: no simulator answers on base port {base_port}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if not answer.get("ok"):
+        typer.echo(f"edge-sim: refused: {answer.get('error')}", err=True)
+        raise typer.Exit(2)
+    faults = answer.get("faults") or {}
+    for device, kind in sorted(faults.items()):
+        typer.echo(f"{device:<30} {kind}")
+    typer.echo(f"building time {answer.get('building_time')}; {len(faults)} fault(s) in force")
+
+
+@fault_app.command("set")
+def fault_set(
+    device: Annotated[str, typer.Argument(help="Device name, as `edge-sim run` lists it.")],
+    kind: Annotated[FaultKind, typer.Argument(help="What goes wrong.")],
+    delay: Annotated[float, typer.Option(help="Seconds, for 'slow'.")] = 3.0,
+    code: Annotated[int, typer.Option(help="Modbus exception code, for 'exception'.")] = 4,
+    base_port: BasePortOption = DEFAULT_BASE_PORT,
+) -> None:
+    """Make a device fail: offline, slow, exception, corrupt, swap-words or stuck."""
+    _control(base_port, {"op": "set", "device": device, "fault": kind.value, "delay_s": delay, "code": code})
+
+
+@fault_app.command("clear")
+def fault_clear(
+    device: Annotated[str, typer.Argument(help="Device name.")], base_port: BasePortOption = DEFAULT_BASE_PORT
+) -> None:
+    """Bring a device back to normal."""
+    _control(base_port, {"op": "clear", "device": device})
+
+
+@fault_app.command("clock-jump")
+def fault_clock_jump(
+    seconds: Annotated[float, typer.Argument(help="How far the building clock jumps forward.")],
+    base_port: BasePortOption = DEFAULT_BASE_PORT,
+) -> None:
+    """Step the building's clock forward at once."""
+    _control(base_port, {"op": "clock-jump", "seconds": seconds})
+
+
+@fault_app.command("list")
+def fault_list(base_port: BasePortOption = DEFAULT_BASE_PORT) -> None:
+    """The faults in force."""
+    _control(base_port, {"op": "list"})
 
 
 def main() -> None:

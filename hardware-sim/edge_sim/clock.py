@@ -12,6 +12,10 @@ class Clock(Protocol):
         """The current building time, timezone-aware."""
         ...
 
+    def jump(self, seconds: float) -> None:
+        """Step the time forward at once (a clock correction, a reboot without a real-time clock)."""
+        ...
+
 
 class ScaledClock:
     """Building time = start + wall-clock time elapsed since creation x speed."""
@@ -24,9 +28,14 @@ class ScaledClock:
         self.start = start
         self.speed = speed
         self._t0 = time.monotonic()
+        self._jumped_s = 0.0
 
     def now(self) -> datetime:
-        return self.start + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+        elapsed = (time.monotonic() - self._t0) * self.speed
+        return self.start + timedelta(seconds=elapsed + self._jumped_s)
+
+    def jump(self, seconds: float) -> None:
+        self._jumped_s += seconds
 
 
 class ManualClock:
@@ -42,3 +51,6 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
+
+    def jump(self, seconds: float) -> None:
+        self.advance(seconds)

@@ -15,6 +15,7 @@ DEFAULT_START = "2026-08-05T14:00+09:00"  # a summer weekday afternoon in Seoul:
 DEFAULT_BASE_PORT = 15020
 BACNET_OFFSET = 10
 PORTS_USED = 40  # base .. base + 39 are reserved for the site
+CONTROL_OFFSET = PORTS_USED - 1
 
 
 def bacnet_instance(building_index: int, kind: str, number: int = 1) -> int:

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Self
 
 from edge_sim.clock import Clock
+from edge_sim.control import control_port, serve
 from edge_sim.devices.bacnet.controllers import (
     AhuController,
     Controller,
@@ -23,6 +24,7 @@ from edge_sim.devices.bacnet.controllers import (
 )
 from edge_sim.devices.meters.base import MeterModel
 from edge_sim.devices.modbus_servers import ModbusRtuMeterBus, ModbusTcpMeterServer
+from edge_sim.faults import MODBUS_ONLY, Fault, FaultKind
 from edge_sim.layout import BACNET_OFFSET, DEFAULT_BASE_PORT, DEFAULT_HOST, bacnet_instance
 from edge_sim.physics.sun import KST
 from edge_sim.site.site import Site
@@ -55,9 +57,11 @@ class Simulator:
         *,
         seed: int = 0,
         serial_bus: bool = True,
+        control: bool = True,
     ) -> None:
         self.clock = clock
         self.host = host
+        self.control_port = control_port(base_port) if control else None
         # Start a day early and run to the clock's time, so the building's thermal mass is not at its guess.
         self.site = Site(clock.now() - WARM_UP, seed=seed)
         self.site.advance_to(clock.now())
@@ -72,6 +76,8 @@ class Simulator:
             self.hosts[RS485] = ModbusRtuMeterBus(self._models(RS485))
         self.controllers = self._controllers(base_port + BACNET_OFFSET)
         self._stack = contextlib.AsyncExitStack()
+        self._stuck: set[str] = set()  # devices whose values stopped changing
+        self._offline: set[str] = set()  # BACnet devices that stopped answering
 
     def _models(self, host: str) -> list[MeterModel]:
         return [c.plan.model for c in self.circuits if c.plan.host == host]
@@ -104,6 +110,38 @@ class Simulator:
                 return circuit
         raise KeyError(name)
 
+    async def inject(self, device: str, fault: Fault | None) -> None:
+        """Inject a fault into a device by name (faults.py), or clear it with None."""
+        if any(c.plan.name == device for c in self.circuits):
+            plan = self.circuit(device).plan
+            self.hosts[plan.host].set_fault(plan.model.unit_id, fault)
+            self._stuck.discard(device)
+            if fault is not None and fault.kind is FaultKind.STUCK:
+                self._stuck.add(device)
+            return
+        controller = self.controller(device)
+        if fault is not None and fault.kind in MODBUS_ONLY:
+            raise ValueError(f"{device} is a BACnet device: {fault.kind} applies to Modbus devices only")
+        if device in self._offline and (fault is None or fault.kind is not FaultKind.OFFLINE):
+            await controller.stack.__aenter__()
+            self._offline.discard(device)
+        self._stuck.discard(device)
+        if fault is not None and fault.kind is FaultKind.OFFLINE and device not in self._offline:
+            await controller.stack.close()
+            self._offline.add(device)
+        elif fault is not None and fault.kind is FaultKind.STUCK:
+            self._stuck.add(device)
+
+    def faults(self) -> dict[str, str]:
+        """The faults in force, by device name."""
+        found = {name: str(FaultKind.STUCK) for name in self._stuck}
+        found.update({name: str(FaultKind.OFFLINE) for name in self._offline})
+        for circuit in self.circuits:
+            fault = self.hosts[circuit.plan.host].faults.get(circuit.plan.model.unit_id)
+            if fault is not None:
+                found[circuit.plan.name] = str(fault.kind)
+        return found
+
     def endpoints(self) -> list[Endpoint]:
         endpoints = []
         for circuit in self.circuits:
@@ -126,6 +164,9 @@ class Simulator:
                 await stack.enter_async_context(server)
             for controller in self.controllers:
                 await stack.enter_async_context(controller.stack)
+            if self.control_port is not None:
+                control = await serve(self, self.host, self.control_port)
+                stack.push_async_callback(_close_server, control)
             await self.step()
             task = asyncio.create_task(self._run(), name="edge-sim physics")
             stack.push_async_callback(_cancel, task)
@@ -142,15 +183,22 @@ class Simulator:
         self.site.advance_to(self.clock.now())
         local = self.site.now.astimezone(KST)
         for controller in self.controllers:
-            controller.sync(local, self.site.outdoor)
+            if controller.info.name not in self._stuck:
+                controller.sync(local, self.site.outdoor)
         for circuit in self.circuits:
             reading = circuit.reading(self.site.now)
-            await self.hosts[circuit.plan.host].show(circuit.plan.model.unit_id, reading)
+            if circuit.plan.name not in self._stuck:
+                await self.hosts[circuit.plan.host].show(circuit.plan.model.unit_id, reading)
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             await self.step()
+
+
+async def _close_server(server: asyncio.Server) -> None:
+    server.close()
+    await server.wait_closed()
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -26,6 +26,7 @@ from pymodbus.simulator import SimDevice
 from pymodbus.simulator.simcore import SimCore
 
 from edge_sim.devices.meters.base import MeterModel, MeterReading
+from edge_sim.faults import Fault, FaultKind, swap_words
 
 # pymodbus logs frame hex dumps at ERROR for every client that goes away; they are not our errors.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -36,13 +37,31 @@ STOP_TIMEOUT_S = 5.0
 
 class _KnownUnits(SimCore):
     """pymodbus answers a request for an unknown unit id with a datastore failure (a KeyError inside);
-    this raises the error its servers handle: TCP answers exception 0x0B, RTU stays silent."""
+    this raises the error its servers handle: TCP answers exception 0x0B, RTU stays silent.
+    It is also where injected faults (faults.py) change what a unit answers."""
+
+    fault_of: Callable[[int], Fault | None] = staticmethod(lambda unit_id: None)
 
     async def async_getValues(  # noqa: N802 (pymodbus name)
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> list[int] | list[bool] | ExcCodes:
         self._check(device_id)
-        return await super().async_getValues(device_id, func_code, address, count)
+        fault = self.fault_of(device_id)
+        if fault is not None and fault.kind is FaultKind.OFFLINE:
+            raise NoSuchIdException(f"unit {device_id} is offline")  # with ignore_missing_devices: silence
+        if fault is not None and fault.kind is FaultKind.SLOW:
+            await asyncio.sleep(fault.delay_s)
+        if fault is not None and fault.kind is FaultKind.EXCEPTION:
+            return ExcCodes(fault.code)
+        values = await super().async_getValues(device_id, func_code, address, count)
+        if fault is None or isinstance(values, ExcCodes) or func_code not in (3, 4):
+            return values
+        registers = [int(v) for v in values]
+        if fault.kind is FaultKind.SWAP_WORDS:
+            return swap_words(registers)
+        if fault.kind is FaultKind.CORRUPT:
+            return registers[:-1] or [0xFFFF, 0xFFFF]
+        return registers
 
     async def async_setValues(  # noqa: N802 (pymodbus name)
         self, device_id: int, func_code: int, address: int, values: list[int] | list[bool]
@@ -63,13 +82,31 @@ class _MeterHost:
                 raise ValueError(f"unit id {meter.unit_id} used twice")
             self._meters[meter.unit_id] = meter
         self._server: ModbusBaseServer | None = None
+        self.faults: dict[int, Fault] = {}  # by unit id: see set_fault
 
     def _devices(self) -> list[SimDevice]:
         return [meter.sim_device() for meter in self._meters.values()]
 
     def _install(self, server: ModbusBaseServer, devices: list[SimDevice]) -> None:
-        server.context = _KnownUnits(devices)
+        context = _KnownUnits(devices)
+        context.fault_of = self._fault_of
+        server.context = context
         self._server = server
+
+    def _fault_of(self, unit_id: int) -> Fault | None:
+        return self.faults.get(unit_id)
+
+    def set_fault(self, unit_id: int, fault: Fault | None) -> None:
+        """Inject a fault into one unit's answers, or clear it with None."""
+        if unit_id not in self._meters:
+            raise KeyError(f"no meter with unit id {unit_id}")
+        if fault is None:
+            self.faults.pop(unit_id, None)
+        else:
+            self.faults[unit_id] = fault
+        if self._server is not None:  # offline units stay silent: see _KnownUnits
+            offline = any(f.kind is FaultKind.OFFLINE for f in self.faults.values())
+            self._server.ignore_missing_devices = offline
 
     async def show(self, unit_id: int, reading: MeterReading) -> None:
         """Make the meter with this unit id show `reading`."""
