@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares this checkout: a virtualenv in .venv with edge-agent installed (editable, with the dev tools),
-# socat (the simulator's virtual RS-485 bus), and with --test-tools the Debian packages the test suite
-# talks to (mosquitto, mbpoll).
+# socat (the simulator's virtual RS-485 bus), and with --test-tools what the test suite talks to:
+# mosquitto and mbpoll from Debian, and @bacnet-js/client from npm (scripts/install_interop.sh).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = "--test-tools" ]; then
+    bash scripts/install_interop.sh  # Node.js and @bacnet-js/client, an independent BACnet stack
 fi
 
 if [ ! -x .venv/bin/python ]; then
