@@ -23,9 +23,10 @@ Power is in kW, not W. Wire addresses 2999-3210 answer as one block so block rea
 it that the simulator does not model (reactive and apparent power, unbalance...) read 0.
 Power factor: the meter encodes it over four quadrants (range -2..2); in quadrant 1 (import, lagging),
 the only case simulated, the register holds the plain power factor.
-Demand is left out: the PM3200 family lists Active Power Present Demand at 3766 and Peak Demand at 3770
-(float32, kW), but no stored source lists demand registers for the iEM3x55 (third-party profiles of the
-iEM3155/3255/3355 have the 3000 block and energies only), so reading them answers exception 2.
+No demand registers: the iEM3100/3200/3300 register list (DOCA0005EN; also a third-party map of the
+series) has the 3000 block, the int64 energies at 3204.. and float32 energies at 45100.., but no power
+demand block; that is the PM3200 family (3766/3770). So reading 3766 answers exception 2, as on the real
+meter, and a gateway computes demand from the energy registers.
 """
 
 from __future__ import annotations
