@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -115,3 +116,19 @@ def run_mosquitto(workdir: Path, port: int | None = None) -> Iterator[Broker]:
             process.wait()
         if process.stderr:
             process.stderr.close()
+
+
+async def mbpoll_float(port: int, register: int, table: int = 3) -> float:
+    """Read a big-endian float32 with mbpoll (libmodbus): an independent Modbus client. `register` is the
+    datasheet's 1-based number within its table (3: input registers, 4: holding registers)."""
+    process = await asyncio.create_subprocess_exec(
+        "mbpoll", "-m", "tcp", "-a", "1", "-r", str(register), "-c", "1", "-t", f"{table}:float", "-B", "-1",
+        "-p", str(port), LOOPBACK,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(10):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    match = re.search(rf"^\[{register}\]:\s+(\S+)\s*$", out.decode(), re.M)
+    assert match, out.decode()
+    return float(match.group(1))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 import sqlite3
 import sys
@@ -17,7 +16,7 @@ import pytest
 from edge_agent.config import BacnetConfig
 from edge_agent.protocols.bacnet import local_stack
 from edge_sim.site_meters import METERS, RS485
-from tests.support import LOOPBACK, Broker, async_wait_until, free_base_port
+from tests.support import LOOPBACK, Broker, async_wait_until, free_base_port, mbpoll_float
 from tests.test_uplink import GATEWAY, Subscriber, subscribe
 
 SIM_DEVICES_WITHOUT_SERIAL_BUS = len([m for m in METERS if m.host != RS485]) + 14  # meters + controllers
@@ -100,20 +99,6 @@ def buffered_seqs(db: Path) -> tuple[int | None, int]:
     return low, count
 
 
-async def mbpoll_power(port: int) -> float:
-    proc = await asyncio.create_subprocess_exec(
-        "mbpoll", "-m", "tcp", "-a", "1", "-r", "53", "-c", "1", "-t", "3:float", "-B", "-1",
-        "-p", str(port), LOOPBACK,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    async with asyncio.timeout(10):
-        out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    match = re.search(r"^\[53\]:\s+(\S+)\s*$", out.decode(), re.M)
-    assert match, out.decode()
-    return float(match.group(1))
-
-
 async def bacnet_zone_temperature(port: int) -> float:
     async with local_stack(BacnetConfig(local_address=f"{LOOPBACK}:0")) as stack, asyncio.timeout(5):
         value = await stack.app.read_property(f"{LOOPBACK}:{port}", "analog-input,1", "present-value")
@@ -152,7 +137,7 @@ async def test_readings_travel_from_simulator_to_subscriber(broker: Broker, tmp_
         assert power["device"] == "meter-main"
         assert temperature["unit"] == "degC"
         assert temperature["quality"] == "good"
-        assert power["value"] == pytest.approx(await mbpoll_power(base + 1), rel=1e-5)
+        assert power["value"] == pytest.approx(await mbpoll_float(base + 1, 53), rel=1e-5)
         assert temperature["value"] == pytest.approx(await bacnet_zone_temperature(base + 13), abs=1e-3)
 
         # Freeze the broker: publishes go unacknowledged, so nothing may leave the buffer.

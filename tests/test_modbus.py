@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import re
 import struct
 
 import pytest
@@ -15,7 +13,7 @@ from edge_sim.clock import ManualClock
 from edge_sim.devices.meters.registers import float32
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.simulator import Simulator
-from tests.support import LOOPBACK, free_port
+from tests.support import LOOPBACK, free_port, mbpoll_float
 
 SDM630_POINTS = [
     ModbusPoint(name="total_power", table="input", address=0x34, unit="W"),
@@ -105,14 +103,5 @@ async def test_nobody_listening_is_unreachable() -> None:
 
 async def test_mbpoll_reads_the_same_power(sim: Simulator) -> None:
     """An independent client (mbpoll, libmodbus) agrees with the datasheet's register 30053."""
-    process = await asyncio.create_subprocess_exec(
-        "mbpoll", "-m", "tcp", "-a", "1", "-r", "53", "-c", "1", "-t", "3:float", "-B", "-1",
-        "-p", str(sdm630_port(sim)), LOOPBACK,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    async with asyncio.timeout(10):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    match = re.search(r"^\[53\]:\s+(\S+)\s*$", out.decode(), re.M)
-    assert match, out.decode()
-    assert float(match.group(1)) == pytest.approx(sim.circuit("info-centre-main-meter").power_w(), rel=1e-5)
+    power = await mbpoll_float(sdm630_port(sim), 53)
+    assert power == pytest.approx(sim.circuit("info-centre-main-meter").power_w(), rel=1e-5)

@@ -14,24 +14,25 @@ def _property_name(obj: Any, attr: Any) -> str:
     return attr if isinstance(attr, str) else str(obj._property_identifier_class(attr).attr)
 
 
-class SensorInput(AnalogInputObject):  # type: ignore[misc]
-    """A sensor: the network may read it, and write its present value only when out of service."""
+class _ReadOnlyPresentValue:
+    """An input: the network may read it, and write its present value only when out of service."""
+
+    outOfService: bool  # noqa: N815 (a BACnet property name)
 
     async def write_property(
         self, attr: Any, value: Any, index: int | None = None, priority: int | None = None
     ) -> None:
         if _property_name(self, attr) == "presentValue" and not self.outOfService:
             raise PropertyError("writeAccessDenied")
-        await super().write_property(attr, value, index, priority)
+        await super().write_property(attr, value, index, priority)  # type: ignore[misc]
 
 
-class StatusInput(BinaryInputObject):  # type: ignore[misc]
-    async def write_property(
-        self, attr: Any, value: Any, index: int | None = None, priority: int | None = None
-    ) -> None:
-        if _property_name(self, attr) == "presentValue" and not self.outOfService:
-            raise PropertyError("writeAccessDenied")
-        await super().write_property(attr, value, index, priority)
+class SensorInput(_ReadOnlyPresentValue, AnalogInputObject):  # type: ignore[misc]
+    """An analog sensor."""
+
+
+class StatusInput(_ReadOnlyPresentValue, BinaryInputObject):  # type: ignore[misc]
+    """A binary status."""
 
 
 def sensor(instance: int, name: str, units: str, value: float, description: str = "") -> SensorInput:
