@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edge_agent.config import AgentConfig, MqttConfig, builtin_config_text, load_config
+from edge_agent.config import AgentConfig, ModbusTcpDevice, MqttConfig, builtin_config_text, load_config
 from edge_agent.errors import ConfigError, StartupError
 from edge_sim.layout import DEFAULT_BASE_PORT
 
@@ -115,6 +115,35 @@ def config_check(path: Annotated[Path, typer.Argument(help="Configuration file t
     typer.echo(
         f"{path}: ok ({len(settings.devices)} devices, {points} points, {len(settings.pollers)} pollers)"
     )
+
+
+@config_app.command("plan")
+def config_plan(
+    path: Annotated[Path | None, typer.Argument(help="Configuration file (default: the built-in).")] = None,
+) -> None:
+    """Print the requests each poll cycle makes: Modbus blocks per device, BACnet batches."""
+    from edge_agent.planner import PlanLimits, plan_reads
+
+    settings = _load_or_exit(path)
+    total_requests = total_points = 0
+    for device in settings.devices:
+        if isinstance(device, ModbusTcpDevice):
+            limits = PlanLimits(device.max_registers, device.max_gap, tuple(device.forbidden))
+            blocks = plan_reads(device.points, limits)
+            typer.echo(
+                f"{device.name} ({device.address}): {len(device.points)} points in {len(blocks)} requests"
+            )
+            for block in blocks:
+                typer.echo(f"  {block.describe()}")
+        else:
+            blocks_count = 1
+            typer.echo(
+                f"{device.name} ({device.address}): {len(device.points)} points in 1 ReadPropertyMultiple"
+            )
+            blocks = [None] * blocks_count  # type: ignore[list-item]
+        total_requests += len(blocks)
+        total_points += len(device.points)
+    typer.echo(f"per poll cycle: {total_points} points in {total_requests} requests")
 
 
 @config_app.command("default")

@@ -153,12 +153,46 @@ class _Device(_Strict):
     """Upper bound on one request to the device, connection included."""
 
 
+class RegisterRange(_Strict):
+    """Registers a device must never be asked for (some meters lock up or reset on them), inclusive."""
+
+    table: Literal["coil", "discrete", "input", "holding"]
+    start: Annotated[int, Field(ge=0, le=0xFFFF)]
+    end: Annotated[int, Field(ge=0, le=0xFFFF)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RegisterRange:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
 class ModbusTcpDevice(_Device):
     protocol: Literal["modbus-tcp"]
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] = 502
     unit_id: Annotated[int, Field(ge=0, le=247)] = 1
     points: list[ModbusPoint] = Field(min_length=1)
+    max_registers: Annotated[int, Field(ge=1, le=125)] = 125
+    """Most registers the device answers in one request (the SDM630 takes 80: 40 parameters)."""
+    max_gap: Annotated[int, Field(ge=0, le=124)] = 20
+    """Unused registers worth reading to merge two points into one request."""
+    forbidden: list[RegisterRange] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _points_clear_of_forbidden(self) -> ModbusTcpDevice:
+        for point in self.points:
+            for r in self.forbidden:
+                if (
+                    point.table == r.table
+                    and point.address <= r.end
+                    and r.start < point.address + point.count
+                ):
+                    raise ValueError(
+                        f"point {point.name!r} ({point.table} {point.address}) lies in a forbidden range "
+                        f"{r.start}-{r.end}"
+                    )
+        return self
 
     @property
     def address(self) -> str:

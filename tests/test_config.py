@@ -153,3 +153,17 @@ def test_device_names_must_be_topic_safe(tmp_path: Path) -> None:
     code, output = check(write(tmp_path, GOOD.replace('"meter-main"', '"meter/main"', 1)))
     assert code == 2
     assert "devices[0].name:" in output
+
+
+def test_plan_shows_each_request(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["config", "plan", str(write(tmp_path, GOOD))])
+    assert result.exit_code == 0, result.output
+    assert "meter-main (10.0.0.5:502 unit 1): 1 points in 1 requests" in result.output
+    assert "input       52..53      2 registers: total_power" in result.output
+    assert "per poll cycle: 2 points in 2 requests" in result.output
+
+
+def test_plan_of_the_builtin_configuration() -> None:
+    result = runner.invoke(app, ["config", "plan"])
+    assert result.exit_code == 0, result.output
+    assert "library-main-meter (127.0.0.1:15020 unit 1): 5 points in 2 requests" in result.output

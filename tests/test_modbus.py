@@ -8,7 +8,8 @@ import pytest
 
 from edge_agent.config import ModbusPoint, ModbusTcpDevice
 from edge_agent.errors import DeviceRejected, DeviceUnreachable
-from edge_agent.protocols.modbus import ModbusTcpClient, plan_reads
+from edge_agent.planner import plan_reads
+from edge_agent.protocols.modbus import ModbusTcpClient
 from edge_sim.clock import ManualClock
 from edge_sim.devices.meters.registers import float32
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
@@ -105,3 +106,21 @@ async def test_mbpoll_reads_the_same_power(sim: Simulator) -> None:
     """An independent client (mbpoll, libmodbus) agrees with the datasheet's register 30053."""
     power = await mbpoll_float(sdm630_port(sim), 53)
     assert power == pytest.approx(sim.circuit("info-centre-main-meter").power_w(), rel=1e-5)
+
+
+async def test_illegal_address_in_a_merged_block_is_split_and_remembered(sim: Simulator) -> None:
+    points = [
+        ModbusPoint(name="total_energy", table="input", address=0x0156, unit="kWh"),
+        ModbusPoint(name="beyond_the_map", table="input", address=0x0158),  # the SDM630 map ends at 0x0157
+    ]
+    async with ModbusTcpClient(meter(sdm630_port(sim), points)) as client:
+        first = {r.point: r for r in await client.read(["total_energy", "beyond_the_map"])}
+        requests_first = client.requests
+        second = {r.point: r for r in await client.read(["total_energy", "beyond_the_map"])}
+        requests_second = client.requests - requests_first
+    assert first["total_energy"].value == pytest.approx(sim.circuit("info-centre-main-meter").import_kwh())
+    assert isinstance(first["beyond_the_map"].error, DeviceRejected)
+    assert "input registers 344+2" in str(first["beyond_the_map"].error)
+    assert requests_first == 3  # the merged block refused, then each point alone
+    assert requests_second == 2  # remembered: no more failed merged requests
+    assert second["total_energy"].error is None

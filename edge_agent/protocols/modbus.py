@@ -1,8 +1,6 @@
 """Modbus TCP through pymodbus, with pymodbus' own retries and reconnects turned off.
 
-Reads are planned: the device's points of one register type are merged into blocks (gaps of at most
-MAX_GAP registers are read and thrown away, a block spans at most MAX_BLOCK registers), so a meter's
-points usually cost one request.
+Reads are planned (planner.py): a meter's points usually cost one request.
 """
 
 from __future__ import annotations
@@ -10,7 +8,6 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pymodbus import ExceptionResponse
 from pymodbus.client import AsyncModbusTcpClient
@@ -18,11 +15,10 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 
 from edge_agent.config import ModbusPoint, ModbusTcpDevice
 from edge_agent.errors import DeviceError, DeviceGarbage, DeviceRejected, DeviceUnreachable
+from edge_agent.planner import PlanLimits, ReadBlock, plan_reads
 from edge_agent.protocols.base import ClientContext, PointResult
 
-MAX_GAP = 20
-MAX_BLOCK = 120
-
+ILLEGAL_ADDRESS = "modbus exception 2"
 EXCEPTION_NAMES = {
     1: "illegal function",
     2: "illegal data address",
@@ -46,41 +42,6 @@ _DATATYPES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ReadBlock:
-    """One request: `count` registers of one type from `start`, covering `points`."""
-
-    table: str
-    start: int
-    count: int
-    points: tuple[ModbusPoint, ...]
-
-
-def plan_reads(points: Sequence[ModbusPoint]) -> list[ReadBlock]:
-    """Merge points into as few requests as MAX_GAP and MAX_BLOCK allow."""
-    blocks: list[ReadBlock] = []
-    for table in ("input", "holding"):
-        current: list[ModbusPoint] = []
-        for point in sorted((p for p in points if p.table == table), key=lambda p: p.address):
-            if current:
-                start = current[0].address
-                end = max(p.address + p.count for p in current)
-                fits = point.address - end <= MAX_GAP and point.address + point.count - start <= MAX_BLOCK
-                if not fits:
-                    blocks.append(_block(table, current))
-                    current = []
-            current.append(point)
-        if current:
-            blocks.append(_block(table, current))
-    return blocks
-
-
-def _block(table: str, points: list[ModbusPoint]) -> ReadBlock:
-    start = points[0].address
-    end = max(p.address + p.count for p in points)
-    return ReadBlock(table, start, end - start, tuple(points))
-
-
 def decode(point: ModbusPoint, registers: Sequence[int]) -> float:
     value = AsyncModbusTcpClient.convert_from_registers(
         list(registers), data_type=_DATATYPES[point.type], word_order=point.word_order
@@ -94,6 +55,9 @@ class ModbusTcpClient(ClientContext):
     def __init__(self, device: ModbusTcpDevice) -> None:
         self.device = device
         self._points = {p.name: p for p in device.points}
+        self._limits = PlanLimits(device.max_registers, device.max_gap, tuple(device.forbidden))
+        self.read_alone: set[str] = set()  # points in blocks the device refused: read one by one
+        self.requests = 0
         # pymodbus' own timer runs longer than the caller's asyncio.timeout, so the caller's bound decides.
         self._client = AsyncModbusTcpClient(
             device.host, port=device.port, timeout=device.timeout_s + 1, retries=0, reconnect_delay=0
@@ -118,25 +82,43 @@ class ModbusTcpClient(ClientContext):
 
     async def read(self, points: Sequence[str]) -> list[PointResult]:
         results: list[PointResult] = []
-        for block in plan_reads([self._points[name] for name in points]):
-            try:
-                registers = await self._read_block(block)
-            except (DeviceRejected, DeviceGarbage) as error:
-                results.extend(PointResult(p.name, None, error) for p in block.points)
-                continue
-            for point in block.points:
-                offset = point.address - block.start
-                try:
-                    value = decode(point, registers[offset : offset + point.count])
-                except (ValueError, TypeError) as exc:
-                    where = f"{point.table} register {point.address}"
-                    garbage = self._error(DeviceGarbage, where, f"cannot decode {point.type}: {exc}")
-                    results.append(PointResult(point.name, None, garbage))
-                else:
-                    results.append(PointResult(point.name, value, None))
+        wanted = [self._points[name] for name in points]
+        for block in plan_reads(wanted, self._limits, self.read_alone):
+            results.extend(await self._read_planned(block))
         return results
 
+    async def _read_planned(self, block: ReadBlock) -> list[PointResult]:
+        try:
+            registers = await self._read_block(block)
+        except DeviceRejected as error:
+            if error.code != ILLEGAL_ADDRESS or len(block.points) == 1:
+                return [PointResult(p.name, None, error) for p in block.points]
+            # The device refused an address somewhere in the merged block: from now on read these points
+            # one by one, so a bad register costs only its own value.
+            self.read_alone.update(p.name for p in block.points)
+            results: list[PointResult] = []
+            for point in block.points:
+                results.extend(
+                    await self._read_planned(ReadBlock(block.table, point.address, point.count, (point,)))
+                )
+            return results
+        except DeviceGarbage as error:
+            return [PointResult(p.name, None, error) for p in block.points]
+        return [self._decode(point, block, registers) for point in block.points]
+
+    def _decode(self, point: ModbusPoint, block: ReadBlock, registers: list[int]) -> PointResult:
+        offset = point.address - block.start
+        try:
+            value = decode(point, registers[offset : offset + point.count])
+        except (ValueError, TypeError) as exc:
+            where = f"{point.table} register {point.address}"
+            return PointResult(
+                point.name, None, self._error(DeviceGarbage, where, f"cannot decode {point.type}: {exc}")
+            )
+        return PointResult(point.name, value, None)
+
     async def _read_block(self, block: ReadBlock) -> list[int]:
+        self.requests += 1
         where = f"{block.table} registers {block.start}+{block.count}"
         read = (
             self._client.read_input_registers
