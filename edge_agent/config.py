@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge_agent.codec import DataType, Encoding, Order
 from edge_agent.errors import ConfigError
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -86,18 +87,6 @@ class LogConfig(_Strict):
 
 # --- points -------------------------------------------------------------------------------------
 
-ModbusDataType = Literal["int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64"]
-REGISTERS_PER_TYPE = {
-    "int16": 1,
-    "uint16": 1,
-    "int32": 2,
-    "uint32": 2,
-    "float32": 2,
-    "int64": 4,
-    "uint64": 4,
-    "float64": 4,
-}
-
 
 class _Point(_Strict):
     name: Name
@@ -106,17 +95,53 @@ class _Point(_Strict):
 
 
 class ModbusPoint(_Point):
-    table: Literal["input", "holding"]
+    table: Literal["coil", "discrete", "input", "holding"]
+    """Function codes 01, 02, 04 and 03 to read; coils take 05/15 and holding registers 06/16 to write."""
     address: Annotated[int, Field(ge=0, le=0xFFFF)]
     """The address on the wire (0-based), not the datasheet's 3xxxx/4xxxx register number."""
-    type: ModbusDataType = "float32"
-    word_order: Literal["big", "little"] = "big"
-    """'big': high word first (ABCD); 'little': low word first (CDAB)."""
+    type: DataType = "float32"
+    order: Order = "ABCD"
+    """Byte and word order: ABCD (big-endian), CDAB (words swapped), BADC (bytes swapped), DCBA."""
     scale: float = 1.0
+    offset: float = 0.0
+    count: Annotated[int, Field(ge=1, le=125)] | None = None
+    """Registers of a string (required) or of a bitfield (1 or 2)."""
+    bit: Annotated[int, Field(ge=0, le=31)] | None = None
+    mask: Annotated[int, Field(ge=1, le=0xFFFFFFFF)] | None = None
+    not_available: Literal["auto"] | list[int] | None = None
+    """Raw values meaning 'not available' (a quality flag, never a number); 'auto': ABB's all-ones."""
+
+    @model_validator(mode="after")
+    def _encodable(self) -> ModbusPoint:
+        bits = self.table in ("coil", "discrete")
+        if bits != (self.type == "bool"):
+            raise ValueError(
+                f"{self.table} points are type 'bool' and only they are"
+                if bits
+                else f"type 'bool' belongs to coil or discrete points, not {self.table}"
+            )
+        self.encoding()  # every other mistake: the codec names it
+        return self
+
+    def encoding(self) -> Encoding:
+        sentinels: tuple[float, ...] | Literal["auto"] = (
+            "auto" if self.not_available == "auto" else tuple(self.not_available or ())
+        )
+        return Encoding(
+            self.type,
+            self.order,
+            self.scale,
+            self.offset,
+            count=self.count,
+            bit=self.bit,
+            mask=self.mask,
+            not_available=sentinels,
+        )
 
     @property
-    def count(self) -> int:
-        return REGISTERS_PER_TYPE[self.type]
+    def registers(self) -> int:
+        """Registers (or bits) the point occupies."""
+        return self.encoding().registers
 
 
 BACNET_OBJECT_TYPES = (
@@ -167,10 +192,7 @@ class RegisterRange(_Strict):
         return self
 
 
-class ModbusTcpDevice(_Device):
-    protocol: Literal["modbus-tcp"]
-    host: str
-    port: Annotated[int, Field(ge=1, le=65535)] = 502
+class _ModbusDevice(_Device):
     unit_id: Annotated[int, Field(ge=0, le=247)] = 1
     points: list[ModbusPoint] = Field(min_length=1)
     max_registers: Annotated[int, Field(ge=1, le=125)] = 125
@@ -180,13 +202,13 @@ class ModbusTcpDevice(_Device):
     forbidden: list[RegisterRange] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _points_clear_of_forbidden(self) -> ModbusTcpDevice:
+    def _points_clear_of_forbidden(self) -> _ModbusDevice:
         for point in self.points:
             for r in self.forbidden:
                 if (
                     point.table == r.table
                     and point.address <= r.end
-                    and r.start < point.address + point.count
+                    and r.start < point.address + point.registers
                 ):
                     raise ValueError(
                         f"point {point.name!r} ({point.table} {point.address}) lies in a forbidden range "
@@ -195,8 +217,74 @@ class ModbusTcpDevice(_Device):
         return self
 
     @property
+    def link(self) -> str:
+        """What the device shares its wire with: devices with the same link take turns."""
+        raise NotImplementedError
+
+
+class ModbusTcpDevice(_ModbusDevice):
+    protocol: Literal["modbus-tcp"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+
+    @property
     def address(self) -> str:
         return f"{self.host}:{self.port} unit {self.unit_id}"
+
+    @property
+    def link(self) -> str:
+        return f"tcp:{self.host}:{self.port}:{self.unit_id}"  # a connection of its own
+
+
+class ModbusRtuTcpDevice(_ModbusDevice):
+    """RTU frames over TCP: a serial gateway that passes frames through; its units share the line."""
+
+    protocol: Literal["modbus-rtu-tcp"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 4001
+    frame_gap_ms: Annotated[float, Field(ge=0, le=1000)] = 5.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port} (RTU) unit {self.unit_id}"
+
+    @property
+    def link(self) -> str:
+        return f"rtu-tcp:{self.host}:{self.port}"
+
+
+class ModbusRtuDevice(_ModbusDevice):
+    """A unit on an RS-485 bus: every device on the same serial port takes turns on it."""
+
+    protocol: Literal["modbus-rtu"]
+    serial_port: str
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    frame_gap_ms: Annotated[float, Field(ge=0, le=1000)] | None = None
+    """Silence between frames; default 3.5 character times (at least 1.75 ms above 19200 baud)."""
+
+    @property
+    def address(self) -> str:
+        return f"{self.serial_port} unit {self.unit_id}"
+
+    @property
+    def link(self) -> str:
+        return f"rtu:{self.serial_port}"
+
+    @property
+    def line(self) -> tuple[int, str, int]:
+        return self.baudrate, self.parity, self.stopbits
+
+    @property
+    def gap_s(self) -> float:
+        if self.frame_gap_ms is not None:
+            return self.frame_gap_ms / 1000
+        char_s = 11 / self.baudrate  # start, 8 data, parity or stop, stop
+        return max(3.5 * char_s, 0.00175)
+
+
+ModbusDevice = ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice
 
 
 HostPort = Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?$")]
@@ -215,7 +303,9 @@ class BacnetDevice(_Device):
         return f"{self.host} device {self.instance}"
 
 
-Device = Annotated[ModbusTcpDevice | BacnetDevice, Field(discriminator="protocol")]
+Device = Annotated[
+    ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | BacnetDevice, Field(discriminator="protocol")
+]
 
 
 class PollerConfig(_Strict):
@@ -239,11 +329,19 @@ class AgentConfig(_Strict):
     @model_validator(mode="after")
     def _cross_references(self) -> AgentConfig:
         problems: list[str] = []
-        by_name: dict[str, ModbusTcpDevice | BacnetDevice] = {}
+        by_name: dict[str, ModbusDevice | BacnetDevice] = {}
+        lines: dict[str, tuple[int, tuple[int, str, int]]] = {}
         for i, device in enumerate(self.devices):
             if device.name in by_name:
                 problems.append(f"devices[{i}].name: device {device.name!r} is defined twice")
             by_name[device.name] = device
+            if isinstance(device, ModbusRtuDevice):
+                first = lines.setdefault(device.serial_port, (i, device.line))
+                if first[1] != device.line:
+                    problems.append(
+                        f"devices[{i}].baudrate: {device.serial_port} is set to {device.line} here but "
+                        f"{first[1]} in devices[{first[0]}]: devices on one bus share its line settings"
+                    )
             seen: set[str] = set()
             for j, point in enumerate(device.points):
                 if point.name in seen:
@@ -271,7 +369,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in ("modbus-tcp", "bacnet-ip"):  # the discriminated union's tag adds no information
+        elif part in ("modbus-tcp", "modbus-rtu-tcp", "modbus-rtu", "bacnet-ip"):  # the union's tag: noise
             continue
         else:
             path += f".{part}" if path else part

@@ -14,7 +14,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from edge_agent.config import AgentConfig, BacnetDevice, BufferConfig, ModbusTcpDevice
+from edge_agent.config import (
+    AgentConfig,
+    BacnetDevice,
+    BufferConfig,
+    ModbusDevice,
+    ModbusRtuTcpDevice,
+    ModbusTcpDevice,
+)
 from edge_agent.errors import StartupError
 from edge_agent.logs import configure_logging
 from edge_agent.polling import Health
@@ -37,13 +44,15 @@ _HEALTH_STYLE = {Health.UP: "green", Health.DEGRADED: "yellow", Health.DOWN: "re
 def point_at_simulator(config: AgentConfig, base_port: int) -> AgentConfig:
     """The built-in configuration with every device's port moved by as much as the simulator's base port."""
     shift = base_port - DEFAULT_BASE_PORT
-    devices: list[ModbusTcpDevice | BacnetDevice] = []
+    devices: list[ModbusDevice | BacnetDevice] = []
     for device in config.devices:
-        if isinstance(device, ModbusTcpDevice):
+        if isinstance(device, ModbusTcpDevice | ModbusRtuTcpDevice):
             devices.append(device.model_copy(update={"port": device.port + shift}))
-        else:
+        elif isinstance(device, BacnetDevice):
             host, _, port = device.host.rpartition(":")
             devices.append(device.model_copy(update={"host": f"{host}:{int(port) + shift}"}))
+        else:
+            devices.append(device)
     return config.model_copy(update={"devices": devices})
 
 

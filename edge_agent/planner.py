@@ -15,6 +15,7 @@ from edge_agent.config import ModbusPoint, RegisterRange
 
 TABLES = ("coil", "discrete", "input", "holding")
 MAX_REGISTERS = 125  # per request, function codes 03 and 04 (Modbus application protocol 1.1b3)
+MAX_BITS = 2000  # per request, function codes 01 and 02
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +70,17 @@ def plan_reads(
 
 def _fits(current: Sequence[ModbusPoint], point: ModbusPoint, limits: PlanLimits) -> bool:
     start = current[0].address
-    end = max(p.address + p.count for p in current)
-    new_end = max(end, point.address + point.count)
+    end = max(p.address + p.registers for p in current)
+    new_end = max(end, point.address + point.registers)
+    maximum = MAX_BITS if point.table in ("coil", "discrete") else limits.max_registers
     return (
         point.address - end <= limits.max_gap
-        and new_end - start <= limits.max_registers
+        and new_end - start <= maximum
         and not limits.crosses_forbidden(point.table, start, new_end)
     )
 
 
 def _block(table: str, points: Sequence[ModbusPoint]) -> ReadBlock:
     start = points[0].address
-    end = max(p.address + p.count for p in points)
+    end = max(p.address + p.registers for p in points)
     return ReadBlock(table, start, end - start, tuple(points))

@@ -13,7 +13,7 @@ from enum import StrEnum
 import structlog
 
 from edge_agent.backoff import Backoff
-from edge_agent.config import BacnetDevice, ModbusTcpDevice, PollerConfig
+from edge_agent.config import BacnetDevice, ModbusDevice, PollerConfig
 from edge_agent.errors import DeviceError, DeviceGarbage, DeviceUnreachable
 from edge_agent.protocols.base import PointResult, ProtocolClient
 from edge_agent.readings import Quality, Reading, utc_now
@@ -51,7 +51,7 @@ class _Group:
 class DevicePoller:
     def __init__(
         self,
-        device: ModbusTcpDevice | BacnetDevice,
+        device: ModbusDevice | BacnetDevice,
         pollers: Sequence[PollerConfig],
         client_factory: ClientFactory,
         sink: ReadingSink,
@@ -149,7 +149,7 @@ class DevicePoller:
                 r.point,
                 r.value,
                 self._units[r.point],
-                Quality.GOOD if r.error is None else Quality.BAD,
+                Quality.BAD if r.error else Quality.UNAVAILABLE if r.unavailable else Quality.GOOD,
                 now,
             )
             for r in results

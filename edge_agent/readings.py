@@ -13,6 +13,7 @@ class Quality(StrEnum):
     GOOD = "good"
     BAD = "bad"  # the device answered with an error or garbage: value is None
     STALE = "stale"  # the last good value, older than its poll interval allows
+    UNAVAILABLE = "unavailable"  # the device answered, and said it has no value for this quantity
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,13 @@ import structlog
 from edge_agent import __version__
 from edge_agent.backoff import Backoff
 from edge_agent.buffer import Buffer, BufferStatistics
-from edge_agent.config import AgentConfig, BacnetDevice, ModbusTcpDevice
+from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
 from edge_agent.latest import LatestValues
 from edge_agent.polling import ClientFactory, DevicePoller, PollerStatistics
 from edge_agent.protocols.bacnet import BacnetClient, local_stack
 from edge_agent.protocols.bacnet_app import BacnetApplication
-from edge_agent.protocols.modbus import ModbusTcpClient
+from edge_agent.protocols.modbus import ModbusClient
+from edge_agent.protocols.modbus_link import ModbusLink, link_for
 from edge_agent.readings import Reading
 from edge_agent.uplink import Uplink, UplinkStatistics
 
@@ -61,15 +62,19 @@ class Agent:
         self._queued = 0  # readings in the queue
         self._accepted = 0  # readings taken from the pollers since start
         self._bacnet: BacnetApplication | None = None
+        self._links: dict[str, ModbusLink] = {}  # shared by the units of one RS-485 bus or RTU gateway
         self.pollers = [
             DevicePoller(device, config.pollers, self._client_factory(device), self._accept)
             for device in config.devices
         ]
 
-    def _client_factory(self, device: ModbusTcpDevice | BacnetDevice) -> ClientFactory:
+    def _client_factory(self, device: ModbusDevice | BacnetDevice) -> ClientFactory:
+        if isinstance(device, BacnetDevice):
+            return lambda: BacnetClient(device, self._bacnet_stack())
         if isinstance(device, ModbusTcpDevice):
-            return lambda: ModbusTcpClient(device)
-        return lambda: BacnetClient(device, self._bacnet_stack())
+            return lambda: ModbusClient(device)  # a connection of its own
+        link = self._links.get(device.link) or self._links.setdefault(device.link, link_for(device))
+        return lambda: ModbusClient(device, link)  # units on one bus or gateway take turns
 
     def _bacnet_stack(self) -> BacnetApplication:
         if self._bacnet is None:
@@ -95,6 +100,8 @@ class Agent:
         """Run until `stop` is set, then shut down without losing an accepted reading."""
         async with contextlib.AsyncExitStack() as resources:
             await resources.enter_async_context(self.buffer)
+            for link in self._links.values():
+                resources.callback(link.close)
             if any(isinstance(d, BacnetDevice) for d in self.config.devices):
                 self._bacnet = await resources.enter_async_context(local_stack(self.config.bacnet))
                 resources.callback(setattr, self, "_bacnet", None)

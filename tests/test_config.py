@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from edge_agent.cli import app
 from edge_agent.config import (
     BUILTIN_CONFIG,
+    BacnetDevice,
     ModbusTcpDevice,
     builtin_config_text,
     load_config,
@@ -79,6 +80,7 @@ async def test_builtin_default_is_valid_and_points_at_the_simulator() -> None:
                 ["unit", str(device.unit_id)],
             )
         else:
+            assert isinstance(device, BacnetDevice)
             assert (endpoint.address, endpoint.detail) == (device.host, f"device {device.instance}")
     assert len(config.devices) >= 18
 

@@ -13,7 +13,7 @@ from edge_agent.config import BacnetConfig, ModbusPoint
 from edge_agent.errors import DeviceGarbage, DeviceRejected, DeviceUnreachable
 from edge_agent.protocols.bacnet import BacnetClient, local_stack
 from edge_agent.protocols.bacnet_app import BacnetApplication
-from edge_agent.protocols.modbus import ModbusTcpClient
+from edge_agent.protocols.modbus import ModbusClient
 from edge_sim.clock import ManualClock
 from edge_sim.control import send
 from edge_sim.faults import Fault, FaultKind
@@ -27,7 +27,7 @@ POWER = [SDM630_POINTS[0]]  # total_power, float32 at 30053
 
 
 async def read_power(sim: Simulator, timeout_s: float = 1.0) -> float | None:
-    async with ModbusTcpClient(meter(sdm630_port(sim), POWER, timeout_s=timeout_s)) as client:
+    async with ModbusClient(meter(sdm630_port(sim), POWER, timeout_s=timeout_s)) as client:
         async with asyncio.timeout(timeout_s + 0.5):
             [result] = await client.read(["total_power"])
     if result.error is not None:
@@ -80,7 +80,7 @@ async def test_swapped_word_order(sim: Simulator) -> None:
 
 async def test_stuck_meter_stops_changing(sim: Simulator, clock: ManualClock) -> None:
     point = [ModbusPoint(name="import_energy", table="input", address=0x48, unit="kWh")]
-    async with ModbusTcpClient(meter(sdm630_port(sim), point)) as client:
+    async with ModbusClient(meter(sdm630_port(sim), point)) as client:
         before = (await client.read(["import_energy"]))[0].value
         await sim.inject(METER, Fault(FaultKind.STUCK))
         clock.advance(600)

@@ -9,7 +9,7 @@ import pytest
 from edge_agent.config import ModbusPoint, ModbusTcpDevice
 from edge_agent.errors import DeviceRejected, DeviceUnreachable
 from edge_agent.planner import plan_reads
-from edge_agent.protocols.modbus import ModbusTcpClient
+from edge_agent.protocols.modbus import ModbusClient
 from edge_sim.clock import ManualClock
 from edge_sim.devices.meters.registers import float32
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
@@ -40,7 +40,7 @@ def sdm630_port(sim: Simulator) -> int:
 async def test_reads_what_the_meter_shows(sim: Simulator, clock: ManualClock) -> None:
     clock.advance(600)
     await sim.step()
-    async with ModbusTcpClient(meter(sdm630_port(sim))) as client:
+    async with ModbusClient(meter(sdm630_port(sim))) as client:
         results = {r.point: r for r in await client.read([p.name for p in SDM630_POINTS])}
     truth = sim.circuit("info-centre-main-meter")
     assert all(r.error is None for r in results.values())
@@ -66,8 +66,8 @@ def test_planner_splits_register_tables() -> None:
 
 async def test_word_order_little_reads_the_words_swapped(sim: Simulator) -> None:
     """A point configured low-word-first decodes the meter's high-word-first float as CDAB would."""
-    swapped = ModbusPoint(name="p", table="input", address=0x34, word_order="little")
-    async with ModbusTcpClient(meter(sdm630_port(sim), [swapped])) as client:
+    swapped = ModbusPoint(name="p", table="input", address=0x34, order="CDAB")
+    async with ModbusClient(meter(sdm630_port(sim), [swapped])) as client:
         [result] = await client.read(["p"])
     high, low = float32(sim.circuit("info-centre-main-meter").power_w())
     expected = struct.unpack(">f", struct.pack(">HH", low, high))[0]
@@ -77,7 +77,7 @@ async def test_word_order_little_reads_the_words_swapped(sim: Simulator) -> None
 
 async def test_illegal_address_is_a_per_point_error_naming_the_register(sim: Simulator) -> None:
     points = [*SDM630_POINTS[:1], ModbusPoint(name="bogus", table="input", address=0x1000)]
-    async with ModbusTcpClient(meter(sdm630_port(sim), points)) as client:
+    async with ModbusClient(meter(sdm630_port(sim), points)) as client:
         results = {r.point: r for r in await client.read(["total_power", "bogus"])}
     assert results["total_power"].error is None
     error = results["bogus"].error
@@ -89,7 +89,7 @@ async def test_illegal_address_is_a_per_point_error_naming_the_register(sim: Sim
 
 async def test_holding_register_write_and_read_back(sim: Simulator) -> None:
     period = ModbusPoint(name="demand_period", table="holding", address=2, unit="min")
-    async with ModbusTcpClient(meter(sdm630_port(sim), [period])) as client:
+    async with ModbusClient(meter(sdm630_port(sim), [period])) as client:
         assert (await client.read(["demand_period"]))[0].value == 15.0
         await client.write("demand_period", 30.0)
         assert (await client.read(["demand_period"]))[0].value == 30.0
@@ -97,7 +97,7 @@ async def test_holding_register_write_and_read_back(sim: Simulator) -> None:
 
 async def test_nobody_listening_is_unreachable() -> None:
     with pytest.raises(DeviceUnreachable) as caught:
-        async with ModbusTcpClient(meter(free_port())):
+        async with ModbusClient(meter(free_port())):
             pass
     assert "meter-main" in str(caught.value)
 
@@ -113,7 +113,7 @@ async def test_illegal_address_in_a_merged_block_is_split_and_remembered(sim: Si
         ModbusPoint(name="total_energy", table="input", address=0x0156, unit="kWh"),
         ModbusPoint(name="beyond_the_map", table="input", address=0x0158),  # the SDM630 map ends at 0x0157
     ]
-    async with ModbusTcpClient(meter(sdm630_port(sim), points)) as client:
+    async with ModbusClient(meter(sdm630_port(sim), points)) as client:
         first = {r.point: r for r in await client.read(["total_energy", "beyond_the_map"])}
         requests_first = client.requests
         second = {r.point: r for r in await client.read(["total_energy", "beyond_the_map"])}

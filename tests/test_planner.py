@@ -79,7 +79,7 @@ def test_every_plan_covers_each_point_once_within_limits(
     for block in blocks:
         assert block.count <= max(maximum, 2)
         assert not limits.crosses_forbidden("input", block.start, block.end)
-        assert all(block.start <= p.address and p.address + p.count <= block.end for p in block.points)
+        assert all(block.start <= p.address and p.address + p.registers <= block.end for p in block.points)
 
 
 def test_config_refuses_a_point_inside_a_forbidden_range() -> None:

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from edge_agent.config import PollerConfig
 from edge_agent.polling import DevicePoller, Health
 from edge_agent.protocols.base import PointResult
-from edge_agent.protocols.modbus import ModbusTcpClient
+from edge_agent.protocols.modbus import ModbusClient
 from edge_agent.readings import Quality, Reading
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
@@ -38,7 +38,7 @@ async def test_device_down_and_back_is_logged_once_each_way() -> None:
         received.extend(readings)
 
     poller = DevicePoller(
-        device, [PollerConfig(device="meter-main", interval_s=0.1)], lambda: ModbusTcpClient(device), sink
+        device, [PollerConfig(device="meter-main", interval_s=0.1)], lambda: ModbusClient(device), sink
     )
     with capture_logs() as logs:
         task: asyncio.Task[None] | None = None
@@ -77,7 +77,7 @@ async def test_an_interval_is_kept_while_the_device_answers() -> None:
         stamps.append(asyncio.get_running_loop().time())
 
     poller = DevicePoller(
-        device, [PollerConfig(device="meter-main", interval_s=0.2)], lambda: ModbusTcpClient(device), sink
+        device, [PollerConfig(device="meter-main", interval_s=0.2)], lambda: ModbusClient(device), sink
     )
     async with meter_on(port, 1.0):
         task = asyncio.create_task(poller.run())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge_agent.config import ModbusPoint, ModbusTcpDevice
-from edge_agent.protocols.modbus import ModbusTcpClient
+from edge_agent.protocols.modbus import ModbusClient
 from edge_sim.clock import ManualClock
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.simulator import Simulator
@@ -34,7 +34,7 @@ async def read(port: int, unit_id: int, points: list[ModbusPoint]) -> dict[str, 
         unit_id=unit_id,
         points=points,
     )
-    async with ModbusTcpClient(device) as client:
+    async with ModbusClient(device) as client:
         results = await client.read([p.name for p in points])
     assert all(r.error is None for r in results), results
     return {r.point: r.value for r in results if r.value is not None}

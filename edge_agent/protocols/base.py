@@ -23,6 +23,7 @@ class PointResult:
     point: str
     value: float | None
     error: DeviceError | None = None
+    unavailable: bool = False  # the device says the quantity is not available (a sentinel value)
 
 
 class ProtocolClient(Protocol):

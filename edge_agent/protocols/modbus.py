@@ -1,22 +1,26 @@
-"""Modbus TCP through pymodbus, with pymodbus' own retries and reconnects turned off.
+"""Modbus devices (TCP, RTU on RS-485, RTU over TCP) through pymodbus, behind the protocol interface.
 
-Reads are planned (planner.py): a meter's points usually cost one request.
+Reads are planned (planner.py): a meter's points usually cost one or two requests. Values are decoded by
+codec.py in the point's byte and word order; a "not available" sentinel is a quality flag, not a number.
+Requests go through the device's link (modbus_link.py), which units on one bus share.
 """
 
 from __future__ import annotations
 
 import math
-import struct
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from pymodbus import ExceptionResponse
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from edge_agent.config import ModbusPoint, ModbusTcpDevice
+from edge_agent.codec import Encoding
+from edge_agent.config import ModbusDevice, ModbusPoint
 from edge_agent.errors import DeviceError, DeviceGarbage, DeviceRejected, DeviceUnreachable
 from edge_agent.planner import PlanLimits, ReadBlock, plan_reads
 from edge_agent.protocols.base import ClientContext, PointResult
+from edge_agent.protocols.modbus_link import ModbusLink, link_for
 
 ILLEGAL_ADDRESS = "modbus exception 2"
 EXCEPTION_NAMES = {
@@ -29,39 +33,26 @@ EXCEPTION_NAMES = {
     10: "gateway path unavailable",
     11: "gateway target failed to respond",
 }
-
-_DATATYPES = {
-    "int16": AsyncModbusTcpClient.DATATYPE.INT16,
-    "uint16": AsyncModbusTcpClient.DATATYPE.UINT16,
-    "int32": AsyncModbusTcpClient.DATATYPE.INT32,
-    "uint32": AsyncModbusTcpClient.DATATYPE.UINT32,
-    "float32": AsyncModbusTcpClient.DATATYPE.FLOAT32,
-    "int64": AsyncModbusTcpClient.DATATYPE.INT64,
-    "uint64": AsyncModbusTcpClient.DATATYPE.UINT64,
-    "float64": AsyncModbusTcpClient.DATATYPE.FLOAT64,
+_READS: dict[str, Callable[[ModbusBaseClient], Callable[..., Awaitable[Any]]]] = {
+    "coil": lambda c: c.read_coils,
+    "discrete": lambda c: c.read_discrete_inputs,
+    "input": lambda c: c.read_input_registers,
+    "holding": lambda c: c.read_holding_registers,
 }
 
 
-def decode(point: ModbusPoint, registers: Sequence[int]) -> float:
-    value = AsyncModbusTcpClient.convert_from_registers(
-        list(registers), data_type=_DATATYPES[point.type], word_order=point.word_order
-    )
-    if not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"not a finite number: {value!r}")
-    return float(value) * point.scale
+class ModbusClient(ClientContext):
+    """One unit. Its link is its own (`link=None`: a TCP device) or shared with the other units on a bus."""
 
-
-class ModbusTcpClient(ClientContext):
-    def __init__(self, device: ModbusTcpDevice) -> None:
+    def __init__(self, device: ModbusDevice, link: ModbusLink | None = None) -> None:
         self.device = device
+        self._owns_link = link is None
+        self._link = link or link_for(device)
         self._points = {p.name: p for p in device.points}
+        self._encodings: dict[str, Encoding] = {p.name: p.encoding() for p in device.points}
         self._limits = PlanLimits(device.max_registers, device.max_gap, tuple(device.forbidden))
         self.read_alone: set[str] = set()  # points in blocks the device refused: read one by one
         self.requests = 0
-        # pymodbus' own timer runs longer than the caller's asyncio.timeout, so the caller's bound decides.
-        self._client = AsyncModbusTcpClient(
-            device.host, port=device.port, timeout=device.timeout_s + 1, retries=0, reconnect_delay=0
-        )
 
     def _error(
         self, cls: type[DeviceError], where: str, message: str, code: str | None = None
@@ -74,11 +65,15 @@ class ModbusTcpClient(ClientContext):
         return self._error(DeviceRejected, where, name, f"modbus exception {code}")
 
     async def open(self) -> None:
-        if not await self._client.connect():
-            raise self._error(DeviceUnreachable, "", "cannot connect")
+        """Connect the link if it is not (a shared link stays up for the other units)."""
+        try:
+            await self._link.call(_nothing)
+        except ConnectionError as exc:
+            raise self._error(DeviceUnreachable, "", "cannot connect") from exc
 
     async def close(self) -> None:
-        self._client.close()
+        if self._owns_link:
+            self._link.close()
 
     async def read(self, points: Sequence[str]) -> list[PointResult]:
         results: list[PointResult] = []
@@ -89,7 +84,7 @@ class ModbusTcpClient(ClientContext):
 
     async def _read_planned(self, block: ReadBlock) -> list[PointResult]:
         try:
-            registers = await self._read_block(block)
+            words = await self._read_block(block)
         except DeviceRejected as error:
             if error.code != ILLEGAL_ADDRESS or len(block.points) == 1:
                 return [PointResult(p.name, None, error) for p in block.points]
@@ -98,70 +93,83 @@ class ModbusTcpClient(ClientContext):
             self.read_alone.update(p.name for p in block.points)
             results: list[PointResult] = []
             for point in block.points:
-                results.extend(
-                    await self._read_planned(ReadBlock(block.table, point.address, point.count, (point,)))
-                )
+                alone = ReadBlock(block.table, point.address, point.registers, (point,))
+                results.extend(await self._read_planned(alone))
             return results
         except DeviceGarbage as error:
             return [PointResult(p.name, None, error) for p in block.points]
-        return [self._decode(point, block, registers) for point in block.points]
+        return [self._decode(point, block, words) for point in block.points]
 
-    def _decode(self, point: ModbusPoint, block: ReadBlock, registers: list[int]) -> PointResult:
+    def _decode(self, point: ModbusPoint, block: ReadBlock, words: list[int] | list[bool]) -> PointResult:
+        encoding = self._encodings[point.name]
         offset = point.address - block.start
+        where = f"{point.table} {point.address}"
         try:
-            value = decode(point, registers[offset : offset + point.count])
+            if point.type == "bool":
+                decoded = encoding.decode(bool(words[offset]))
+            else:
+                decoded = encoding.decode([int(w) for w in words[offset : offset + encoding.registers]])
         except (ValueError, TypeError) as exc:
-            where = f"{point.table} register {point.address}"
-            return PointResult(
-                point.name, None, self._error(DeviceGarbage, where, f"cannot decode {point.type}: {exc}")
-            )
-        return PointResult(point.name, value, None)
+            return PointResult(point.name, None, self._error(DeviceGarbage, where, f"cannot decode: {exc}"))
+        if decoded.not_available:
+            return PointResult(point.name, None, unavailable=True)
+        if not isinstance(decoded.value, float) or not math.isfinite(decoded.value):
+            message = f"not a finite number: {decoded.value!r}"
+            return PointResult(point.name, None, self._error(DeviceGarbage, where, message))
+        return PointResult(point.name, decoded.value)
 
-    async def _read_block(self, block: ReadBlock) -> list[int]:
+    async def _read_block(self, block: ReadBlock) -> list[int] | list[bool]:
         self.requests += 1
-        where = f"{block.table} registers {block.start}+{block.count}"
-        read = (
-            self._client.read_input_registers
-            if block.table == "input"
-            else self._client.read_holding_registers
+        where = f"{block.table} {'bits' if block.table in ('coil', 'discrete') else 'registers'} "
+        where += f"{block.start}+{block.count}"
+        read = _READS[block.table]
+        response = await self._call(
+            where, lambda c: read(c)(block.start, count=block.count, device_id=self.device.unit_id)
         )
-        try:
-            response = await read(block.start, count=block.count, device_id=self.device.unit_id)
-        except (ConnectionException, ModbusIOException) as exc:
-            raise self._error(DeviceUnreachable, where, "no answer", type(exc).__name__) from exc
-        except ModbusException as exc:
-            raise self._error(DeviceGarbage, where, str(exc), type(exc).__name__) from exc
-        if isinstance(response, ExceptionResponse) or response.isError():
-            raise self._exception_answer(where, response)
+        if block.table in ("coil", "discrete"):
+            bits = list(response.bits)
+            if len(bits) < block.count:
+                raise self._error(DeviceGarbage, where, f"answered {len(bits)} bits")
+            return bits[: block.count]
         registers = list(response.registers)
         if len(registers) != block.count:
             raise self._error(DeviceGarbage, where, f"answered {len(registers)} registers")
         return registers
 
-    async def write(self, point: str, value: float | None, priority: int | None = None) -> None:
-        target = self._points[point]
-        where = f"{target.table} register {target.address}"
-        if target.table != "holding" or value is None:
-            raise self._error(DeviceRejected, where, "only holding registers take a value", "not writable")
-        data_type = _DATATYPES[target.type]
-        raw: float | int = value / target.scale
-        if not target.type.startswith("float"):
-            raw = round(raw)
+    async def _call(
+        self, where: str, operation: Callable[[ModbusBaseClient], Awaitable[Any]], write: bool = False
+    ) -> Any:
+        """One request through the link, with every library failure translated into a DeviceError."""
         try:
-            registers = AsyncModbusTcpClient.convert_to_registers(
-                raw, data_type, word_order=target.word_order
-            )
-        except (OverflowError, ValueError, struct.error) as exc:
-            raise self._error(
-                DeviceRejected, where, f"{value} does not fit {target.type}", "out of range"
-            ) from exc
-        try:
-            response = await self._client.write_registers(
-                target.address, registers, device_id=self.device.unit_id
-            )
-        except (ConnectionException, ModbusIOException) as exc:
+            response = await self._link.call(operation, write=write)
+        except (ConnectionError, ConnectionException, ModbusIOException) as exc:
             raise self._error(DeviceUnreachable, where, "no answer", type(exc).__name__) from exc
         except ModbusException as exc:
             raise self._error(DeviceGarbage, where, str(exc), type(exc).__name__) from exc
-        if response.isError():
+        if isinstance(response, ExceptionResponse) or response.isError():
             raise self._exception_answer(where, response)
+        return response
+
+    async def write(self, point: str, value: float | None, priority: int | None = None) -> None:
+        target = self._points[point]
+        where = f"{target.table} {target.address}"
+        if target.table in ("input", "discrete") or value is None or target.type in ("bitfield", "string"):
+            raise self._error(DeviceRejected, where, "not writable as a number", "not writable")
+        unit = self.device.unit_id
+        if target.table == "coil":
+            await self._call(where, lambda c: c.write_coil(target.address, bool(value), device_id=unit), True)
+            return
+        try:
+            words = self._encodings[point].encode(value)
+        except ValueError as exc:
+            raise self._error(DeviceRejected, where, str(exc), "out of range") from exc
+        if len(words) == 1:  # function 06
+            await self._call(
+                where, lambda c: c.write_register(target.address, words[0], device_id=unit), True
+            )
+        else:  # function 16
+            await self._call(where, lambda c: c.write_registers(target.address, words, device_id=unit), True)
+
+
+async def _nothing(_client: ModbusBaseClient) -> None:
+    """A turn on the link that only makes sure it is connected."""

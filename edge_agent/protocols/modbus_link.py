@@ -1,0 +1,139 @@
+"""A Modbus link: one pymodbus client connection (a TCP device, an RTU-over-TCP gateway, or an RS-485 bus)
+and the discipline of its wire: one request at a time, writes ahead of reads, a silent gap between frames.
+
+Devices that share a link (units on one bus) take turns through `call`. Every call is bounded by the
+caller's asyncio.timeout, so a silent unit holds the wire for at most its own timeout, and its supervisor's
+backoff keeps it off the wire while it stays silent: it cannot starve the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client.base import ModbusBaseClient
+from pymodbus.framer import FramerType
+
+from edge_agent.config import ModbusDevice, ModbusRtuDevice, ModbusRtuTcpDevice
+
+T = TypeVar("T")
+WRITE, READ = 0, 1  # lower goes first
+RESYNC_S = 0.1  # after a request was abandoned mid-frame, let a late answer pass before the next one
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatistics:
+    link: str
+    requests: int
+    waiting: int
+    connected: bool
+
+
+class _Turns:
+    """A lock handed to waiters by priority, then arrival: writes overtake queued reads."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    def __len__(self) -> int:
+        return sum(1 for *_, future in self._waiters if not future.done())
+
+    async def acquire(self, priority: int) -> None:
+        if not self._busy and not self._waiters:
+            self._busy = True
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._arrivals), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # granted and cancelled in the same breath: pass the turn on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            *_, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._busy = False
+
+
+class ModbusLink:
+    def __init__(self, key: str, client: ModbusBaseClient, frame_gap_s: float = 0.0) -> None:
+        self.key = key
+        self._client = client
+        self._gap_s = frame_gap_s
+        self._turns = _Turns()
+        self._last_frame_end = 0.0
+        self._resync = False
+        self._requests = 0
+
+    def statistics(self) -> LinkStatistics:
+        return LinkStatistics(self.key, self._requests, len(self._turns), self._client.connected)
+
+    async def call(self, operation: Callable[[ModbusBaseClient], Awaitable[T]], *, write: bool = False) -> T:
+        """Run one request on the wire when it is this caller's turn; connects first if needed."""
+        await self._turns.acquire(WRITE if write else READ)
+        loop = asyncio.get_running_loop()
+        try:
+            if not self._client.connected and not await self._client.connect():
+                raise ConnectionError(f"cannot connect to {self.key}")
+            quiet = self._last_frame_end + (RESYNC_S if self._resync else self._gap_s) - loop.time()
+            if quiet > 0:
+                await asyncio.sleep(quiet)
+            self._requests += 1
+            self._resync = True  # until the answer is in
+            result = await operation(self._client)
+            self._resync = False
+            return result
+        finally:
+            self._last_frame_end = loop.time()
+            self._turns.release()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def link_for(device: ModbusDevice) -> ModbusLink:
+    """A new link for a device; devices with the same `device.link` key share one (the agent sees to it).
+    pymodbus' own retries and reconnects are off, and its timer runs longer than the caller's bound."""
+    timeout = device.timeout_s + 1
+    client: ModbusBaseClient
+    gap = 0.0
+    if isinstance(device, ModbusRtuDevice):
+        client = AsyncModbusSerialClient(
+            device.serial_port,
+            framer=FramerType.RTU,
+            baudrate=device.baudrate,
+            parity=device.parity,
+            stopbits=device.stopbits,
+            bytesize=8,
+            timeout=timeout,
+            retries=0,
+            reconnect_delay=0,
+        )
+        gap = device.gap_s
+    elif isinstance(device, ModbusRtuTcpDevice):
+        client = AsyncModbusTcpClient(
+            device.host,
+            port=device.port,
+            framer=FramerType.RTU,
+            timeout=timeout,
+            retries=0,
+            reconnect_delay=0,
+        )
+        gap = device.frame_gap_ms / 1000
+    else:
+        client = AsyncModbusTcpClient(
+            device.host, port=device.port, timeout=timeout, retries=0, reconnect_delay=0
+        )
+    return ModbusLink(device.link, client, gap)
