@@ -128,11 +128,12 @@ class DevicePoller:
         while True:
             group = min(self._groups, key=lambda g: g.due)
             await asyncio.sleep(max(0.0, group.due - loop.time()))
+            budget_s = client.read_budget_s(group.points)
             try:
-                async with asyncio.timeout(self.device.timeout_s):
+                async with asyncio.timeout(budget_s):
                     results = await client.read(group.points)
             except TimeoutError as exc:
-                message = f"no answer within {self.device.timeout_s} s"
+                message = f"no answer within {budget_s:g} s"
                 raise DeviceUnreachable(self.device.name, self.device.address, message, "timeout") from exc
             _raise_if_cancelling()
             backoff.reset()

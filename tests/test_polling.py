@@ -102,6 +102,9 @@ class _FlakyClient:
     async def close(self) -> None:
         pass
 
+    def read_budget_s(self, points: Sequence[str]) -> float:
+        return 1.0
+
     async def read(self, points: Sequence[str]) -> list[PointResult]:
         return [PointResult(name, 1.0) for name in points]
 

@@ -98,6 +98,9 @@ class BacnetClient(ClientContext):
     async def close(self) -> None:
         """Nothing to release: the stack is shared and owned by the agent."""
 
+    def read_budget_s(self, points: Sequence[str]) -> float:
+        return self.device.timeout_s
+
     async def read(self, points: Sequence[str]) -> list[PointResult]:
         wanted = [self._points[name] for name in points]
         if self._rpm_supported:

@@ -29,6 +29,10 @@ class PointResult:
 class ProtocolClient(Protocol):
     async def open(self) -> None: ...
 
+    def read_budget_s(self, points: Sequence[str]) -> float:
+        """How long the caller should allow a read of these points, waiting for a shared wire included."""
+        ...
+
     async def close(self) -> None: ...
 
     async def read(self, points: Sequence[str]) -> list[PointResult]:

@@ -48,6 +48,7 @@ class ModbusClient(ClientContext):
         self.device = device
         self._owns_link = link is None
         self._link = link or link_for(device)
+        self._link.join()
         self._points = {p.name: p for p in device.points}
         self._encodings: dict[str, Encoding] = {p.name: p.encoding() for p in device.points}
         self._limits = PlanLimits(device.max_registers, device.max_gap, tuple(device.forbidden))
@@ -64,10 +65,16 @@ class ModbusClient(ClientContext):
         name = EXCEPTION_NAMES.get(code, "unknown exception")
         return self._error(DeviceRejected, where, name, f"modbus exception {code}")
 
+    def read_budget_s(self, points: Sequence[str]) -> float:
+        """The longest a read may take, waiting for turns included: each request may wait for every other
+        unit on the link to use its full time budget."""
+        requests = len(plan_reads([self._points[name] for name in points], self._limits, self.read_alone))
+        return requests * self.device.timeout_s * max(1, self._link.units)
+
     async def open(self) -> None:
         """Connect the link if it is not (a shared link stays up for the other units)."""
         try:
-            await self._link.call(_nothing)
+            await self._link.call(_nothing, timeout_s=self.device.timeout_s * max(1, self._link.units))
         except ConnectionError as exc:
             raise self._error(DeviceUnreachable, "", "cannot connect") from exc
 
@@ -141,7 +148,10 @@ class ModbusClient(ClientContext):
     ) -> Any:
         """One request through the link, with every library failure translated into a DeviceError."""
         try:
-            response = await self._link.call(operation, write=write)
+            response = await self._link.call(operation, timeout_s=self.device.timeout_s, write=write)
+        except TimeoutError as exc:
+            message = f"no answer within {self.device.timeout_s} s"
+            raise self._error(DeviceUnreachable, where, message, "timeout") from exc
         except (ConnectionError, ConnectionException, ModbusIOException) as exc:
             raise self._error(DeviceUnreachable, where, "no answer", type(exc).__name__) from exc
         except ModbusException as exc:

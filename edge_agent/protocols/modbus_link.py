@@ -76,25 +76,35 @@ class ModbusLink:
         self._last_frame_end = 0.0
         self._resync = False
         self._requests = 0
+        self.units = 0
 
     def statistics(self) -> LinkStatistics:
         return LinkStatistics(self.key, self._requests, len(self._turns), self._client.connected)
 
-    async def call(self, operation: Callable[[ModbusBaseClient], Awaitable[T]], *, write: bool = False) -> T:
-        """Run one request on the wire when it is this caller's turn; connects first if needed."""
+    def join(self) -> None:
+        """A unit that will take turns on this link (to size the wait for a turn)."""
+        self.units += 1
+
+    async def call(
+        self, operation: Callable[[ModbusBaseClient], Awaitable[T]], *, timeout_s: float, write: bool = False
+    ) -> T:
+        """Run one request on the wire when it is this caller's turn; connects first if needed. The turn
+        (connect, gap and request) lasts at most `timeout_s`: the unit's time budget on the wire. Waiting
+        for the turn is not part of it; the caller bounds the whole call."""
         await self._turns.acquire(WRITE if write else READ)
         loop = asyncio.get_running_loop()
         try:
-            if not self._client.connected and not await self._client.connect():
-                raise ConnectionError(f"cannot connect to {self.key}")
-            quiet = self._last_frame_end + (RESYNC_S if self._resync else self._gap_s) - loop.time()
-            if quiet > 0:
-                await asyncio.sleep(quiet)
-            self._requests += 1
-            self._resync = True  # until the answer is in
-            result = await operation(self._client)
-            self._resync = False
-            return result
+            async with asyncio.timeout(timeout_s):
+                if not self._client.connected and not await self._client.connect():
+                    raise ConnectionError(f"cannot connect to {self.key}")
+                quiet = self._last_frame_end + (RESYNC_S if self._resync else self._gap_s) - loop.time()
+                if quiet > 0:
+                    await asyncio.sleep(quiet)
+                self._requests += 1
+                self._resync = True  # until the answer is in
+                result = await operation(self._client)
+                self._resync = False
+                return result
         finally:
             self._last_frame_end = loop.time()
             self._turns.release()

@@ -10,6 +10,9 @@ base + 10.. BACnet/IP    one UDP port per controller, in the order of `bacnet_de
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_START = "2026-08-05T14:00+09:00"  # a summer weekday afternoon in Seoul: the cooling peak
 DEFAULT_BASE_PORT = 15020
@@ -22,3 +25,8 @@ def bacnet_instance(building_index: int, kind: str, number: int = 1) -> int:
     """Device instance: building 1 -> 1xxx, 2 -> 2xxx; plant x100, AHU x200, rooms x301.., lighting x400."""
     offsets = {"plant": 100, "ahu": 200, "room": 300, "lighting": 400}
     return building_index * 1000 + offsets[kind] + (number if kind == "room" else 0)
+
+
+def rs485_link(base_port: int) -> str:
+    """Where a client opens the simulated RS-485 bus: a pty symlink at a path a configuration can name."""
+    return str(Path(tempfile.gettempdir()) / f"edge-sim-{base_port}-rs485")

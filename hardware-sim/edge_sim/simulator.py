@@ -25,7 +25,7 @@ from edge_sim.devices.bacnet.controllers import (
 from edge_sim.devices.meters.base import MeterModel
 from edge_sim.devices.modbus_servers import ModbusRtuMeterBus, ModbusTcpMeterServer
 from edge_sim.faults import MODBUS_ONLY, Fault, FaultKind
-from edge_sim.layout import BACNET_OFFSET, DEFAULT_BASE_PORT, DEFAULT_HOST, bacnet_instance
+from edge_sim.layout import BACNET_OFFSET, DEFAULT_BASE_PORT, DEFAULT_HOST, bacnet_instance, rs485_link
 from edge_sim.physics.sun import KST
 from edge_sim.site.site import Site
 from edge_sim.site_meters import METERS, RS485, MeteredCircuit
@@ -73,7 +73,7 @@ class Simulator:
             for key, offset in HOST_PORT_OFFSETS.items()
         }
         if serial_bus:
-            self.hosts[RS485] = ModbusRtuMeterBus(self._models(RS485))
+            self.hosts[RS485] = ModbusRtuMeterBus(self._models(RS485), client_link=rs485_link(base_port))
         self.controllers = self._controllers(base_port + BACNET_OFFSET)
         self._stack = contextlib.AsyncExitStack()
         self._stuck: set[str] = set()  # devices whose values stopped changing

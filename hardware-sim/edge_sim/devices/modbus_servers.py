@@ -82,6 +82,7 @@ class _MeterHost:
                 raise ValueError(f"unit id {meter.unit_id} used twice")
             self._meters[meter.unit_id] = meter
         self._server: ModbusBaseServer | None = None
+        self._always_silent = False  # TCP: an unknown unit gets exception 0x0B, as from a gateway
         self.faults: dict[int, Fault] = {}  # by unit id: see set_fault
 
     def _devices(self) -> list[SimDevice]:
@@ -106,7 +107,7 @@ class _MeterHost:
             self.faults[unit_id] = fault
         if self._server is not None:  # offline units stay silent: see _KnownUnits
             offline = any(f.kind is FaultKind.OFFLINE for f in self.faults.values())
-            self._server.ignore_missing_devices = offline
+            self._server.ignore_missing_devices = self._always_silent or offline
 
     async def show(self, unit_id: int, reading: MeterReading) -> None:
         """Make the meter with this unit id show `reading`."""
@@ -124,16 +125,20 @@ class _MeterHost:
 
 
 class ModbusTcpMeterServer(_MeterHost):
-    """Meters on one Modbus TCP server, one unit id each. Port 0 picks a free port; `port` then tells it."""
+    """Meters on one Modbus TCP server, one unit id each. Port 0 picks a free port; `port` then tells it.
+    `framer=FramerType.RTU` makes it a serial gateway that passes RTU frames through over TCP."""
 
-    def __init__(self, host: str, port: int, meters: Sequence[MeterModel]) -> None:
+    def __init__(
+        self, host: str, port: int, meters: Sequence[MeterModel], framer: FramerType = FramerType.SOCKET
+    ) -> None:
         super().__init__(meters)
         self.host = host
         self.port = port
+        self.framer = framer
 
     async def __aenter__(self) -> Self:
         devices = self._devices()
-        server = ModbusTcpServer(devices, address=(self.host, self.port))
+        server = ModbusTcpServer(devices, address=(self.host, self.port), framer=self.framer)
         self._install(server, devices)
         try:
             await server.serve_forever(background=True)
@@ -156,17 +161,22 @@ class ModbusTcpMeterServer(_MeterHost):
 
 class ModbusRtuMeterBus(_MeterHost):
     """Meters on one RS-485 bus, simulated by a socat pty pair in a temporary directory this object owns:
-    the server opens `<dir>/bus-server`, a client opens `client_port` (`<dir>/bus-client`)."""
+    the server opens `<dir>/bus-server`, a client opens `client_port` (`<dir>/bus-client`, or `client_link`
+    when given: a fixed path that a configuration can name)."""
 
     def __init__(
         self,
         meters: Sequence[MeterModel],
+        *,
         baudrate: int = 9600,
         parity: str = "N",
         stopbits: int = 1,
         bytesize: int = 8,
+        client_link: str | None = None,
     ) -> None:
         super().__init__(meters)
+        self._always_silent = True  # on RS-485 a unit that is not there stays silent
+        self._client_link = client_link
         self.baudrate = baudrate
         self.parity = parity
         self.stopbits = stopbits
@@ -214,6 +224,10 @@ class ModbusRtuMeterBus(_MeterHost):
         self._dir = tempfile.TemporaryDirectory(prefix="edge-sim-rtu-")
         directory = Path(self._dir.name)
         server_port, client_port = directory / "bus-server", directory / "bus-client"
+        if self._client_link is not None:  # a fixed path a configuration can name
+            client_port = Path(self._client_link)
+            if client_port.is_symlink():  # left behind by a run that was killed
+                client_port.unlink()
         self._socat = await asyncio.create_subprocess_exec(
             socat,
             "-d",
