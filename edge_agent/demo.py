@@ -29,7 +29,7 @@ from edge_agent.readings import Quality, Reading, utc_now
 from edge_agent.service import Agent
 from edge_agent.uplink import UplinkState
 from edge_sim.clock import ScaledClock
-from edge_sim.layout import DEFAULT_BASE_PORT, DEFAULT_START
+from edge_sim.layout import DEFAULT_BASE_PORT, DEFAULT_START, rs485_link
 from edge_sim.simulator import Simulator
 
 REFRESH_S = 0.25
@@ -52,7 +52,7 @@ def point_at_simulator(config: AgentConfig, base_port: int) -> AgentConfig:
             host, _, port = device.host.rpartition(":")
             devices.append(device.model_copy(update={"host": f"{host}:{int(port) + shift}"}))
         else:
-            devices.append(device)
+            devices.append(device.model_copy(update={"serial_port": rs485_link(base_port)}))
     return config.model_copy(update={"devices": devices})
 
 
@@ -99,8 +99,7 @@ async def _demo(
     if seconds is not None:
         loop.call_later(seconds, done.set)
     clock = ScaledClock(datetime.fromisoformat(DEFAULT_START), speed)
-    # The agent cannot read Modbus RTU yet (issue 4), so the demo leaves the simulated RS-485 bus out.
-    async with Simulator(clock, base_port, serial_bus=False) as sim:
+    async with Simulator(clock, base_port, control=False) as sim:
         agent = Agent(config)
         stop = asyncio.Event()
         agent_task = asyncio.create_task(agent.run(stop), name="agent")
@@ -136,7 +135,13 @@ def _render(agent: Agent, sim: Simulator, log_lines: deque[str]) -> Group:
                 values.append("  ")
             values.append(f"{reading.point} ")
             style = "bold" if reading.quality is Quality.GOOD else "red"
-            shown = "—" if reading.value is None else f"{reading.value:,.2f}"
+            shown = (
+                "n/a"
+                if reading.quality is Quality.UNAVAILABLE
+                else "—"
+                if reading.value is None
+                else f"{reading.value:,.2f}"
+            )
             values.append(f"{shown} {reading.unit}".rstrip(), style=style)
         age = f"{min((now - r.ts).total_seconds() for r in readings):.1f} s" if readings else "—"
         health = Text(poller.health, style=_HEALTH_STYLE.get(poller.health, ""))

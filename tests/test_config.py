@@ -11,6 +11,7 @@ from edge_agent.cli import app
 from edge_agent.config import (
     BUILTIN_CONFIG,
     BacnetDevice,
+    ModbusRtuDevice,
     ModbusTcpDevice,
     builtin_config_text,
     load_config,
@@ -18,6 +19,7 @@ from edge_agent.config import (
 )
 from edge_agent.errors import ConfigError
 from edge_sim.clock import ManualClock
+from edge_sim.layout import DEFAULT_BASE_PORT, rs485_link
 from edge_sim.simulator import Simulator
 from tests.conftest import SIM_START
 
@@ -70,11 +72,14 @@ def test_good_file_passes(tmp_path: Path) -> None:
 async def test_builtin_default_is_valid_and_points_at_the_simulator() -> None:
     config = load_config(None)
     assert parse_config(builtin_config_text(), BUILTIN_CONFIG) == config
-    served = {e.name: e for e in Simulator(ManualClock(SIM_START), serial_bus=False).endpoints()}
+    served = {e.name: e for e in Simulator(ManualClock(SIM_START)).endpoints()}
     for device in config.devices:
         endpoint = served[device.name]
         assert endpoint.protocol == device.protocol
-        if isinstance(device, ModbusTcpDevice):
+        if isinstance(device, ModbusRtuDevice):
+            assert device.serial_port == rs485_link(DEFAULT_BASE_PORT)
+            assert endpoint.detail.split()[:2] == ["unit", str(device.unit_id)]
+        elif isinstance(device, ModbusTcpDevice):
             assert (endpoint.address, endpoint.detail.split()[:2]) == (
                 f"{device.host}:{device.port}",
                 ["unit", str(device.unit_id)],
