@@ -10,13 +10,14 @@ import os
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge_agent.codec import DataType, Encoding, Order
 from edge_agent.errors import ConfigError
+from edge_agent.profiles import expand
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 """Device and point names end up in MQTT topics and payloads: no '/', '+', '#' or spaces."""
@@ -92,6 +93,19 @@ class _Point(_Strict):
     name: Name
     unit: str = ""
     """The unit published with every reading: 'W', 'kWh', 'degC', ..."""
+    plausible: tuple[float, float] | None = None
+    """[low, high]: a value outside is published with quality 'bad' (the value kept, for diagnosis)."""
+    deadband: Annotated[float, Field(ge=0)] | None = None
+    """Publish only moves larger than this (in the point's unit), and at least every max_silence_s."""
+    deadband_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    max_silence_s: Annotated[float, Field(gt=0)] = 300.0
+
+    @field_validator("plausible")
+    @classmethod
+    def _ordered_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError(f"low {value[0]} is above high {value[1]}")
+        return value
 
 
 class ModbusPoint(_Point):
@@ -325,6 +339,18 @@ class AgentConfig(_Strict):
     log: LogConfig = LogConfig()
     devices: list[Device] = Field(default_factory=list)
     pollers: list[PollerConfig] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profiles(cls, data: Any) -> Any:
+        """Devices that name a profile get its settings and points (profiles.py) before validation."""
+        if not isinstance(data, dict) or not isinstance(data.get("devices"), list):
+            return data
+        devices = [
+            expand(entry, f"devices[{i}]") if isinstance(entry, dict) else entry
+            for i, entry in enumerate(data["devices"])
+        ]
+        return {**data, "devices": devices}
 
     @model_validator(mode="after")
     def _cross_references(self) -> AgentConfig:
