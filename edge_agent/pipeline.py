@@ -28,7 +28,7 @@ Step = Callable[[Reading], Reading | None]
 """One stage of the pipeline: the reading to pass on (possibly a changed copy), or None to drop it."""
 
 DEFAULT_MAX_SILENCE_S: Final = 300.0
-"""The heartbeat of a point that has a deadband but no max_silence_s of its own."""
+"""The heartbeat of a point that has a deadband but no max_silence_s of its own (config.py's default too)."""
 
 
 class Plausibility:
@@ -242,9 +242,9 @@ class Pipeline:
 class PointFilters:
     """The filters of one point, as the configuration gives them; every field is optional.
 
-    A plausible bound alone is a one-sided range. Any of deadband_abs, deadband_pct or max_silence_s gives
-    the point a Deadband; without max_silence_s its heartbeat is DEFAULT_MAX_SILENCE_S, and max_silence_s
-    alone forwards every change and a heartbeat while unchanged.
+    A plausible bound alone is a one-sided range. deadband_abs or deadband_pct (or both) gives the point a
+    Deadband, with max_silence_s as its heartbeat (DEFAULT_MAX_SILENCE_S when None). max_silence_s alone
+    changes nothing: the configuration gives every point one, and a point without a deadband is sent whole.
     """
 
     plausible_low: float | None = None
@@ -261,7 +261,7 @@ class PointFilters:
         return Plausibility(low, high)
 
     def deadband(self) -> Deadband | None:
-        if self.deadband_abs is None and self.deadband_pct is None and self.max_silence_s is None:
+        if self.deadband_abs is None and self.deadband_pct is None:
             return None
         silence = DEFAULT_MAX_SILENCE_S if self.max_silence_s is None else self.max_silence_s
         return Deadband(absolute=self.deadband_abs, percent=self.deadband_pct, max_silence_s=silence)
@@ -288,3 +288,11 @@ def pipeline_for_points(specs: Mapping[str, PointFilters]) -> Pipeline:
         except ValueError as exc:
             raise ValueError(f"point filters for {key!r}: {exc}") from exc
     return Pipeline([ByPoint("plausibility", plausibility), ByPoint("deadband", deadband)])
+
+
+def point_pipelines(specs: Mapping[str, PointFilters]) -> tuple[Pipeline, Pipeline]:
+    """The same steps as two pipelines, checks then deadband, for a caller that keeps every checked
+    reading (the latest values) but sends only what passes the deadband upstream."""
+    combined = pipeline_for_points(specs)
+    checks, deadband = combined.steps
+    return Pipeline([checks]), Pipeline([deadband])

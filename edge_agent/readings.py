@@ -11,7 +11,9 @@ class Quality(StrEnum):
     """How far a reading's value can be trusted."""
 
     GOOD = "good"
-    BAD = "bad"  # the device answered with an error or garbage: value is None
+    BAD = (
+        "bad"  # not to be trusted: a device error (value None) or an implausible value (kept, for diagnosis)
+    )
     STALE = "stale"  # the last good value, older than its poll interval allows
     UNAVAILABLE = "unavailable"  # the device answered, and said it has no value for this quantity
 

@@ -21,6 +21,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.buffer import Buffer, BufferStatistics
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
 from edge_agent.latest import LatestValues
+from edge_agent.pipeline import PointFilters, point_pipelines
 from edge_agent.polling import ClientFactory, DevicePoller, PollerStatistics
 from edge_agent.protocols.bacnet import BacnetClient, local_stack
 from edge_agent.protocols.bacnet_app import BacnetApplication
@@ -52,6 +53,23 @@ class AgentStatus:
     uplink: UplinkStatistics
 
 
+def _point_filters(config: AgentConfig) -> dict[str, PointFilters]:
+    filters: dict[str, PointFilters] = {}
+    for device in config.devices:
+        for point in device.points:
+            if point.plausible is None and point.deadband is None and point.deadband_pct is None:
+                continue
+            low, high = point.plausible or (None, None)
+            filters[f"{device.name}/{point.name}"] = PointFilters(
+                plausible_low=low,
+                plausible_high=high,
+                deadband_abs=point.deadband,
+                deadband_pct=point.deadband_pct,
+                max_silence_s=point.max_silence_s,
+            )
+    return filters
+
+
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
@@ -63,6 +81,7 @@ class Agent:
         self._accepted = 0  # readings taken from the pollers since start
         self._bacnet: BacnetApplication | None = None
         self._links: dict[str, ModbusLink] = {}  # shared by the units of one RS-485 bus or RTU gateway
+        self._checks, self._deadband = point_pipelines(_point_filters(config))
         self.pollers = [
             DevicePoller(device, config.pollers, self._client_factory(device), self._accept)
             for device in config.devices
@@ -82,10 +101,14 @@ class Agent:
         return self._bacnet
 
     async def _accept(self, readings: list[Reading]) -> None:
-        self.latest.update(readings)
-        await self._queue.put(readings)
-        self._queued += len(readings)
-        self._accepted += len(readings)
+        checked = self._checks(readings)
+        self.latest.update(checked)  # control and status see every checked reading
+        forwarded = self._deadband(checked)  # upstream gets what moved, or a heartbeat
+        if not forwarded:
+            return
+        await self._queue.put(forwarded)
+        self._queued += len(forwarded)
+        self._accepted += len(forwarded)
 
     def status(self) -> AgentStatus:
         return AgentStatus(

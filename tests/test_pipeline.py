@@ -272,6 +272,11 @@ def test_a_per_point_pipeline_touches_only_its_points() -> None:
     assert pipeline.statistics().dropped("deadband") == 4
 
 
+def test_a_point_with_only_max_silence_is_sent_whole() -> None:
+    pipeline = pipeline_for_points({"meter/v_l1": PointFilters(plausible_high=300.0, max_silence_s=60.0)})
+    assert len(pipeline([reading(230.0, t) for t in range(5)])) == 5
+
+
 def test_an_implausible_spike_reaches_the_deadband_as_a_quality_change() -> None:
     """Plausibility runs first: the spike is forwarded as BAD, and so is the return to GOOD."""
     filters = PointFilters(plausible_low=0.0, plausible_high=300.0, deadband_abs=5.0)
@@ -284,9 +289,10 @@ def test_point_filters_build_only_the_steps_they_ask_for() -> None:
     assert PointFilters().plausibility() is None
     assert PointFilters().deadband() is None
     assert PointFilters(plausible_high=300.0).deadband() is None
-    heartbeat_only = PointFilters(max_silence_s=10.0).deadband()
-    assert heartbeat_only is not None
-    assert (heartbeat_only.absolute, heartbeat_only.percent) == (None, None)
+    assert PointFilters(max_silence_s=10.0).deadband() is None  # every configured point has one
+    both = PointFilters(deadband_abs=0.5, deadband_pct=1.0, max_silence_s=10.0).deadband()
+    assert both is not None
+    assert (both.absolute, both.percent, both.max_silence_s) == (0.5, 1.0, 10.0)
     default_silence = PointFilters(deadband_pct=2.0).deadband()
     assert default_silence is not None
     assert default_silence.max_silence_s == DEFAULT_MAX_SILENCE_S
@@ -323,6 +329,7 @@ def point_history(draw: st.DrawFn) -> tuple[list[Reading], int, int]:
                 st.integers(1, 50_000),
                 st.sampled_from([GOOD, GOOD, GOOD, BAD, Quality.STALE, Quality.UNAVAILABLE]),
                 st.one_of(st.integers(-3, 3).map(float), st.floats(-1e3, 1e3)),
+                st.booleans(),  # whether a reading that is not GOOD still carries its (last, raw) value
             ),
             min_size=1,
             max_size=60,
@@ -330,11 +337,12 @@ def point_history(draw: st.DrawFn) -> tuple[list[Reading], int, int]:
     )
     readings: list[Reading] = []
     t_ms = 0
-    for gap_ms, quality, value in steps:
+    for gap_ms, quality, value, keeps_value in steps:
         t_ms += gap_ms
         ts = T0 + timedelta(milliseconds=t_ms)
-        readings.append(Reading("meter", "p", value if quality is GOOD else None, "W", quality, ts))
-    max_gap_ms = max([gap for gap, _, _ in steps[1:]], default=0)
+        kept = value if quality is GOOD or keeps_value else None
+        readings.append(Reading("meter", "p", kept, "W", quality, ts))
+    max_gap_ms = max([step[0] for step in steps[1:]], default=0)
     return readings, silence_ms, max_gap_ms
 
 

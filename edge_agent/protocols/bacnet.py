@@ -1,8 +1,15 @@
 """BACnet/IP through bacpypes3: one local stack for the whole agent, one client per remote device.
 
-A read is one ReadPropertyMultiple for all requested points; a device that rejects RPM is read one
-property at a time. bacpypes3's errors derive from BaseException (ErrorRejectAbortNack), so they are caught
-by name here and translated into DeviceErrors.
+A read is split into ReadPropertyMultiple batches that fit what the device accepts: `open` reads the device
+object's max-apdu-length-accepted and segmentation-supported once (480 bytes, no segmentation when they cannot
+be read), and every batch's request and response are estimated conservatively against that. When the device
+still refuses a batch as too big (abort segmentation-not-supported / buffer-overflow / apdu-too-long, a
+reject, or an error that says so) the batch is halved and retried, and the smaller size is kept for the
+client's lifetime. A device without RPM is read one property at a time.
+
+bacpypes3's errors derive from BaseException (ErrorRejectAbortNack), so they are caught by name here and
+translated into DeviceErrors. No method takes a timeout: the caller bounds every call (read_budget_s says how
+long a read may take); bacpypes3 itself gives up on a silent device after APDU_TIMEOUT_MS.
 """
 
 from __future__ import annotations
@@ -10,10 +17,11 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from bacpypes3.apdu import AbortPDU, ErrorPDU, ErrorRejectAbortNack, RejectPDU
-from bacpypes3.basetypes import ErrorType
+from bacpypes3.basetypes import ErrorType, PropertyIdentifier
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import Null, ObjectIdentifier
@@ -27,17 +35,56 @@ from edge_agent.protocols.base import ClientContext, PointResult
 # the device supervisor owns retrying.
 APDU_TIMEOUT_MS = 3000
 
+FALLBACK_MAX_APDU = 480  # when the device object's max-apdu-length-accepted cannot be read
+LARGEST_MAX_APDU = 1476  # BACnet/IP: the largest APDU a UDP frame carries
+MAX_RESPONSE_SEGMENTS = 8  # at most this many segments per response, even when both sides could do more
 
-def local_stack(config: BacnetConfig) -> BacnetApplication:
-    """The agent's own BACnet/IP stack, bound to config.local_address."""
-    device = DeviceObject(
+# Conservative encoded sizes in bytes (ASHRAE 135 clause 20): headers, then per object and per property.
+REQUEST_HEADER = 4  # PDU type, max segments/APDU, invoke id, service choice
+RESPONSE_HEADER = 5  # PDU type, invoke id, service choice (+2 when segmented)
+OBJECT_BYTES = 7  # object identifier (tag + 4) and the list's opening and closing tags
+PROPERTY_REQUEST_BYTES = 5  # property identifier (tag + up to 4 octets for proprietary ones)
+PROPERTY_RESPONSE_BYTES = 7  # property identifier and the result's opening and closing tags
+VALUE_BYTES = 10  # an encoded Real, Double, Unsigned, Enumerated, Boolean, or an error pair
+LARGE_VALUE_BYTES = {"priority-array": 16 * VALUE_BYTES + 2, "object-name": 66, "description": 130}
+
+SegmentationName = Literal["segmentedBoth", "segmentedTransmit", "segmentedReceive", "noSegmentation"]
+_TOO_BIG_ABORTS = {"segmentationNotSupported", "bufferOverflow", "apduTooLong", "outOfResources"}
+_TOO_BIG_ERRORS = {
+    "abortSegmentationNotSupported",
+    "abortBufferOverflow",
+    "abortApduTooLong",
+    "abortOutOfResources",
+    "rejectBufferOverflow",
+    "rejectTooManyArguments",
+}
+Key = tuple[str, str]  # (object, property)
+
+
+def local_stack(
+    config: BacnetConfig, *, max_apdu: int | None = None, segmentation: SegmentationName | None = None
+) -> BacnetApplication:
+    """The agent's own BACnet/IP stack, bound to config.local_address. `max_apdu` and `segmentation` change
+    what the stack says it accepts (bacpypes3's defaults: 1024 bytes, segmented both ways)."""
+    return BacnetApplication(config.local_address, [local_device_object(config, max_apdu, segmentation)])
+
+
+def local_device_object(
+    config: BacnetConfig, max_apdu: int | None = None, segmentation: SegmentationName | None = None
+) -> DeviceObject:
+    extra: dict[str, Any] = {}
+    if max_apdu is not None:
+        extra["maxApduLengthAccepted"] = max_apdu
+    if segmentation is not None:
+        extra["segmentationSupported"] = segmentation
+    return DeviceObject(
         objectIdentifier=("device", config.device_instance),
         objectName=f"edge-agent {config.device_instance}",
         vendorIdentifier=999,
         apduTimeout=APDU_TIMEOUT_MS,
         numberOfApduRetries=0,
+        **extra,
     )
-    return BacnetApplication(config.local_address, [device])
 
 
 def _number(value: Any) -> float:
@@ -51,102 +98,320 @@ def _number(value: Any) -> float:
 
 
 @functools.lru_cache(maxsize=1024)
-def _address(host: str) -> Address:
+def device_address(host: str) -> Address:
     """Parsed once per device: bacpypes3 may resolve a name, which blocks."""
     ip, port = split_host_port(host)
     return Address(f"{ip}:{port}")
 
 
+def active_priority(slots: Sequence[float | None]) -> int | None:
+    """The priority (1-16) whose value the object shows, or None when every slot is relinquished."""
+    return next((index for index, value in enumerate(slots, start=1) if value is not None), None)
+
+
+def _name(value: Any) -> str:
+    return str(getattr(value, "attr", value))
+
+
+def refusal_kind(exc: ErrorRejectAbortNack) -> Literal["unreachable", "too-big", "unsupported", "error"]:
+    """What a refused request means: no answer, too big for the device, a service it lacks, or an error."""
+    if isinstance(exc, AbortPDU):
+        reason = _name(exc.apduAbortRejectReason)
+        if reason == "noResponse":
+            return "unreachable"
+        return "too-big" if reason in _TOO_BIG_ABORTS else "error"
+    if isinstance(exc, RejectPDU):
+        return "unsupported" if _name(exc.apduAbortRejectReason) == "unrecognizedService" else "too-big"
+    if isinstance(exc, ErrorPDU):
+        code = _name(exc.errorCode)
+        if code == "rejectUnrecognizedService":
+            return "unsupported"
+        return "too-big" if code in _TOO_BIG_ERRORS else "error"
+    return "error"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLimits:
+    """What one request to the device may carry, from its device object and the local stack's."""
+
+    max_apdu: int = FALLBACK_MAX_APDU
+    """The device's max-apdu-length-accepted (or the configured override, or the fallback)."""
+    segmentation: str = "noSegmentation"
+    local_max_apdu: int = FALLBACK_MAX_APDU
+    local_segmentation: str = "noSegmentation"
+    local_max_segments: int = 1
+
+    @property
+    def request_bytes(self) -> int:
+        """Requests are never segmented: one APDU that both sides accept."""
+        return min(self.max_apdu, self.local_max_apdu)
+
+    @property
+    def response_bytes(self) -> int:
+        segmented = self.segmentation in (
+            "segmentedBoth",
+            "segmentedTransmit",
+        ) and self.local_segmentation in (
+            "segmentedBoth",
+            "segmentedReceive",
+        )
+        segments = min(self.local_max_segments, MAX_RESPONSE_SEGMENTS) if segmented else 1
+        return self.request_bytes * max(segments, 1)
+
+
+def plan_batches(keys: Sequence[Key], limits: DeviceLimits, max_points: int | None) -> list[list[Key]]:
+    """Split the (object, property) pairs into ReadPropertyMultiple batches whose estimated request and
+    response fit `limits`, each with at most `max_points` properties; one property always makes a batch."""
+    batches: list[list[Key]] = []
+    batch: list[Key] = []
+    objects: set[str] = set()
+    request, response = REQUEST_HEADER, RESPONSE_HEADER
+    for key in keys:
+        obj, prop = key
+        if batch:
+            more_request, more_response = _cost(obj, prop, objects)
+            if (
+                (max_points is not None and len(batch) >= max_points)
+                or request + more_request > limits.request_bytes
+                or response + more_response > limits.response_bytes
+            ):
+                batches.append(batch)
+                batch, objects, request, response = [], set(), REQUEST_HEADER, RESPONSE_HEADER
+        more_request, more_response = _cost(obj, prop, objects)
+        batch.append(key)
+        objects.add(obj)
+        request += more_request
+        response += more_response
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def _cost(obj: str, prop: str, objects: set[str]) -> tuple[int, int]:
+    """Bytes one more property adds to a request and to its response."""
+    new_object = 0 if obj in objects else OBJECT_BYTES
+    value = LARGE_VALUE_BYTES.get(prop, VALUE_BYTES)
+    return PROPERTY_REQUEST_BYTES + new_object, PROPERTY_RESPONSE_BYTES + value + new_object
+
+
+def _grouped(batch: Sequence[Key]) -> list[tuple[str, list[str]]]:
+    """One read-access specification per object, in first-seen order."""
+    groups: dict[str, list[str]] = {}
+    for obj, prop in batch:
+        groups.setdefault(obj, []).append(prop)
+    return list(groups.items())
+
+
+def _priority_value(slot: Any) -> float | None:
+    if getattr(slot, "null", None) is not None:
+        return None
+    for choice in ("real", "enumerated", "unsigned", "boolean", "integer", "double"):
+        value = getattr(slot, choice, None)
+        if value is not None:
+            return _number(value)
+    raise TypeError(f"priority value {slot!r} is not a number")
+
+
 class BacnetClient(ClientContext):
-    def __init__(self, device: BacnetDevice, stack: BacnetApplication) -> None:
+    """One remote device. `max_apdu` overrides the device's max-apdu-length-accepted; `max_batch` caps the
+    properties per ReadPropertyMultiple (None: only the size estimate limits a batch)."""
+
+    def __init__(
+        self,
+        device: BacnetDevice,
+        stack: BacnetApplication,
+        *,
+        max_apdu: int | None = None,
+        max_batch: int | None = None,
+    ) -> None:
         self.device = device
         self._stack = stack
-        self._address = _address(device.host)
+        self._address = device_address(device.host)
         self._points = {p.name: p for p in device.points}
         self._rpm_supported = True
+        self._max_apdu = max_apdu
+        self._max_batch = max_batch
+        self._learned_batch: int | None = None
+        self.limits = DeviceLimits()
+
+    @property
+    def stack(self) -> BacnetApplication:
+        return self._stack
+
+    @property
+    def address(self) -> Address:
+        """The device's address as bacpypes3 matches it against incoming packets."""
+        return self._address
+
+    @property
+    def rpm_supported(self) -> bool:
+        return self._rpm_supported
+
+    @property
+    def batch_limit(self) -> int | None:
+        """Properties per request: the configured cap, or the smaller size learned from a refusal."""
+        limits = [n for n in (self._max_batch, self._learned_batch) if n is not None]
+        return min(limits) if limits else None
 
     def _error(
         self, cls: type[DeviceError], where: str, message: str, code: str | None = None
     ) -> DeviceError:
         return cls(self.device.name, f"{self.device.address} {where}".strip(), message, code)
 
-    def _translate(self, where: str, exc: ErrorRejectAbortNack) -> DeviceError:
+    def translate(self, where: str, exc: ErrorRejectAbortNack) -> DeviceError:
+        """A bacpypes3 error/reject/abort as a DeviceError naming this device, `where` and the code."""
         if isinstance(exc, AbortPDU):
-            reason = getattr(exc.apduAbortRejectReason, "attr", str(exc))
+            reason = _name(exc.apduAbortRejectReason)
             if reason == "noResponse":
                 return self._error(DeviceUnreachable, where, "no answer", "abort noResponse")
             return self._error(DeviceRejected, where, "aborted", f"abort {reason}")
         if isinstance(exc, RejectPDU):
-            reason = getattr(exc.apduAbortRejectReason, "attr", str(exc))
-            return self._error(DeviceRejected, where, "rejected", f"reject {reason}")
+            return self._error(
+                DeviceRejected, where, "rejected", f"reject {_name(exc.apduAbortRejectReason)}"
+            )
         if isinstance(exc, ErrorPDU):
-            code = f"{exc.errorClass.attr}:{exc.errorCode.attr}"
+            code = f"{_name(exc.errorClass)}:{_name(exc.errorCode)}"
             return self._error(DeviceRejected, where, "error", code)
         return self._error(DeviceRejected, where, str(exc), type(exc).__name__)
 
-    async def open(self) -> None:
-        """Check that the device answers by reading its object name."""
-        device_id = ObjectIdentifier(("device", self.device.instance))
+    async def _device_property(self, prop: str) -> Any:
+        """A property of the device object, or None when the device answers with an error."""
         try:
-            await self._stack.app.read_property(self._address, device_id, "object-name")
+            return await self._stack.app.read_property(
+                self._address, ObjectIdentifier(("device", self.device.instance)), prop
+            )
         except ErrorRejectAbortNack as exc:
-            error = self._translate("device object", exc)
+            error = self.translate(f"device object {prop}", exc)
             if isinstance(error, DeviceUnreachable):
                 raise error from None
-            # an answer, even an error, means the device is there
+            return None  # an answer, even an error, means the device is there
+
+    async def open(self) -> None:
+        """Check that the device answers, and learn how big a request it takes (two ReadProperty)."""
+        max_apdu = self._max_apdu
+        answer = await self._device_property("max-apdu-length-accepted")
+        if max_apdu is None:
+            max_apdu = FALLBACK_MAX_APDU
+            if isinstance(answer, int) and answer >= 50:
+                max_apdu = min(int(answer), LARGEST_MAX_APDU)
+        segmentation = await self._device_property("segmentation-supported")
+        local = self._stack.app.device_object
+        self.limits = DeviceLimits(
+            max_apdu=max_apdu,
+            segmentation=_name(segmentation) if segmentation is not None else "noSegmentation",
+            local_max_apdu=int(getattr(local, "maxApduLengthAccepted", FALLBACK_MAX_APDU)),
+            local_segmentation=_name(getattr(local, "segmentationSupported", "noSegmentation")),
+            local_max_segments=int(getattr(local, "maxSegmentsAccepted", None) or 1),
+        )
 
     async def close(self) -> None:
         """Nothing to release: the stack is shared and owned by the agent."""
 
+    def _keys(self, points: Sequence[str]) -> list[Key]:
+        return list(dict.fromkeys((self._points[n].object, self._points[n].property) for n in points))
+
     def read_budget_s(self, points: Sequence[str]) -> float:
-        return self.device.timeout_s
+        """One device timeout per request the read is planned to take."""
+        keys = self._keys(points)
+        requests = (
+            len(plan_batches(keys, self.limits, self.batch_limit)) if self._rpm_supported else len(keys)
+        )
+        return self.device.timeout_s * max(requests, 1)
 
     async def read(self, points: Sequence[str]) -> list[PointResult]:
         wanted = [self._points[name] for name in points]
-        if self._rpm_supported:
+        values = await self._read_keys(self._keys(points))
+        return [self._result(point, values[(point.object, point.property)]) for point in wanted]
+
+    async def _read_keys(self, keys: list[Key]) -> dict[Key, Any]:
+        """Values (or DeviceErrors) per (object, property). Each pass through the loop reads a batch, halves
+        the batch size, or gives up on RPM, so it ends."""
+        values: dict[Key, Any] = {}
+        pending = keys
+        while pending:
+            if not self._rpm_supported:
+                for key in pending:
+                    values[key] = await self._read_one(key)
+                break
+            batch = plan_batches(pending, self.limits, self.batch_limit)[0]
             try:
-                return await self._read_multiple(wanted)
-            except DeviceRejected as error:
-                if error.code is None or not error.code.startswith("reject"):
-                    raise
-                self._rpm_supported = False  # the device does not do RPM: one property at a time
-        return [await self._read_one(point) for point in wanted]
+                values.update(await self._read_multiple(batch))
+            except ErrorRejectAbortNack as exc:
+                kind = refusal_kind(exc)
+                if kind == "unreachable":
+                    raise self.translate("read-property-multiple", exc) from None
+                if kind == "unsupported":
+                    self._rpm_supported = False  # the device does not do RPM: one property at a time
+                    continue
+                if kind == "too-big" and len(batch) > 1:
+                    self._learned_batch = len(batch) // 2
+                    continue
+                for key in batch:  # one property too big, or an error for the whole request
+                    values[key] = await self._read_one(key)
+            pending = pending[len(batch) :]
+        return values
 
-    async def _read_multiple(self, points: list[BacnetPoint]) -> list[PointResult]:
+    async def _read_multiple(self, batch: list[Key]) -> dict[Key, Any]:
         request: list[Any] = []
-        for point in points:
-            request += [ObjectIdentifier(point.object), [point.property]]
-        try:
-            rows = await self._stack.app.read_property_multiple(self._address, request)
-        except ErrorRejectAbortNack as exc:
-            raise self._translate("read-property-multiple", exc) from None
-        if len(rows) != len(points):
-            raise self._error(
-                DeviceGarbage, "read-property-multiple", f"{len(rows)} answers to {len(points)}"
-            )
-        return [self._result(point, row[3]) for point, row in zip(points, rows, strict=True)]
+        order: list[Key] = []
+        for obj, props in _grouped(batch):
+            request += [ObjectIdentifier(obj), props]
+            order += [(obj, prop) for prop in props]
+        rows = await self._stack.app.read_property_multiple(self._address, request)
+        if not isinstance(rows, list) or len(rows) != len(order):
+            count = len(rows) if isinstance(rows, list) else 0
+            raise self._error(DeviceGarbage, "read-property-multiple", f"{count} answers to {len(order)}")
+        values: dict[Key, Any] = {}
+        for (obj, prop), row in zip(order, rows, strict=True):
+            if row[0] != ObjectIdentifier(obj) or row[1] != PropertyIdentifier(prop):
+                raise self._error(DeviceGarbage, "read-property-multiple", f"answer for {row[0]} {row[1]}")
+            values[(obj, prop)] = row[3]
+        return values
 
-    async def _read_one(self, point: BacnetPoint) -> PointResult:
+    async def _read_one(self, key: Key) -> Any:
+        obj, prop = key
         try:
-            value = await self._stack.app.read_property(
-                self._address, ObjectIdentifier(point.object), point.property
-            )
+            return await self._stack.app.read_property(self._address, ObjectIdentifier(obj), prop)
         except ErrorRejectAbortNack as exc:
-            error = self._translate(f"{point.object} {point.property}", exc)
+            error = self.translate(f"{obj} {prop}", exc)
             if isinstance(error, DeviceUnreachable):
                 raise error from None
-            return PointResult(point.name, None, error)
-        return self._result(point, value)
+            return error
 
     def _result(self, point: BacnetPoint, value: Any) -> PointResult:
         where = f"{point.object} {point.property}"
+        if isinstance(value, DeviceError):
+            return PointResult(point.name, None, value)
         if isinstance(value, ErrorType):
-            code = f"{value.errorClass.attr}:{value.errorCode.attr}"
+            code = f"{_name(value.errorClass)}:{_name(value.errorCode)}"
             return PointResult(point.name, None, self._error(DeviceRejected, where, "error", code))
         try:
             return PointResult(point.name, _number(value), None)
         except TypeError as exc:
             return PointResult(point.name, None, self._error(DeviceGarbage, where, str(exc)))
+
+    async def read_priority_array(self, point: str) -> list[float | None]:
+        """The point's object's 16 priority slots (index 0 is priority 1); None is a relinquished slot.
+        Raises DeviceRejected for an object without a priority array."""
+        target = self._points[point]
+        where = f"{target.object} priority-array"
+        try:
+            array = await self._stack.app.read_property(
+                self._address, ObjectIdentifier(target.object), "priority-array"
+            )
+        except ErrorRejectAbortNack as exc:
+            raise self.translate(where, exc) from None
+        try:
+            slots = [_priority_value(slot) for slot in array]
+        except TypeError as exc:
+            raise self._error(DeviceGarbage, where, str(exc)) from None
+        if len(slots) != 16:
+            raise self._error(DeviceGarbage, where, f"{len(slots)} slots")
+        return slots
+
+    async def read_active_priority(self, point: str) -> int | None:
+        """The priority the object obeys now (1 highest), or None when it shows its relinquish default."""
+        return active_priority(await self.read_priority_array(point))
 
     async def write(self, point: str, value: float | None, priority: int | None = None) -> None:
         target = self._points[point]
@@ -160,4 +425,4 @@ class BacnetClient(ClientContext):
                 priority=priority,
             )
         except ErrorRejectAbortNack as exc:
-            raise self._translate(where, exc) from None
+            raise self.translate(where, exc) from None
