@@ -53,6 +53,17 @@ class AgentStatus:
     uplink: UplinkStatistics
 
 
+def _poll_intervals(config: AgentConfig) -> dict[str, float]:
+    """'device/point' -> the shortest interval it is polled at."""
+    intervals: dict[str, float] = {}
+    for poller in config.pollers:
+        device = next(d for d in config.devices if d.name == poller.device)
+        for name in poller.points or [p.name for p in device.points]:
+            key = f"{device.name}/{name}"
+            intervals[key] = min(intervals.get(key, poller.interval_s), poller.interval_s)
+    return intervals
+
+
 def _point_filters(config: AgentConfig) -> dict[str, PointFilters]:
     filters: dict[str, PointFilters] = {}
     for device in config.devices:
@@ -73,7 +84,7 @@ def _point_filters(config: AgentConfig) -> dict[str, PointFilters]:
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        self.latest = LatestValues()
+        self.latest = LatestValues(_poll_intervals(config))
         self.buffer = Buffer(config.buffer.resolved_path())
         self.uplink = Uplink(config.mqtt, config.gateway.id, self.buffer)
         self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)
