@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from importlib import resources
@@ -137,6 +138,11 @@ class ModbusPoint(_Point):
         self.encoding()  # every other mistake: the codec names it
         return self
 
+    @functools.cached_property
+    def codec(self) -> Encoding:
+        """The point's Encoding, built once."""
+        return self.encoding()
+
     def encoding(self) -> Encoding:
         sentinels: tuple[float, ...] | Literal["auto"] = (
             "auto" if self.not_available == "auto" else tuple(self.not_available or ())
@@ -155,7 +161,7 @@ class ModbusPoint(_Point):
     @property
     def registers(self) -> int:
         """Registers (or bits) the point occupies."""
-        return self.encoding().registers
+        return self.codec.registers
 
 
 BACNET_OBJECT_TYPES = (

@@ -50,7 +50,8 @@ class ModbusClient(ClientContext):
         self._link = link or link_for(device)
         self._link.join()
         self._points = {p.name: p for p in device.points}
-        self._encodings: dict[str, Encoding] = {p.name: p.encoding() for p in device.points}
+        self._encodings: dict[str, Encoding] = {p.name: p.codec for p in device.points}
+        self._plans: dict[tuple[tuple[str, ...], frozenset[str]], list[ReadBlock]] = {}
         self._limits = PlanLimits(device.max_registers, device.max_gap, tuple(device.forbidden))
         self.read_alone: set[str] = set()  # points in blocks the device refused: read one by one
         self.requests = 0
@@ -65,11 +66,19 @@ class ModbusClient(ClientContext):
         name = EXCEPTION_NAMES.get(code, "unknown exception")
         return self._error(DeviceRejected, where, name, f"modbus exception {code}")
 
+    def _plan(self, points: Sequence[str]) -> list[ReadBlock]:
+        """The requests for these points, planned once (again when a refused block changes the plan)."""
+        key = (tuple(points), frozenset(self.read_alone))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = plan_reads([self._points[name] for name in points], self._limits, self.read_alone)
+            self._plans[key] = plan
+        return plan
+
     def read_budget_s(self, points: Sequence[str]) -> float:
         """The longest a read may take, waiting for turns included: each request may wait for every other
         unit on the link to use its full time budget."""
-        requests = len(plan_reads([self._points[name] for name in points], self._limits, self.read_alone))
-        return requests * self.device.timeout_s * max(1, self._link.units)
+        return len(self._plan(points)) * self.device.timeout_s * max(1, self._link.units)
 
     async def open(self) -> None:
         """Connect the link if it is not (a shared link stays up for the other units)."""
@@ -84,8 +93,7 @@ class ModbusClient(ClientContext):
 
     async def read(self, points: Sequence[str]) -> list[PointResult]:
         results: list[PointResult] = []
-        wanted = [self._points[name] for name in points]
-        for block in plan_reads(wanted, self._limits, self.read_alone):
+        for block in self._plan(points):
             results.extend(await self._read_planned(block))
         return results
 
