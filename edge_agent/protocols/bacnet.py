@@ -87,7 +87,7 @@ def local_device_object(
     )
 
 
-def _number(value: Any) -> float:
+def number(value: Any) -> float:
     """Real, Unsigned, Integer, Boolean and Enumerated (binary present values) all become floats."""
     if isinstance(value, bool | int | float):
         number = float(value)
@@ -208,7 +208,7 @@ def _priority_value(slot: Any) -> float | None:
     for choice in ("real", "enumerated", "unsigned", "boolean", "integer", "double"):
         value = getattr(slot, choice, None)
         if value is not None:
-            return _number(value)
+            return number(value)
     raise TypeError(f"priority value {slot!r} is not a number")
 
 
@@ -386,7 +386,7 @@ class BacnetClient(ClientContext):
             code = f"{_name(value.errorClass)}:{_name(value.errorCode)}"
             return PointResult(point.name, None, self._error(DeviceRejected, where, "error", code))
         try:
-            return PointResult(point.name, _number(value), None)
+            return PointResult(point.name, number(value), None)
         except TypeError as exc:
             return PointResult(point.name, None, self._error(DeviceGarbage, where, str(exc)))
 

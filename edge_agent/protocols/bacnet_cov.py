@@ -7,13 +7,16 @@ property COV does not report (anything but present-value) is left to polling: `c
 iterator (or `get`/`get_nowait`), the subscriptions' initial values first. A renewal task re-subscribes every
 RENEW_FRACTION of the lifetime; `close` cancels every subscription on the device so none is left behind.
 
-Why not bacpypes3's `app.change_of_value()` context manager: it registers itself for notifications only after
-the device acknowledged the subscription, so the device's immediate first notification can be lost (and a
-confirmed one answered with unknownSubscription); its renewal task swallows failures; and its cancel is
-unbounded. It needs an Address (matched against each packet's source) and an ObjectIdentifier, not strings,
-and keys each subscription by (address, subscriber process identifier): one application can hold many
-subscriptions to one device as long as each has its own process identifier, which is how this module uses
-it. Every request here is bounded by the device's timeout_s (bacpypes3 itself waits APDU_TIMEOUT_MS).
+bacpypes3's own `app.change_of_value(address, object_id, ...)` context manager, measured on 0.0.110: it needs
+an Address (matched against each notification's source) and an ObjectIdentifier; given strings, the request
+dies in a background task and `__aenter__` never returns. Two subscriptions from one application to one
+device work concurrently, each under its own subscriber process identifier (bacpypes3 keys notifications by
+(address, process id) and checks the object). It is not used here because it registers for notifications
+only after the device's acknowledgement (the device's immediate first notification races with that), it
+forgets the subscription before the device acknowledged the cancel (a notification in flight is answered
+unknownSubscription), its cancel is unbounded and its renewal failures go unseen. This module registers
+first, cancels then forgets, bounds every request by the device's timeout_s (bacpypes3 itself waits
+APDU_TIMEOUT_MS) and reports renewal failures as error results.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from bacpypes3.vendor import get_vendor_info
 
 from edge_agent.config import BacnetPoint
 from edge_agent.errors import DeviceError, DeviceGarbage, DeviceRejected, DeviceUnreachable
-from edge_agent.protocols.bacnet import BacnetClient, refusal_kind
+from edge_agent.protocols.bacnet import BacnetClient, number
+from edge_agent.protocols.bacnet_app import BacnetApplication
 from edge_agent.protocols.base import ClientContext, PointResult
 
 log = structlog.get_logger("edge_agent.bacnet_cov")
@@ -168,12 +172,15 @@ class CovSubscriber(ClientContext):
         renewer, self._renewer = self._renewer, None
         if renewer is not None:
             renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await asyncio.wait([renewer])
+            if not renewer.cancelled() and renewer.exception() is not None:
+                log.error(
+                    "cov renewal crashed", device=self.client.device.name, error=repr(renewer.exception())
+                )
         subscriptions = list(self._subscriptions.values())
         self._subscriptions.clear()
         try:
-            if subscriptions:
+            if subscriptions and _running(self.client.stack):
                 async with asyncio.timeout(self.client.device.timeout_s):
                     await asyncio.gather(*(self._cancel(s) for s in subscriptions))
         except TimeoutError:
@@ -312,15 +319,19 @@ class CovSubscriber(ClientContext):
         return True
 
 
+def _running(stack: BacnetApplication) -> bool:
+    try:
+        _ = stack.app
+    except RuntimeError:
+        return False  # closed already: the device drops the subscriptions when their lifetime ends
+    return True
+
+
 def _decode(object_id: Any, property_value: Any) -> float:
     """The notification's present value as a float, typed by the object's class."""
     object_class = get_vendor_info(0).get_object_class(object_id[0])
     if object_class is None:
         raise TypeError(f"no object class for {object_id}")
-    value = property_value.value.cast_out(object_class.get_property_type(property_value.propertyIdentifier))
-    if isinstance(value, bool | int | float):
-        return float(value)
-    raise TypeError(f"{type(value).__name__} is not a number")
-
-
-__all__ = ["DEFAULT_LIFETIME_S", "CovStatistics", "CovSubscriber", "refusal_kind"]
+    return number(
+        property_value.value.cast_out(object_class.get_property_type(property_value.propertyIdentifier))
+    )
