@@ -80,6 +80,9 @@ class BacnetConfig(_Strict):
     """Where the agent's own BACnet/IP stack binds: HOST:PORT (HOST may carry a /prefix)."""
     device_instance: Annotated[int, Field(ge=0, le=4194302)] = 4194000
     """The agent's own device instance on the BACnet network."""
+    bbmd: Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?$")] | None = None
+    """A BBMD to register with as a foreign device, for a gateway on another subnet (HOST[:PORT])."""
+    bbmd_ttl_s: Annotated[int, Field(ge=30, le=65535)] = 300
 
 
 class LogConfig(_Strict):
@@ -317,6 +320,10 @@ class BacnetDevice(_Device):
     """The device's BACnet/IP address, HOST:PORT (47808 when the port is left out)."""
     instance: Annotated[int, Field(ge=0, le=4194302)]
     points: list[BacnetPoint] = Field(min_length=1)
+    max_apdu: Annotated[int, Field(ge=50, le=1476)] | None = None
+    """Overrides what the device says it accepts (read from it at connect; 480 when unreadable)."""
+    max_batch: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """At most this many properties in one ReadPropertyMultiple."""
 
     @property
     def address(self) -> str:

@@ -25,6 +25,7 @@ from edge_agent.pipeline import PointFilters, point_pipelines
 from edge_agent.polling import ClientFactory, DevicePoller, PollerStatistics
 from edge_agent.protocols.bacnet import BacnetClient, local_stack
 from edge_agent.protocols.bacnet_app import BacnetApplication
+from edge_agent.protocols.bacnet_discovery import foreign_device_stack
 from edge_agent.protocols.modbus import ModbusClient
 from edge_agent.protocols.modbus_link import ModbusLink, link_for
 from edge_agent.readings import Reading
@@ -100,7 +101,9 @@ class Agent:
 
     def _client_factory(self, device: ModbusDevice | BacnetDevice) -> ClientFactory:
         if isinstance(device, BacnetDevice):
-            return lambda: BacnetClient(device, self._bacnet_stack())
+            return lambda: BacnetClient(
+                device, self._bacnet_stack(), max_apdu=device.max_apdu, max_batch=device.max_batch
+            )
         if isinstance(device, ModbusTcpDevice):
             return lambda: ModbusClient(device)  # a connection of its own
         link = self._links.get(device.link) or self._links.setdefault(device.link, link_for(device))
@@ -137,7 +140,13 @@ class Agent:
             for link in self._links.values():
                 resources.callback(link.close)
             if any(isinstance(d, BacnetDevice) for d in self.config.devices):
-                self._bacnet = await resources.enter_async_context(local_stack(self.config.bacnet))
+                bacnet = self.config.bacnet
+                stack = (
+                    local_stack(bacnet)
+                    if bacnet.bbmd is None
+                    else foreign_device_stack(bacnet, bacnet.bbmd, bacnet.bbmd_ttl_s)
+                )
+                self._bacnet = await resources.enter_async_context(stack)
                 resources.callback(setattr, self, "_bacnet", None)
             log.info(
                 "agent started",
