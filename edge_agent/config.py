@@ -178,6 +178,8 @@ class BacnetPoint(_Point):
     object: str
     """'object-type,instance', for example 'analog-input,1'."""
     property: Annotated[str, Field(pattern=r"^[a-z]+(-[a-z]+)*$")] = "present-value"
+    cov: bool = False
+    """Subscribe to changes of value instead of polling, where the device allows it (polled otherwise)."""
 
     @field_validator("object")
     @classmethod
@@ -324,6 +326,9 @@ class BacnetDevice(_Device):
     """Overrides what the device says it accepts (read from it at connect; 480 when unreadable)."""
     max_batch: Annotated[int, Field(ge=1, le=1000)] | None = None
     """At most this many properties in one ReadPropertyMultiple."""
+    cov_lifetime_s: Annotated[int, Field(ge=60, le=86400)] = 300
+    """COV subscriptions last this long and are renewed at three quarters of it."""
+    cov_confirmed: bool = False
 
     @property
     def address(self) -> str:

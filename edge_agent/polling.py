@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 import structlog
 
@@ -22,6 +24,18 @@ log = structlog.get_logger("edge_agent.polling")
 
 ReadingSink = Callable[[list[Reading]], Awaitable[None]]
 ClientFactory = Callable[[], ProtocolClient]
+
+
+class Subscription(Protocol):
+    """Values the device sends by itself (BACnet COV); the points it covers are not polled."""
+
+    @property
+    def cov_points(self) -> tuple[str, ...]: ...
+
+    def __aiter__(self) -> AsyncIterator[PointResult]: ...
+
+
+Subscribe = Callable[[ProtocolClient], AbstractAsyncContextManager[Subscription]]
 
 
 class Health(StrEnum):
@@ -55,6 +69,7 @@ class DevicePoller:
         pollers: Sequence[PollerConfig],
         client_factory: ClientFactory,
         sink: ReadingSink,
+        subscribe: Subscribe | None = None,
     ) -> None:
         self.device = device
         self._units = {p.name: p.unit for p in device.points}
@@ -64,6 +79,7 @@ class DevicePoller:
         self._polled = sorted({name for group in self._groups for name in group.points})
         self._client_factory = client_factory
         self._sink = sink
+        self._subscribe = subscribe
         self._health = Health.UNKNOWN
         self._polls = 0
         self._failures = 0
@@ -122,11 +138,31 @@ class DevicePoller:
         return DeviceGarbage(self.device.name, self.device.address, f"{message}: {exc!r}", type(exc).__name__)
 
     async def _poll_until_lost(self, client: ProtocolClient, backoff: Backoff) -> None:
+        async with contextlib.AsyncExitStack() as session:
+            on_cov: set[str] = set()
+            if self._subscribe is not None:
+                async with asyncio.timeout(self.device.timeout_s * 4):
+                    subscription = await session.enter_async_context(self._subscribe(client))
+                on_cov = set(subscription.cov_points)
+                feed = asyncio.create_task(self._feed(subscription), name=f"cov {self.device.name}")
+                session.push_async_callback(_stop, feed)
+            groups = [
+                _Group(tuple(p for p in g.points if p not in on_cov), g.interval_s) for g in self._groups
+            ]
+            await self._poll(client, [g for g in groups if g.points], backoff)
+
+    async def _feed(self, subscription: Subscription) -> None:
+        async for result in subscription:
+            await self._deliver([result])
+
+    async def _poll(self, client: ProtocolClient, groups: list[_Group], backoff: Backoff) -> None:
         loop = asyncio.get_running_loop()
-        for group in self._groups:
+        if not groups:  # everything arrives by subscription
+            await asyncio.Event().wait()
+        for group in groups:
             group.due = loop.time()
         while True:
-            group = min(self._groups, key=lambda g: g.due)
+            group = min(groups, key=lambda g: g.due)
             await asyncio.sleep(max(0.0, group.due - loop.time()))
             budget_s = client.read_budget_s(group.points)
             try:
@@ -178,6 +214,12 @@ class DevicePoller:
                 for name in self._polled
             ]
         )
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _raise_if_cancelling() -> None:

@@ -22,10 +22,12 @@ from edge_agent.buffer import Buffer, BufferStatistics
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
 from edge_agent.latest import LatestValues
 from edge_agent.pipeline import PointFilters, point_pipelines
-from edge_agent.polling import ClientFactory, DevicePoller, PollerStatistics
+from edge_agent.polling import ClientFactory, DevicePoller, PollerStatistics, Subscribe
 from edge_agent.protocols.bacnet import BacnetClient, local_stack
 from edge_agent.protocols.bacnet_app import BacnetApplication
+from edge_agent.protocols.bacnet_cov import CovSubscriber
 from edge_agent.protocols.bacnet_discovery import foreign_device_stack
+from edge_agent.protocols.base import ProtocolClient
 from edge_agent.protocols.modbus import ModbusClient
 from edge_agent.protocols.modbus_link import ModbusLink, link_for
 from edge_agent.readings import Reading
@@ -52,6 +54,20 @@ class AgentStatus:
     queue: QueueStatistics
     buffer: BufferStatistics
     uplink: UplinkStatistics
+
+
+def _subscribe(device: ModbusDevice | BacnetDevice) -> Subscribe | None:
+    """COV for the BACnet points that ask for it."""
+    if not isinstance(device, BacnetDevice) or not any(p.cov for p in device.points):
+        return None
+    names = [p.name for p in device.points if p.cov]
+
+    def subscribe(client: ProtocolClient) -> CovSubscriber:
+        if not isinstance(client, BacnetClient):
+            raise TypeError(f"{device.name}: COV needs a BACnet client")
+        return CovSubscriber(client, names, lifetime_s=device.cov_lifetime_s, confirmed=device.cov_confirmed)
+
+    return subscribe
 
 
 def _poll_intervals(config: AgentConfig) -> dict[str, float]:
@@ -95,7 +111,9 @@ class Agent:
         self._links: dict[str, ModbusLink] = {}  # shared by the units of one RS-485 bus or RTU gateway
         self._checks, self._deadband = point_pipelines(_point_filters(config))
         self.pollers = [
-            DevicePoller(device, config.pollers, self._client_factory(device), self._accept)
+            DevicePoller(
+                device, config.pollers, self._client_factory(device), self._accept, _subscribe(device)
+            )
             for device in config.devices
         ]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge_agent.config import AgentConfig, BufferConfig, ModbusPoint, MqttConfig, PollerConfig
 from edge_agent.service import Agent
+from edge_sim.clock import ManualClock
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, async_wait_until, free_port
 from tests.test_modbus import SDM630_POINTS, meter, sdm630_port
@@ -66,3 +67,53 @@ async def test_plausibility_and_deadband_shape_what_is_sent(sim: Simulator, tmp_
     assert all(quality == "bad" and value is not None and value > 10 for _, value, quality in powers)
     latest = agent.latest.snapshot()
     assert {r.point for r in latest} == {"voltage_l1", "total_power"}  # status still sees every poll
+
+
+async def test_cov_points_arrive_without_polling(sim: Simulator, clock: ManualClock, tmp_path: Path) -> None:
+    """A point on COV changes between polls, and the change reaches the agent at once."""
+    info = sim.controller("library-reading-1-vav").info
+    config = AgentConfig.model_validate(
+        {
+            "buffer": {"path": str(tmp_path / "b.db")},
+            "mqtt": {"url": f"mqtt://{LOOPBACK}:{free_port()}"},
+            "bacnet": {"local_address": f"{LOOPBACK}:0"},
+            "devices": [
+                {
+                    "name": "vav",
+                    "protocol": "bacnet-ip",
+                    "host": info.address,
+                    "instance": info.instance,
+                    "profile": "edge-sim-vav",
+                    "only_points": ["zone_temperature", "cooling_setpoint"],
+                    "points": [{"name": "zone_temperature", "cov": True}],
+                }
+            ],
+            "pollers": [{"device": "vav", "interval_s": 3600}],  # polled once an hour: COV or nothing
+        }
+    )
+    agent = Agent(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    zone = sim.site.building("library").zone("reading-1")
+    try:
+        await async_wait_until(
+            lambda: agent.latest.get("vav/zone_temperature") is not None, 10, "first value"
+        )
+        zone.overrides.cooling_sp = 30.0  # let the room warm up
+        for _ in range(10):  # 30 building minutes
+            clock.advance(180)
+            await sim.step()
+        await async_wait_until(
+            lambda: (
+                (r := agent.latest.get("vav/zone_temperature")) is not None
+                and abs((r.value or 0) - zone.thermal.t_air) < 0.11
+            ),
+            10,
+            "the COV notification",
+        )
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task
+    polls = next(d for d in agent.status().devices if d.device == "vav").polls
+    assert polls >= 3  # the one poll of cooling_setpoint, and COV notifications
