@@ -57,7 +57,10 @@ class BacnetApplication:
         except (OSError, ValueError) as exc:
             raise StartupError(f"BACnet/IP address {self.address}: cannot bind: {exc}") from exc
         port = NetworkPortObject(
-            self.address, objectIdentifier=("network-port", 1), objectName="NetworkPort-1"
+            self.address,
+            objectIdentifier=("network-port", 1),
+            objectName="NetworkPort-1",
+            **self._network_port_settings(),
         )
         self._app = Application.from_object_list([*self._objects, port])
         try:
@@ -71,6 +74,10 @@ class BacnetApplication:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    def _network_port_settings(self) -> dict[str, Any]:
+        """Extra properties of the network port object (a foreign-device stack sets its BBMD here)."""
+        return {}
 
     async def _wait_bound(self) -> None:
         async with asyncio.timeout(BIND_TIMEOUT_S):

@@ -21,18 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 from bacpypes3.apdu import WhoIsRequest
-from bacpypes3.app import Application
 from bacpypes3.basetypes import HostNPort
-from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import Address, GlobalBroadcast
 
 from edge_agent.config import BacnetConfig
-from edge_agent.errors import StartupError
 from edge_agent.protocols.bacnet import SegmentationName, local_device_object
-from edge_agent.protocols.bacnet_app import BacnetApplication, check_udp_port_free, split_host_port
+from edge_agent.protocols.bacnet_app import BacnetApplication, split_host_port
 
 DEFAULT_WAIT_S = 3.0  # bacpypes3's own Who-Is wait
 DEREGISTER_WAIT_S = 0.5  # how long close() lets the deregistration go out
@@ -150,26 +147,12 @@ class ForeignDeviceStack(BacnetApplication):
         self.bbmd = f"{host}:{port}"
         self.ttl_s = ttl_s
 
-    async def __aenter__(self) -> Self:
-        try:
-            check_udp_port_free(self.address)
-        except (OSError, ValueError) as exc:
-            raise StartupError(f"BACnet/IP address {self.address}: cannot bind: {exc}") from exc
-        port = NetworkPortObject(
-            self.address,
-            objectIdentifier=("network-port", 1),
-            objectName="NetworkPort-1",
-            bacnetIPMode="foreign",
-            fdBBMDAddress=HostNPort(self.bbmd),
-            fdSubscriptionLifetime=self.ttl_s,
-        )
-        self._app = Application.from_object_list([*self._objects, port])
-        try:
-            await self._wait_bound()
-        except BaseException:
-            await self.close()
-            raise
-        return self
+    def _network_port_settings(self) -> dict[str, Any]:
+        return {
+            "bacnetIPMode": "foreign",
+            "fdBBMDAddress": HostNPort(self.bbmd),
+            "fdSubscriptionLifetime": self.ttl_s,
+        }
 
     def _links(self) -> list[Any]:
         if self._app is None:
