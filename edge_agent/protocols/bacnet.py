@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from bacpypes3.apdu import AbortPDU, ErrorPDU, ErrorRejectAbortNack, RejectPDU
@@ -29,24 +28,19 @@ from bacpypes3.primitivedata import Null, ObjectIdentifier
 from edge_agent.config import BacnetConfig, BacnetDevice, BacnetPoint
 from edge_agent.errors import DeviceError, DeviceGarbage, DeviceRejected, DeviceUnreachable
 from edge_agent.protocols.bacnet_app import BacnetApplication, split_host_port
+from edge_agent.protocols.bacnet_batches import (
+    FALLBACK_MAX_APDU,
+    LARGEST_MAX_APDU,
+    DeviceLimits,
+    Key,
+    grouped,
+    plan_batches,
+)
 from edge_agent.protocols.base import ClientContext, PointResult
 
 # The stack's own confirmation timer; the caller's asyncio.timeout is the real bound. No stack retries:
 # the device supervisor owns retrying.
 APDU_TIMEOUT_MS = 3000
-
-FALLBACK_MAX_APDU = 480  # when the device object's max-apdu-length-accepted cannot be read
-LARGEST_MAX_APDU = 1476  # BACnet/IP: the largest APDU a UDP frame carries
-MAX_RESPONSE_SEGMENTS = 8  # at most this many segments per response, even when both sides could do more
-
-# Conservative encoded sizes in bytes (ASHRAE 135 clause 20): headers, then per object and per property.
-REQUEST_HEADER = 4  # PDU type, max segments/APDU, invoke id, service choice
-RESPONSE_HEADER = 5  # PDU type, invoke id, service choice (+2 when segmented)
-OBJECT_BYTES = 7  # object identifier (tag + 4) and the list's opening and closing tags
-PROPERTY_REQUEST_BYTES = 5  # property identifier (tag + up to 4 octets for proprietary ones)
-PROPERTY_RESPONSE_BYTES = 7  # property identifier and the result's opening and closing tags
-VALUE_BYTES = 10  # an encoded Real, Double, Unsigned, Enumerated, Boolean, or an error pair
-LARGE_VALUE_BYTES = {"priority-array": 16 * VALUE_BYTES + 2, "object-name": 66, "description": 130}
 
 SegmentationName = Literal["segmentedBoth", "segmentedTransmit", "segmentedReceive", "noSegmentation"]
 _TOO_BIG_ABORTS = {"segmentationNotSupported", "bufferOverflow", "apduTooLong", "outOfResources"}
@@ -58,7 +52,6 @@ _TOO_BIG_ERRORS = {
     "rejectBufferOverflow",
     "rejectTooManyArguments",
 }
-Key = tuple[str, str]  # (object, property)
 
 
 def local_stack(
@@ -128,78 +121,6 @@ def refusal_kind(exc: ErrorRejectAbortNack) -> Literal["unreachable", "too-big",
             return "unsupported"
         return "too-big" if code in _TOO_BIG_ERRORS else "error"
     return "error"
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceLimits:
-    """What one request to the device may carry, from its device object and the local stack's."""
-
-    max_apdu: int = FALLBACK_MAX_APDU
-    """The device's max-apdu-length-accepted (or the configured override, or the fallback)."""
-    segmentation: str = "noSegmentation"
-    local_max_apdu: int = FALLBACK_MAX_APDU
-    local_segmentation: str = "noSegmentation"
-    local_max_segments: int = 1
-
-    @property
-    def request_bytes(self) -> int:
-        """Requests are never segmented: one APDU that both sides accept."""
-        return min(self.max_apdu, self.local_max_apdu)
-
-    @property
-    def response_bytes(self) -> int:
-        segmented = self.segmentation in (
-            "segmentedBoth",
-            "segmentedTransmit",
-        ) and self.local_segmentation in (
-            "segmentedBoth",
-            "segmentedReceive",
-        )
-        segments = min(self.local_max_segments, MAX_RESPONSE_SEGMENTS) if segmented else 1
-        return self.request_bytes * max(segments, 1)
-
-
-def plan_batches(keys: Sequence[Key], limits: DeviceLimits, max_points: int | None) -> list[list[Key]]:
-    """Split the (object, property) pairs into ReadPropertyMultiple batches whose estimated request and
-    response fit `limits`, each with at most `max_points` properties; one property always makes a batch."""
-    batches: list[list[Key]] = []
-    batch: list[Key] = []
-    objects: set[str] = set()
-    request, response = REQUEST_HEADER, RESPONSE_HEADER
-    for key in keys:
-        obj, prop = key
-        if batch:
-            more_request, more_response = _cost(obj, prop, objects)
-            if (
-                (max_points is not None and len(batch) >= max_points)
-                or request + more_request > limits.request_bytes
-                or response + more_response > limits.response_bytes
-            ):
-                batches.append(batch)
-                batch, objects, request, response = [], set(), REQUEST_HEADER, RESPONSE_HEADER
-        more_request, more_response = _cost(obj, prop, objects)
-        batch.append(key)
-        objects.add(obj)
-        request += more_request
-        response += more_response
-    if batch:
-        batches.append(batch)
-    return batches
-
-
-def _cost(obj: str, prop: str, objects: set[str]) -> tuple[int, int]:
-    """Bytes one more property adds to a request and to its response."""
-    new_object = 0 if obj in objects else OBJECT_BYTES
-    value = LARGE_VALUE_BYTES.get(prop, VALUE_BYTES)
-    return PROPERTY_REQUEST_BYTES + new_object, PROPERTY_RESPONSE_BYTES + value + new_object
-
-
-def _grouped(batch: Sequence[Key]) -> list[tuple[str, list[str]]]:
-    """One read-access specification per object, in first-seen order."""
-    groups: dict[str, list[str]] = {}
-    for obj, prop in batch:
-        groups.setdefault(obj, []).append(prop)
-    return list(groups.items())
 
 
 def _priority_value(slot: Any) -> float | None:
@@ -354,7 +275,7 @@ class BacnetClient(ClientContext):
     async def _read_multiple(self, batch: list[Key]) -> dict[Key, Any]:
         request: list[Any] = []
         order: list[Key] = []
-        for obj, props in _grouped(batch):
+        for obj, props in grouped(batch):
             request += [ObjectIdentifier(obj), props]
             order += [(obj, prop) for prop in props]
         rows = await self._stack.app.read_property_multiple(self._address, request)
