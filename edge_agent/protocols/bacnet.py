@@ -97,6 +97,17 @@ def device_address(host: str) -> Address:
     return Address(f"{ip}:{port}")
 
 
+@functools.lru_cache(maxsize=4096)
+def _object_id(obj: str) -> ObjectIdentifier:
+    """Parsed once: bacpypes3's identifiers are costly to build."""
+    return ObjectIdentifier(obj)
+
+
+@functools.lru_cache(maxsize=1024)
+def _property_id(prop: str) -> PropertyIdentifier:
+    return PropertyIdentifier(prop)
+
+
 def active_priority(slots: Sequence[float | None]) -> int | None:
     """The priority (1-16) whose value the object shows, or None when every slot is relinquished."""
     return next((index for index, value in enumerate(slots, start=1) if value is not None), None)
@@ -276,7 +287,7 @@ class BacnetClient(ClientContext):
         request: list[Any] = []
         order: list[Key] = []
         for obj, props in grouped(batch):
-            request += [ObjectIdentifier(obj), props]
+            request += [_object_id(obj), props]
             order += [(obj, prop) for prop in props]
         rows = await self._stack.app.read_property_multiple(self._address, request)
         if not isinstance(rows, list) or len(rows) != len(order):
@@ -284,7 +295,7 @@ class BacnetClient(ClientContext):
             raise self._error(DeviceGarbage, "read-property-multiple", f"{count} answers to {len(order)}")
         values: dict[Key, Any] = {}
         for (obj, prop), row in zip(order, rows, strict=True):
-            if row[0] != ObjectIdentifier(obj) or row[1] != PropertyIdentifier(prop):
+            if row[0] != _object_id(obj) or row[1] != _property_id(prop):
                 raise self._error(DeviceGarbage, "read-property-multiple", f"answer for {row[0]} {row[1]}")
             values[(obj, prop)] = row[3]
         return values
@@ -292,7 +303,7 @@ class BacnetClient(ClientContext):
     async def _read_one(self, key: Key) -> Any:
         obj, prop = key
         try:
-            return await self._stack.app.read_property(self._address, ObjectIdentifier(obj), prop)
+            return await self._stack.app.read_property(self._address, _object_id(obj), prop)
         except ErrorRejectAbortNack as exc:
             error = self.translate(f"{obj} {prop}", exc)
             if isinstance(error, DeviceUnreachable):
