@@ -144,6 +144,8 @@ class _ModbusDevice(_Device):
     max_gap: Annotated[int, Field(ge=0, le=124)] = 20
     """Unused registers worth reading to merge two points into one request."""
     forbidden: list[RegisterRange] = Field(default_factory=list)
+    multiple_writes: bool = False
+    """Write with functions 15 and 16 even for one coil or register (devices without 05 and 06)."""
 
     @model_validator(mode="after")
     def _points_clear_of_forbidden(self) -> _ModbusDevice:

@@ -124,3 +124,19 @@ async def test_illegal_address_in_a_merged_block_is_split_and_remembered(sim: Si
     assert requests_first == 3  # the merged block refused, then each point alone
     assert requests_second == 2  # remembered: no more failed merged requests
     assert second["total_energy"].error is None
+
+
+@pytest.mark.parametrize("multiple", [False, True], ids=["05-06", "15-16"])
+async def test_writes_with_single_or_multiple_functions(sim: Simulator, multiple: bool) -> None:
+    points = [
+        ModbusPoint(name="relay", table="coil", address=0, type="bool"),
+        ModbusPoint(name="demand_period", table="holding", address=2, unit="min"),
+        ModbusPoint(name="register", table="holding", address=5, type="uint16"),
+    ]
+    device = meter(sdm630_port(sim), points).model_copy(update={"multiple_writes": multiple})
+    async with ModbusClient(device) as client:
+        await client.write("relay", 1.0)
+        await client.write("register", 1234.0)
+        await client.write("demand_period", 30.0)
+        results = {r.point: r.value for r in await client.read(["relay", "register", "demand_period"])}
+    assert results == {"relay": 1.0, "register": 1234.0, "demand_period": 30.0}

@@ -174,14 +174,20 @@ class ModbusClient(ClientContext):
         if target.table in ("input", "discrete") or value is None or target.type in ("bitfield", "string"):
             raise self._error(DeviceRejected, where, "not writable as a number", "not writable")
         unit = self.device.unit_id
-        if target.table == "coil":
+        multiple = self.device.multiple_writes
+        if target.table == "coil" and multiple:  # function 15
+            await self._call(
+                where, lambda c: c.write_coils(target.address, [bool(value)], device_id=unit), True
+            )
+            return
+        if target.table == "coil":  # function 05
             await self._call(where, lambda c: c.write_coil(target.address, bool(value), device_id=unit), True)
             return
         try:
             words = self._encodings[point].encode(value)
         except ValueError as exc:
             raise self._error(DeviceRejected, where, str(exc), "out of range") from exc
-        if len(words) == 1:  # function 06
+        if len(words) == 1 and not multiple:  # function 06
             await self._call(
                 where, lambda c: c.write_register(target.address, words[0], device_id=unit), True
             )
