@@ -116,22 +116,26 @@ class ModbusClient(ClientContext):
         return [self._decode(point, block, words) for point in block.points]
 
     def _decode(self, point: ModbusPoint, block: ReadBlock, words: list[int] | list[bool]) -> PointResult:
+        """One point's value from its block's registers (this runs for every point of every poll)."""
         encoding = self._encodings[point.name]
         offset = point.address - block.start
-        where = f"{point.table} {point.address}"
         try:
             if point.type == "bool":
                 decoded = encoding.decode(bool(words[offset]))
             else:
-                decoded = encoding.decode([int(w) for w in words[offset : offset + encoding.registers]])
+                decoded = encoding.decode(words[offset : offset + encoding.registers])
         except (ValueError, TypeError) as exc:
+            where = f"{point.table} {point.address}"
             return PointResult(point.name, None, self._error(DeviceGarbage, where, f"cannot decode: {exc}"))
+        value = decoded.value
+        if isinstance(value, float) and math.isfinite(value):
+            return PointResult(point.name, value)
         if decoded.not_available:
             return PointResult(point.name, None, unavailable=True)
-        if not isinstance(decoded.value, float) or not math.isfinite(decoded.value):
-            message = f"not a finite number: {decoded.value!r}"
-            return PointResult(point.name, None, self._error(DeviceGarbage, where, message))
-        return PointResult(point.name, decoded.value)
+        where = f"{point.table} {point.address}"
+        return PointResult(
+            point.name, None, self._error(DeviceGarbage, where, f"not a finite number: {value!r}")
+        )
 
     async def _read_block(self, block: ReadBlock) -> list[int] | list[bool]:
         self.requests += 1
