@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import ParamSpec, Self, TypeVar
+from typing import Literal, ParamSpec, Self, TypeVar
 
 from edge_agent.errors import StartupError
 from edge_agent.readings import Quality, Reading
@@ -25,6 +25,7 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS readings (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     device  TEXT    NOT NULL,
@@ -64,6 +65,10 @@ class BufferStatistics:
     appended: int
     acknowledged: int
     oldest_ts: datetime | None
+    dropped: int  # readings deleted unsent because the buffer was full, since the file was created
+    last_dropped_seq: int  # the newest of them: every seq up to here that a receiver lacks was dropped
+    size_bytes: int
+    cap_bytes: int
 
 
 def _to_us(ts: datetime) -> int:
@@ -74,11 +79,30 @@ def _from_us(us: int) -> datetime:
     return datetime.fromtimestamp(us / 1_000_000, UTC)
 
 
-class Buffer:
-    """A durable FIFO of readings. Use as an async context manager."""
+Durability = Literal["full", "normal"]
+MIN_CAP_BYTES = 1 << 20
+DROP_SHARE = 0.05  # when full, drop this share of the readings at once (not one by one)
 
-    def __init__(self, path: Path) -> None:
+
+class Buffer:
+    """A durable FIFO of readings with a size cap. Use as an async context manager.
+
+    durability 'full' (the default): a committed batch survives power loss (SQLite synchronous=FULL).
+    'normal': a power cut may lose the last commits, never corrupt the file (faster on SD cards).
+    When the file would pass `cap_bytes`, the oldest readings are dropped, counted and remembered
+    (statistics().dropped, last_dropped_seq): a hard limit that says what it cost.
+    """
+
+    def __init__(self, path: Path, *, cap_bytes: int = 1 << 30, durability: Durability = "full") -> None:
+        if cap_bytes < MIN_CAP_BYTES:
+            raise ValueError(f"buffer cap {cap_bytes} bytes is below the minimum of {MIN_CAP_BYTES}")
         self.path = path
+        self.cap_bytes = cap_bytes
+        self.durability = durability
+        self._dropped = 0
+        self._last_dropped_seq = 0
+        self._page_size = 4096
+        self._pages = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
         self._db: sqlite3.Connection | None = None
         self._depth = 0
@@ -115,11 +139,52 @@ class Buffer:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute(
+            "PRAGMA auto_vacuum=INCREMENTAL"
+        )  # takes effect on a new file: freed pages can be released
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # a committed batch survives power loss
+        db.execute(f"PRAGMA synchronous={self.durability.upper()}")
         db.executescript(_SCHEMA)
         self._db = db
+        self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
         self._depth = db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        self._dropped = meta.get("dropped", 0)
+        self._last_dropped_seq = meta.get("last_dropped_seq", 0)
+        self._refresh_oldest()
+        self._measure()
+
+    def _measure(self) -> None:
+        db = self._conn()
+        used = (
+            db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+        )
+        self._pages = used
+
+    def _size(self) -> int:
+        return self._pages * self._page_size
+
+    def _make_room(self) -> None:
+        """Over the cap: drop the oldest share of the readings, count them, and give the pages back."""
+        db = self._conn()
+        while self._size() > self.cap_bytes and self._depth > 0:
+            count = max(1, int(self._depth * DROP_SHARE))
+            row = db.execute(
+                "SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?", (count - 1,)
+            ).fetchone()
+            last = row[0]
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                dropped = db.execute("DELETE FROM readings WHERE seq <= ?", (last,)).rowcount
+                self._dropped += dropped
+                self._last_dropped_seq = max(self._last_dropped_seq, last)
+                db.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    [("dropped", self._dropped), ("last_dropped_seq", self._last_dropped_seq)],
+                )
+            self._depth -= dropped
+            self._measure()
+        db.executescript("PRAGMA incremental_vacuum;")  # (execute() would free one page only)
         self._refresh_oldest()
 
     def _conn(self) -> sqlite3.Connection:
@@ -141,6 +206,9 @@ class Buffer:
             )
         self._depth += len(readings)
         self._appended += len(readings)
+        self._measure()
+        if self._size() > self.cap_bytes:
+            self._make_room()
         if self._oldest_ts is None:
             self._refresh_oldest()
 
@@ -172,6 +240,9 @@ class Buffer:
         self._depth -= deleted
         self._acknowledged += deleted
         self._refresh_oldest()
+        if self._depth == 0:
+            db.executescript("PRAGMA incremental_vacuum;")  # drained: give the free pages back
+        self._measure()
         return deleted
 
     # --- event-loop side ------------------------------------------------------------------------
@@ -197,4 +268,13 @@ class Buffer:
         await self._run(self._delete, batch.first_seq, batch.last_seq)
 
     def statistics(self) -> BufferStatistics:
-        return BufferStatistics(self._depth, self._appended, self._acknowledged, self._oldest_ts)
+        return BufferStatistics(
+            self._depth,
+            self._appended,
+            self._acknowledged,
+            self._oldest_ts,
+            self._dropped,
+            self._last_dropped_seq,
+            self._size(),
+            self.cap_bytes,
+        )

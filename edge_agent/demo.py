@@ -156,7 +156,10 @@ def _render(agent: Agent, sim: Simulator, log_lines: deque[str]) -> Group:
         f"{uplink.readings_published:,} readings in {uplink.batches_published:,} batches",
     )
     oldest = "—" if buffer.oldest_ts is None else f"{(now - buffer.oldest_ts).total_seconds():.0f} s"
-    summary.add_row("buffer depth", f"{buffer.depth:,} readings", "oldest unsent", oldest)
+    depth = f"{buffer.depth:,} readings, {buffer.size_bytes / 1e6:.1f} of {buffer.cap_bytes / 1e6:,.0f} MB"
+    if buffer.dropped:
+        depth += f", {buffer.dropped:,} dropped when full"
+    summary.add_row("buffer depth", depth, "oldest unsent", oldest)
     outdoor = f"{sim.site.outdoor.temperature_c:.1f} C outdoors"
     summary.add_row("building time", sim.clock.now().strftime("%Y-%m-%d %H:%M %z"), "weather", outdoor)
     if uplink.last_error:

@@ -102,7 +102,11 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.latest = LatestValues(_poll_intervals(config))
-        self.buffer = Buffer(config.buffer.resolved_path())
+        self.buffer = Buffer(
+            config.buffer.resolved_path(),
+            cap_bytes=int(config.buffer.cap_mb * 1024 * 1024),
+            durability=config.buffer.durability,
+        )
         self.uplink = Uplink(config.mqtt, config.gateway.id, self.buffer)
         self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)
         self._queued = 0  # readings in the queue

@@ -50,13 +50,15 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def encode_batch(gateway_id: str, batch: Batch) -> bytes:
+def encode_batch(gateway_id: str, batch: Batch, dropped: int = 0, last_dropped_seq: int = 0) -> bytes:
     """The JSON payload of one readings batch (docs/mqtt.md)."""
     body: dict[str, Any] = {
         "gateway": gateway_id,
         "seq_first": batch.first_seq,
         "seq_last": batch.last_seq,
         "sent_at": _iso(utc_now()),
+        "dropped": dropped,
+        "last_dropped_seq": last_dropped_seq,
         "readings": [
             {
                 "seq": item.seq,
@@ -155,7 +157,9 @@ class Uplink:
             batch = await self._buffer.next_batch(self._config.batch_size)
             # publish() returns only after the broker's PUBACK (QoS 1); a timeout or a broken link raises
             # MqttError and the batch stays in the buffer, to be sent again after reconnecting.
-            await client.publish(self.readings_topic, encode_batch(self._gateway_id, batch), qos=1)
+            stats = self._buffer.statistics()
+            payload = encode_batch(self._gateway_id, batch, stats.dropped, stats.last_dropped_seq)
+            await client.publish(self.readings_topic, payload, qos=1)
             await self._buffer.ack(batch)
             self._batches += 1
             self._readings += len(batch.readings)

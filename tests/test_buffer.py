@@ -89,3 +89,44 @@ async def test_committed_readings_are_visible_to_another_connection(tmp_path: Pa
 def test_naive_timestamps_are_refused() -> None:
     with pytest.raises(ValueError, match="meter-main/total_power"):
         Reading("meter-main", "total_power", 1.0, "W", Quality.GOOD, datetime(2026, 1, 1))
+
+
+CAP = 1 << 20  # 1 MiB, the smallest cap
+
+
+async def test_cap_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    async with Buffer(path, cap_bytes=CAP) as buffer:
+        for start in range(0, 40_000, 1000):
+            await buffer.append(readings(1000, start=start))
+        stats = buffer.statistics()
+        assert stats.dropped > 0
+        assert stats.depth + stats.dropped == 40_000  # every reading is either kept or counted as dropped
+        assert stats.size_bytes <= CAP
+        first = (await buffer.next_batch(1)).first_seq
+        assert first == stats.last_dropped_seq + 1  # the receiver's gap is exactly the dropped range
+        newest = (await buffer.next_batch(stats.depth)).readings[-1].reading
+        assert newest.value == 39_999.0  # the newest are kept
+    assert path.stat().st_size <= CAP * 1.1
+    async with Buffer(path, cap_bytes=CAP) as reopened:  # the count survives a restart
+        assert reopened.statistics().dropped == stats.dropped
+        assert reopened.statistics().last_dropped_seq == stats.last_dropped_seq
+
+
+async def test_a_drained_buffer_gives_its_disk_back(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    async with Buffer(path) as buffer:
+        for start in range(0, 20_000, 1000):
+            await buffer.append(readings(1000, start=start))
+        full = buffer.statistics().size_bytes
+        while buffer.statistics().depth:
+            await buffer.ack(await buffer.next_batch(5000))
+        assert buffer.statistics().size_bytes < full / 10
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert path.stat().st_size < full / 5
+
+
+def test_a_cap_below_a_mebibyte_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="below the minimum"):
+        Buffer(tmp_path / "b.db", cap_bytes=1000)

@@ -77,6 +77,7 @@ async def test_batches_reach_the_subscriber_then_leave_the_buffer(broker: Broker
         first = central.batches[0]
         assert first["gateway"] == GATEWAY
         assert (first["seq_first"], first["seq_last"]) == (1, 100)
+        assert (first["dropped"], first["last_dropped_seq"]) == (0, 0)
         assert first["readings"][0] == {
             "seq": 1,
             "device": "meter-main",
