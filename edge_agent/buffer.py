@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,8 +19,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, ParamSpec, Self, TypeVar
 
+import structlog
+
 from edge_agent.errors import StartupError
 from edge_agent.readings import Quality, Reading
+
+log = structlog.get_logger("edge_agent.buffer")
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -101,6 +106,7 @@ class Buffer:
         self.durability = durability
         self._dropped = 0
         self._last_dropped_seq = 0
+        self.moved_aside: Path | None = None  # a damaged file found at start, kept under this name
         self._page_size = 4096
         self._pages = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
@@ -137,15 +143,38 @@ class Buffer:
     # --- worker-thread side ---------------------------------------------------------------------
 
     def _open(self) -> None:
+        """Open the file; SQLite replays its write-ahead log after a crash. A file that is not a sound
+        database (a dying SD card, a half-copied file) is moved aside, kept for diagnosis, and replaced."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._open_file()
+        except sqlite3.DatabaseError as exc:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{self.path}{suffix}")
+                if source.exists():
+                    source.rename(Path(f"{aside}{suffix}"))
+            self.moved_aside = aside
+            log.error(  # noqa: TRY400 - the message and the error say it; no traceback needed
+                "buffer file damaged: moved aside, starting a new one",
+                buffer=str(self.path),
+                moved_to=str(aside),
+                error=str(exc),
+            )
+            self._open_file()
+
+    def _open_file(self) -> None:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute(
-            "PRAGMA auto_vacuum=INCREMENTAL"
-        )  # takes effect on a new file: freed pages can be released
+        self._db = db
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("quick_check failed")
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective on a new file: free pages can be released
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.durability.upper()}")
         db.executescript(_SCHEMA)
-        self._db = db
         self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
         self._depth = db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())

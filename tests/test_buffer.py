@@ -130,3 +130,20 @@ async def test_a_drained_buffer_gives_its_disk_back(tmp_path: Path) -> None:
 def test_a_cap_below_a_mebibyte_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="below the minimum"):
         Buffer(tmp_path / "b.db", cap_bytes=1000)
+
+
+async def test_a_damaged_file_is_moved_aside_and_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    path.write_bytes(b"this is not a database, an SD card died here" * 100)
+    async with Buffer(path) as buffer:
+        assert buffer.moved_aside is not None
+        assert buffer.moved_aside.read_bytes().startswith(b"this is not a database")  # kept for diagnosis
+        await buffer.append(readings(3))
+        assert (await buffer.next_batch(3)).first_seq == 1
+
+
+async def test_a_new_file_releases_free_pages(tmp_path: Path) -> None:
+    async with Buffer(tmp_path / "b.db") as buffer:
+        await buffer.append(readings(1))
+    with sqlite3.connect(tmp_path / "b.db") as db:
+        assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
