@@ -241,12 +241,13 @@ class Buffer:
         if self._oldest_ts is None:
             self._refresh_oldest()
 
-    def _select(self, limit: int) -> Batch | None:
+    def _select(self, limit: int, after_seq: int = 0) -> Batch | None:
         rows = (
             self._conn()
             .execute(
-                "SELECT seq, device, point, value, unit, quality, ts_us FROM readings ORDER BY seq LIMIT ?",
-                (limit,),
+                "SELECT seq, device, point, value, unit, quality, ts_us FROM readings WHERE seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (after_seq, limit),
             )
             .fetchall()
         )
@@ -283,11 +284,12 @@ class Buffer:
         await self._run(self._insert, readings)
         self._changed.set()
 
-    async def next_batch(self, limit: int) -> Batch:
-        """The oldest `limit` readings; waits until there is at least one."""
+    async def next_batch(self, limit: int, after_seq: int = 0) -> Batch:
+        """The oldest `limit` readings with a sequence number above `after_seq` (those below are in
+        flight); waits until there is at least one."""
         while True:
             self._changed.clear()
-            batch = await self._run(self._select, limit)
+            batch = await self._run(self._select, limit, after_seq)
             if batch is not None:
                 return batch
             await self._changed.wait()

@@ -58,6 +58,8 @@ class MqttConfig(Strict):
     batch_size: Annotated[int, Field(ge=1, le=5000)] = 500
     keepalive_s: Annotated[int, Field(ge=5, le=600)] = 15
     publish_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    in_flight: Annotated[int, Field(ge=1, le=64)] = 4
+    """Batches published and awaiting their PUBACK at once; a restart may send these again."""
 
     @field_validator("url")
     @classmethod

@@ -139,7 +139,7 @@ class Uplink:
                 log.info("uplink connected", broker=self.statistics().broker)
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self._watch_connection(client))
-                    tasks.create_task(self._drain(client))
+                    tasks.create_task(self._drain(client, tasks))
             except asyncio.CancelledError:
                 # A clean disconnect suppresses the Last Will, so say 'offline' ourselves.
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
@@ -152,14 +152,25 @@ class Uplink:
         async for _message in client.messages:
             pass  # no subscriptions yet: commands arrive here in a later version
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
+    async def _drain(self, client: aiomqtt.Client, tasks: asyncio.TaskGroup) -> None:
+        """Keep up to `in_flight` batches published and waiting for their PUBACKs, oldest first."""
+        window = asyncio.Semaphore(self._config.in_flight)
+        sent_up_to = 0  # the batches above are not in flight yet
         while True:
-            batch = await self._buffer.next_batch(self._config.batch_size)
-            # publish() returns only after the broker's PUBACK (QoS 1); a timeout or a broken link raises
-            # MqttError and the batch stays in the buffer, to be sent again after reconnecting.
+            await window.acquire()
+            batch = await self._buffer.next_batch(self._config.batch_size, after_seq=sent_up_to)
+            sent_up_to = batch.last_seq
+            tasks.create_task(self._publish(client, batch, window))
+
+    async def _publish(self, client: aiomqtt.Client, batch: Batch, window: asyncio.Semaphore) -> None:
+        # publish() returns only after the broker's PUBACK (QoS 1); a timeout or a broken link raises
+        # MqttError, the session ends, and the batch, still in the buffer, goes again after reconnecting.
+        try:
             stats = self._buffer.statistics()
             payload = encode_batch(self._gateway_id, batch, stats.dropped, stats.last_dropped_seq)
             await client.publish(self.readings_topic, payload, qos=1)
             await self._buffer.ack(batch)
             self._batches += 1
             self._readings += len(batch.readings)
+        finally:
+            window.release()
