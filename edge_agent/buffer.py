@@ -262,11 +262,18 @@ class Buffer:
 
     def _delete(self, first_seq: int, last_seq: int) -> int:
         db = self._conn()
-        with db:
-            db.execute("BEGIN IMMEDIATE")
-            deleted = db.execute(
-                "DELETE FROM readings WHERE seq BETWEEN ? AND ?", (first_seq, last_seq)
-            ).rowcount
+        # A delete needs no flush of its own: a crashed process loses nothing the OS already has, and if
+        # the power fails first, the next insert's flush has not happened and the batch is merely sent
+        # again (a duplicate the receiver drops), never lost. This halves the disk flushes.
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                deleted = db.execute(
+                    "DELETE FROM readings WHERE seq BETWEEN ? AND ?", (first_seq, last_seq)
+                ).rowcount
+        finally:
+            db.execute(f"PRAGMA synchronous={self.durability.upper()}")
         self._depth -= deleted
         self._acknowledged += deleted
         self._refresh_oldest()
