@@ -65,6 +65,30 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """Consecutive buffered readings already encoded as a JSON array by SQLite (docs/mqtt.md's
+    readings[]): the uplink's fast path, with no Python object per reading."""
+
+    first_seq: int
+    last_seq: int
+    count: int
+    readings_json: str
+
+
+# One JSON object per reading, built inside SQLite. Values with 17 significant digits (SQLite's JSON would
+# round to 15; 17 always parse back to the same double), timestamps truncated to milliseconds as Python's
+# isoformat(timespec="milliseconds") does.
+_ENCODED_SELECT = """
+SELECT MIN(seq), MAX(seq), COUNT(*), json_group_array(json_object(
+    'seq', seq, 'device', device, 'point', point,
+    'value', CASE WHEN value IS NULL THEN NULL ELSE json(printf('%!.17g', value)) END,
+    'unit', unit, 'quality', quality,
+    'ts', strftime('%Y-%m-%dT%H:%M:%fZ', (ts_us / 1000) / 1000.0, 'unixepoch')))
+FROM (SELECT * FROM readings WHERE seq > ? ORDER BY seq LIMIT ?)
+"""
+
+
+@dataclass(frozen=True, slots=True)
 class BufferStatistics:
     depth: int
     appended: int
@@ -260,6 +284,14 @@ class Buffer:
             )
         )
 
+    def _select_encoded(self, limit: int, after_seq: int) -> EncodedBatch | None:
+        first, last, count, readings_json = (
+            self._conn().execute(_ENCODED_SELECT, (after_seq, limit)).fetchone()
+        )
+        if not count:
+            return None
+        return EncodedBatch(first, last, count, readings_json)
+
     def _delete(self, first_seq: int, last_seq: int) -> int:
         db = self._conn()
         # A delete needs no flush of its own: a crashed process loses nothing the OS already has, and if
@@ -301,7 +333,16 @@ class Buffer:
                 return batch
             await self._changed.wait()
 
-    async def ack(self, batch: Batch) -> None:
+    async def next_encoded(self, limit: int, after_seq: int = 0) -> EncodedBatch:
+        """As next_batch, already encoded as JSON (the uplink's path)."""
+        while True:
+            self._changed.clear()
+            batch = await self._run(self._select_encoded, limit, after_seq)
+            if batch is not None:
+                return batch
+            await self._changed.wait()
+
+    async def ack(self, batch: Batch | EncodedBatch) -> None:
         """The broker acknowledged the batch: delete it."""
         await self._run(self._delete, batch.first_seq, batch.last_seq)
 

@@ -21,7 +21,7 @@ import structlog
 
 from edge_agent import __version__
 from edge_agent.backoff import Backoff
-from edge_agent.buffer import Batch, Buffer
+from edge_agent.buffer import Batch, Buffer, EncodedBatch
 from edge_agent.config import MqttConfig
 from edge_agent.readings import utc_now
 
@@ -73,6 +73,24 @@ def encode_batch(gateway_id: str, batch: Batch, dropped: int = 0, last_dropped_s
         ],
     }
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_envelope(
+    gateway_id: str, batch: EncodedBatch, dropped: int = 0, last_dropped_seq: int = 0
+) -> bytes:
+    """The same payload as encode_batch, around readings SQLite already encoded."""
+    head = json.dumps(
+        {
+            "gateway": gateway_id,
+            "seq_first": batch.first_seq,
+            "seq_last": batch.last_seq,
+            "sent_at": _iso(utc_now()),
+            "dropped": dropped,
+            "last_dropped_seq": last_dropped_seq,
+        },
+        separators=(",", ":"),
+    )
+    return f'{head[:-1]},"readings":{batch.readings_json}}}'.encode()
 
 
 class Uplink:
@@ -158,19 +176,19 @@ class Uplink:
         sent_up_to = 0  # the batches above are not in flight yet
         while True:
             await window.acquire()
-            batch = await self._buffer.next_batch(self._config.batch_size, after_seq=sent_up_to)
+            batch = await self._buffer.next_encoded(self._config.batch_size, after_seq=sent_up_to)
             sent_up_to = batch.last_seq
             tasks.create_task(self._publish(client, batch, window))
 
-    async def _publish(self, client: aiomqtt.Client, batch: Batch, window: asyncio.Semaphore) -> None:
+    async def _publish(self, client: aiomqtt.Client, batch: EncodedBatch, window: asyncio.Semaphore) -> None:
         # publish() returns only after the broker's PUBACK (QoS 1); a timeout or a broken link raises
         # MqttError, the session ends, and the batch, still in the buffer, goes again after reconnecting.
         try:
             stats = self._buffer.statistics()
-            payload = encode_batch(self._gateway_id, batch, stats.dropped, stats.last_dropped_seq)
+            payload = encode_envelope(self._gateway_id, batch, stats.dropped, stats.last_dropped_seq)
             await client.publish(self.readings_topic, payload, qos=1)
             await self._buffer.ack(batch)
             self._batches += 1
-            self._readings += len(batch.readings)
+            self._readings += batch.count
         finally:
             window.release()

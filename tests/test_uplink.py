@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import aiomqtt
 
 from edge_agent.buffer import Buffer
 from edge_agent.config import MqttConfig
-from edge_agent.uplink import Uplink, UplinkState
+from edge_agent.readings import Quality, Reading
+from edge_agent.uplink import Uplink, UplinkState, encode_batch, encode_envelope
 from tests.support import LOOPBACK, Broker, async_wait_until, free_port, run_mosquitto
 from tests.test_buffer import readings
 
@@ -121,3 +123,23 @@ async def test_broker_down_at_start_then_up(tmp_path: Path) -> None:
         with run_mosquitto(tmp_path, port):
             await async_wait_until(lambda: buffer.statistics().depth == 0, 60, "the buffer to drain")
             assert uplink.statistics().readings_published == 20
+
+
+async def test_sqlite_encoded_readings_match_the_python_encoding(tmp_path: Path) -> None:
+    """The uplink's fast path (JSON built by SQLite) says exactly what encode_batch says."""
+    base = datetime(2026, 8, 5, 5, 0, 59, 999_999, tzinfo=UTC)
+    tricky = [
+        Reading("m", "p", 230.5, "V", Quality.GOOD, base),
+        Reading("m", "q", None, "degC", Quality.BAD, base + timedelta(microseconds=1)),
+        Reading(
+            "m", "r", -1.25e-7, "", Quality.UNAVAILABLE, base + timedelta(days=400, microseconds=123_456)
+        ),
+        Reading("m", "s", 1e15 / 3, "kWh", Quality.GOOD, base + timedelta(milliseconds=1)),
+    ]
+    async with Buffer(tmp_path / "b.db") as buffer:
+        await buffer.append(tricky)
+        python = json.loads(encode_batch(GATEWAY, await buffer.next_batch(10), 3, 2))
+        sqlite = json.loads(encode_envelope(GATEWAY, await buffer.next_encoded(10), 3, 2))
+    assert sqlite.pop("sent_at")
+    assert python.pop("sent_at")
+    assert sqlite == python  # the same values, to the last bit of every double
