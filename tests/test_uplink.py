@@ -143,3 +143,27 @@ async def test_sqlite_encoded_readings_match_the_python_encoding(tmp_path: Path)
     assert sqlite.pop("sent_at")
     assert python.pop("sent_at")
     assert sqlite == python  # the same values, to the last bit of every double
+
+
+async def test_cap_hit_during_an_outage_is_reported_exactly(tmp_path: Path) -> None:
+    """The buffer fills while the broker is away: the oldest readings go, and what the receiver misses is
+    exactly what every batch says was dropped."""
+    port = free_port()
+    async with Buffer(tmp_path / "b.db", cap_bytes=1 << 20) as buffer:
+        for start in range(0, 30_000, 1000):  # about 1.5 MiB of readings: over the 1 MiB cap
+            await buffer.append(readings(1000, start=start))
+        stats = buffer.statistics()
+        assert stats.dropped > 0
+        with run_mosquitto(tmp_path, port):
+            async with subscribe(port) as central, running_uplink(buffer, port):
+                await async_wait_until(lambda: buffer.statistics().depth == 0, 60, "the backlog to drain")
+                await async_wait_until(
+                    lambda: len(set(central.seqs)) == stats.depth, 10, "every kept reading"
+                )
+    received = sorted(set(central.seqs))
+    missing = set(range(1, 30_001)) - set(received)
+    assert missing == set(range(1, stats.last_dropped_seq + 1))  # the oldest, and only those
+    assert len(missing) == stats.dropped
+    assert {(b["dropped"], b["last_dropped_seq"]) for b in central.batches} == {
+        (stats.dropped, stats.last_dropped_seq)
+    }
