@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -54,6 +55,15 @@ class BufferConfig(Strict):
 
 class MqttConfig(Strict):
     url: str = "mqtt://127.0.0.1:1883"
+    """mqtt://HOST[:PORT] (1883), or mqtts://HOST[:PORT] (8883) for TLS."""
+    ca_file: Path | None = None
+    """TLS: the CA that signed the broker's certificate (default: the system's CAs)."""
+    cert_file: Path | None = None
+    """TLS client certificate, with key_file, for brokers that authenticate clients by certificate."""
+    key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    """A file holding the password; relative paths resolve under $CREDENTIALS_DIRECTORY (systemd)."""
     topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")] = "edge"
     batch_size: Annotated[int, Field(ge=1, le=5000)] = 500
     keepalive_s: Annotated[int, Field(ge=5, le=600)] = 15
@@ -65,8 +75,8 @@ class MqttConfig(Strict):
     @classmethod
     def _mqtt_url(cls, url: str) -> str:
         parts = urlsplit(url)
-        if parts.scheme != "mqtt" or not parts.hostname:
-            raise ValueError("expected mqtt://HOST[:PORT]")
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
         try:
             _ = parts.port
         except ValueError as exc:
@@ -78,8 +88,39 @@ class MqttConfig(Strict):
         return urlsplit(self.url).hostname or "127.0.0.1"
 
     @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    @property
     def port(self) -> int:
-        return urlsplit(self.url).port or 1883
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+    @model_validator(mode="after")
+    def _tls_pieces(self) -> MqttConfig:
+        if (self.ca_file or self.cert_file) and not self.tls:
+            raise ValueError("ca_file and cert_file need an mqtts:// url")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs a username")
+        return self
+
+    def password(self) -> str | None:
+        """Read the password file now (credentials may be rotated between connections)."""
+        if self.password_file is None:
+            return None
+        path = self.password_file
+        if not path.is_absolute():
+            path = Path(os.environ.get("CREDENTIALS_DIRECTORY", ".")) / path
+        return path.read_text(encoding="utf-8").strip()
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file is not None and self.key_file is not None:
+            context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        return context
 
 
 class BacnetConfig(Strict):

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import ssl
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -140,6 +141,11 @@ class Uplink:
 
     async def _session(self, backoff: Backoff) -> None:
         will = aiomqtt.Will(self.status_topic, self._status_payload(online=False), qos=1, retain=True)
+        try:  # read at every connect: certificates and passwords may be rotated
+            tls_context = self._config.tls_context()
+            password = self._config.password()
+        except (OSError, ssl.SSLError) as exc:
+            raise aiomqtt.MqttError(f"cannot read the broker credentials: {exc}") from exc
         async with aiomqtt.Client(
             self._config.host,
             self._config.port,
@@ -147,6 +153,9 @@ class Uplink:
             keepalive=self._config.keepalive_s,
             will=will,
             timeout=self._config.publish_timeout_s,
+            tls_context=tls_context,
+            username=self._config.username,
+            password=password,
         ) as client:
             try:
                 await client.publish(self.status_topic, self._status_payload(online=True), qos=1, retain=True)

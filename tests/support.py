@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import random
 import re
 import shutil
@@ -88,15 +89,17 @@ class Broker:
 
 
 @contextlib.contextmanager
-def run_mosquitto(workdir: Path, port: int | None = None) -> Iterator[Broker]:
+def run_mosquitto(workdir: Path, port: int | None = None, extra: str = "") -> Iterator[Broker]:
+    """mosquitto on loopback; `extra` is appended to the listener's configuration (TLS, passwords)."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
         raise RuntimeError("mosquitto is not installed: run the README's test command, which installs it")
     port = port or free_port()
     conf = workdir / "mosquitto.conf"
     conf.write_text(
-        f"listener {port} {LOOPBACK}\nallow_anonymous true\nset_tcp_nodelay true\npersistence false\n"
-        "log_dest stderr\nlog_type error\nlog_type warning\n"
+        # As root, mosquitto drops to its own user and could not read the test's files; stay the test's user.
+        f"user {getpass.getuser()}\nlistener {port} {LOOPBACK}\nset_tcp_nodelay true\npersistence false\n"
+        "log_dest stderr\nlog_type error\nlog_type warning\n" + (extra or "allow_anonymous true\n")
     )
     process = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
     try:
