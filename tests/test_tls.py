@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from edge_agent.buffer import Buffer
@@ -52,6 +53,18 @@ def pki(tmp_path: Path) -> dict[str, Path]:
             str(passwords),
             "gw",
             "s3cret",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    subprocess.run(
+        [
+            shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd",
+            "-b",
+            str(passwords),
+            "central",
+            "c",
         ],
         check=True,
         capture_output=True,
@@ -121,3 +134,49 @@ def test_tls_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="go together"):
         MqttConfig(url="mqtts://h", cert_file=Path("c.crt"))
     assert MqttConfig(url="mqtts://broker.example").port == 8883
+
+
+async def _topics_seen(tmp_path: Path, pki: dict[str, Path], gateway_rights: str) -> list[str]:
+    """Run the uplink against a broker whose ACL gives the gateway `gateway_rights`; every topic a central
+    subscriber allowed to read everything sees."""
+    work = tmp_path / gateway_rights.replace("/", "_").replace("#", "all")
+    work.mkdir()
+    acl = work / "acl"
+    acl.write_text(f"user gw\ntopic write {gateway_rights}\n\nuser central\ntopic read #\n")
+    port = free_port()
+    extra = f"allow_anonymous false\npassword_file {pki['passwords']}\nacl_file {acl}\n"
+    topics: list[str] = []
+    with run_mosquitto(work, port, extra):
+        async with aiomqtt.Client(
+            LOOPBACK, port, identifier="central", username="central", password="c"
+        ) as client:
+            await client.subscribe("#", qos=1)
+
+            async def collect() -> None:
+                async for message in client.messages:
+                    topics.append(str(message.topic))
+
+            collector = asyncio.create_task(collect())
+            async with Buffer(work / "b.db") as buffer:
+                await buffer.append(readings(20))
+                config = MqttConfig(
+                    url=f"mqtt://{LOOPBACK}:{port}", username="gw", password_file=tmp_path / "gw.password"
+                )
+                async with uplink_to(config, buffer):
+                    await async_wait_until(lambda: buffer.statistics().depth == 0, 20, "published")
+                    await async_wait_until(lambda: "edge/gw-tls/readings" in topics, 10, "readings arrived")
+            await async_wait_until(lambda: topics.count("edge/gw-tls/status") >= 2, 10, "online and offline")
+            collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collector
+    return topics
+
+
+async def test_the_agent_publishes_only_under_its_own_topic_prefix(
+    tmp_path: Path, pki: dict[str, Path]
+) -> None:
+    # Allowed to write anywhere, it still writes only below edge/<gateway>/ ...
+    assert set(await _topics_seen(tmp_path, pki, "#")) == {"edge/gw-tls/readings", "edge/gw-tls/status"}
+    # ... so an ACL that allows nothing else costs it nothing: everything still arrives.
+    restricted = await _topics_seen(tmp_path, pki, "edge/gw-tls/#")
+    assert set(restricted) == {"edge/gw-tls/readings", "edge/gw-tls/status"}
