@@ -11,31 +11,32 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.config import AgentConfig
+from edge_agent.service import Agent
 from edge_sim.layout import PORTS_USED
 
 LOOPBACK = "127.0.0.1"
 
 
-def _tcp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+def _free(port: int, kind: socket.SocketKind) -> bool:
+    with socket.socket(socket.AF_INET, kind) as probe:
         try:
             probe.bind((LOOPBACK, port))
         except OSError:
             return False
     return True
+
+
+def _tcp_free(port: int) -> bool:
+    return _free(port, socket.SOCK_STREAM)
 
 
 def _udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
+    return _free(port, socket.SOCK_DGRAM)
 
 
 def free_port() -> int:
@@ -135,3 +136,17 @@ async def mbpoll_float(port: int, register: int, table: int = 3) -> float:
     match = re.search(rf"^\[{register}\]:\s+(\S+)\s*$", out.decode(), re.M)
     assert match, out.decode()
     return float(match.group(1))
+
+
+@contextlib.asynccontextmanager
+async def running_agent(config: AgentConfig) -> AsyncIterator[Agent]:
+    """The agent running in this event loop; stopped in order (and awaited) on the way out."""
+    agent = Agent(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        yield agent
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task

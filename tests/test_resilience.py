@@ -11,11 +11,10 @@ from structlog.testing import capture_logs
 
 from edge_agent.config import AgentConfig
 from edge_agent.readings import Quality
-from edge_agent.service import Agent
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.faults import Fault, FaultKind
 from edge_sim.simulator import Simulator
-from tests.support import LOOPBACK, async_wait_until, free_port
+from tests.support import LOOPBACK, async_wait_until, free_port, running_agent
 
 VICTIM = "library-lighting-meter"
 INTERVAL_S = 0.5
@@ -92,11 +91,8 @@ async def test_nine_keep_their_interval_while_one_misbehaves(
             "pollers": [{"device": e["name"], "interval_s": INTERVAL_S} for e in entries],
         }
     )
-    agent = Agent(config)
-    stop = asyncio.Event()
     with capture_logs() as logs:
-        task = asyncio.create_task(agent.run(stop))
-        try:
+        async with running_agent(config) as agent:
             await async_wait_until(lambda: all(d.polls > 0 for d in agent.status().devices), 10, "all polled")
             await sim.inject(VICTIM, fault)
             before = {d.device: d.polls for d in agent.status().devices}
@@ -109,10 +105,6 @@ async def test_nine_keep_their_interval_while_one_misbehaves(
                 30,
                 "recovery",
             )
-        finally:
-            stop.set()
-            async with asyncio.timeout(15):
-                await task
     expected = RUN_S / INTERVAL_S
     healthy = {name: polls for name, polls in during.items() if name != VICTIM}
     assert all(polls >= expected - 2 for polls in healthy.values()), healthy

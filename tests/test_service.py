@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 from pathlib import Path
 
 from edge_agent.config import AgentConfig, BufferConfig, ModbusPoint, MqttConfig, PollerConfig
-from edge_agent.service import Agent
 from edge_sim.clock import ManualClock
 from edge_sim.simulator import Simulator
-from tests.support import LOOPBACK, async_wait_until, free_port
+from tests.support import LOOPBACK, async_wait_until, free_port, running_agent
 from tests.test_modbus import SDM630_POINTS, meter, sdm630_port
 
 
@@ -23,13 +21,8 @@ async def test_stop_commits_every_accepted_reading(sim: Simulator, tmp_path: Pat
         devices=[meter(sdm630_port(sim), SDM630_POINTS)],
         pollers=[PollerConfig(device="meter-main", interval_s=0.1)],
     )
-    agent = Agent(config)
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop))
-    await async_wait_until(lambda: agent.status().queue.readings_accepted >= 40, 15, "40 readings")
-    stop.set()
-    async with asyncio.timeout(15):
-        await task
+    async with running_agent(config) as agent:
+        await async_wait_until(lambda: agent.status().queue.readings_accepted >= 40, 15, "40 readings")
     accepted = agent.status().queue.readings_accepted
     with contextlib.closing(sqlite3.connect(db)) as conn:
         stored = conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
@@ -51,13 +44,8 @@ async def test_plausibility_and_deadband_shape_what_is_sent(sim: Simulator, tmp_
         devices=[meter(sdm630_port(sim), points)],
         pollers=[PollerConfig(device="meter-main", interval_s=0.1)],
     )
-    agent = Agent(config)
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop))
-    await async_wait_until(lambda: agent.status().queue.readings_accepted >= 10, 15, "10 readings")
-    stop.set()
-    async with asyncio.timeout(15):
-        await task
+    async with running_agent(config) as agent:
+        await async_wait_until(lambda: agent.status().queue.readings_accepted >= 10, 15, "10 readings")
     with contextlib.closing(sqlite3.connect(db)) as conn:
         rows = conn.execute("SELECT point, value, quality FROM readings ORDER BY seq").fetchall()
     voltages = [r for r in rows if r[0] == "voltage_l1"]
@@ -91,11 +79,8 @@ async def test_cov_points_arrive_without_polling(sim: Simulator, clock: ManualCl
             "pollers": [{"device": "vav", "interval_s": 3600}],  # polled once an hour: COV or nothing
         }
     )
-    agent = Agent(config)
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop))
     zone = sim.site.building("library").zone("reading-1")
-    try:
+    async with running_agent(config) as agent:
         await async_wait_until(
             lambda: agent.latest.get("vav/zone_temperature") is not None, 10, "first value"
         )
@@ -111,9 +96,5 @@ async def test_cov_points_arrive_without_polling(sim: Simulator, clock: ManualCl
             10,
             "the COV notification",
         )
-    finally:
-        stop.set()
-        async with asyncio.timeout(15):
-            await task
     polls = next(d for d in agent.status().devices if d.device == "vav").polls
     assert polls >= 3  # the one poll of cooling_setpoint, and COV notifications

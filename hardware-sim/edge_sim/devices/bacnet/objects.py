@@ -35,18 +35,25 @@ class StatusInput(_ReadOnlyPresentValue, BinaryInputObject):  # type: ignore[mis
     """A binary status."""
 
 
+def _analog(
+    kind: str, instance: int, name: str, units: str, value: float, *, description: str
+) -> dict[str, Any]:
+    """The properties every simulated analog object has."""
+    return {
+        "objectIdentifier": (kind, instance),
+        "objectName": name,
+        "description": description,
+        "presentValue": value,
+        "units": units,
+        "statusFlags": [0, 0, 0, 0],
+        "eventState": "normal",
+        "outOfService": False,
+        "covIncrement": 0.1,
+    }
+
+
 def sensor(instance: int, name: str, units: str, value: float, description: str = "") -> SensorInput:
-    return SensorInput(
-        objectIdentifier=("analog-input", instance),
-        objectName=name,
-        description=description,
-        presentValue=value,
-        units=units,
-        statusFlags=[0, 0, 0, 0],
-        eventState="normal",
-        outOfService=False,
-        covIncrement=0.1,
-    )
+    return SensorInput(**_analog("analog-input", instance, name, units, value, description=description))
 
 
 def status(instance: int, name: str, active: bool, description: str = "") -> StatusInput:
@@ -91,16 +98,9 @@ def setpoint(
 ) -> Commanded:
     """A commandable analog value (or analog output) with a priority array."""
     cls = AnalogValueObjectCmd if kind == "analog-value" else AnalogOutputObject
-    obj = cls(
-        objectIdentifier=(kind, instance),
-        objectName=name,
-        description=description,
-        presentValue=default,
-        relinquishDefault=default,
-        units=units,
-        statusFlags=[0, 0, 0, 0],
-        eventState="normal",
-        outOfService=False,
-        covIncrement=0.1,
+    return Commanded(
+        cls(
+            relinquishDefault=default,
+            **_analog(kind, instance, name, units, default, description=description),
+        )
     )
-    return Commanded(obj)
