@@ -86,7 +86,7 @@ SELECT MIN(seq), MAX(seq), COUNT(*), json_group_array(json_object(
     'value', CASE WHEN value IS NULL THEN NULL ELSE json(printf('%!.17g', value)) END,
     'unit', unit, 'quality', quality,
     'ts', strftime('%Y-%m-%dT%H:%M:%fZ', (ts_us / 1000) / 1000.0, 'unixepoch')))
-FROM (SELECT * FROM readings WHERE seq > ? ORDER BY seq LIMIT ?)
+FROM (SELECT * FROM readings WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)
 """
 
 
@@ -133,6 +133,7 @@ def _rows_json(readings: Sequence[Reading]) -> str:
 
 Durability = Literal["full", "normal"]
 MIN_CAP_BYTES = 1 << 20
+NO_LIMIT = (1 << 63) - 1  # above every sequence number
 DROP_SHARE = 0.05  # when full, drop this share of the readings at once (not one by one)
 
 
@@ -159,6 +160,7 @@ class Buffer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
         self._db: sqlite3.Connection | None = None
         self._depth = 0
+        self._last_seq = 0
         self._appended = 0
         self._acknowledged = 0
         self._oldest_ts: datetime | None = None
@@ -227,8 +229,14 @@ class Buffer:
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         self._dropped = meta.get("dropped", 0)
         self._last_dropped_seq = meta.get("last_dropped_seq", 0)
+        self._last_seq = self._sequence()
         self._refresh_oldest()
         self._measure()
+
+    def _sequence(self) -> int:
+        """The last sequence number handed out (AUTOINCREMENT keeps it in sqlite_sequence)."""
+        row = self._conn().execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'").fetchone()
+        return int(row[0]) if row else 0
 
     def _measure(self) -> None:
         db = self._conn()
@@ -277,6 +285,7 @@ class Buffer:
         with db:  # one transaction, one fsync, for the whole batch
             db.execute("BEGIN IMMEDIATE")
             db.execute(_INSERT_JSON, (rows_json,))
+            self._last_seq = self._sequence()
         self._depth += count
         self._appended += count
         self._measure()
@@ -304,9 +313,9 @@ class Buffer:
             )
         )
 
-    def _select_encoded(self, limit: int, after_seq: int) -> EncodedBatch | None:
+    def _select_encoded(self, limit: int, after_seq: int, up_to_seq: int = NO_LIMIT) -> EncodedBatch | None:
         first, last, count, readings_json = (
-            self._conn().execute(_ENCODED_SELECT, (after_seq, limit)).fetchone()
+            self._conn().execute(_ENCODED_SELECT, (after_seq, up_to_seq, limit)).fetchone()
         )
         if not count:
             return None
@@ -362,9 +371,31 @@ class Buffer:
                 return batch
             await self._changed.wait()
 
+    async def backlog_batch(self, limit: int, after_seq: int, up_to_seq: int) -> EncodedBatch | None:
+        """As next_encoded, among the readings up to `up_to_seq` only; None when there are none (no wait)."""
+        return await self._run(self._select_encoded, limit, after_seq, up_to_seq)
+
+    async def next_session(self) -> int:
+        """A new uplink session number (bdSeq in the birth and Last Will), one above the last, kept."""
+        return await self._run(self._next_session)
+
+    def _next_session(self) -> int:
+        db = self._conn()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT value FROM meta WHERE key = 'bd_seq'").fetchone()
+            session = (row[0] if row else 0) + 1
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('bd_seq', ?)", (session,))
+        return int(session)
+
     async def ack(self, batch: Batch | EncodedBatch) -> None:
         """The broker acknowledged the batch: delete it."""
         await self._run(self._delete, batch.first_seq, batch.last_seq)
+
+    @property
+    def last_seq(self) -> int:
+        """The newest committed reading's sequence number (0 before the first)."""
+        return self._last_seq
 
     def statistics(self) -> BufferStatistics:
         return BufferStatistics(

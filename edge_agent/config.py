@@ -70,6 +70,12 @@ class MqttConfig(Strict):
     publish_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
     in_flight: Annotated[int, Field(ge=1, le=64)] = 4
     """Batches published and awaiting their PUBACK at once; a restart may send these again."""
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    """MQTT version; 'auto' tries 5 and falls back to 3.1.1 when the broker refuses it."""
+    backlog_messages_per_s: Annotated[float, Field(gt=0, le=10_000)] = 20.0
+    """The backlog (readings buffered while the link was down) drains behind live data at most this fast,"""
+    backlog_bytes_per_s: Annotated[int, Field(ge=1024)] = 1_000_000
+    """and within this many payload bytes per second: the platform's rate limits are not tripped."""
 
     @field_validator("url")
     @classmethod
@@ -135,6 +141,26 @@ class BacnetConfig(Strict):
     bbmd_ttl_s: Annotated[int, Field(ge=30, le=65535)] = 300
 
 
+class ControlConfig(Strict):
+    """Load shaving: the mode and demand target it starts with (commands may change both at run time)."""
+
+    mode: Literal["off", "shadow", "active"] = "off"
+    """off: nothing computed; shadow: decisions computed and logged, never written; active: written."""
+    demand_target_kw: Annotated[float, Field(gt=0)] | None = None
+    """The building demand (15-minute average) to stay under; None: no target yet."""
+    demand_target_limits_kw: tuple[float, float] = (1.0, 100_000.0)
+    """A demand target set by command must lie within [low, high]."""
+
+    @model_validator(mode="after")
+    def _target_within_limits(self) -> ControlConfig:
+        low, high = self.demand_target_limits_kw
+        if not 0 < low <= high:
+            raise ValueError(f"demand_target_limits_kw [{low}, {high}] must be positive and ordered")
+        if self.demand_target_kw is not None and not low <= self.demand_target_kw <= high:
+            raise ValueError(f"demand_target_kw {self.demand_target_kw} is outside [{low}, {high}]")
+        return self
+
+
 class LogConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -157,6 +183,7 @@ class AgentConfig(Strict):
     buffer: BufferConfig = BufferConfig()
     mqtt: MqttConfig = MqttConfig()
     bacnet: BacnetConfig = BacnetConfig()
+    control: ControlConfig = ControlConfig()
     log: LogConfig = LogConfig()
     devices: list[Device] = Field(default_factory=list)
     pollers: list[PollerConfig] = Field(default_factory=list)

@@ -4,6 +4,7 @@ configuration and a device profile in drivers/ are validated by these same model
 from __future__ import annotations
 
 import functools
+import math
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -22,10 +23,14 @@ class _Point(Strict):
     """Publish only moves larger than this (in the point's unit), and at least every max_silence_s."""
     deadband_pct: Annotated[float, Field(ge=0, le=100)] | None = None
     max_silence_s: Annotated[float, Field(gt=0)] = 300.0
+    write_range: tuple[float, float] | None = None
+    """[low, high]: a command may write this point within the range; without it the point is read-only."""
 
-    @field_validator("plausible")
+    @field_validator("plausible", "write_range")
     @classmethod
     def _ordered_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not all(math.isfinite(v) for v in value):
+            raise ValueError(f"[{value[0]}, {value[1]}] must be finite numbers")
         if value is not None and value[0] > value[1]:
             raise ValueError(f"low {value[0]} is above high {value[1]}")
         return value
@@ -246,6 +251,8 @@ class BacnetDevice(_Device):
     cov_lifetime_s: Annotated[int, Field(ge=60, le=86400)] = 300
     """COV subscriptions last this long and are renewed at three quarters of it."""
     cov_confirmed: bool = False
+    write_priority: Annotated[int, Field(ge=9, le=15)] = 10
+    """The priority the agent writes and relinquishes at: below an operator's 8, above the defaults."""
 
     @property
     def address(self) -> str:

@@ -85,6 +85,21 @@ class DevicePoller:
         self._failures = 0
         self._last_success: datetime | None = None
         self._last_error: str | None = None
+        self._client: ProtocolClient | None = None  # while connected: writes go through it
+
+    async def write(self, point: str, value: float | None, priority: int | None = None) -> None:
+        """Write one point through the device's live connection (None relinquishes, on BACnet). Raises
+        DeviceUnreachable while the device is down, or any DeviceError the device answers with."""
+        client = self._client
+        if client is None:
+            message = "not connected (the device is down or not polled)"
+            raise DeviceUnreachable(self.device.name, self.device.address, message, "not connected")
+        try:
+            async with asyncio.timeout(self.device.timeout_s * 2):
+                await client.write(point, value, priority)
+        except TimeoutError as exc:
+            message = f"write of {point}: no answer within {self.device.timeout_s * 2:g} s"
+            raise DeviceUnreachable(self.device.name, self.device.address, message, "timeout") from exc
 
     def statistics(self) -> PollerStatistics:
         return PollerStatistics(
@@ -149,6 +164,8 @@ class DevicePoller:
             groups = [
                 _Group(tuple(p for p in g.points if p not in on_cov), g.interval_s) for g in self._groups
             ]
+            self._client = client
+            session.callback(setattr, self, "_client", None)
             await self._poll(client, [g for g in groups if g.points], backoff)
 
     async def _feed(self, subscription: Subscription) -> None:

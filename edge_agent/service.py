@@ -19,8 +19,12 @@ import structlog
 from edge_agent import __version__
 from edge_agent.backoff import Backoff
 from edge_agent.buffer import Buffer, BufferStatistics
+from edge_agent.commands import CommandRouter
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
+from edge_agent.control.settings import ControlSettings
+from edge_agent.errors import DeviceUnreachable
 from edge_agent.latest import LatestValues
+from edge_agent.payloads import device_infos
 from edge_agent.pipeline import PointFilters, point_pipelines
 from edge_agent.polling import ClientFactory, DevicePoller, PollerStatistics, Subscribe
 from edge_agent.protocols.bacnet import BacnetClient, local_stack
@@ -54,6 +58,7 @@ class AgentStatus:
     queue: QueueStatistics
     buffer: BufferStatistics
     uplink: UplinkStatistics
+    control: ControlSettings
 
 
 def _subscribe(device: ModbusDevice | BacnetDevice) -> Subscribe | None:
@@ -107,7 +112,11 @@ class Agent:
             cap_bytes=int(config.buffer.cap_mb * 1024 * 1024),
             durability=config.buffer.durability,
         )
-        self.uplink = Uplink(config.mqtt, config.gateway.id, self.buffer)
+        self.control = ControlSettings.from_config(config.control)
+        self._router = CommandRouter(self)
+        self.uplink = Uplink(
+            config.mqtt, config.gateway.id, self.buffer, device_infos(config), self._command
+        )
         self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)
         self._queued = 0  # readings in the queue
         self._accepted = 0  # readings taken from the pollers since start
@@ -153,7 +162,24 @@ class Agent:
             QueueStatistics(self._queue.qsize(), QUEUE_BATCHES, self._accepted),
             self.buffer.statistics(),
             self.uplink.statistics(),
+            self.control,
         )
+
+    # --- what central commands act on (commands.CommandHandlers) --------------------------------
+
+    async def _command(self, payload: bytes) -> bytes:
+        return (await self._router.handle(payload)).to_json()
+
+    async def write_point(self, device: str, point: str, value: float | None, priority: int | None) -> None:
+        """Write through the device's poller (its live connection); the router has checked the limits."""
+        poller = next((p for p in self.pollers if p.device.name == device), None)
+        if poller is None:
+            raise DeviceUnreachable(device, "", "not configured", "unknown device")
+        await poller.write(point, value, priority)
+        log.info("point written", device=device, point=point, value=value, priority=priority)
+
+    def rebirth(self) -> None:
+        self.uplink.request_rebirth()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down without losing an accepted reading."""

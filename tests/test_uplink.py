@@ -14,6 +14,7 @@ import aiomqtt
 
 from edge_agent.buffer import Buffer
 from edge_agent.config import MqttConfig
+from edge_agent.payloads import ReadingsBatch
 from edge_agent.readings import Quality, Reading
 from edge_agent.uplink import Uplink, UplinkState, encode_batch, encode_envelope
 from tests.support import LOOPBACK, Broker, async_wait_until, free_port, run_mosquitto
@@ -138,11 +139,13 @@ async def test_sqlite_encoded_readings_match_the_python_encoding(tmp_path: Path)
     ]
     async with Buffer(tmp_path / "b.db") as buffer:
         await buffer.append(tricky)
-        python = json.loads(encode_batch(GATEWAY, await buffer.next_batch(10), 3, 2))
-        sqlite = json.loads(encode_envelope(GATEWAY, await buffer.next_encoded(10), 3, 2))
-    assert sqlite.pop("sent_at")
-    assert python.pop("sent_at")
-    assert sqlite == python  # the same values, to the last bit of every double
+        python = encode_batch(GATEWAY, await buffer.next_batch(10), dropped=3, last_dropped_seq=2)
+        sqlite = encode_envelope(GATEWAY, await buffer.next_encoded(10), dropped=3, last_dropped_seq=2)
+    assert json.loads(sqlite)["readings"] == json.loads(python)["readings"]  # to the last bit of every double
+    checked = ReadingsBatch.model_validate_json(sqlite)  # and it is what the contract says
+    assert [r.seq for r in checked.readings] == [1, 2, 3, 4]
+    assert checked.dropped == 3
+    assert checked.readings[1].value is None
 
 
 async def test_cap_hit_during_an_outage_is_reported_exactly(tmp_path: Path) -> None:
