@@ -1,0 +1,176 @@
+"""MQTT sessions against a real mosquitto: birth and death certificates with bdSeq, the 3.1.1 fallback,
+and the backlog lane draining behind live data."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from edge_agent.buffer import Buffer
+from edge_agent.config import AgentConfig, MqttConfig
+from edge_agent.payloads import Birth, Death, ReadingsBatch, device_infos
+from edge_agent.uplink import Uplink, UplinkState
+from tests.mqtt_proxy import mqtt311_front
+from tests.support import LOOPBACK, Broker, async_wait_until
+from tests.test_buffer import readings
+
+GATEWAY = "gw-sessions"
+DEVICES = device_infos(
+    AgentConfig.model_validate(
+        {
+            "devices": [
+                {
+                    "name": "vav-1",
+                    "protocol": "bacnet-ip",
+                    "host": "127.0.0.1:47808",
+                    "instance": 7,
+                    "profile": "edge-sim-vav",
+                }
+            ]
+        }  # fmt: skip
+    )
+)
+
+
+class Central:
+    """What a central subscriber sees: status messages (births and deaths) and readings batches."""
+
+    def __init__(self) -> None:
+        self.status: list[dict[str, Any]] = []
+        self.batches: list[ReadingsBatch] = []
+
+
+@contextlib.asynccontextmanager
+async def central(port: int) -> AsyncIterator[Central]:
+    seen = Central()
+    async with aiomqtt.Client(LOOPBACK, port, identifier="central", keepalive=600) as client:
+        await client.subscribe(f"edge/{GATEWAY}/#", qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                if str(message.topic).endswith("/readings"):
+                    seen.batches.append(ReadingsBatch.model_validate_json(message.payload))
+                elif str(message.topic).endswith("/status"):
+                    seen.status.append(json.loads(message.payload))
+
+        task = asyncio.create_task(collect())
+        try:
+            yield seen
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@contextlib.asynccontextmanager
+async def running(uplink: Uplink) -> AsyncIterator[Uplink]:
+    task = asyncio.create_task(uplink.run())
+    try:
+        yield uplink
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def mqtt(port: int, **settings: Any) -> MqttConfig:
+    return MqttConfig(url=f"mqtt://{LOOPBACK}:{port}", **settings)
+
+
+async def test_each_session_is_born_and_dies_with_its_own_bdseq(broker: Broker, tmp_path: Path) -> None:
+    async with Buffer(tmp_path / "b.db") as buffer, central(broker.port) as seen:
+        for _ in range(2):
+            async with running(Uplink(mqtt(broker.port), GATEWAY, buffer, DEVICES)) as uplink:
+                await async_wait_until(lambda: uplink.statistics().state is UplinkState.CONNECTED, 5, "up")
+                uplink.request_rebirth()
+                await async_wait_until(lambda: len(seen.status) % 3 == 2, 5, "the birth, twice")
+            await async_wait_until(lambda: len(seen.status) % 3 == 0, 5, "the death")
+    births = [Birth.model_validate(s) for s in seen.status if s["online"]]
+    deaths = [Death.model_validate(s) for s in seen.status if not s["online"]]
+    assert [b.bdSeq for b in births] == [1, 1, 2, 2]  # a rebirth keeps the session's number
+    assert [d.bdSeq for d in deaths] == [1, 2]
+    vav = births[0].devices[0]
+    assert vav.name == "vav-1"
+    setpoint = next(p for p in vav.points if p.name == "cooling_setpoint")
+    assert (setpoint.unit, setpoint.write_range) == ("degC", (26.0, 28.0))
+    assert births[0].mqtt == "5"
+
+
+async def test_the_last_will_carries_the_session_of_a_killed_agent(broker: Broker, tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[gateway]\nid = "{GATEWAY}"\n[buffer]\npath = "{tmp_path / "b.db"}"\n'
+        f'[mqtt]\nurl = "{broker.url}"\nkeepalive_s = 5\n'
+    )
+    async with central(broker.port) as seen:
+        for _ in range(2):
+            agent = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "edge_agent", "run", "--config", str(config),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            await async_wait_until(lambda: bool(seen.status) and seen.status[-1]["online"], 20, "a birth")
+            agent.send_signal(signal.SIGKILL)
+            await agent.wait()
+            await async_wait_until(lambda: not seen.status[-1]["online"], 20, "the Last Will")
+    sessions = [(s["online"], s["bdSeq"]) for s in seen.status]
+    assert sessions == [(True, 1), (False, 1), (True, 2), (False, 2)]
+
+
+async def test_a_broker_without_mqtt5_is_spoken_to_in_311(broker: Broker, tmp_path: Path) -> None:
+    async with (
+        mqtt311_front(broker.port) as front,
+        Buffer(tmp_path / "b.db") as buffer,
+        central(broker.port) as seen,
+    ):
+        await buffer.append(readings(10))
+        async with running(Uplink(mqtt(front.port), GATEWAY, buffer, DEVICES)) as uplink:
+            await async_wait_until(lambda: buffer.statistics().depth == 0, 10, "the readings sent")
+            assert uplink.statistics().mqtt == "3.1.1"
+        assert front.refused_v5 == 1  # asked once, then remembered
+        assert Birth.model_validate(seen.status[0]).mqtt == "3.1.1"
+        assert [r.seq for b in seen.batches for r in b.readings] == list(range(1, 11))
+
+
+async def test_mqtt5_only_never_falls_back(broker: Broker, tmp_path: Path) -> None:
+    async with mqtt311_front(broker.port) as front, Buffer(tmp_path / "b.db") as buffer:
+        await buffer.append(readings(10))
+        uplink = Uplink(mqtt(front.port, protocol="5"), GATEWAY, buffer)
+        async with running(uplink):
+            await async_wait_until(lambda: front.refused_v5 >= 2, 10, "a second attempt")
+            assert uplink.statistics().state is not UplinkState.CONNECTED
+            assert "protocol" in (uplink.statistics().last_error or "").lower()
+        assert front.relayed == 0
+        assert buffer.statistics().depth == 10
+
+
+async def test_backlog_drains_behind_live_readings_within_its_rate(broker: Broker, tmp_path: Path) -> None:
+    """3,000 readings wait from an outage; once connected they go as historical batches at no more than
+    20 messages/s, while readings taken after the connect go first, as live batches."""
+    settings = {"batch_size": 100, "backlog_messages_per_s": 20.0}
+    async with Buffer(tmp_path / "b.db") as buffer, central(broker.port) as seen:
+        await buffer.append(readings(3000))
+        async with running(Uplink(mqtt(broker.port, **settings), GATEWAY, buffer)) as uplink:
+            await async_wait_until(lambda: uplink.statistics().state is UplinkState.CONNECTED, 5, "up")
+            started = asyncio.get_running_loop().time()
+            live = readings(50, start=3000)
+            await buffer.append(live)
+            await async_wait_until(lambda: buffer.statistics().depth == 0, 20, "everything sent")
+            elapsed = asyncio.get_running_loop().time() - started
+    historical = [b for b in seen.batches if b.historical]
+    current = [b for b in seen.batches if not b.historical]
+    assert [r.seq for b in historical for r in b.readings] == list(range(1, 3001))
+    assert [r.seq for b in current for r in b.readings] == list(range(3001, 3051))
+    assert all(b.backlog_last == 3000 for b in seen.batches)
+    assert seen.batches.index(current[0]) < seen.batches.index(historical[-1])  # live did not wait
+    # 30 batches at 20/s after a burst of 20: the limiter held the backlog for at least half a second.
+    assert elapsed >= 0.45
+    assert uplink.statistics().historical_published == 3000
