@@ -235,7 +235,7 @@ class CommandRouter:
             case SetDemandTarget(args=DemandTargetArgs(kw=kw)):
                 low, high = control.demand_target_limits_kw
                 if not low <= kw <= high:
-                    message = f"{kw:g} kW is outside the limits [{low:g}, {high:g}]"
+                    message = f"{_num(kw)} kW is outside the limits [{_num(low)}, {_num(high)}]"
                     _refuse(CommandErrorCode.OUT_OF_LIMITS, message, "args.kw")
                 control.demand_target_kw = kw
                 return {"demand_target_kw": kw}
@@ -277,6 +277,11 @@ def _parse(payload: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         _refuse(CommandErrorCode.MALFORMED, "the request must be a JSON object")
     return data
+
+
+def _num(value: float) -> str:
+    """Exact, without a needless '.0': 60.00001 must not read as 60."""
+    return repr(float(value)).removesuffix(".0")
 
 
 def _not_json(constant: str) -> NoReturn:
@@ -335,7 +340,9 @@ def _checked_priority(config: AgentConfig, args: WritePointArgs) -> int | None:
         _refuse(CommandErrorCode.INVALID, f"{key}: only BACnet points can be relinquished", "args.value")
     low_value, high_value = point.write_range
     if args.value is not None and not low_value <= args.value <= high_value:
-        message = f"{key}: {args.value:g} is outside its write range [{low_value:g}, {high_value:g}]"
+        message = (
+            f"{key}: {_num(args.value)} is outside its write range [{_num(low_value)}, {_num(high_value)}]"
+        )
         _refuse(CommandErrorCode.OUT_OF_LIMITS, message, "args.value")
     return priority
 

@@ -96,7 +96,7 @@ async def test_outage_backlog_arrives_exactly_once_while_live_flows(broker: Brok
                         "profile": "eastron-sdm630",
                     }
                     for u in range(1, METERS + 1)
-                ],  # fmt: skip
+                ],
                 "pollers": [{"device": f"meter-{u}", "interval_s": 0.1} for u in range(1, METERS + 1)],
             }
         )

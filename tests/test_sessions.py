@@ -35,7 +35,7 @@ DEVICES = device_infos(
                     "profile": "edge-sim-vav",
                 }
             ]
-        }  # fmt: skip
+        }
     )
 )
 
