@@ -16,7 +16,7 @@ from tests.test_end_to_end import AGENT_CONFIG, SIM_DEVICES_WITHOUT_SERIAL_BUS, 
 from tests.test_uplink import GATEWAY, subscribe
 
 KILLS = 5
-IN_FLIGHT = 4 * 500  # mqtt.in_flight x mqtt.batch_size: the most a kill can leave unacknowledged
+IN_FLIGHT = 2 * 4 * 500  # two lanes x mqtt.in_flight x mqtt.batch_size: the most a kill leaves unacknowledged
 
 
 def buffered(db: Path) -> int:
