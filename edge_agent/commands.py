@@ -209,7 +209,7 @@ class CommandRouter:
             name = _known_name(data)
             result = await self._run(_validate(data, name))
         except _Refused as refusal:
-            return self._refuse(request_id, name, refusal.error)
+            return self._refusal(request_id, name, refusal.error)
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # BaseException: bacpypes3's errors derive from it, and get a reply too
@@ -217,11 +217,11 @@ class CommandRouter:
                 code=CommandErrorCode.INTERNAL,
                 message=f"internal error ({type(exc).__name__}); the gateway's log has the details",
             )
-            return self._refuse(request_id, name, error, exc)
+            return self._refusal(request_id, name, error, exc)
         log.info("command done", id=request_id, command=name)
         return CommandReply(id=request_id, command=name, ok=True, result=result, ts=self._now())
 
-    def _refuse(
+    def _refusal(
         self, request_id: str | None, name: str | None, error: ReplyError, exc: BaseException | None = None
     ) -> CommandReply:
         extra: dict[str, Any] = {} if exc is None else {"exc_info": exc}
@@ -235,8 +235,8 @@ class CommandRouter:
             case SetDemandTarget(args=DemandTargetArgs(kw=kw)):
                 low, high = control.demand_target_limits_kw
                 if not low <= kw <= high:
-                    message = f"{_num(kw)} kW is outside the limits [{_num(low)}, {_num(high)}]"
-                    _refuse(CommandErrorCode.OUT_OF_LIMITS, message, "args.kw")
+                    message = f"{kw} kW is outside the limits [{low}, {high}]"
+                    raise _Refused(CommandErrorCode.OUT_OF_LIMITS, message, "args.kw")
                 control.demand_target_kw = kw
                 return {"demand_target_kw": kw}
             case SetControlMode(args=ControlModeArgs(mode=mode)):
@@ -257,31 +257,22 @@ class CommandRouter:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
                 await self._handlers.write_point(args.device, args.point, args.value, priority)
         except TimeoutError:
-            _refuse(CommandErrorCode.TIMEOUT, f"{key}: no answer within {WRITE_TIMEOUT_S:g} s")
+            raise _Refused(CommandErrorCode.TIMEOUT, f"{key}: no answer in {WRITE_TIMEOUT_S:g} s") from None
         except DeviceError as exc:
-            _refuse(CommandErrorCode.DEVICE_ERROR, str(exc))
+            raise _Refused(CommandErrorCode.DEVICE_ERROR, str(exc)) from exc
         return {"device": args.device, "point": args.point, "value": args.value, "priority": priority}
-
-
-def _refuse(code: CommandErrorCode, message: str, field: str | None = None) -> NoReturn:
-    raise _Refused(code, message, field)
 
 
 def _parse(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_COMMAND_BYTES:
-        _refuse(CommandErrorCode.TOO_LARGE, f"{len(payload)} bytes; at most {MAX_COMMAND_BYTES} are read")
+        raise _Refused(CommandErrorCode.TOO_LARGE, f"{len(payload)} bytes, over {MAX_COMMAND_BYTES}")
     try:
         data = json.loads(payload.decode("utf-8"), parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        _refuse(CommandErrorCode.MALFORMED, f"not UTF-8 JSON: {exc}")
+        raise _Refused(CommandErrorCode.MALFORMED, f"not UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
-        _refuse(CommandErrorCode.MALFORMED, "the request must be a JSON object")
+        raise _Refused(CommandErrorCode.MALFORMED, "the request must be a JSON object")
     return data
-
-
-def _num(value: float) -> str:
-    """Exact, without a needless '.0': 60.00001 must not read as 60."""
-    return repr(float(value)).removesuffix(".0")
 
 
 def _not_json(constant: str) -> NoReturn:
@@ -296,12 +287,10 @@ def _readable_id(data: dict[str, Any]) -> str | None:
 def _known_name(data: dict[str, Any]) -> str:
     name = data.get("command")
     if not isinstance(name, str):
-        _refuse(CommandErrorCode.INVALID, "command: a string naming the command is required", "command")
+        raise _Refused(CommandErrorCode.INVALID, "command: must name a command", "command")
     if name not in COMMAND_NAMES:
-        _refuse(
-            CommandErrorCode.UNKNOWN_COMMAND,
-            f"unknown command {name[:64]!r} (known: {', '.join(COMMAND_NAMES)})",
-        )
+        known = ", ".join(COMMAND_NAMES)
+        raise _Refused(CommandErrorCode.UNKNOWN_COMMAND, f"unknown command {name[:64]!r} (known: {known})")
     return name
 
 
@@ -312,38 +301,40 @@ def _validate(data: dict[str, Any], name: str) -> Command:
         first = exc.errors()[0]
         loc = first["loc"][1:] if first["loc"][:1] == (name,) else first["loc"]  # drop the union's tag
         field = ".".join(str(part) for part in loc) or None
-        _refuse(CommandErrorCode.INVALID, f"{field}: {first['msg']}" if field else first["msg"], field)
+        message = f"{field}: {first['msg']}" if field else first["msg"]
+        raise _Refused(CommandErrorCode.INVALID, message, field) from None
 
 
 def _checked_priority(config: AgentConfig, args: WritePointArgs) -> int | None:
     """The priority to write at, once every rule for this device and point has passed."""
     device = next((d for d in config.devices if d.name == args.device), None)
     if device is None:
-        _refuse(CommandErrorCode.UNKNOWN_POINT, f"no device {args.device!r}", "args.device")
+        raise _Refused(CommandErrorCode.UNKNOWN_POINT, f"no device {args.device!r}", "args.device")
     point = next((p for p in device.points if p.name == args.point), None)
     if point is None:
         message = f"device {device.name!r} has no point {args.point!r}"
-        _refuse(CommandErrorCode.UNKNOWN_POINT, message, "args.point")
+        raise _Refused(CommandErrorCode.UNKNOWN_POINT, message, "args.point")
     key = f"{device.name}/{point.name}"
     if point.write_range is None:
-        _refuse(CommandErrorCode.NOT_WRITABLE, f"{key} is read-only (it has no write_range)", "args.point")
+        raise _Refused(CommandErrorCode.NOT_WRITABLE, f"{key} is read-only (no write_range)", "args.point")
     priority: int | None = None
     if isinstance(device, BacnetDevice):
         priority = device.write_priority if args.priority is None else args.priority
-        low, high = COMMAND_PRIORITIES
-        if not low <= priority <= high:
-            message = f"{key}: priority {priority} is outside {low}-{high} (operators and life safety win)"
-            _refuse(CommandErrorCode.OUT_OF_LIMITS, message, "args.priority")
+        lowest, highest = COMMAND_PRIORITIES
+        if not lowest <= priority <= highest:
+            message = (
+                f"{key}: priority {priority} is outside {lowest}-{highest} "
+                "(an operator's 8 and life safety always win)"
+            )
+            raise _Refused(CommandErrorCode.OUT_OF_LIMITS, message, "args.priority")
     elif args.priority is not None:
-        _refuse(CommandErrorCode.INVALID, f"{key}: Modbus writes take no priority", "args.priority")
+        raise _Refused(CommandErrorCode.INVALID, f"{key}: Modbus writes take no priority", "args.priority")
     elif args.value is None:
-        _refuse(CommandErrorCode.INVALID, f"{key}: only BACnet points can be relinquished", "args.value")
-    low_value, high_value = point.write_range
-    if args.value is not None and not low_value <= args.value <= high_value:
-        message = (
-            f"{key}: {_num(args.value)} is outside its write range [{_num(low_value)}, {_num(high_value)}]"
-        )
-        _refuse(CommandErrorCode.OUT_OF_LIMITS, message, "args.value")
+        raise _Refused(CommandErrorCode.INVALID, f"{key}: only BACnet can relinquish", "args.value")
+    low, high = point.write_range
+    if args.value is not None and not low <= args.value <= high:
+        message = f"{key}: {args.value} is outside its write range [{low}, {high}]"
+        raise _Refused(CommandErrorCode.OUT_OF_LIMITS, message, "args.value")
     return priority
 
 
@@ -360,19 +351,19 @@ def _json_data(tree: object) -> dict[str, JsonValue]:
 
 def command_schemas() -> dict[str, JsonSchemaValue]:
     """docs/schemas/ file name -> JSON Schema (draft 2020-12) of the command request and of its reply."""
-    return {
-        "command.json": _document(
+    documents = {
+        "command.json": (
             _COMMAND.json_schema(),
             "edge-agent command",
             "A command from the central platform to one gateway; the `command` field selects the `args`.",
         ),
-        "reply.json": _document(
+        "reply.json": (
             CommandReply.model_json_schema(mode="serialization"),
             "edge-agent command reply",
             "The gateway's answer to one command: `result` when `ok`, otherwise `error` with a code.",
         ),
     }
-
-
-def _document(schema: JsonSchemaValue, title: str, description: str) -> JsonSchemaValue:
-    return {"$schema": JSON_SCHEMA_DIALECT, **schema, "title": title, "description": description}
+    return {
+        name: {"$schema": JSON_SCHEMA_DIALECT, **schema, "title": title, "description": description}
+        for name, (schema, title, description) in documents.items()
+    }

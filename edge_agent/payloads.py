@@ -5,7 +5,7 @@ docs/schemas/ holds their JSON Schemas (scripts/write_schemas.py), and tests kee
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,7 +15,7 @@ CONTRACT_VERSION = 2
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
 
 
 class PointInfo(_Payload):
@@ -94,3 +94,20 @@ def device_infos(config: AgentConfig) -> list[DeviceInfo]:
         )
         for device in config.devices
     ]
+
+
+def payload_schemas() -> dict[str, dict[str, Any]]:
+    """docs/schemas/ file name -> JSON Schema (draft 2020-12) of each message the gateway publishes."""
+    documents: dict[str, tuple[type[BaseModel], str]] = {
+        "readings.json": (ReadingsBatch, "edge-agent readings batch"),
+        "birth.json": (Birth, "edge-agent birth certificate"),
+        "death.json": (Death, "edge-agent death certificate"),
+    }
+    return {
+        name: {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            **model.model_json_schema(mode="serialization"),
+            "title": title,
+        }
+        for name, (model, title) in documents.items()
+    }

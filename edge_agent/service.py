@@ -114,9 +114,7 @@ class Agent:
         )
         self.control = ControlSettings.from_config(config.control)
         self._router = CommandRouter(self)
-        self.uplink = Uplink(
-            config.mqtt, config.gateway.id, self.buffer, device_infos(config), self._command
-        )
+        self.uplink = Uplink(config.mqtt, config.gateway.id, self.buffer, device_infos(config), self._command)
         self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)
         self._queued = 0  # readings in the queue
         self._accepted = 0  # readings taken from the pollers since start

@@ -174,7 +174,7 @@ class Uplink:
 
     def _birth(self) -> bytes:
         stats = self._buffer.statistics()
-        return Birth(
+        birth = Birth(
             gateway=self._gateway_id,
             bdSeq=self._session_number,
             version=__version__,
@@ -184,7 +184,8 @@ class Uplink:
             dropped=stats.dropped,
             last_dropped_seq=stats.last_dropped_seq,
             devices=self._devices,
-        ).model_dump_json().encode()
+        )
+        return birth.model_dump_json().encode()
 
     def _death(self) -> bytes:
         return Death(gateway=self._gateway_id, bdSeq=self._session_number).model_dump_json().encode()

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.commands import command_schemas
+from edge_agent.payloads import payload_schemas
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 
 
 def schemas() -> dict[str, dict[str, Any]]:
     """File name in docs/schemas/ -> its schema."""
-    return {**command_schemas()}
+    return {**payload_schemas(), **command_schemas()}
 
 
 def main() -> None:

@@ -117,7 +117,6 @@ async def test_outage_backlog_arrives_exactly_once_while_live_flows(broker: Brok
                 90,
                 "the backlog sent",
             )
-            backlog_last = agent.uplink.statistics().backlog_last
             target = agent.buffer.last_seq
             await async_wait_until(lambda: max(seen.seqs()) >= target, 30, "live readings after the backlog")
             await async_wait_until(lambda: set(range(1, target + 1)) <= set(seen.seqs()), 30, "every reading")
@@ -136,7 +135,9 @@ async def test_outage_backlog_arrives_exactly_once_while_live_flows(broker: Brok
     # Live data flowed while the backlog drained: between the first and the last historical batch after the
     # broker came back, live batches kept arriving, never more than two seconds apart.
     after = [a for a in seen.arrivals if a.at >= resumed_at]
-    historical = [a for a in after if a.batch.historical and a.batch.backlog_last == backlog_last]
+    # (Connect attempts made while the broker was frozen may be served late and take the session over:
+    # the backlog can then span two sessions; every outage reading is historical in either.)
+    historical = [a for a in after if a.batch.historical]
     assert sum(len(a.batch.readings) for a in historical) >= OUTAGE_READINGS
     window = (historical[0].at, historical[-1].at)
     live = [a.at for a in after if not a.batch.historical and window[0] <= a.at <= window[1]]
