@@ -170,3 +170,5 @@ async def test_cap_hit_during_an_outage_is_reported_exactly(tmp_path: Path) -> N
     assert {(b["dropped"], b["last_dropped_seq"]) for b in central.batches} == {
         (stats.dropped, stats.last_dropped_seq)
     }
+    births = [s for s in central.status if s["online"]]  # the session's status says it too
+    assert (births[0]["dropped"], births[0]["last_dropped_seq"]) == (stats.dropped, stats.last_dropped_seq)
