@@ -248,8 +248,10 @@ class Uplink:
 
     async def _session(self, backoff: Backoff) -> None:
         self._session_number = await self._buffer.next_session()
-        self._backlog_last, self._backlog_sent = self._buffer.last_seq, 0
         async with self._client() as client:
+            # The backlog is what was buffered before the broker accepted this session (a connect can wait
+            # long on a broker that is stuck: what arrives meanwhile is still backlog).
+            self._backlog_last, self._backlog_sent = self._buffer.last_seq, 0
             try:
                 await client.publish(self.status_topic, self._birth(), qos=1, retain=True)
                 if self._commands is not None:
