@@ -284,8 +284,8 @@ class Buffer:
         db = self._conn()
         with db:  # one transaction, one fsync, for the whole batch
             db.execute("BEGIN IMMEDIATE")
-            db.execute(_INSERT_JSON, (rows_json,))
-            self._last_seq = self._sequence()
+            inserted = db.execute(_INSERT_JSON, (rows_json,))
+        self._last_seq = inserted.lastrowid or self._last_seq  # the seq of the batch's last row
         self._depth += count
         self._appended += count
         self._measure()

@@ -11,9 +11,10 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edge_agent.config import AgentConfig
 from edge_agent.service import Agent
@@ -149,4 +150,16 @@ async def running_agent(config: AgentConfig) -> AsyncIterator[Agent]:
     finally:
         stop.set()
         async with asyncio.timeout(15):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def in_background(work: Coroutine[Any, Any, object]) -> AsyncIterator[asyncio.Task[object]]:
+    """Run `work` as a task for the duration of the block; cancelled and awaited on the way out."""
+    task = asyncio.create_task(work)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
             await task

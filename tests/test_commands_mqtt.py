@@ -22,7 +22,7 @@ from edge_agent.service import Agent
 from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.site.site import Site
 from tests.conftest import SIM_START
-from tests.support import LOOPBACK, Broker, async_wait_until, free_port, running_agent
+from tests.support import LOOPBACK, Broker, async_wait_until, free_port, in_background, running_agent
 
 GATEWAY = "gw-commands"
 BASE = f"edge/{GATEWAY}"
@@ -68,13 +68,8 @@ async def central(port: int) -> AsyncIterator[Central]:
                 correlation = getattr(message.properties, "CorrelationData", None)
                 seen.replies.append((str(message.topic), json.loads(message.payload), correlation))
 
-        task = asyncio.create_task(collect())
-        try:
+        async with in_background(collect()):
             yield seen
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @contextlib.asynccontextmanager

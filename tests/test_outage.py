@@ -17,7 +17,7 @@ from edge_agent.payloads import ReadingsBatch
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
-from tests.support import LOOPBACK, Broker, async_wait_until, running_agent
+from tests.support import LOOPBACK, Broker, async_wait_until, in_background, running_agent
 
 GATEWAY = "gw-outage"
 METERS = 10
@@ -53,13 +53,8 @@ async def central(port: int) -> AsyncIterator[Central]:
                 batch = ReadingsBatch.model_validate_json(message.payload)
                 seen.arrivals.append(Arrival(asyncio.get_running_loop().time(), batch))
 
-        task = asyncio.create_task(collect())
-        try:
+        async with in_background(collect()):
             yield seen
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @contextlib.asynccontextmanager

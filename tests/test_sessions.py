@@ -19,7 +19,7 @@ from edge_agent.config import AgentConfig, MqttConfig
 from edge_agent.payloads import Birth, Death, ReadingsBatch, device_infos
 from edge_agent.uplink import Uplink, UplinkState
 from tests.mqtt_proxy import mqtt311_front
-from tests.support import LOOPBACK, Broker, async_wait_until
+from tests.support import LOOPBACK, Broker, async_wait_until, in_background
 from tests.test_buffer import readings
 
 GATEWAY = "gw-sessions"
@@ -64,24 +64,14 @@ async def central(port: int) -> AsyncIterator[Central]:
                 elif str(message.topic).endswith("/status"):
                     seen.status.append(json.loads(message.payload))
 
-        task = asyncio.create_task(collect())
-        try:
+        async with in_background(collect()):
             yield seen
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @contextlib.asynccontextmanager
 async def running(uplink: Uplink) -> AsyncIterator[Uplink]:
-    task = asyncio.create_task(uplink.run())
-    try:
+    async with in_background(uplink.run()):
         yield uplink
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def mqtt(port: int, **settings: Any) -> MqttConfig:

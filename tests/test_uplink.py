@@ -17,7 +17,7 @@ from edge_agent.config import MqttConfig
 from edge_agent.payloads import ReadingsBatch
 from edge_agent.readings import Quality, Reading
 from edge_agent.uplink import Uplink, UplinkState, encode_batch, encode_envelope
-from tests.support import LOOPBACK, Broker, async_wait_until, free_port, run_mosquitto
+from tests.support import LOOPBACK, Broker, async_wait_until, free_port, in_background, run_mosquitto
 from tests.test_buffer import readings
 
 GATEWAY = "gw-test"
@@ -47,26 +47,16 @@ async def subscribe(port: int) -> AsyncIterator[Subscriber]:
                 target = seen.batches if str(message.topic).endswith("/readings") else seen.status
                 target.append(body)
 
-        task = asyncio.create_task(collect())
-        try:
+        async with in_background(collect()):
             yield seen
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @contextlib.asynccontextmanager
 async def running_uplink(buffer: Buffer, port: int) -> AsyncIterator[Uplink]:
     config = MqttConfig(url=f"mqtt://{LOOPBACK}:{port}", batch_size=100, publish_timeout_s=30)
     uplink = Uplink(config, GATEWAY, buffer)
-    task = asyncio.create_task(uplink.run())
-    try:
+    async with in_background(uplink.run()):
         yield uplink
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_batches_reach_the_subscriber_then_leave_the_buffer(broker: Broker, tmp_path: Path) -> None:
