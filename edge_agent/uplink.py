@@ -376,10 +376,10 @@ class Uplink:
         try:
             body = payload or self._payload(batch, historical=historical)
             await client.publish(self.readings_topic, body, qos=1)
-            await self._buffer.ack(batch)
-            self._batches += 1
+            self._batches += 1  # counted at the PUBACK, before the buffer lets the batch go
             self._readings += batch.count
             if historical:
                 self._historical += batch.count
+            await self._buffer.ack(batch)
         finally:
             window.release()
