@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from edge_sim.kpi import KpiAccumulator, Kpis, format_table
+from edge_agent.kpi import KpiAccumulator, Kpis, format_table
 from edge_sim.physics.sun import KST
-from edge_sim.tariff import GENERAL_2023, GENERAL_2026, tariff_for
+from edge_agent.tariff import GENERAL_2023, GENERAL_2026, tariff_for
 
 MIDNIGHT = datetime(2026, 8, 5, tzinfo=KST)
 BAND = (20.0, 26.0)

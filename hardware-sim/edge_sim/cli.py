@@ -81,7 +81,7 @@ def kpi(
     ] = None,
 ) -> None:
     """Run the baseline through a scenario week in-process and print the KPIs per building and site."""
-    from edge_sim.kpi import format_table
+    from edge_agent.kpi import format_table
     from edge_sim.physics.climate import SCENARIOS
     from edge_sim.study import run_scenario
 

@@ -99,6 +99,7 @@ class AirHandler:
     fan_speed_pct: float = 0.0
     fan_speed_cap_pct: float | None = None  # overrides from the network
     sat_override_c: float | None = None
+    ventilation_limit_pct: float | None = None  # outdoor air as a share of design (demand-controlled)
 
 
 def _design_sensible_w(spec: ZoneSpec) -> float:
@@ -221,6 +222,8 @@ class Building:
             return
         t_return = sum(f * z.thermal.t_air for f, z in zip(flows, self.zones, strict=True)) / total
         ventilation = sum(z.spec.ventilation_m3_s for z in self.zones) if occupied else 0.0
+        if ahu.ventilation_limit_pct is not None:
+            ventilation *= max(0.0, min(100.0, ahu.ventilation_limit_pct)) / 100
         own_sat = ahu.sequence.supply_air_setpoint(weather.temperature_c)
         ahu.sat_setpoint_c = own_sat if ahu.sat_override_c is None else ahu.sat_override_c
         cooling_needed = any(c.cooling_loop > 0 for c in commands)

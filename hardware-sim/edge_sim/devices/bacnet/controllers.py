@@ -88,8 +88,8 @@ class RoomController(Controller):
 
 
 class AhuController(Controller):
-    """The air handler: supply air, static pressure, fan; supply-air setpoint and fan speed limit
-    commandable."""
+    """The air handler: supply air, static pressure, fan; supply-air setpoint, fan speed limit and outdoor
+    air ventilation limit (demand-controlled ventilation) commandable."""
 
     def __init__(self, building: Building, instance: int, address: str) -> None:
         self.building = building
@@ -106,6 +106,9 @@ class AhuController(Controller):
         self.fan_status = status(1, "Supply Fan Status", False)
         self.sat_sp = setpoint(1, "Supply Air Temperature Setpoint", "degreesCelsius", SAT_MAX_C)
         self.speed_limit = setpoint(2, "Supply Fan Speed Limit", "percent", 100.0)
+        self.ventilation_limit = setpoint(
+            3, "Outdoor Air Ventilation Limit", "percent", 100.0, description="share of design outdoor air"
+        )
         objects = [self.sat, self.static, self.fan_power, self.mixed, self.outdoor, self.fan_speed]
         self.stack = BacnetApplication(
             address,
@@ -116,6 +119,7 @@ class AhuController(Controller):
                 self.fan_status,
                 self.sat_sp.obj,
                 self.speed_limit.obj,
+                self.ventilation_limit.obj,
             ],
         )
 
@@ -123,6 +127,7 @@ class AhuController(Controller):
         ahu = self.building.ahu
         ahu.sat_override_c = self.sat_sp.sync(ahu.sequence.supply_air_setpoint(weather.temperature_c))
         ahu.fan_speed_cap_pct = self.speed_limit.sync(100.0)
+        ahu.ventilation_limit_pct = self.ventilation_limit.sync(100.0)
         self.sat.presentValue = ahu.sat_c
         self.static.presentValue = ahu.sequence.static_pa
         self.fan_power.presentValue = self.building.power.fans / 1000

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from edge_sim.tariff import GRID_EMISSION_FACTOR, EmissionFactor, Tariff, tariff_for, to_kst
+from edge_agent.tariff import GRID_EMISSION_FACTOR, EmissionFactor, Tariff, tariff_for, to_kst
 
 _INTERVAL_US = 15 * 60 * 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

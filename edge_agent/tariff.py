@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Literal
 
-from edge_sim.physics.sun import KST
+KST = timezone(timedelta(hours=9))  # Korea Standard Time, no daylight saving
 
 Season = Literal["summer", "spring_autumn", "winter"]
 Band = Literal["light", "mid", "peak"]
@@ -101,7 +101,7 @@ GENERAL_2026 = Tariff(
     valid_from=date(2026, 6, 1),
     valid_to=None,
     source="APPROXIMATE: prices carried over from the previous version (new prices unknown); bands from "
-    "DOMAIN.md read literally (see comment in edge_sim.tariff)",
+    "DOMAIN.md read literally (see comment in edge_agent.tariff)",
     demand_krw_per_kw_month=_DEMAND_KRW_PER_KW_MONTH,
     prices_krw_per_kwh=_PRICES_GENERAL_B_HV_A_II,
     light_hours=_LIGHT_23_TO_09,

@@ -1,0 +1,211 @@
+"""Guards: from a policy's decision to what may be written, zone by zone, step by step.
+
+- comfort: a zone near the top (bottom) of its comfort band gets no cooling (heating) offset;
+- offsets at most `max_offset_k`, raised by at most `max_step_k` a step; released no faster either, and
+  only `release_zones_per_step` zones at a time (staggered release: no rebound peak);
+- plant and fan limits held at least `hold_s` between changes (stage hold);
+- futility: shedding that has not lowered the demand after `futility_after_s` stops for `cooldown_s`;
+- CO2: outdoor air back to design as soon as a zone nears the limit;
+- lighting: daylit zones dimmed in steps while their illuminance stays above the floor.
+A target of None means: release, the controller's own sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from edge_agent.control.decision import Decision
+from edge_agent.control.features import Features
+from edge_agent.control.observation import Observation, ZoneObservation
+
+
+@dataclass(frozen=True, slots=True)
+class GuardLimits:
+    cooling_base_c: float = 26.0  # occupied setpoints (Korean public buildings: cooling >= 26, heating <= 20)
+    heating_base_c: float = 20.0
+    comfort_low_c: float = 19.0
+    comfort_high_c: float = 27.0
+    comfort_margin_k: float = 0.3
+    max_offset_k: float = 2.2
+    max_step_k: float = 0.56
+    release_zones_per_step: int = 2
+    hold_s: float = 900.0
+    futility_after_s: float = 900.0
+    futility_min_drop: float = 0.02
+    cooldown_s: float = 3600.0
+    co2_limit_ppm: float = 1000.0
+    co2_margin_ppm: float = 100.0
+    illuminance_floor_lux: float = 500.0
+    dimming_step_pct: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneTargets:
+    cooling_setpoint_c: float | None = None
+    heating_setpoint_c: float | None = None
+    dimming_pct: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    zones: dict[str, ZoneTargets]
+    plant_limit_pct: float | None = None
+    fan_limit_pct: float | None = None
+    ventilation_limit_pct: float | None = None
+    notes: tuple[str, ...] = ()  # which guards acted this step
+
+    @classmethod
+    def release(cls) -> Targets:
+        return cls({})
+
+
+@dataclass(slots=True)
+class _Held:
+    value: float | None = None
+    since: datetime | None = None
+
+    def update(self, wanted: float | None, now: datetime, hold_s: float) -> float | None:
+        if wanted != self.value and (self.since is None or (now - self.since).total_seconds() >= hold_s):
+            self.value, self.since = wanted, now
+        return self.value
+
+
+@dataclass(slots=True)
+class _ShedWatch:
+    started: datetime | None = None
+    demand_before_kw: float = 0.0
+    cooldown_until: datetime | None = None
+
+
+@dataclass(slots=True)
+class Guards:
+    limits: GuardLimits = field(default_factory=GuardLimits)
+    _cooling: dict[str, float] = field(default_factory=dict)  # offsets in force, per zone
+    _heating: dict[str, float] = field(default_factory=dict)
+    _plant: _Held = field(default_factory=_Held)
+    _fan: _Held = field(default_factory=_Held)
+    _shed: _ShedWatch = field(default_factory=_ShedWatch)
+
+    def apply(self, decision: Decision, observation: Observation, features: Features) -> Targets:
+        notes: list[str] = []
+        now = observation.at
+        decision = self._futility(decision, features, now, notes)
+        limits = self.limits
+        active = features.open >= 0.5
+        early = not active and decision.precondition >= 0.5
+        cooling_wanted = min(decision.cooling_offset, limits.max_offset_k)
+        heating_wanted = min(decision.heating_offset, limits.max_offset_k)
+        cooling = self._offsets(
+            self._cooling, observation.zones, cooling_wanted if active else 0.0, notes, "c"
+        )
+        heating = self._offsets(
+            self._heating, observation.zones, heating_wanted if active else 0.0, notes, "h"
+        )
+        zones: dict[str, ZoneTargets] = {}
+        for zone in observation.zones:
+            target = ZoneTargets(dimming_pct=self._dimming(zone, decision, active))
+            if early:
+                target = replace(target, cooling_setpoint_c=limits.cooling_base_c)
+                target = replace(target, heating_setpoint_c=limits.heating_base_c)
+            if cooling.get(zone.name, 0.0) > 0:
+                target = replace(target, cooling_setpoint_c=limits.cooling_base_c + cooling[zone.name])
+            if heating.get(zone.name, 0.0) > 0:
+                target = replace(target, heating_setpoint_c=limits.heating_base_c - heating[zone.name])
+            zones[zone.name] = target
+        return Targets(
+            zones,
+            plant_limit_pct=self._plant.update(_unless(decision.plant_limit, 100.0), now, limits.hold_s),
+            fan_limit_pct=self._fan.update(_unless(decision.fan_limit, 100.0), now, limits.hold_s),
+            ventilation_limit_pct=self._ventilation(decision, observation, notes),
+            notes=tuple(notes),
+        )
+
+    def _futility(self, decision: Decision, features: Features, now: datetime, notes: list[str]) -> Decision:
+        shed, limits = self._shed, self.limits
+        if shed.cooldown_until is not None and now < shed.cooldown_until:
+            notes.append("futile: shedding paused")
+            return _without_shedding(decision)
+        demand_shed = (
+            decision.cooling_offset > 0
+            or decision.heating_offset > 0
+            or decision.plant_limit < 100
+            or decision.fan_limit < 100
+        )
+        if not demand_shed:
+            shed.started = None
+            return decision
+        if shed.started is None:
+            shed.started, shed.demand_before_kw = now, features.demand
+            return decision
+        if (now - shed.started).total_seconds() >= limits.futility_after_s:
+            if features.interval_average > shed.demand_before_kw * (1 - limits.futility_min_drop):
+                shed.cooldown_until = now + timedelta(seconds=limits.cooldown_s)
+                shed.started = None
+                notes.append("futile: demand not lowered, shedding paused")
+                return _without_shedding(decision)
+            shed.started, shed.demand_before_kw = now, features.interval_average
+        return decision
+
+    def _offsets(
+        self,
+        current: dict[str, float],
+        zones: tuple[ZoneObservation, ...],
+        wanted: float,
+        notes: list[str],
+        kind: str,
+    ) -> dict[str, float]:
+        limits = self.limits
+        releases = 0
+        # Staggered release: the zones closest to their comfort limit are released first.
+        order = sorted(
+            zones, key=lambda z: -(z.temperature_c or 0.0) if kind == "c" else z.temperature_c or 0.0
+        )
+        for zone in order:
+            now_offset = current.get(zone.name, 0.0)
+            goal = wanted
+            t = zone.temperature_c
+            near_edge = t is None or (
+                t >= limits.comfort_high_c - limits.comfort_margin_k
+                if kind == "c"
+                else t <= limits.comfort_low_c + limits.comfort_margin_k
+            )
+            if near_edge and now_offset + goal > 0:
+                notes.append(f"comfort: {zone.name}")
+                current[zone.name] = 0.0
+                continue
+            if goal > now_offset:
+                current[zone.name] = min(goal, now_offset + limits.max_step_k)
+            elif goal < now_offset and releases < limits.release_zones_per_step:
+                releases += 1
+                current[zone.name] = max(goal, now_offset - limits.max_step_k)
+        return current
+
+    def _ventilation(self, decision: Decision, observation: Observation, notes: list[str]) -> float | None:
+        limits = self.limits
+        co2 = max((z.co2_ppm for z in observation.zones if z.co2_ppm is not None), default=None)
+        if co2 is None or co2 >= limits.co2_limit_ppm - limits.co2_margin_ppm:
+            if decision.ventilation_limit < 100:
+                notes.append("co2: outdoor air at design")
+            return None
+        return _unless(decision.ventilation_limit, 100.0)
+
+    def _dimming(self, zone: ZoneObservation, decision: Decision, active: bool) -> float | None:
+        if not active or zone.illuminance_lux is None or decision.lighting_floor >= 100:
+            return None
+        limits = self.limits
+        level = zone.dimming_pct if zone.dimming_pct is not None else 100.0
+        if zone.illuminance_lux > limits.illuminance_floor_lux * 1.15:
+            level -= limits.dimming_step_pct
+        elif zone.illuminance_lux < limits.illuminance_floor_lux:
+            level += limits.dimming_step_pct
+        level = min(100.0, max(decision.lighting_floor, level))
+        return None if level >= 100 else level
+
+
+def _unless(value: float, neutral: float) -> float | None:
+    return None if abs(value - neutral) < 1e-6 else value
+
+
+def _without_shedding(decision: Decision) -> Decision:
+    return replace(decision, cooling_offset=0.0, heating_offset=0.0, plant_limit=100.0, fan_limit=100.0)

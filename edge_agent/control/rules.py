@@ -1,0 +1,57 @@
+"""The rule-based demand limiter: the fallback whenever the model is missing, fails or is not trusted.
+
+Shed level from the 15-minute projection against the target (Guideline 36 setpoint levels), the plant
+and fan limited with it, outdoor air by CO2, daylit lighting dimmed while open, and the occupied setpoints
+started early before opening. Stateless: rate limits, holds and staggered release are the guards' job.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from edge_agent.control.decision import Decision
+from edge_agent.control.features import Features
+
+SETPOINT_LEVELS_K = (0.0, 0.56, 1.1, 2.2)  # Guideline 36 demand-limit levels 0-3
+PLANT_LEVELS_PCT = (100.0, 90.0, 80.0, 70.0)
+FAN_LEVELS_PCT = (100.0, 95.0, 90.0, 80.0)
+LEVEL_RATIOS = (0.92, 0.97, 1.02)  # projection / target at which levels 1, 2, 3 begin
+CO2_RELAXED_PPM, CO2_FULL_PPM = 600.0, 900.0  # outdoor air from its minimum to design between these
+COOLING_ABOVE_C, HEATING_BELOW_C = 16.0, 12.0  # outdoor temperatures of the cooling and heating seasons
+
+
+class Policy(Protocol):
+    name: str
+
+    def decide(self, features: Features) -> Decision: ...
+
+
+def shed_level(features: Features) -> int:
+    if features.demand_target <= 0:
+        return 0
+    ratio = features.interval_projection / features.demand_target
+    return sum(ratio >= threshold for threshold in LEVEL_RATIOS)
+
+
+class RuleBasedPolicy:
+    name = "rules"
+
+    def __init__(self, ventilation_min_pct: float = 40.0, lighting_floor_pct: float = 70.0) -> None:
+        self.ventilation_min_pct = ventilation_min_pct
+        self.lighting_floor_pct = lighting_floor_pct
+
+    def decide(self, features: Features) -> Decision:
+        level = shed_level(features) if features.open else 0
+        cooling = features.outdoor_temperature >= COOLING_ABOVE_C
+        heating = features.outdoor_temperature <= HEATING_BELOW_C
+        span = (features.co2_max - CO2_RELAXED_PPM) / (CO2_FULL_PPM - CO2_RELAXED_PPM)
+        ventilation = self.ventilation_min_pct + (100 - self.ventilation_min_pct) * min(1.0, max(0.0, span))
+        return Decision(
+            cooling_offset=SETPOINT_LEVELS_K[level] if cooling else 0.0,
+            heating_offset=SETPOINT_LEVELS_K[level] if heating else 0.0,
+            plant_limit=PLANT_LEVELS_PCT[level],
+            fan_limit=FAN_LEVELS_PCT[level],
+            ventilation_limit=ventilation,
+            lighting_floor=self.lighting_floor_pct if features.open else 100.0,
+            precondition=1.0 if 0 < features.hours_to_open <= 1.5 else 0.0,
+        )

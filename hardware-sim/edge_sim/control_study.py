@@ -1,0 +1,97 @@
+"""The agent's control core (edge_agent.control) closed around the simulated site, in-process.
+
+Each building gets its own controller, as each gets its own gateway and its own electricity bill: an
+observation from the building's state, the agent's features, policy and guards, and the targets applied as
+the building's controllers would take them from the network (None: the controller's own sequence).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from edge_agent.control.calendar import OpeningHours
+from edge_agent.control.decision import Decision
+from edge_agent.control.demand import IntervalDemand
+from edge_agent.control.features import Features, build_features
+from edge_agent.control.guards import GuardLimits, Guards, Targets
+from edge_agent.control.observation import Observation, ZoneObservation
+from edge_agent.control.rules import Policy
+from edge_sim.site.building import Building
+from edge_sim.site.schedules import AROUND_THE_CLOCK
+from edge_sim.site.site import Site
+
+
+def opening_hours(building: Building) -> OpeningHours:
+    """The building's public opening hours: its largest zone's schedule that is not around the clock."""
+    zones = [z for z in building.zones if z.spec.schedule is not AROUND_THE_CLOCK]
+    schedule = max(zones, key=lambda z: z.spec.params.floor_area_m2).spec.schedule
+    days = frozenset(range(5) if schedule.weekdays_only else range(7))
+    return OpeningHours(schedule.open_hour, schedule.close_hour, days, holidays=frozenset())
+
+
+def observe(site: Site, building: Building) -> Observation:
+    zones = tuple(
+        ZoneObservation(
+            z.name,
+            z.thermal.t_air,
+            z.cooling_sp,
+            z.heating_sp,
+            co2_ppm=z.thermal.co2_ppm,
+            illuminance_lux=z.illuminance_lux,
+            dimming_pct=z.dimming_pct,
+        )
+        for z in building.zones
+    )
+    return Observation(site.now, site.outdoor.temperature_c, building.power.total / 1000, zones)
+
+
+def apply(building: Building, targets: Targets) -> None:
+    for zone in building.zones:
+        wanted = targets.zones.get(zone.name)
+        zone.overrides.cooling_sp = wanted.cooling_setpoint_c if wanted else None
+        zone.overrides.heating_sp = wanted.heating_setpoint_c if wanted else None
+        zone.overrides.dimming_pct = wanted.dimming_pct if wanted else None
+    building.demand_limit_pct = targets.plant_limit_pct
+    building.ahu.fan_speed_cap_pct = targets.fan_limit_pct
+    building.ahu.ventilation_limit_pct = targets.ventilation_limit_pct
+
+
+@dataclass
+class BuildingLoop:
+    building: str
+    policy: Policy
+    target_kw: float | None
+    limits: GuardLimits = field(default_factory=GuardLimits)
+    demand: IntervalDemand = field(default_factory=IntervalDemand)
+    guards: Guards = field(init=False)
+    hours: OpeningHours | None = None
+    decision_s: list[float] = field(default_factory=list)  # features + policy + guards, per step
+
+    def __post_init__(self) -> None:
+        self.guards = Guards(self.limits)
+
+    def step(self, site: Site) -> tuple[Features, Decision, Targets]:
+        building = site.building(self.building)
+        if self.hours is None:
+            self.hours = opening_hours(building)
+        observation = observe(site, building)
+        started = time.perf_counter()
+        self.demand.add(observation.at, observation.demand_kw or 0.0)
+        features = build_features(observation, self.demand.state(observation.at), self.target_kw, self.hours)
+        decision = self.policy.decide(features)
+        targets = self.guards.apply(decision, observation, features)
+        self.decision_s.append(time.perf_counter() - started)
+        apply(building, targets)
+        return features, decision, targets
+
+
+def closed_loop(loops: list[BuildingLoop]) -> Callable[[Site], None]:
+    """A `before_step` hook for edge_sim.study.run_scenario."""
+
+    def hook(site: Site) -> None:
+        for loop in loops:
+            loop.step(site)
+
+    return hook
