@@ -18,6 +18,8 @@ FAN_LEVELS_PCT = (100.0, 95.0, 90.0, 80.0)
 LEVEL_RATIOS = (0.92, 0.97, 1.02)  # projection / target at which levels 1, 2, 3 begin
 CO2_RELAXED_PPM, CO2_FULL_PPM = 600.0, 900.0  # outdoor air from its minimum to design between these
 COOLING_ABOVE_C, HEATING_BELOW_C = 16.0, 12.0  # outdoor temperatures of the cooling and heating seasons
+PRECONDITION_H, PRECONDITION_H_PER_K, PRECONDITION_MAX_H = 1.5, 0.15, 4.0  # lead before opening
+PRECONDITION_PLANT_PCT = 60.0
 
 
 class Policy(Protocol):
@@ -36,22 +38,34 @@ def shed_level(features: Features) -> int:
 class RuleBasedPolicy:
     name = "rules"
 
-    def __init__(self, ventilation_min_pct: float = 40.0, lighting_floor_pct: float = 70.0) -> None:
+    def __init__(
+        self,
+        ventilation_min_pct: float = 30.0,
+        lighting_floor_pct: float = 20.0,
+        energy_offset_k: float = 0.56,
+    ) -> None:
         self.ventilation_min_pct = ventilation_min_pct
         self.lighting_floor_pct = lighting_floor_pct
+        self.energy_offset_k = energy_offset_k  # heating, always while open: within the comfort band, it saves
 
     def decide(self, features: Features) -> Decision:
-        level = shed_level(features) if features.open else 0
+        level = shed_level(features)
         cooling = features.outdoor_temperature >= COOLING_ABOVE_C
         heating = features.outdoor_temperature <= HEATING_BELOW_C
+        # Start early, at a limited plant, the colder it is: the warm-up is spread instead of peaking.
+        lead_h = PRECONDITION_H
+        if heating:
+            lead_h += PRECONDITION_H_PER_K * (HEATING_BELOW_C - features.outdoor_temperature)
+        early = 0 < features.hours_to_open <= min(PRECONDITION_MAX_H, lead_h)
+        plant = min(PLANT_LEVELS_PCT[level], PRECONDITION_PLANT_PCT if early else 100.0)
         span = (features.co2_max - CO2_RELAXED_PPM) / (CO2_FULL_PPM - CO2_RELAXED_PPM)
         ventilation = self.ventilation_min_pct + (100 - self.ventilation_min_pct) * min(1.0, max(0.0, span))
         return Decision(
             cooling_offset=SETPOINT_LEVELS_K[level] if cooling else 0.0,
-            heating_offset=SETPOINT_LEVELS_K[level] if heating else 0.0,
-            plant_limit=PLANT_LEVELS_PCT[level],
+            heating_offset=max(SETPOINT_LEVELS_K[level], self.energy_offset_k) if heating else 0.0,
+            plant_limit=plant,
             fan_limit=FAN_LEVELS_PCT[level],
             ventilation_limit=ventilation,
             lighting_floor=self.lighting_floor_pct if features.open else 100.0,
-            precondition=1.0 if 0 < features.hours_to_open <= 1.5 else 0.0,
+            precondition=1.0 if early else 0.0,
         )
