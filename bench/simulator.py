@@ -19,7 +19,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.server import ModbusTcpServer
 from tests.support import free_base_port
 
-from edge_sim.clock import ScaledClock
+from edge_agent.clock import ScaledClock
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.layout import DEFAULT_START

@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from edge_agent.clock import Clock, ScaledClock
 from edge_agent.config import AgentConfig, ModbusTcpDevice, MqttConfig, builtin_config_text, load_config
 from edge_agent.errors import ConfigError, StartupError
 from edge_sim.layout import DEFAULT_BASE_PORT
@@ -47,16 +49,42 @@ def _load_or_exit(path: Path | None) -> AgentConfig:
         raise typer.Exit(EXIT_CONFIG) from None
 
 
+def _building_clock(speed: float | None, start: str | None) -> Clock | None:
+    """The wall clock (None) unless a simulated building's time is asked for."""
+    if speed is None and start is None:
+        return None
+    try:
+        begin = datetime.fromisoformat(start) if start else datetime.now(UTC)
+    except ValueError:
+        typer.echo(f"--clock-start: {start!r} is not an ISO 8601 time", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    if begin.tzinfo is None:
+        typer.echo(f"--clock-start: {start!r} needs a UTC offset, e.g. 2026-08-05T14:00+09:00", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+    return ScaledClock(begin, speed or 1.0)
+
+
 @app.command()
-def run(config: ConfigOption = None) -> None:
-    """Run the agent until SIGTERM or Ctrl-C."""
+def run(
+    config: ConfigOption = None,
+    clock_speed: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="Building seconds per wall-clock second (a simulated plant)."),
+    ] = None,
+    clock_start: Annotated[
+        str | None, typer.Option(help="Building time at start, ISO 8601 with offset (a simulated plant).")
+    ] = None,
+) -> None:
+    """Run the agent until SIGTERM or Ctrl-C. In the field it runs on the wall clock; `--clock-speed` and
+    `--clock-start` (the same as `edge-sim run`'s) let it drive a simulated building faster than real time."""
     from edge_agent.logs import configure_logging
     from edge_agent.service import Agent
 
     settings = _load_or_exit(config)
+    clock = _building_clock(clock_speed, clock_start)
     configure_logging(settings.log)
     try:
-        asyncio.run(_run_until_signalled(Agent(settings)))
+        asyncio.run(_run_until_signalled(Agent(settings, clock)))
     except StartupError as error:
         typer.echo(f"edge-agent: {error}", err=True)
         raise typer.Exit(EXIT_FAILURE) from None

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge_agent.config_base import Name, Strict
+from edge_agent.config_control import ControlConfig, ZoneControl
 from edge_agent.config_devices import (
     BacnetDevice,
     BacnetPoint,
@@ -141,26 +142,6 @@ class BacnetConfig(Strict):
     bbmd_ttl_s: Annotated[int, Field(ge=30, le=65535)] = 300
 
 
-class ControlConfig(Strict):
-    """Load shaving: the mode and demand target it starts with (commands may change both at run time)."""
-
-    mode: Literal["off", "shadow", "active"] = "off"
-    """off: nothing computed; shadow: decisions computed and logged, never written; active: written."""
-    demand_target_kw: Annotated[float, Field(gt=0)] | None = None
-    """The building demand (15-minute average) to stay under; None: no target yet."""
-    demand_target_limits_kw: tuple[float, float] = (1.0, 100_000.0)
-    """A demand target set by command must lie within [low, high]."""
-
-    @model_validator(mode="after")
-    def _target_within_limits(self) -> ControlConfig:
-        low, high = self.demand_target_limits_kw
-        if not 0 < low <= high:
-            raise ValueError(f"demand_target_limits_kw [{low}, {high}] must be positive and ordered")
-        if self.demand_target_kw is not None and not low <= self.demand_target_kw <= high:
-            raise ValueError(f"demand_target_kw {self.demand_target_kw} is outside [{low}, {high}]")
-        return self
-
-
 class LogConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -233,9 +214,25 @@ class AgentConfig(Strict):
                     problems.append(
                         f"pollers[{i}].points[{j}]: device {poller.device!r} has no point {point_name!r}"
                     )
+        problems += _control_references(self.control, by_name)
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+
+def _control_references(control: ControlConfig, devices: dict[str, ModbusDevice | BacnetDevice]) -> list[str]:
+    problems = []
+    for path, ref, written in control.references():
+        device_name, point_name = ref.split("/")
+        device = devices.get(device_name)
+        point = next((p for p in device.points if p.name == point_name), None) if device else None
+        if device is None:
+            problems.append(f"{path}: no device named {device_name!r}")
+        elif point is None:
+            problems.append(f"{path}: device {device_name!r} has no point {point_name!r}")
+        elif written and point.write_range is None:
+            problems.append(f"{path}: {ref} has no write_range, so control may not write it")
+    return problems
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -300,6 +297,7 @@ __all__ = [
     "BacnetPoint",
     "BufferConfig",
     "ConfigError",
+    "ControlConfig",
     "Device",
     "GatewayConfig",
     "LogConfig",
@@ -311,4 +309,5 @@ __all__ = [
     "MqttConfig",
     "PollerConfig",
     "RegisterRange",
+    "ZoneControl",
 ]

@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from edge_agent.clock import ScaledClock
 from edge_agent.config import (
     AgentConfig,
     BacnetDevice,
@@ -28,7 +29,6 @@ from edge_agent.polling import Health
 from edge_agent.readings import Quality, Reading, utc_now
 from edge_agent.service import Agent
 from edge_agent.uplink import UplinkState
-from edge_sim.clock import ScaledClock
 from edge_sim.layout import DEFAULT_BASE_PORT, DEFAULT_START, rs485_link
 from edge_sim.simulator import Simulator
 

@@ -101,6 +101,23 @@ class DevicePoller:
             message = f"write of {point}: no answer within {self.device.timeout_s * 2:g} s"
             raise DeviceUnreachable(self.device.name, self.device.address, message, "timeout") from exc
 
+    async def priority_array(self, point: str) -> list[float | None] | None:
+        """The point's BACnet priority slots through the live connection; None for a protocol without."""
+        client = self._client
+        if client is None:
+            message = "not connected (the device is down or not polled)"
+            raise DeviceUnreachable(self.device.name, self.device.address, message, "not connected")
+        read = getattr(client, "read_priority_array", None)
+        if read is None:
+            return None
+        try:
+            async with asyncio.timeout(self.device.timeout_s * 2):
+                slots: list[float | None] = await read(point)
+        except TimeoutError as exc:
+            message = f"priority array of {point}: no answer within {self.device.timeout_s * 2:g} s"
+            raise DeviceUnreachable(self.device.name, self.device.address, message, "timeout") from exc
+        return slots
+
     def statistics(self) -> PollerStatistics:
         return PollerStatistics(
             self.device.name, self._health, self._polls, self._failures, self._last_success, self._last_error

@@ -19,8 +19,10 @@ import structlog
 from edge_agent import __version__
 from edge_agent.backoff import Backoff
 from edge_agent.buffer import Buffer, BufferStatistics
+from edge_agent.clock import Clock, WallClock
 from edge_agent.commands import CommandRouter
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
+from edge_agent.control.loop import ControlLoop
 from edge_agent.control.settings import ControlSettings
 from edge_agent.errors import DeviceUnreachable
 from edge_agent.latest import LatestValues
@@ -104,8 +106,9 @@ def _point_filters(config: AgentConfig) -> dict[str, PointFilters]:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, clock: Clock | None = None) -> None:
         self.config = config
+        self.clock = clock or WallClock()
         self.latest = LatestValues(_poll_intervals(config))
         self.buffer = Buffer(
             config.buffer.resolved_path(),
@@ -127,6 +130,19 @@ class Agent:
             )
             for device in config.devices
         ]
+        self.controller: ControlLoop | None = None
+        if config.control.configured:
+            units = {f"{d.name}/{p.name}": p.unit for d in config.devices for p in d.points}
+            self.controller = ControlLoop(
+                config.gateway.id,
+                config.control,
+                self.control,
+                self.latest,
+                self,
+                clock=self.clock,
+                send_event=self.uplink.send_event,
+                units=units,
+            )
 
     def _client_factory(self, device: ModbusDevice | BacnetDevice) -> ClientFactory:
         if isinstance(device, BacnetDevice):
@@ -168,13 +184,23 @@ class Agent:
     async def _command(self, payload: bytes) -> bytes:
         return (await self._router.handle(payload)).to_json()
 
-    async def write_point(self, device: str, point: str, value: float | None, priority: int | None) -> None:
-        """Write through the device's poller (its live connection); the router has checked the limits."""
+    def _poller(self, device: str) -> DevicePoller:
         poller = next((p for p in self.pollers if p.device.name == device), None)
         if poller is None:
             raise DeviceUnreachable(device, "", "not configured", "unknown device")
-        await poller.write(point, value, priority)
+        return poller
+
+    async def write_point(self, device: str, point: str, value: float | None, priority: int | None) -> None:
+        """Write through the device's poller (its live connection); the router has checked the limits."""
+        await self._poller(device).write(point, value, priority)
         log.info("point written", device=device, point=point, value=value, priority=priority)
+
+    async def priority_array(self, device: str, point: str) -> list[float | None] | None:
+        return await self._poller(device).priority_array(point)
+
+    def current_value(self, device: str, point: str) -> float | None:
+        reading = self.latest.get(f"{device}/{point}")
+        return None if reading is None else reading.value
 
     def rebirth(self) -> None:
         self.uplink.request_rebirth()
@@ -206,7 +232,15 @@ class Agent:
                 uplink = tasks.create_task(self.uplink.run(), name="uplink")
                 writer = tasks.create_task(self._write_buffer(), name="buffer writer")
                 polls = [tasks.create_task(p.run(), name=f"poll {p.device.name}") for p in self.pollers]
+                control = self.controller
+                deciding = tasks.create_task(control.run(), name="control") if control else None
                 await stop.wait()
+                if control is not None and deciding is not None:  # release while the devices are connected
+                    deciding.cancel()
+                    await asyncio.wait([deciding], timeout=SHUTDOWN_STEP_S)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(SHUTDOWN_STEP_S):
+                            await control.stop()
                 for task in polls:
                     task.cancel()
                 await asyncio.wait(polls, timeout=SHUTDOWN_STEP_S)

@@ -4,6 +4,7 @@ batch only after its PUBACK, and answering central commands. docs/mqtt.md is the
     {prefix}/{gateway}/status    birth (retained, on connect and on rebirth); death as the Last Will
     {prefix}/{gateway}/readings  batches: the live lane first, the backlog behind it through a token bucket
     {prefix}/{gateway}/command   commands in (commands.py), answered on .../reply or the MQTT 5 response topic
+    {prefix}/{gateway}/events    control's audit events: decisions, writes, releases, fallbacks
 
 At connect, everything already buffered is the backlog (seq up to `backlog_last`); what arrives after is
 live. Each lane keeps up to `in_flight` batches awaiting their PUBACK. MQTT 5 is tried first unless
@@ -17,6 +18,7 @@ import contextlib
 import json
 import sqlite3
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +42,7 @@ log = structlog.get_logger("edge_agent.uplink")
 
 OFFLINE_TIMEOUT_S = 1.0  # how long a shutdown waits to tell the broker it is going offline
 COMMAND_QUEUE = 32  # commands waiting for the router; more are dropped (and logged)
+EVENT_QUEUE = 1000  # control events waiting for the broker; the oldest are dropped (and counted)
 REFUSED_V5 = {1, 132}  # CONNACK codes of a broker that does not speak MQTT 5 (3.1.1's 1, MQTT 5's 0x84)
 
 CommandHandler = Callable[[bytes], Awaitable[bytes]]
@@ -138,6 +141,7 @@ class Uplink:
         self.status_topic = f"{base}/status"
         self.command_topic = f"{base}/command"
         self.reply_topic = f"{base}/reply"
+        self.events_topic = f"{base}/events"
         self._mqtt = "3.1.1" if config.protocol == "3.1.1" else "5"
         self._state = UplinkState.CONNECTING
         self._session_number = 0
@@ -150,6 +154,9 @@ class Uplink:
         self._command_count = 0
         self._last_error: str | None = None
         self._rebirth = asyncio.Event()
+        self._events: deque[bytes] = deque(maxlen=EVENT_QUEUE)  # control's audit events, oldest dropped
+        self.events_dropped = 0
+        self._event_waiting = asyncio.Event()
 
     def statistics(self) -> UplinkStatistics:
         return UplinkStatistics(
@@ -171,6 +178,13 @@ class Uplink:
         """Publish the birth certificate again (the central side lost its retained copy, or wants fresh
         metadata)."""
         self._rebirth.set()
+
+    def send_event(self, payload: bytes) -> None:
+        """Queue an event for `.../events` (QoS 1); while disconnected the newest EVENT_QUEUE wait."""
+        if len(self._events) == self._events.maxlen:
+            self.events_dropped += 1
+        self._events.append(payload)
+        self._event_waiting.set()
 
     def _birth(self) -> bytes:
         stats = self._buffer.statistics()
@@ -266,6 +280,7 @@ class Uplink:
                     tasks.create_task(self._receive(client, commands))
                     tasks.create_task(self._answer(client, commands))
                     tasks.create_task(self._rebirths(client))
+                    tasks.create_task(self._publish_events(client))
                     tasks.create_task(self._live(client, tasks))
                     tasks.create_task(self._backlog(client, tasks))
             except asyncio.CancelledError:
@@ -316,6 +331,14 @@ class Uplink:
             await self._rebirth.wait()
             await client.publish(self.status_topic, self._birth(), qos=1, retain=True)
             log.info("birth published again", session=self._session_number)
+
+    async def _publish_events(self, client: aiomqtt.Client) -> None:
+        while True:
+            while self._events:
+                await client.publish(self.events_topic, self._events[0], qos=1)
+                self._events.popleft()  # only once the broker has it
+            self._event_waiting.clear()
+            await self._event_waiting.wait()
 
     async def _live(self, client: aiomqtt.Client, tasks: asyncio.TaskGroup) -> None:
         """Everything committed after the session began, as it comes, up to `in_flight` batches at once."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from edge_sim.clock import ManualClock
+from edge_agent.clock import ManualClock
 from edge_sim.simulator import Simulator
 from tests.support import Broker, free_base_port, run_mosquitto
 

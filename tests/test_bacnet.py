@@ -13,13 +13,13 @@ from bacpypes3.apdu import AbortPDU, Error, ErrorRejectAbortNack, RejectPDU
 from bacpypes3.errors import ExecutionError, PropertyError, RejectBufferOverflow
 from bacpypes3.primitivedata import ObjectIdentifier
 
+from edge_agent.clock import ManualClock
 from edge_agent.config import BacnetConfig, BacnetDevice, BacnetPoint
 from edge_agent.errors import DeviceRejected, DeviceUnreachable
 from edge_agent.protocols.bacnet import BacnetClient, active_priority, local_stack, refusal_kind
 from edge_agent.protocols.bacnet_app import BacnetApplication
 from edge_agent.protocols.bacnet_batches import DeviceLimits, plan_batches
 from edge_agent.protocols.base import PointResult
-from edge_sim.clock import ManualClock
 from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.physics.climate import SCENARIOS
 from edge_sim.physics.sun import KST

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_agent.cli import app
+from edge_agent.clock import ManualClock
 from edge_agent.config import (
     BUILTIN_CONFIG,
     BacnetDevice,
@@ -18,7 +19,6 @@ from edge_agent.config import (
     parse_config,
 )
 from edge_agent.errors import ConfigError
-from edge_sim.clock import ManualClock
 from edge_sim.layout import DEFAULT_BASE_PORT, rs485_link
 from edge_sim.simulator import Simulator
 from tests.conftest import SIM_START

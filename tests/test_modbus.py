@@ -6,11 +6,11 @@ import struct
 
 import pytest
 
+from edge_agent.clock import ManualClock
 from edge_agent.config import ModbusPoint, ModbusTcpDevice
 from edge_agent.errors import DeviceRejected, DeviceUnreachable
 from edge_agent.planner import plan_reads
 from edge_agent.protocols.modbus import ModbusClient
-from edge_sim.clock import ManualClock
 from edge_sim.devices.meters.registers import float32
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.simulator import Simulator

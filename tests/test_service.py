@@ -6,8 +6,8 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+from edge_agent.clock import ManualClock
 from edge_agent.config import AgentConfig, BufferConfig, ModbusPoint, MqttConfig, PollerConfig
-from edge_sim.clock import ManualClock
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, async_wait_until, free_port, running_agent
 from tests.test_modbus import SDM630_POINTS, meter, sdm630_port

@@ -46,7 +46,9 @@ class RuleBasedPolicy:
     ) -> None:
         self.ventilation_min_pct = ventilation_min_pct
         self.lighting_floor_pct = lighting_floor_pct
-        self.energy_offset_k = energy_offset_k  # heating, always while open: within the comfort band, it saves
+        self.energy_offset_k = (
+            energy_offset_k  # heating, always while open: within the comfort band, it saves
+        )
 
     def decide(self, features: Features) -> Decision:
         level = shed_level(features)

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
+from edge_agent.clock import ScaledClock
 from edge_agent.errors import StartupError
-from edge_sim.clock import ScaledClock
 from edge_sim.faults import FaultKind
 from edge_sim.layout import DEFAULT_BASE_PORT, DEFAULT_HOST, DEFAULT_START
 from edge_sim.simulator import Simulator

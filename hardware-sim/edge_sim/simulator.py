@@ -13,7 +13,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Self
 
-from edge_sim.clock import Clock
+from edge_agent.clock import Clock
 from edge_sim.control import control_port, serve
 from edge_sim.devices.bacnet.controllers import (
     AhuController,

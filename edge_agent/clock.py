@@ -1,13 +1,16 @@
-"""Injectable clocks: the simulated building's time, faster than the wall clock when asked."""
+"""Injectable clocks: the building's time. In the field it is the wall clock; driving a simulated plant
+(`edge-sim run --speed`, a customer's digital twin) it can run faster, from a chosen start."""
 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
 class Clock(Protocol):
+    speed: float  # building seconds per wall-clock second
+
     def now(self) -> datetime:
         """The current building time, timezone-aware."""
         ...
@@ -38,8 +41,22 @@ class ScaledClock:
         self._jumped_s += seconds
 
 
+class WallClock:
+    """The real time, UTC."""
+
+    speed = 1.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def jump(self, seconds: float) -> None:
+        raise NotImplementedError("the wall clock is corrected by the system, not by the agent")
+
+
 class ManualClock:
     """A clock that moves only when told to: for tests and in-process stepping."""
+
+    speed = 1.0
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:

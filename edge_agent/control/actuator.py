@@ -1,0 +1,146 @@
+"""The actuator: control's writes to the building, each held under a lease and always given back.
+
+BACnet points are written at control's priority (default 10) and relinquished (NULL at that priority) when
+no longer wanted, when the lease runs out without a renewing decision, on a fault, on stop and when control
+is switched off. Before each write the point's priority array is read: when a higher priority (an operator
+at 8, say) is active, control backs off that point and gives back its own slot. Modbus has no priorities:
+the value read before the first write is written back on release.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from edge_agent.errors import DeviceError
+from edge_agent.protocols.bacnet import active_priority
+
+log = structlog.get_logger("edge_agent.control")
+
+
+class PointIO(Protocol):
+    async def write_point(
+        self, device: str, point: str, value: float | None, priority: int | None
+    ) -> None: ...
+
+    async def priority_array(self, device: str, point: str) -> list[float | None] | None:
+        """The point's 16 priority slots, or None for a point without priorities (Modbus)."""
+        ...
+
+    def current_value(self, device: str, point: str) -> float | None: ...
+
+
+Emit = Callable[..., None]  # emit(kind, message, **fields): an audit event
+
+
+@dataclass(slots=True)
+class _Held:
+    value: float
+    renewed: float  # monotonic seconds
+    restore: float | None  # Modbus: the value before control's first write
+    prioritised: bool  # BACnet: released by relinquishing our priority
+
+
+class Actuator:
+    def __init__(
+        self,
+        io: PointIO,
+        emit: Emit,
+        *,
+        priority: int = 10,
+        lease_s: float = 300.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._io = io
+        self._emit = emit
+        self.priority = priority
+        self.lease_s = lease_s
+        self._monotonic = monotonic
+        self.held: dict[str, _Held] = {}  # 'device/point' -> what control holds there
+        self.operator_held: set[str] = set()  # points a higher priority holds: control keeps off
+
+    async def apply(self, wanted: dict[str, float | None]) -> None:
+        """Write what is wanted (None: release); release what control holds and no longer wants."""
+        for ref in [r for r in self.held if wanted.get(r) is None]:
+            await self.release(ref, "no longer needed")
+        for ref, value in wanted.items():
+            if value is None or await self._operator_holds(ref):
+                continue
+            held = self.held.get(ref)
+            if held is not None and abs(held.value - value) < 1e-6:
+                held.renewed = self._monotonic()
+                continue
+            await self._write(ref, value, held)
+
+    async def _write(self, ref: str, value: float, held: _Held | None) -> None:
+        device, point = ref.split("/")
+        try:
+            slots = await self._io.priority_array(device, point) if held is None else None
+            restore = self._io.current_value(device, point) if held is None and slots is None else None
+            await self._io.write_point(device, point, value, self.priority)
+        except DeviceError as error:
+            log.warning("control write failed", point=ref, value=value, error=str(error))
+            self._emit("error", f"write of {ref} failed", point=ref, value=value, reason=str(error))
+            return
+        if held is None:
+            held = _Held(value, self._monotonic(), restore, prioritised=slots is not None)
+            self.held[ref] = held
+        held.value, held.renewed = value, self._monotonic()
+        self._emit("write", f"{ref} = {value:g}", point=ref, value=value, priority=self.priority)
+
+    async def _operator_holds(self, ref: str) -> bool:
+        device, point = ref.split("/")
+        try:
+            slots = await self._io.priority_array(device, point)
+        except DeviceError as error:
+            log.warning("priority array unreadable", point=ref, error=str(error))
+            return True  # unknown: do not act on it
+        above = None if slots is None else active_priority(slots[: self.priority - 1])  # above ours
+        if above is None:
+            if ref in self.operator_held:
+                self.operator_held.discard(ref)
+                log.info("operator released a point: control may act on it again", point=ref)
+                self._emit("operator", f"{ref} free again", point=ref)
+            return False
+        if ref not in self.operator_held:
+            self.operator_held.add(ref)
+            log.warning("operator holds a point: control backs off", point=ref, priority=above)
+            self._emit(
+                "operator", f"{ref} held at priority {above}: control backs off", point=ref, priority=above
+            )
+        if ref in self.held:
+            await self.release(ref, f"priority {above} is active")
+        return True
+
+    async def release(self, ref: str, reason: str) -> bool:
+        """Give a point back; False if the device did not take it (it stays held, to be retried)."""
+        held = self.held.get(ref)
+        if held is None:
+            return True
+        device, point = ref.split("/")
+        value = None if held.prioritised else held.restore
+        try:
+            if held.prioritised or value is not None:
+                await self._io.write_point(device, point, value, self.priority)
+        except DeviceError as error:
+            log.warning("control release failed", point=ref, error=str(error))
+            self._emit("error", f"release of {ref} failed", point=ref, reason=str(error))
+            return False
+        del self.held[ref]
+        self._emit("release", f"{ref} released: {reason}", point=ref, value=value, reason=reason)
+        return True
+
+    async def release_all(self, reason: str) -> bool:
+        """Give every point back; True when the devices took all of them."""
+        results = [await self.release(ref, reason) for ref in list(self.held)]
+        return all(results)
+
+    async def expire(self) -> None:
+        """Release what no decision has renewed within the lease."""
+        now = self._monotonic()
+        for ref in [r for r, h in self.held.items() if now - h.renewed > self.lease_s]:
+            await self.release(ref, "lease expired")

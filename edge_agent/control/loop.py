@@ -1,0 +1,261 @@
+"""The control loop: every step of building time, observe, decide, guard and act.
+
+    LatestValues ─▶ Observation ─▶ Features ─▶ policy (ONNX, or the rule-based limiter) ─▶ guards ─▶ Actuator
+
+The model is used while it loads, answers with finite numbers and its inputs are in range; otherwise the
+rules decide (one log line and one event each time the reason changes). Missing or stale inputs release
+every write: control does not act on what it cannot see. Mode off releases and computes nothing; shadow
+decides and logs, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from edge_agent.clock import Clock
+from edge_agent.config_control import ControlConfig
+from edge_agent.control.actuator import Actuator, PointIO
+from edge_agent.control.calendar import KOREAN_HOLIDAYS_2026, OpeningHours
+from edge_agent.control.demand import IntervalDemand
+from edge_agent.control.events import ControlEvent, EventKind
+from edge_agent.control.features import Features, build_features
+from edge_agent.control.guards import GuardLimits, Guards, Targets
+from edge_agent.control.observation import Observation, ZoneObservation
+from edge_agent.control.onnx_policy import ModelError, OnnxPolicy, load_policy
+from edge_agent.control.rules import Policy, RuleBasedPolicy
+from edge_agent.control.settings import ControlMode, ControlSettings
+from edge_agent.latest import LatestValues
+from edge_agent.readings import Quality
+
+log = structlog.get_logger("edge_agent.control")
+
+LEASE_CHECK_S = 5.0
+
+
+def guard_limits(config: ControlConfig) -> GuardLimits:
+    return GuardLimits(
+        cooling_base_c=config.cooling_setpoint_c,
+        heating_base_c=config.heating_setpoint_c,
+        comfort_low_c=config.comfort_band_c[0],
+        comfort_high_c=config.comfort_band_c[1],
+        max_offset_k=config.max_offset_k,
+        co2_limit_ppm=config.co2_limit_ppm,
+        illuminance_floor_lux=config.illuminance_floor_lux,
+    )
+
+
+def opening_hours(config: ControlConfig) -> OpeningHours:
+    return OpeningHours(
+        config.open_hour,
+        config.close_hour,
+        frozenset(config.open_days),
+        KOREAN_HOLIDAYS_2026 | frozenset(config.holidays),
+        config.open_on_holidays,
+    )
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        gateway: str,
+        config: ControlConfig,
+        settings: ControlSettings,
+        latest: LatestValues,
+        io: PointIO,
+        *,
+        clock: Clock,
+        send_event: Callable[[bytes], None] | None = None,
+        units: dict[str, str] | None = None,
+    ) -> None:
+        self._gateway = gateway
+        self.config = config
+        self.settings = settings
+        self._latest = latest
+        self._clock = clock
+        self._send_event = send_event
+        self._units = units or {}
+        self.rules = RuleBasedPolicy()
+        self.model: OnnxPolicy | None = None
+        self._model_error: str | None = None
+        self.guards = Guards(guard_limits(config))
+        self.demand = IntervalDemand()
+        self.hours = opening_hours(config)
+        self.actuator = Actuator(io, self.emit, priority=config.write_priority, lease_s=config.lease_s)
+        self.fallback: str | None = None  # why the rules decide instead of the model; None: the model decides
+        self._missing: list[str] = []
+        self._mode: ControlMode | None = None
+        self.steps = 0
+        self.last_decision: dict[str, float] | None = None
+
+    def emit(self, kind: EventKind, message: str, **fields: Any) -> None:
+        event = ControlEvent(
+            gateway=self._gateway, kind=kind, at=self._clock.now(), message=message, **fields
+        )
+        if self._send_event is not None:
+            self._send_event(event.to_json())
+
+    def load_model(self) -> None:
+        if self.config.model is None:
+            self._use_rules("no model configured")
+            return
+        try:
+            self.model = load_policy(self.config.model)
+        except ModelError as error:
+            log.error(  # noqa: TRY400 - the reason says it all
+                "model refused: the rule-based limiter decides", model=str(error.path), reason=error.reason
+            )
+            self._use_rules(f"model refused: {error.reason}", logged=True)
+            return
+        log.info("model loaded", model=str(self.config.model), version=self.model.info.version)
+
+    def _use_rules(self, reason: str, *, logged: bool = False) -> None:
+        if reason == self.fallback:
+            return
+        self.fallback = reason
+        if not logged:
+            log.warning("control falls back to the rule-based limiter", reason=reason)
+        self.emit("fallback", "the rule-based limiter decides", policy="rules", reason=reason)
+
+    def _use_model(self) -> None:
+        if self.fallback is not None and self.model is not None:
+            log.info("the model decides again", previous=self.fallback)
+            self.emit("recovered", "the model decides again", policy="onnx", reason=self.fallback)
+            self.fallback = None
+
+    async def run(self) -> None:
+        """Decide every step until cancelled; the caller releases (stop())."""
+        self.load_model()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._leases())
+            while True:
+                await self.step()
+                await asyncio.sleep(self.config.step_s / self._clock.speed)
+
+    async def _leases(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_CHECK_S)
+            await self.actuator.expire()
+
+    async def stop(self, reason: str = "agent stopping") -> bool:
+        """Release every write; True when every device took its point back."""
+        released = await self.actuator.release_all(reason)
+        if released:
+            log.info("control released every point", reason=reason)
+        else:
+            log.error("control could not release every point", points=sorted(self.actuator.held))
+        return released
+
+    async def step(self) -> None:
+        mode = self.settings.mode
+        if mode is not self._mode:
+            self._mode = mode
+            log.info("control mode", mode=str(mode))
+            self.emit("mode", f"control {mode}", mode=str(mode))
+        if mode is ControlMode.OFF:
+            await self.actuator.release_all("control switched off")
+            return
+        now = self._clock.now()
+        observation = self.observe(now)
+        missing = observation.missing()
+        if missing != self._missing:
+            self._missing = missing
+            if missing:
+                log.warning("control inputs missing or stale: writes released", inputs=missing)
+                self.emit("fallback", "inputs missing or stale: writes released", reason=", ".join(missing))
+            else:
+                log.info("control inputs back")
+                self.emit("recovered", "control inputs back")
+        if missing:
+            await self.actuator.release_all("inputs missing or stale")
+            return
+        self.demand.add(now, observation.demand_kw or 0.0)
+        features = build_features(
+            observation, self.demand.state(now), self.settings.demand_target_kw, self.hours
+        )
+        policy = self._policy(features)
+        try:
+            decision = policy.decide(features)
+        except ModelError as error:
+            self._use_rules(f"model failed: {error.reason}")
+            policy, decision = self.rules, self.rules.decide(features)
+        targets = self.guards.apply(decision, observation, features)
+        self.steps += 1
+        self.last_decision = decision.values()
+        self.emit(
+            "decision",
+            f"{policy.name} decided ({mode})",
+            policy=policy.name,
+            mode=str(mode),
+            decision=self.last_decision,
+            guards=list(targets.notes),
+        )
+        if mode is ControlMode.ACTIVE:
+            await self.actuator.apply(self.wanted(targets))
+        else:
+            await self.actuator.release_all("shadow mode")
+
+    def _policy(self, features: Features) -> Policy:
+        if self.model is None:
+            return self.rules
+        outside = features.out_of_range()
+        if outside:
+            self._use_rules(f"inputs out of the model's range: {', '.join(outside)}")
+            return self.rules
+        self._use_model()
+        return self.model
+
+    def _value(self, ref: str | None) -> float | None:
+        """A point's latest good value; stale (by the wall clock, as polled) or bad: None."""
+        if ref is None:
+            return None
+        reading = self._latest.get(ref)
+        if reading is None or reading.quality is not Quality.GOOD or reading.value is None:
+            return None
+        return reading.value
+
+    def observe(self, now: datetime) -> Observation:
+        config = self.config
+        demand = self._value(config.demand)
+        if demand is not None and config.demand is not None and self._units.get(config.demand) == "W":
+            demand /= 1000
+        zones = tuple(
+            ZoneObservation(
+                z.name,
+                self._value(z.temperature),
+                self._value(z.cooling_setpoint),
+                self._value(z.heating_setpoint),
+                co2_ppm=self._value(z.co2),
+                illuminance_lux=self._value(z.illuminance),
+                dimming_pct=self._value(z.dimming),
+            )
+            for z in config.zones
+        )
+        outdoor = self._value(config.outdoor_temperature)
+        return Observation(now, outdoor, demand, zones)
+
+    def wanted(self, targets: Targets) -> dict[str, float | None]:
+        """What each written point should be ('device/point' -> value, None: released)."""
+        config = self.config
+        wanted: dict[str, float | None] = {}
+        for zone in config.zones:
+            target = targets.zones.get(zone.name)
+            for ref, value in (
+                (zone.cooling_setpoint, target.cooling_setpoint_c if target else None),
+                (zone.heating_setpoint, target.heating_setpoint_c if target else None),
+                (zone.dimming, target.dimming_pct if target else None),
+            ):
+                if ref is not None:
+                    wanted[ref] = value
+        for ref, value in (
+            (config.plant_limit, targets.plant_limit_pct),
+            (config.fan_limit, targets.fan_limit_pct),
+            (config.ventilation_limit, targets.ventilation_limit_pct),
+        ):
+            if ref is not None:
+                wanted[ref] = value
+        return wanted
