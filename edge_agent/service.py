@@ -132,7 +132,7 @@ class Agent:
         ]
         self.controller: ControlLoop | None = None
         if config.control.configured:
-            units = {f"{d.name}/{p.name}": p.unit for d in config.devices for p in d.points}
+            points = {f"{d.name}/{p.name}": p for d in config.devices for p in d.points}
             self.controller = ControlLoop(
                 config.gateway.id,
                 config.control,
@@ -141,7 +141,8 @@ class Agent:
                 self,
                 clock=self.clock,
                 send_event=self.uplink.send_event,
-                units=units,
+                units={ref: p.unit for ref, p in points.items()},
+                write_ranges={ref: p.write_range for ref, p in points.items() if p.write_range},
             )
 
     def _client_factory(self, device: ModbusDevice | BacnetDevice) -> ClientFactory:

@@ -71,6 +71,7 @@ class ControlLoop:
         clock: Clock,
         send_event: Callable[[bytes], None] | None = None,
         units: dict[str, str] | None = None,
+        write_ranges: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         self._gateway = gateway
         self.config = config
@@ -78,7 +79,8 @@ class ControlLoop:
         self._latest = latest
         self._clock = clock
         self._send_event = send_event
-        self._units = units or {}
+        self._units = units or {}  # 'device/point' -> unit
+        self._write_ranges = write_ranges or {}  # 'device/point' -> what control may write there
         self.rules = RuleBasedPolicy()
         self.model: OnnxPolicy | None = None
         self._model_error: str | None = None
@@ -250,12 +252,16 @@ class ControlLoop:
                 (zone.dimming, target.dimming_pct if target else None),
             ):
                 if ref is not None:
-                    wanted[ref] = value
+                    wanted[ref] = self._within_range(ref, value)
         for ref, value in (
             (config.plant_limit, targets.plant_limit_pct),
             (config.fan_limit, targets.fan_limit_pct),
             (config.ventilation_limit, targets.ventilation_limit_pct),
         ):
             if ref is not None:
-                wanted[ref] = value
+                wanted[ref] = self._within_range(ref, value)
         return wanted
+
+    def _within_range(self, ref: str, value: float | None) -> float | None:
+        limits = self._write_ranges.get(ref)
+        return value if value is None or limits is None else min(limits[1], max(limits[0], value))
