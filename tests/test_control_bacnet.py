@@ -47,8 +47,8 @@ def agent_toml(sim: Simulator, broker: Broker, state: Path) -> str:
         "close_hour = 22",
         "zones = [",
         *(
-            f'  {{ name = "{n}", temperature = "{n}/zone_temperature", cooling_setpoint = "{n}/cooling_setpoint",'
-            f' co2 = "{n}/zone_co2" }},'
+            f'  {{ name = "{n}", temperature = "{n}/zone_temperature",'
+            f' cooling_setpoint = "{n}/cooling_setpoint", co2 = "{n}/zone_co2" }},'
             for n in ROOMS
         ),
         "]",
@@ -145,7 +145,8 @@ async def test_writes_back_off_for_the_operator_and_are_released_on_sigterm(
                 await eventually(lambda: _slot_is_free(sim, "room1"), 10, "the agent backing off room1")
                 await asyncio.sleep(3)  # three more control steps
                 held = await room_slots(sim, "room1")
-                assert held[9] is None and held[7] == 25.5
+                assert held[9] is None
+                assert held[7] == 25.5
                 assert (await room_slots(sim, "room2"))[9] is not None  # room2 is still shed
                 assert sim.site.building("library").zones[0].overrides.cooling_sp == 25.5
             finally:
@@ -172,7 +173,8 @@ async def test_writes_back_off_for_the_operator_and_are_released_on_sigterm(
     kinds = {e["kind"] for e in events}
     assert {"mode", "decision", "write", "operator", "release"} <= kinds
     operator = [e for e in events if e["kind"] == "operator"]
-    assert operator[0]["point"] == "room1/cooling_setpoint" and operator[0]["priority"] == 8
+    assert operator[0]["point"] == "room1/cooling_setpoint"
+    assert operator[0]["priority"] == 8
     assert all(e["priority"] == 10 for e in events if e["kind"] == "write")
 
 
