@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -35,6 +35,7 @@ from edge_agent.readings import Quality
 log = structlog.get_logger("edge_agent.control")
 
 LEASE_CHECK_S = 5.0
+MODEL_RETRY = timedelta(minutes=15)  # building time before a model that failed is asked again
 
 
 def guard_limits(config: ControlConfig) -> GuardLimits:
@@ -89,6 +90,7 @@ class ControlLoop:
         self.hours = opening_hours(config)
         self.actuator = Actuator(io, self.emit, priority=config.write_priority, lease_s=config.lease_s)
         self.fallback: str | None = None  # why the rules decide instead of the model; None: the model decides
+        self._model_retry_at: datetime | None = None  # after a model failure, the rules decide until then
         self._missing: list[str] = []
         self._mode: ControlMode | None = None
         self.steps = 0
@@ -179,11 +181,12 @@ class ControlLoop:
         features = build_features(
             observation, self.demand.state(now), self.settings.demand_target_kw, self.hours
         )
-        policy = self._policy(features)
+        policy = self._policy(features, now)
         try:
             decision = policy.decide(features)
         except ModelError as error:
             self._use_rules(f"model failed: {error.reason}")
+            self._model_retry_at = now + MODEL_RETRY
             policy, decision = self.rules, self.rules.decide(features)
         targets = self.guards.apply(decision, observation, features)
         self.steps += 1
@@ -201,8 +204,8 @@ class ControlLoop:
         else:
             await self.actuator.release_all("shadow mode")
 
-    def _policy(self, features: Features) -> Policy:
-        if self.model is None:
+    def _policy(self, features: Features, now: datetime) -> Policy:
+        if self.model is None or (self._model_retry_at is not None and now < self._model_retry_at):
             return self.rules
         outside = features.out_of_range()
         if outside:

@@ -1,0 +1,231 @@
+"""The control loop when something it depends on fails: stale meter data releases every write, and a
+corrupt model, a model with the wrong signature or a NaN from the model hand the decision to the
+rule-based limiter. Each says so in one log line and one event upstream."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import structlog
+from onnx import TensorProto, helper, numpy_helper
+
+from edge_agent.clock import ManualClock
+from edge_agent.config_control import ControlConfig
+from edge_agent.control.decision import KNOBS
+from edge_agent.control.features import FEATURE_UNITS
+from edge_agent.control.loop import ControlLoop
+from edge_agent.control.onnx_policy import FINGERPRINT_KEY, INPUTS_KEY, OUTPUTS_KEY, VERSION_KEY
+from edge_agent.control.settings import ControlMode, ControlSettings
+from edge_agent.latest import LatestValues
+from edge_agent.readings import Quality, Reading, utc_now
+
+START = datetime.fromisoformat("2026-08-05T14:00:00+09:00")  # open, hot
+POLL_S = 1.0
+VALUES = {
+    "meter/total_power": (150.0, "kW"),
+    "ahu/outdoor_air_temperature": (31.0, "degC"),
+    "vav/zone_temperature": (26.0, "degC"),
+    "vav/cooling_setpoint": (26.0, "degC"),
+    "plant/demand_limit": (100.0, "%"),
+}
+
+
+@dataclass
+class Building:
+    """The loop's view of the devices: what it wrote, and priority arrays that are always free."""
+
+    writes: list[tuple[str, float | None]] = field(default_factory=list)
+
+    async def write_point(self, device: str, point: str, value: float | None, priority: int | None) -> None:
+        self.writes.append((f"{device}/{point}", value))
+
+    async def priority_array(self, device: str, point: str) -> list[float | None] | None:
+        return [None] * 16
+
+    def current_value(self, device: str, point: str) -> float | None:
+        return None
+
+
+def linear_model(
+    path: Path,
+    *,
+    bias: float = 0.5,
+    inputs: list[tuple[str, str]] | None = None,
+    width: int = len(FEATURE_UNITS),
+) -> Path:
+    """A one-layer model with the agent's metadata (or the given input names) and a constant output."""
+    weights = numpy_helper.from_array(np.zeros((width, len(KNOBS)), np.float32), "w")
+    offsets = numpy_helper.from_array(np.full((len(KNOBS),), bias, np.float32), "b")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["features", "w"], ["h"]),
+            helper.make_node("Add", ["h", "b"], ["knobs"]),
+        ],
+        "test",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("knobs", TensorProto.FLOAT, ["batch", len(KNOBS)])],
+        [weights, offsets],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    names = inputs if inputs is not None else list(FEATURE_UNITS.items())
+    meta = {
+        INPUTS_KEY: json.dumps(names),
+        OUTPUTS_KEY: json.dumps([[n, k.unit] for n, k in KNOBS.items()]),
+        VERSION_KEY: "test",
+        FINGERPRINT_KEY: "0" * 64,
+    }
+    helper.set_model_props(model, meta)
+    onnx.save(model, path)
+    return path
+
+
+def control_loop(model: Path | None, events: list[dict[str, object]]) -> tuple[ControlLoop, Building]:
+    config = ControlConfig.model_validate(
+        {
+            "mode": "active",
+            "demand_target_kw": 100.0,  # below the demand: the limiter sheds
+            "model": model,
+            "demand": "meter/total_power",
+            "outdoor_temperature": "ahu/outdoor_air_temperature",
+            "plant_limit": "plant/demand_limit",
+            "zones": [
+                {
+                    "name": "z",
+                    "temperature": "vav/zone_temperature",
+                    "cooling_setpoint": "vav/cooling_setpoint",
+                }
+            ],
+            "open_days": list(range(7)),
+            "close_hour": 22,
+        }
+    )
+    latest = LatestValues(dict.fromkeys(VALUES, POLL_S))
+    building = Building()
+    loop = ControlLoop(
+        "gw",
+        config,
+        ControlSettings.from_config(config),
+        latest,
+        building,
+        clock=ManualClock(START),
+        send_event=lambda payload: events.append(json.loads(payload)),
+        units={ref: unit for ref, (_, unit) in VALUES.items()},
+    )
+    feed(loop)
+    return loop, building
+
+
+def feed(loop: ControlLoop, age_s: float = 0.0, **values: float) -> None:
+    at = utc_now() - timedelta(seconds=age_s)
+    readings = []
+    for ref, (value, unit) in VALUES.items():
+        device, point = ref.split("/")
+        readings.append(Reading(device, point, values.get(point, value), unit, Quality.GOOD, at))
+    loop._latest.update(readings)
+
+
+def decided_by(events: list[dict[str, object]]) -> list[object]:
+    return [e["policy"] for e in events if e["kind"] == "decision"]
+
+
+async def test_stale_meter_data_releases_every_write_with_one_line_and_one_event() -> None:
+    events: list[dict[str, object]] = []
+    loop, building = control_loop(None, events)
+    loop.load_model()
+    await loop.step()
+    held = set(loop.actuator.held)
+    assert held == {"vav/cooling_setpoint", "plant/demand_limit"}
+    feed(loop, age_s=10 * POLL_S)  # the pollers stopped getting answers
+    with structlog.testing.capture_logs() as logs:
+        await loop.step()
+        await loop.step()
+    assert loop.actuator.held == {}
+    assert {ref for ref, value in building.writes if value is None} == held  # relinquished, all of them
+    stale = [line for line in logs if "stale" in str(line["event"])]
+    assert len(stale) == 1
+    assert "building demand" in str(stale[0]["inputs"])
+    fallbacks = [e for e in events if e["kind"] == "fallback" and "stale" in str(e["message"])]
+    assert len(fallbacks) == 1
+    feed(loop)  # the meter answers again: control resumes
+    await loop.step()
+    assert "vav/cooling_setpoint" in loop.actuator.held
+    assert events[-1]["kind"] == "write" or any(e["kind"] == "recovered" for e in events)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda p: p.write_bytes(linear_model(p).read_bytes()[:100]) and p, "not a valid ONNX model"),
+        (
+            lambda p: linear_model(
+                p, inputs=[("outdoor_temperature", "degF"), *list(FEATURE_UNITS.items())[1:]]
+            ),
+            "input 0",
+        ),
+        (lambda p: linear_model(p, width=19), "shape"),
+    ],
+    ids=["corrupt", "wrong-names", "wrong-shape"],
+)
+async def test_a_refused_model_hands_over_to_the_rules(tmp_path: Path, make: object, reason: str) -> None:
+    events: list[dict[str, object]] = []
+    model = make(tmp_path / "model.onnx")  # type: ignore[operator]
+    loop, _ = control_loop(model, events)
+    with structlog.testing.capture_logs() as logs:
+        loop.load_model()
+        await loop.step()
+        await loop.step()
+    refused = [line for line in logs if line["event"] == "model refused: the rule-based limiter decides"]
+    assert len(refused) == 1
+    assert reason in str(refused[0]["reason"])
+    assert [e["kind"] for e in events].count("fallback") == 1
+    assert decided_by(events) == ["rules", "rules"]
+    assert "vav/cooling_setpoint" in loop.actuator.held  # the rules still shed
+
+
+async def test_a_nan_from_the_model_hands_the_step_to_the_rules(tmp_path: Path) -> None:
+    events: list[dict[str, object]] = []
+    loop, _ = control_loop(linear_model(tmp_path / "nan.onnx", bias=float("nan")), events)
+    loop.load_model()
+    assert loop.model is not None  # the model itself is well formed
+    with structlog.testing.capture_logs() as logs:
+        await loop.step()
+        await loop.step()
+    falls = [line for line in logs if line["event"] == "control falls back to the rule-based limiter"]
+    assert len(falls) == 1
+    assert "nan" in str(falls[0]["reason"]).lower()
+    assert decided_by(events) == ["rules", "rules"]
+    assert [e["kind"] for e in events].count("fallback") == 1
+
+
+async def test_a_sound_model_decides(tmp_path: Path) -> None:
+    events: list[dict[str, object]] = []
+    loop, _ = control_loop(linear_model(tmp_path / "ok.onnx"), events)
+    loop.load_model()
+    await loop.step()
+    assert decided_by(events) == ["onnx"]
+    assert loop.fallback is None
+
+
+async def test_shadow_writes_nothing_and_off_gives_everything_back() -> None:
+    events: list[dict[str, object]] = []
+    loop, building = control_loop(None, events)
+    loop.load_model()
+    loop.settings.mode = ControlMode.SHADOW
+    await loop.step()
+    assert decided_by(events) == ["rules"]  # decided and reported...
+    assert building.writes == []  # ...never written
+    loop.settings.mode = ControlMode.ACTIVE
+    await loop.step()
+    assert loop.actuator.held
+    loop.settings.mode = ControlMode.OFF
+    await loop.step()
+    assert loop.actuator.held == {}
+    assert building.writes[-2:] == [("vav/cooling_setpoint", None), ("plant/demand_limit", None)]
+    assert [e["mode"] for e in events if e["kind"] == "mode"] == ["shadow", "active", "off"]
