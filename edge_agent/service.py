@@ -37,10 +37,13 @@ from edge_agent.protocols.base import ProtocolClient
 from edge_agent.protocols.modbus import ModbusClient
 from edge_agent.protocols.modbus_link import ModbusLink, link_for
 from edge_agent.readings import Reading
+from edge_agent.sdnotify import Heartbeats, Notifier, keep_alive
 from edge_agent.uplink import Uplink, UplinkStatistics
 
 log = structlog.get_logger("edge_agent.service")
 
+TICK_S = 1.0  # the event loop's own heartbeat (a stuck loop withholds systemd's watchdog)
+READY_WITHIN_S = 30.0  # READY=1 after every device's first poll, or this long at most
 SHUTDOWN_STEP_S = 5.0  # bound on each shutdown stage: pollers stopping, the queue committing
 QUEUE_BATCHES = 1000  # poll results waiting for the buffer writer; pollers wait when it is full
 WRITE_BATCH_READINGS = 5000  # readings committed in one transaction at most
@@ -229,13 +232,21 @@ class Agent:
                 buffer=str(self.buffer.path),
                 buffered=self.buffer.statistics().depth,
             )
+            notifier, heartbeats = Notifier.from_environment(), Heartbeats()
+            heartbeats.register("event loop", max_age_s=10 * TICK_S)
             async with asyncio.TaskGroup() as tasks:
+                ticking = tasks.create_task(_tick(heartbeats), name="heartbeat")
+                watchdog = tasks.create_task(keep_alive(notifier, heartbeats), name="watchdog")
+                ready = tasks.create_task(self._ready(notifier), name="ready")
                 uplink = tasks.create_task(self.uplink.run(), name="uplink")
                 writer = tasks.create_task(self._write_buffer(), name="buffer writer")
                 polls = [tasks.create_task(p.run(), name=f"poll {p.device.name}") for p in self.pollers]
                 control = self.controller
                 deciding = tasks.create_task(control.run(), name="control") if control else None
                 await stop.wait()
+                notifier.stopping("stopping: releasing writes, committing the buffer")
+                for helper in (ticking, watchdog, ready):
+                    helper.cancel()
                 if control is not None and deciding is not None:  # release while the devices are connected
                     deciding.cancel()
                     await asyncio.wait([deciding], timeout=SHUTDOWN_STEP_S)
@@ -253,6 +264,14 @@ class Agent:
                 writer.cancel()
                 uplink.cancel()
             log.info("agent stopped", buffered=self.buffer.statistics().depth)
+
+    async def _ready(self, notifier: Notifier) -> None:
+        """READY=1 once every device has had its first poll (answered or not), or after READY_WITHIN_S."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(READY_WITHIN_S):
+                while not all(s.polls or s.failures for s in (p.statistics() for p in self.pollers)):  # noqa: ASYNC110 - statistics are read, not awaited
+                    await asyncio.sleep(0.1)
+        notifier.ready(f"polling {len(self.pollers)} devices")
 
     async def _write_buffer(self) -> None:
         """Commit queued readings in batches: one transaction for everything waiting. A failed commit
@@ -281,3 +300,9 @@ class Agent:
             self._queued -= len(readings)
             for _ in batches:
                 self._queue.task_done()
+
+
+async def _tick(heartbeats: Heartbeats) -> None:
+    while True:
+        heartbeats.beat("event loop")
+        await asyncio.sleep(TICK_S)

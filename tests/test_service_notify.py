@@ -1,0 +1,63 @@
+"""`edge-agent run` under systemd's notify protocol, systemd's side played by a datagram socket: READY=1
+comes after the first poll, WATCHDOG=1 keeps coming while healthy, STOPPING=1 and exit 0 follow SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+from edge_sim.devices.meters.sdm630 import Sdm630
+from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
+from tests.support import LOOPBACK, free_port
+
+
+async def messages(sock: socket.socket, until: str, timeout_s: float) -> list[str]:
+    """Datagrams from the agent, up to and including the first that contains `until`."""
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+    async with asyncio.timeout(timeout_s):
+        while not seen or until not in seen[-1]:
+            seen.append((await loop.sock_recv(sock, 4096)).decode())
+    return seen
+
+
+async def test_ready_after_first_poll_watchdog_while_healthy_stopping_on_sigterm(tmp_path: Path) -> None:
+    async with ModbusTcpMeterServer(LOOPBACK, 0, [Sdm630(unit_id=1)]) as meter:
+        config = tmp_path / "agent.toml"
+        config.write_text(
+            f'[buffer]\npath = "{tmp_path / "b.db"}"\n[mqtt]\nurl = "mqtt://{LOOPBACK}:{free_port()}"\n'
+            f'[[devices]]\nname = "meter"\nprotocol = "modbus-tcp"\nhost = "{LOOPBACK}"\n'
+            f"port = {meter.port}\n"
+            'profile = "eastron-sdm630"\n[[pollers]]\ndevice = "meter"\ninterval_s = 0.5\n'
+        )
+        with (
+            tempfile.TemporaryDirectory(prefix="sdn") as directory,
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
+        ):
+            path = str(Path(directory) / "notify")
+            sock.bind(path)
+            sock.setblocking(False)
+            env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}  # WATCHDOG=1 every 0.5 s
+            agent = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "edge_agent", "run", "--config", str(config),
+                env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                startup = await messages(sock, "READY=1", 20)
+                assert any("READY=1" in m for m in startup)
+                assert "polling 1 devices" in startup[-1]
+                later = await messages(sock, "WATCHDOG=1", 5)
+                later += await messages(sock, "WATCHDOG=1", 5)
+                assert sum("WATCHDOG=1" in m for m in later) >= 2
+            finally:
+                agent.send_signal(signal.SIGTERM)
+            stopping = await messages(sock, "STOPPING=1", 10)
+            assert "STOPPING=1" in stopping[-1]
+            async with asyncio.timeout(20):
+                _, err = await agent.communicate()
+            assert agent.returncode == 0, err.decode()[-2000:]
