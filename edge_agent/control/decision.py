@@ -11,6 +11,15 @@ from dataclasses import astuple, dataclass, fields
 from typing import NamedTuple
 
 
+class ModelError(Exception):
+    """A policy model that cannot be used: missing, corrupt, mismatched, or failing (onnx_policy.py)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"model {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
 class Knob(NamedTuple):
     unit: str
     low: float

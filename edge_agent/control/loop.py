@@ -21,12 +21,12 @@ from edge_agent.clock import Clock
 from edge_agent.config_control import ControlConfig
 from edge_agent.control.actuator import Actuator, PointIO
 from edge_agent.control.calendar import KOREAN_HOLIDAYS_2026, OpeningHours
+from edge_agent.control.decision import ModelError
 from edge_agent.control.demand import IntervalDemand
 from edge_agent.control.events import ControlEvent, EventKind
 from edge_agent.control.features import Features, build_features
 from edge_agent.control.guards import GuardLimits, Guards, Targets
 from edge_agent.control.observation import Observation, ZoneObservation
-from edge_agent.control.onnx_policy import ModelError, OnnxPolicy, load_policy
 from edge_agent.control.rules import Policy, RuleBasedPolicy
 from edge_agent.control.settings import ControlMode, ControlSettings
 from edge_agent.latest import LatestValues
@@ -83,7 +83,7 @@ class ControlLoop:
         self._units = units or {}  # 'device/point' -> unit
         self._write_ranges = write_ranges or {}  # 'device/point' -> what control may write there
         self.rules = RuleBasedPolicy()
-        self.model: OnnxPolicy | None = None
+        self.model: Policy | None = None
         self._model_error: str | None = None
         self.guards = Guards(guard_limits(config))
         self.demand = IntervalDemand()
@@ -107,15 +107,18 @@ class ControlLoop:
         if self.config.model is None:
             self._use_rules("no model configured")
             return
+        from edge_agent.control.onnx_policy import load_policy  # onnxruntime: only when a model is set
+
         try:
-            self.model = load_policy(self.config.model)
+            model = load_policy(self.config.model)
         except ModelError as error:
             log.error(  # noqa: TRY400 - the reason says it all
                 "model refused: the rule-based limiter decides", model=str(error.path), reason=error.reason
             )
             self._use_rules(f"model refused: {error.reason}", logged=True)
             return
-        log.info("model loaded", model=str(self.config.model), version=self.model.info.version)
+        self.model = model
+        log.info("model loaded", model=str(self.config.model), version=model.info.version)
 
     def _use_rules(self, reason: str, *, logged: bool = False) -> None:
         if reason == self.fallback:

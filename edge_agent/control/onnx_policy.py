@@ -16,19 +16,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edge_agent.control.decision import KNOBS, Decision
+from edge_agent.control.decision import KNOBS, Decision, ModelError
 from edge_agent.control.features import FEATURE_UNITS, Features
 
 INPUTS_KEY, OUTPUTS_KEY = "edge_agent.inputs", "edge_agent.outputs"
 VERSION_KEY, FINGERPRINT_KEY = "edge_agent.version", "edge_agent.training_fingerprint"
 FLOAT_TENSOR = "tensor(float)"
-
-
-class ModelError(Exception):
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"model {path}: {reason}")
-        self.path = path
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
