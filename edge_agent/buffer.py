@@ -119,15 +119,17 @@ SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->
 
 
 def _rows_json(readings: Sequence[Reading]) -> str:
-    """The batch as a JSON array of rows; runs on the event loop (json.dumps is C and quick)."""
-    rows = []
+    """The batch as a JSON array of rows; runs on the event loop (json.dumps is C and quick). A Quality is
+    a str: the encoder writes it as its value."""
+    rows: list[tuple[str, str, float | None, str, Quality, int]] = []
+    append, isfinite = rows.append, math.isfinite
     last_ts: datetime | None = None
     ts_us = 0
     for r in readings:
         if r.ts is not last_ts:  # a poll's readings share one timestamp object
             last_ts, ts_us = r.ts, _to_us(r.ts)
-        value = r.value if r.value is None or math.isfinite(r.value) else None
-        rows.append((r.device, r.point, value, r.unit, r.quality.value, ts_us))
+        value = r.value if r.value is None or isfinite(r.value) else None
+        append((r.device, r.point, value, r.unit, r.quality, ts_us))
     return json.dumps(rows, allow_nan=False, separators=(",", ":"))
 
 

@@ -17,6 +17,9 @@ A B C D E F G H (64-bit), split into 16-bit words with the most significant word
 its two bytes. Strings read forward register by register (word order never reverses text); "BADC"
 and "DCBA" swap the two bytes of each register.
 
+A `BlockDecoder` decodes all the points of one block of registers (one Modbus request) together: one
+struct call per byte/word order for every number in the block, then scale, offset and sentinels as above.
+
 "Not available": meters report a missing quantity with a sentinel raw value. Such a value decodes to
 `Decoded(value=None, not_available=True)`, a quality flag for the caller, never a number. Sentinels
 are raw values (before scale and offset); for signed types either spelling is accepted (0x8000 or
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
 
@@ -217,6 +220,15 @@ class Encoding:
         except struct.error as exc:
             raise ValueError(f"registers must be integers 0..65535: {list(registers)!r}") from exc
 
+    def value_of(self, raw: float) -> float | None:
+        """A raw number's value (`decode` without the registers): None for a "not available" sentinel.
+        Numbers and bitfields only."""
+        if raw in self._sentinels or (self._nan_sentinel and math.isnan(raw)):
+            return None
+        if self._field_mask:
+            raw = (int(raw) & self._field_mask) >> self._shift
+        return float(raw) if self._identity else raw * self.scale + self.offset
+
     def decode(self, registers: Sequence[int] | bool) -> Decoded:
         """Registers as read (for "bool": a list of one bit, or the bit itself) to a value.
 
@@ -292,3 +304,68 @@ class Encoding:
         if not low <= raw <= high:
             raise ValueError(f"{value} is out of range for {self.type} (raw {low}..{high})")
         return raw << self._shift if self.type == "bitfield" else raw
+
+
+_ToValue = Callable[[float], float | None]
+
+
+class BlockDecoder:
+    """Decodes the points of one block of `count` registers at once; build it once per planned request.
+
+    `points` are (offset in the block, encoding) pairs. Numbers are unpacked by one precompiled struct per
+    byte/word order in use, from the block's registers packed once (twice when an order swaps the bytes
+    of each register); strings, bitfields, bools and points overlapping another are decoded one by one.
+    `decode` gives, point by point, what `Encoding.decode` would: the value, None for "not available".
+    """
+
+    __slots__ = ("_big", "_little", "_one_by_one", "_size", "_structs", "_swapped")
+
+    def __init__(self, count: int, points: Sequence[tuple[int, Encoding]]) -> None:
+        self._size = len(points)
+        self._big = struct.Struct(f">{count}H")
+        self._little = struct.Struct(f"<{count}H")
+        self._one_by_one: list[tuple[int, int, Encoding]] = []  # (index, offset, encoding)
+        # (words endian, value endian) -> the numbers in that order: (offset, index, encoding)
+        groups: dict[tuple[str, str], list[tuple[int, int, Encoding]]] = {}
+        for index, (offset, encoding) in enumerate(points):
+            if encoding.type in _NUMERIC and 0 <= offset <= count - encoding.registers:
+                groups.setdefault(_ENDIAN[encoding.order], []).append((offset, index, encoding))
+            else:
+                self._one_by_one.append((index, offset, encoding))
+        # One struct a group, reading its points in address order; pad bytes skip the registers between.
+        self._structs: list[tuple[bool, struct.Struct, list[tuple[int, _ToValue]]]] = []
+        for (words_endian, value_endian), numbers in groups.items():
+            layout, end = [value_endian], 0
+            taken: list[tuple[int, _ToValue]] = []
+            for offset, index, encoding in sorted(numbers, key=lambda n: n[0]):
+                if offset < end:  # overlaps the point before: decoded on its own
+                    self._one_by_one.append((index, offset, encoding))
+                    continue
+                pad = f"{2 * (offset - end)}x" if offset > end else ""
+                layout.append(pad + _NUMERIC[encoding.type][0])
+                end = offset + encoding.registers
+                plain = encoding._identity and not encoding._sentinels and not encoding._nan_sentinel
+                to_value: _ToValue = float if plain else encoding.value_of
+                taken.append((index, to_value))
+            self._structs.append((words_endian == "<", struct.Struct("".join(layout)), taken))
+        self._swapped = any(little_words for little_words, _, _ in self._structs)
+
+    def decode(self, registers: Sequence[int]) -> list[float | str | None]:
+        """The points' values, in the order given when built; None for "not available".
+
+        Raises ValueError for registers that are not `count` integers 0..65535 (unused ones included), or
+        a point `Encoding.decode` refuses: decode such a block point by point to find out which.
+        """
+        try:
+            big = self._big.pack(*registers)
+            little = self._little.pack(*registers) if self._swapped else big
+        except struct.error as exc:
+            raise ValueError(f"registers must be {self._big.size // 2} integers 0..65535") from exc
+        values: list[float | str | None] = [None] * self._size
+        for little_words, numbers, taken in self._structs:
+            raws = numbers.unpack_from(little if little_words else big)
+            for (index, to_value), raw in zip(taken, raws, strict=True):
+                values[index] = to_value(raw)
+        for index, offset, encoding in self._one_by_one:
+            values[index] = encoding.decode(registers[offset : offset + encoding.registers]).value
+        return values

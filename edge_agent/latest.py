@@ -15,24 +15,34 @@ from edge_agent.readings import Quality, Reading, utc_now
 STALE_AFTER_INTERVALS = 2.0
 
 
+def _split(key: str) -> tuple[str, str]:
+    device, _, point = key.partition("/")
+    return device, point
+
+
 class LatestValues:
+    """Kept by (device, point): no 'device/point' string is built for every reading."""
+
     def __init__(self, intervals_s: Mapping[str, float] | None = None) -> None:
         """intervals_s: 'device/point' -> poll interval; points not listed never turn stale."""
-        self._by_key: dict[str, Reading] = {}
+        self._by_key: dict[tuple[str, str], Reading] = {}
         self._limits = {
-            key: timedelta(seconds=s * STALE_AFTER_INTERVALS) for key, s in (intervals_s or {}).items()
+            _split(key): timedelta(seconds=s * STALE_AFTER_INTERVALS)
+            for key, s in (intervals_s or {}).items()
         }
 
     def update(self, readings: Iterable[Reading]) -> None:
+        latest = self._by_key
         for reading in readings:
-            self._by_key[reading.key] = reading
+            latest[reading.device, reading.point] = reading
 
     def get(self, key: str, now: datetime | None = None) -> Reading | None:
-        reading = self._by_key.get(key)
+        """The latest reading of 'device/point', stale if it is."""
+        reading = self._by_key.get(_split(key))
         return None if reading is None else self._aged(reading, now or utc_now())
 
     def _aged(self, reading: Reading, now: datetime) -> Reading:
-        limit = self._limits.get(reading.key)
+        limit = self._limits.get((reading.device, reading.point))
         if limit is None or reading.quality is not Quality.GOOD or now - reading.ts <= limit:
             return reading
         return dataclasses.replace(reading, quality=Quality.STALE)

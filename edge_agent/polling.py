@@ -21,6 +21,7 @@ from edge_agent.protocols.base import PointResult, ProtocolClient
 from edge_agent.readings import Quality, Reading, utc_now
 
 log = structlog.get_logger("edge_agent.polling")
+_GOOD, _BAD, _UNAVAILABLE = Quality.GOOD, Quality.BAD, Quality.UNAVAILABLE
 
 ReadingSink = Callable[[list[Reading]], Awaitable[None]]
 ClientFactory = Callable[[], ProtocolClient]
@@ -214,21 +215,22 @@ class DevicePoller:
     async def _deliver(self, results: list[PointResult]) -> None:
         now = utc_now()
         self._polls += 1
+        device, units = self.device.name, self._units  # (this runs for every point of every poll)
         readings = [
             Reading(
-                self.device.name,
+                device,
                 r.point,
                 r.value,
-                self._units[r.point],
-                Quality.BAD if r.error else Quality.UNAVAILABLE if r.unavailable else Quality.GOOD,
+                units[r.point],
+                _BAD if r.error is not None else _UNAVAILABLE if r.unavailable else _GOOD,
                 now,
             )
             for r in results
         ]
-        errors = [r.error for r in results if r.error is not None]
-        if errors:
+        error = next((r.error for r in results if r.error is not None), None)
+        if error is not None:
             self._failures += 1
-            self._set_health(Health.DEGRADED, errors[0])
+            self._set_health(Health.DEGRADED, error)
         else:
             self._last_success = now
             self._set_health(Health.UP)

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import struct
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_agent.clock import ManualClock
+from edge_agent.codec import Encoding
 from edge_agent.config import ModbusPoint, ModbusTcpDevice
-from edge_agent.errors import DeviceRejected, DeviceUnreachable
+from edge_agent.errors import DeviceGarbage, DeviceRejected, DeviceUnreachable
 from edge_agent.planner import plan_reads
 from edge_agent.protocols.modbus import ModbusClient
+from edge_agent.protocols.modbus_link import ModbusLink
 from edge_sim.devices.meters.registers import float32
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, free_port, mbpoll_float
+from tests.test_codec import SPECIAL_REGISTERS, any_encoding
 
 SDM630_POINTS = [
     ModbusPoint(name="total_power", table="input", address=0x34, unit="W"),
@@ -140,3 +150,85 @@ async def test_writes_with_single_or_multiple_functions(sim: Simulator, multiple
         await client.write("demand_period", 30.0)
         results = {r.point: r.value for r in await client.read(["relay", "register", "demand_period"])}
     assert results == {"relay": 1.0, "register": 1234.0, "demand_period": 30.0}
+
+
+# --- decoding a whole block gives every point what decoding it alone would --------------------------------
+
+
+class Answers:
+    """A link to a device whose input registers hold `registers` (no network: decoding only)."""
+
+    units = 1
+
+    def __init__(self, registers: list[int]) -> None:
+        self.registers = registers
+
+    def join(self) -> None:
+        pass
+
+    async def call(self, operation: Callable[[Any], Awaitable[Any]], **_: object) -> Any:
+        return await operation(self)
+
+    async def read_input_registers(self, start: int, count: int, device_id: int) -> SimpleNamespace:
+        return SimpleNamespace(registers=self.registers[start : start + count], isError=lambda: False)
+
+
+def as_point(name: str, address: int, encoding: Encoding) -> ModbusPoint:
+    sentinels = encoding.not_available
+    return ModbusPoint(
+        name=name,
+        table="input",
+        address=address,
+        type=encoding.type,
+        order=encoding.order,
+        scale=encoding.scale,
+        offset=encoding.offset,
+        count=encoding.count,
+        bit=encoding.bit,
+        not_available="auto" if sentinels == "auto" else [int(s) for s in sentinels],
+    )
+
+
+def read_alone(point: ModbusPoint, registers: list[int]) -> tuple[float | None, bool, str | None]:
+    """(value, unavailable, error message) of one point decoded on its own."""
+    try:
+        decoded = point.codec.decode(registers[point.address : point.address + point.registers])
+    except ValueError as exc:
+        return None, False, f"cannot decode: {exc}"
+    if isinstance(decoded.value, float) and math.isfinite(decoded.value):
+        return decoded.value, False, None
+    if decoded.not_available:
+        return None, True, None
+    return None, False, f"not a finite number: {decoded.value!r}"
+
+
+# Points a configuration can have: no bools in registers, integer sentinels only.
+configurable = any_encoding().filter(lambda e: e.type != "bool" and e.not_available != (math.nan,))
+
+
+@settings(deadline=None)  # an event loop for every example: slow on a busy machine, never wrong
+@given(st.lists(st.tuples(configurable, st.integers(-2, 30)), min_size=1, max_size=12), st.data())
+def test_a_block_read_gives_each_point_what_reading_it_alone_gives(
+    placed: list[tuple[Encoding, int]], data: st.DataObject
+) -> None:
+    points: list[ModbusPoint] = []
+    end = 0
+    for index, (encoding, gap) in enumerate(placed):  # gaps (some past max_gap) and overlaps
+        points.append(as_point(f"p{index}", max(0, end + gap), encoding))
+        end = points[-1].address + points[-1].registers
+    end = max(p.address + p.registers for p in points)
+    register = st.one_of(st.integers(0, 0xFFFF), st.sampled_from(SPECIAL_REGISTERS))
+    registers = data.draw(st.lists(register, min_size=end, max_size=end))
+    client = ModbusClient(meter(502, points), cast(ModbusLink, Answers(registers)))
+    results = asyncio.run(client.read([p.name for p in points]))
+    by_name = {p.name: p for p in points}
+    assert sorted(r.point for r in results) == sorted(by_name)
+    for result in results:
+        value, unavailable, message = read_alone(by_name[result.point], registers)
+        assert repr(result.value) == repr(value)
+        assert result.unavailable is unavailable
+        if message is None:
+            assert result.error is None
+        else:
+            assert isinstance(result.error, DeviceGarbage)
+            assert str(result.error).endswith(message)

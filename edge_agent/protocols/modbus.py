@@ -1,7 +1,8 @@
 """Modbus devices (TCP, RTU on RS-485, RTU over TCP) through pymodbus, behind the protocol interface.
 
 Reads are planned (planner.py): a meter's points usually cost one or two requests. Values are decoded by
-codec.py in the point's byte and word order; a "not available" sentinel is a quality flag, not a number.
+codec.py in the point's byte and word order, a whole block of registers at once; a "not available" sentinel
+is a quality flag, not a number.
 Requests go through the device's link (modbus_link.py), which units on one bus share.
 """
 
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pymodbus import ExceptionResponse
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from edge_agent.codec import Encoding
+from edge_agent.codec import BlockDecoder, Encoding
 from edge_agent.config import ModbusDevice, ModbusPoint
 from edge_agent.errors import DeviceError, DeviceGarbage, DeviceRejected, DeviceUnreachable
 from edge_agent.planner import PlanLimits, ReadBlock, plan_reads
@@ -41,6 +43,25 @@ _READS: dict[str, Callable[[ModbusBaseClient], Callable[..., Awaitable[Any]]]] =
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A planned block and what reading it takes, prepared once with the plan."""
+
+    block: ReadBlock
+    where: str  # for errors: "input registers 0+80"
+    names: tuple[str, ...]  # the block's points, in order
+    decoder: BlockDecoder | None  # None for coils and discrete inputs: their bits are decoded one by one
+
+    @classmethod
+    def of(cls, block: ReadBlock) -> _Request:
+        bits = block.table in ("coil", "discrete")
+        where = f"{block.table} {'bits' if bits else 'registers'} {block.start}+{block.count}"
+        decoder = None
+        if not bits:
+            decoder = BlockDecoder(block.count, [(p.address - block.start, p.codec) for p in block.points])
+        return cls(block, where, tuple(p.name for p in block.points), decoder)
+
+
 class ModbusClient(ClientContext):
     """One unit. Its link is its own (`link=None`: a TCP device) or shared with the other units on a bus."""
 
@@ -51,7 +72,7 @@ class ModbusClient(ClientContext):
         self._link.join()
         self._points = {p.name: p for p in device.points}
         self._encodings: dict[str, Encoding] = {p.name: p.codec for p in device.points}
-        self._plans: dict[tuple[tuple[str, ...], frozenset[str]], list[ReadBlock]] = {}
+        self._plans: dict[tuple[tuple[str, ...], frozenset[str]], list[_Request]] = {}
         self._limits = PlanLimits(device.max_registers, device.max_gap, tuple(device.forbidden))
         self.read_alone: set[str] = set()  # points in blocks the device refused: read one by one
         self.requests = 0
@@ -66,13 +87,13 @@ class ModbusClient(ClientContext):
         name = EXCEPTION_NAMES.get(code, "unknown exception")
         return self._error(DeviceRejected, where, name, f"modbus exception {code}")
 
-    def _plan(self, points: Sequence[str]) -> list[ReadBlock]:
+    def _plan(self, points: Sequence[str]) -> list[_Request]:
         """The requests for these points, planned once (again when a refused block changes the plan)."""
         key = (tuple(points), frozenset(self.read_alone))
         plan = self._plans.get(key)
         if plan is None:
-            plan = plan_reads([self._points[name] for name in points], self._limits, self.read_alone)
-            self._plans[key] = plan
+            blocks = plan_reads([self._points[name] for name in points], self._limits, self.read_alone)
+            plan = self._plans[key] = [_Request.of(block) for block in blocks]
         return plan
 
     def read_budget_s(self, points: Sequence[str]) -> float:
@@ -93,13 +114,14 @@ class ModbusClient(ClientContext):
 
     async def read(self, points: Sequence[str]) -> list[PointResult]:
         results: list[PointResult] = []
-        for block in self._plan(points):
-            results.extend(await self._read_planned(block))
+        for request in self._plan(points):
+            results.extend(await self._read_planned(request))
         return results
 
-    async def _read_planned(self, block: ReadBlock) -> list[PointResult]:
+    async def _read_planned(self, request: _Request) -> list[PointResult]:
+        block = request.block
         try:
-            words = await self._read_block(block)
+            words = await self._read_block(request)
         except DeviceRejected as error:
             if error.code != ILLEGAL_ADDRESS or len(block.points) == 1:
                 return [PointResult(p.name, None, error) for p in block.points]
@@ -109,14 +131,38 @@ class ModbusClient(ClientContext):
             results: list[PointResult] = []
             for point in block.points:
                 alone = ReadBlock(block.table, point.address, point.registers, (point,))
-                results.extend(await self._read_planned(alone))
+                results.extend(await self._read_planned(_Request.of(alone)))
             return results
         except DeviceGarbage as error:
             return [PointResult(p.name, None, error) for p in block.points]
+        if request.decoder is not None:
+            try:
+                values = request.decoder.decode(words)
+            except (ValueError, TypeError):
+                pass  # a point cannot be decoded: point by point below, each with its own error
+            else:
+                return self._results(request, values)
         return [self._decode(point, block, words) for point in block.points]
 
+    def _results(self, request: _Request, values: list[float | str | None]) -> list[PointResult]:
+        """A block's decoded values as results (this runs for every point of every poll): as `_decode`
+        makes them."""
+        results: list[PointResult] = []
+        append, isfinite = results.append, math.isfinite
+        for name, value in zip(request.names, values, strict=True):
+            if isinstance(value, float) and isfinite(value):
+                append(PointResult(name, value))
+            elif value is None:
+                append(PointResult(name, None, unavailable=True))
+            else:
+                point = self._points[name]
+                where = f"{point.table} {point.address}"
+                message = f"not a finite number: {value!r}"
+                append(PointResult(name, None, self._error(DeviceGarbage, where, message)))
+        return results
+
     def _decode(self, point: ModbusPoint, block: ReadBlock, words: list[int] | list[bool]) -> PointResult:
-        """One point's value from its block's registers (this runs for every point of every poll)."""
+        """One point's value from its block's registers or bits, the reference for `_results`."""
         encoding = self._encodings[point.name]
         offset = point.address - block.start
         try:
@@ -137,10 +183,9 @@ class ModbusClient(ClientContext):
             point.name, None, self._error(DeviceGarbage, where, f"not a finite number: {value!r}")
         )
 
-    async def _read_block(self, block: ReadBlock) -> list[int] | list[bool]:
+    async def _read_block(self, request: _Request) -> list[int] | list[bool]:
         self.requests += 1
-        where = f"{block.table} {'bits' if block.table in ('coil', 'discrete') else 'registers'} "
-        where += f"{block.start}+{block.count}"
+        block, where = request.block, request.where
         read = _READS[block.table]
         response = await self._call(
             where, lambda c: read(c)(block.start, count=block.count, device_id=self.device.unit_id)
