@@ -21,6 +21,11 @@ from edge_agent.control.rules import Policy
 from edge_sim.site.building import Building
 from edge_sim.site.schedules import AROUND_THE_CLOCK
 from edge_sim.site.site import Site
+from edge_sim.site.specs import BUILDINGS, BuildingSpec
+from edge_sim.study import StudyResult, run_scenario
+
+TARGET_SHARE = 0.8  # the operator sets 80% of last year's peak
+TARGET_SEED_OFFSET = 1000  # "last year": the same scenario under other weather
 
 
 def opening_hours(building: Building) -> OpeningHours:
@@ -95,3 +100,26 @@ def closed_loop(loops: list[BuildingLoop]) -> Callable[[Site], None]:
             loop.step(site)
 
     return hook
+
+
+def demand_targets(
+    scenario: str, seed: int, specs: tuple[BuildingSpec, ...] = BUILDINGS, share: float = TARGET_SHARE
+) -> dict[str, float]:
+    """Per building, `share` of its baseline peak in the same scenario under weather seed + 1000."""
+    last_year = run_scenario(scenario, seed=seed + TARGET_SEED_OFFSET, specs=specs)
+    return {spec.name: share * last_year.kpis[spec.name].peak_15min_kw for spec in specs}
+
+
+def run_controlled(
+    scenario: str,
+    policy: Callable[[], Policy],
+    targets: dict[str, float],
+    *,
+    seed: int,
+    days: int | None = None,
+    specs: tuple[BuildingSpec, ...] = BUILDINGS,
+) -> tuple[StudyResult, list[BuildingLoop]]:
+    """The scenario with one loop per building, each with its own policy from `policy()` and target."""
+    loops = [BuildingLoop(spec.name, policy(), targets[spec.name]) for spec in specs]
+    result = run_scenario(scenario, seed=seed, days=days, before_step=closed_loop(loops), specs=specs)
+    return result, loops

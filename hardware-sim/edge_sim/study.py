@@ -10,6 +10,7 @@ from edge_agent.kpi import KpiAccumulator, Kpis
 from edge_sim.physics.climate import SCENARIOS, Scenario
 from edge_sim.physics.sun import KST
 from edge_sim.site.site import CONTROL_STEP_S, Site
+from edge_sim.site.specs import BUILDINGS, BuildingSpec
 
 SITE = "site"
 WARM_UP = timedelta(days=2)  # run before the scenario starts so the thermal mass is not at its initial guess
@@ -25,11 +26,19 @@ class StudyResult:
 
 
 def run_scenario(
-    name: str, *, seed: int = 0, days: int | None = None, before_step: StepHook | None = None
+    name: str,
+    *,
+    seed: int = 0,
+    days: int | None = None,
+    before_step: StepHook | None = None,
+    specs: tuple[BuildingSpec, ...] = BUILDINGS,
 ) -> StudyResult:
-    """Run the baseline (or whatever `before_step` commands each step) through a scenario."""
+    """Run the baseline (or whatever `before_step` commands each step) through a scenario.
+
+    `specs`: the buildings (other parameters than the shipped ones make held-out plants).
+    """
     scenario = SCENARIOS[name]
-    site = Site(scenario.start - WARM_UP, seed=seed, offset_k=scenario.offset_k)
+    site = Site(scenario.start - WARM_UP, seed=seed, offset_k=scenario.offset_k, specs=specs)
     while site.now < scenario.start:
         if before_step is not None:
             before_step(site)

@@ -1,0 +1,130 @@
+"""The ONNX policy: the shipped model loads and decides within range; a bad model is refused, saying why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edge_agent.control.decision import KNOBS, ModelError
+from edge_agent.control.features import FEATURE_UNITS, Features
+from edge_agent.control.onnx_policy import (
+    FINGERPRINT_KEY,
+    INPUTS_KEY,
+    OUTPUTS_KEY,
+    VERSION_KEY,
+    load_policy,
+)
+from edge_sim.control_study import run_controlled
+from edge_sim.study import SITE, run_scenario
+
+SHIPPED = Path(__file__).parents[1] / "models" / "load_shaving.onnx"
+
+# A hot afternoon in a peak band, the 15-minute interval heading over the target.
+AFTERNOON = Features(
+    hour_of_day=14.5, day_of_week=1.0, holiday=0.0, open=1.0, hours_to_open=0.0,
+    outdoor_temperature=33.0, zone_temperature_mean=26.2, zone_temperature_max=26.6,
+    zone_temperature_min=25.6, cooling_setpoint_mean=26.0, heating_setpoint_mean=20.0, co2_max=760.0,
+    demand=96.0, interval_average=93.0, interval_projection=95.0, interval_elapsed=0.6,
+    demand_target=85.0, month_peak=88.0, tou_band=2.0, hours_to_peak_band=0.0,
+)  # fmt: skip
+
+
+def small_model(
+    path: Path,
+    *,
+    inputs: list[list[str]] | None = None,
+    width: int = len(FEATURE_UNITS),
+    bias: float = 0.5,
+) -> Path:
+    """A model of the agent's signature (unless told otherwise) whose every output is `bias`."""
+    weights = numpy_helper.from_array(np.zeros((width, len(KNOBS)), dtype=np.float32), "w")
+    offset = numpy_helper.from_array(np.full(len(KNOBS), bias, dtype=np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["features", "w", "b"], ["knobs"])],
+        "test",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("knobs", TensorProto.FLOAT, ["batch", len(KNOBS)])],
+        [weights, offset],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    names = inputs if inputs is not None else [[n, u] for n, u in FEATURE_UNITS.items()]
+    helper.set_model_props(
+        model,
+        {
+            INPUTS_KEY: json.dumps(names),
+            OUTPUTS_KEY: json.dumps([[n, k.unit] for n, k in KNOBS.items()]),
+            VERSION_KEY: "test",
+            FINGERPRINT_KEY: "0" * 64,
+        },
+    )
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_shipped_model_loads_and_decides_within_every_knobs_range() -> None:
+    policy = load_policy(SHIPPED)
+    assert policy.name == "onnx"
+    assert policy.info.inputs == tuple(FEATURE_UNITS.items())
+    assert len(policy.info.fingerprint) == 64
+    decision = policy.decide(AFTERNOON)
+    for name, value in decision.values().items():
+        assert KNOBS[name].low <= value <= KNOBS[name].high, name
+    assert decision.sheds  # over target in a peak band: it asks the building for less
+
+
+def test_the_shipped_models_decisions_are_deterministic() -> None:
+    first, second = load_policy(SHIPPED), load_policy(SHIPPED)
+    assert first.decide(AFTERNOON) == first.decide(AFTERNOON) == second.decide(AFTERNOON)
+
+
+def test_a_missing_or_truncated_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="cannot be read") as missing:
+        load_policy(tmp_path / "absent.onnx")
+    assert missing.value.path == str(tmp_path / "absent.onnx")
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(SHIPPED.read_bytes()[:1000])
+    with pytest.raises(ModelError, match="not a valid ONNX model") as corrupt:
+        load_policy(truncated)
+    assert str(truncated) in str(corrupt.value)
+
+
+def test_a_model_naming_an_input_differently_is_refused(tmp_path: Path) -> None:
+    names = [[n, u] for n, u in FEATURE_UNITS.items()]
+    names[3] = ["occupied", "people"]
+    with pytest.raises(ModelError) as error:
+        load_policy(small_model(tmp_path / "renamed.onnx", inputs=names))
+    assert error.value.reason == "input 3 is 'occupied' (people), the agent's is 'open' (1 while open)"
+
+
+def test_a_model_with_another_unit_is_refused(tmp_path: Path) -> None:
+    names = [[n, u] for n, u in FEATURE_UNITS.items()]
+    names[5] = ["outdoor_temperature", "degF"]
+    with pytest.raises(ModelError, match=r"input 5 is 'outdoor_temperature' \(degF\)"):
+        load_policy(small_model(tmp_path / "fahrenheit.onnx", inputs=names))
+
+
+def test_a_model_of_another_shape_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"input 'features' has shape \['batch', 19\].*\[batch, 20\]"):
+        load_policy(small_model(tmp_path / "narrow.onnx", width=19))
+
+
+def test_a_model_answering_nan_fails_at_decide_naming_the_knob(tmp_path: Path) -> None:
+    policy = load_policy(small_model(tmp_path / "nan.onnx", bias=float("nan")))
+    with pytest.raises(ModelError, match="knob cooling_offset is nan"):
+        policy.decide(AFTERNOON)
+
+
+def test_the_shipped_model_on_a_summer_day_lowers_the_peak_without_discomfort() -> None:
+    baseline_run = run_scenario("summer", seed=0, days=1)
+    baseline = baseline_run.kpis[SITE]
+    targets = {b: 0.8 * k.peak_15min_kw for b, k in baseline_run.kpis.items() if b != SITE}
+    onnx_run, _ = run_controlled("summer", lambda: load_policy(SHIPPED), targets, seed=0, days=1)
+    controlled = onnx_run.kpis[SITE]
+    assert controlled.tdis_kh <= baseline.tdis_kh + 0.1
+    assert controlled.peak_15min_kw < 0.9 * baseline.peak_15min_kw
