@@ -45,6 +45,7 @@ log = structlog.get_logger("edge_agent.service")
 TICK_S = 1.0  # the event loop's own heartbeat (a stuck loop withholds systemd's watchdog)
 READY_WITHIN_S = 30.0  # READY=1 after every device's first poll, or this long at most
 SHUTDOWN_STEP_S = 5.0  # bound on each shutdown stage: pollers stopping, the queue committing
+OFFLINE_EVENTS_S = 2.0  # how long a stop waits for control's last events to reach the broker
 QUEUE_BATCHES = 1000  # poll results waiting for the buffer writer; pollers wait when it is full
 WRITE_BATCH_READINGS = 5000  # readings committed in one transaction at most
 
@@ -261,6 +262,7 @@ class Agent:
                         await self._queue.join()
                 except TimeoutError:
                     log.error("shutdown: readings not committed", readings=self._queued)  # noqa: TRY400
+                await self.uplink.flush_events(OFFLINE_EVENTS_S)  # the releases' audit trail
                 writer.cancel()
                 uplink.cancel()
             log.info("agent stopped", buffered=self.buffer.statistics().depth)

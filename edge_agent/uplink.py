@@ -186,6 +186,13 @@ class Uplink:
         self._events.append(payload)
         self._event_waiting.set()
 
+    async def flush_events(self, timeout_s: float) -> None:
+        """Give queued events up to `timeout_s` to reach the broker (on stop; only while connected)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self._events and self._state is UplinkState.CONNECTED:  # noqa: ASYNC110 - a short bounded wait
+                    await asyncio.sleep(0.05)
+
     def _birth(self) -> bytes:
         stats = self._buffer.statistics()
         birth = Birth(

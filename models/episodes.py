@@ -20,7 +20,7 @@ from edge_sim.control_study import demand_targets, run_controlled
 from edge_sim.study import run_scenario
 
 Controller = str | bytes
-MONTH_H = 30 * 24.0
+WEEK_H = 7 * 24.0
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,9 @@ class Episode:
 
 @dataclass(frozen=True)
 class Outcome:
-    bill_krw: dict[str, float]  # per building: a month of energy at this window's pace + the demand charge
+    cost_krw: dict[str, float]  # per building: the KPI's cost, a week at this window's pace
     tdis_kh: dict[str, float]
+    hvac_kwh: dict[str, float]
     features: npt.NDArray[np.float32] | None = None  # every step's features, when logged
 
 
@@ -51,9 +52,10 @@ class Logged:
         return self.inner.decide(features)
 
 
-def monthly_bill(kpis: Kpis) -> float:
-    """TOU energy cost scaled from the window to 30 days, plus one month's demand charge on its peak."""
-    return kpis.energy_cost_krw * MONTH_H / kpis.hours + kpis.demand_charge_krw
+def weekly_cost(kpis: Kpis) -> float:
+    """The bench's cost KPI for a week like this window: TOU energy scaled to 7 days + one month's demand
+    charge on the window's peak."""
+    return kpis.energy_cost_krw * WEEK_H / kpis.hours + kpis.demand_charge_krw
 
 
 def targets_of(job: tuple[str, int]) -> tuple[tuple[str, float], ...]:
@@ -81,7 +83,8 @@ def run(job: tuple[Episode, Controller, bool]) -> Outcome:
     names = [name for name, _ in episode.targets]
     features = np.array([row for logger in loggers for row in logger.rows]) if loggers else None
     return Outcome(
-        {b: monthly_bill(result.kpis[b]) for b in names},
+        {b: weekly_cost(result.kpis[b]) for b in names},
         {b: result.kpis[b].tdis_kh for b in names},
+        {b: result.kpis[b].hvac_energy_kwh for b in names},
         features,
     )

@@ -126,12 +126,13 @@ async def test_writes_back_off_for_the_operator_and_are_released_on_sigterm(
         config = tmp_path / "agent.toml"
         config.write_text(agent_toml(sim, broker, tmp_path))
         async with in_background(collect()):
-            log = (tmp_path / "agent.log").open("wb")  # a file: a full pipe would block the agent's logging
-            agent = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "edge_agent", "run", "--config", str(config),
-                "--clock-speed", str(SPEED), "--clock-start", START,
-                stdout=asyncio.subprocess.DEVNULL, stderr=log,
-            )  # fmt: skip
+            # The agent logs to a file (a full pipe would block its logging); the child keeps the file open.
+            with (tmp_path / "agent.log").open("wb") as log:
+                agent = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "edge_agent", "run", "--config", str(config),
+                    "--clock-speed", str(SPEED), "--clock-start", START,
+                    stdout=asyncio.subprocess.DEVNULL, stderr=log,
+                )  # fmt: skip
             try:
                 # The agent sheds: both rooms' cooling setpoints and the plant's limit held at priority 10.
                 async def shedding() -> bool:
@@ -154,7 +155,6 @@ async def test_writes_back_off_for_the_operator_and_are_released_on_sigterm(
                 agent.send_signal(signal.SIGTERM)
                 async with asyncio.timeout(45):  # generous: CI machines are shared and slow
                     await agent.wait()
-                log.close()
             assert agent.returncode == 0, (tmp_path / "agent.log").read_text()[-3000:]
 
             # Every point the agent wrote is given back; the operator's write stays.
