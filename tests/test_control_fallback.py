@@ -9,21 +9,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
 import structlog
-from onnx import TensorProto, helper, numpy_helper
 
 from edge_agent.clock import ManualClock
 from edge_agent.config_control import ControlConfig
-from edge_agent.control.decision import KNOBS
 from edge_agent.control.features import FEATURE_UNITS
 from edge_agent.control.loop import ControlLoop
-from edge_agent.control.onnx_policy import FINGERPRINT_KEY, INPUTS_KEY, OUTPUTS_KEY, VERSION_KEY
 from edge_agent.control.settings import ControlMode, ControlSettings
 from edge_agent.latest import LatestValues
 from edge_agent.readings import Quality, Reading, utc_now
+from tests.onnx_models import small_model
 
 START = datetime.fromisoformat("2026-08-05T14:00:00+09:00")  # open, hot
 POLL_S = 1.0
@@ -50,40 +46,6 @@ class Building:
 
     def current_value(self, device: str, point: str) -> float | None:
         return None
-
-
-def linear_model(
-    path: Path,
-    *,
-    bias: float = 0.5,
-    inputs: list[tuple[str, str]] | None = None,
-    width: int = len(FEATURE_UNITS),
-) -> Path:
-    """A one-layer model with the agent's metadata (or the given input names) and a constant output."""
-    weights = numpy_helper.from_array(np.zeros((width, len(KNOBS)), np.float32), "w")
-    offsets = numpy_helper.from_array(np.full((len(KNOBS),), bias, np.float32), "b")
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["features", "w"], ["h"]),
-            helper.make_node("Add", ["h", "b"], ["knobs"]),
-        ],
-        "test",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", width])],
-        [helper.make_tensor_value_info("knobs", TensorProto.FLOAT, ["batch", len(KNOBS)])],
-        [weights, offsets],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    names = inputs if inputs is not None else list(FEATURE_UNITS.items())
-    meta = {
-        INPUTS_KEY: json.dumps(names),
-        OUTPUTS_KEY: json.dumps([[n, k.unit] for n, k in KNOBS.items()]),
-        VERSION_KEY: "test",
-        FINGERPRINT_KEY: "0" * 64,
-    }
-    helper.set_model_props(model, meta)
-    onnx.save(model, path)
-    return path
 
 
 def control_loop(model: Path | None, events: list[dict[str, object]]) -> tuple[ControlLoop, Building]:
@@ -162,14 +124,14 @@ async def test_stale_meter_data_releases_every_write_with_one_line_and_one_event
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
-        (lambda p: p.write_bytes(linear_model(p).read_bytes()[:100]) and p, "not a valid ONNX model"),
+        (lambda p: p.write_bytes(small_model(p).read_bytes()[:100]) and p, "not a valid ONNX model"),
         (
-            lambda p: linear_model(
+            lambda p: small_model(
                 p, inputs=[("outdoor_temperature", "degF"), *list(FEATURE_UNITS.items())[1:]]
             ),
             "input 0",
         ),
-        (lambda p: linear_model(p, width=19), "shape"),
+        (lambda p: small_model(p, width=19), "shape"),
     ],
     ids=["corrupt", "wrong-names", "wrong-shape"],
 )
@@ -191,7 +153,7 @@ async def test_a_refused_model_hands_over_to_the_rules(tmp_path: Path, make: obj
 
 async def test_a_nan_from_the_model_hands_the_step_to_the_rules(tmp_path: Path) -> None:
     events: list[dict[str, object]] = []
-    loop, _ = control_loop(linear_model(tmp_path / "nan.onnx", bias=float("nan")), events)
+    loop, _ = control_loop(small_model(tmp_path / "nan.onnx", bias=float("nan")), events)
     loop.load_model()
     assert loop.model is not None  # the model itself is well formed
     with structlog.testing.capture_logs() as logs:
@@ -206,7 +168,7 @@ async def test_a_nan_from_the_model_hands_the_step_to_the_rules(tmp_path: Path) 
 
 async def test_a_sound_model_decides(tmp_path: Path) -> None:
     events: list[dict[str, object]] = []
-    loop, _ = control_loop(linear_model(tmp_path / "ok.onnx"), events)
+    loop, _ = control_loop(small_model(tmp_path / "ok.onnx"), events)
     loop.load_model()
     await loop.step()
     assert decided_by(events) == ["onnx"]

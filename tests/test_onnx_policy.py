@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from edge_agent.control.decision import KNOBS, ModelError
 from edge_agent.control.features import FEATURE_UNITS, Features
 from edge_agent.control.onnx_policy import (
-    FINGERPRINT_KEY,
-    INPUTS_KEY,
-    OUTPUTS_KEY,
-    VERSION_KEY,
     load_policy,
 )
 from edge_sim.control_study import run_controlled
 from edge_sim.study import SITE, run_scenario
+from tests.onnx_models import small_model
 
 SHIPPED = Path(__file__).parents[1] / "models" / "load_shaving.onnx"
 
@@ -32,39 +25,6 @@ AFTERNOON = Features(
     demand=96.0, interval_average=93.0, interval_projection=95.0, interval_elapsed=0.6,
     demand_target=85.0, month_peak=88.0, tou_band=2.0, hours_to_peak_band=0.0,
 )  # fmt: skip
-
-
-def small_model(
-    path: Path,
-    *,
-    inputs: list[list[str]] | None = None,
-    width: int = len(FEATURE_UNITS),
-    bias: float = 0.5,
-) -> Path:
-    """A model of the agent's signature (unless told otherwise) whose every output is `bias`."""
-    weights = numpy_helper.from_array(np.zeros((width, len(KNOBS)), dtype=np.float32), "w")
-    offset = numpy_helper.from_array(np.full(len(KNOBS), bias, dtype=np.float32), "b")
-    graph = helper.make_graph(
-        [helper.make_node("Gemm", ["features", "w", "b"], ["knobs"])],
-        "test",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", width])],
-        [helper.make_tensor_value_info("knobs", TensorProto.FLOAT, ["batch", len(KNOBS)])],
-        [weights, offset],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    names = inputs if inputs is not None else [[n, u] for n, u in FEATURE_UNITS.items()]
-    helper.set_model_props(
-        model,
-        {
-            INPUTS_KEY: json.dumps(names),
-            OUTPUTS_KEY: json.dumps([[n, k.unit] for n, k in KNOBS.items()]),
-            VERSION_KEY: "test",
-            FINGERPRINT_KEY: "0" * 64,
-        },
-    )
-    onnx.save(model, str(path))
-    return path
 
 
 def test_the_shipped_model_loads_and_decides_within_every_knobs_range() -> None:

@@ -68,44 +68,48 @@ class Actuator:
         for ref in [r for r in self.held if wanted.get(r) is None]:
             await self.release(ref, "no longer needed")
         for ref, value in wanted.items():
-            if value is None or await self._operator_holds(ref):
+            if value is None:
+                continue
+            free, prioritised = await self._may_act(ref)
+            if not free:
                 continue
             held = self.held.get(ref)
             if held is not None and abs(held.value - value) < 1e-6:
                 held.renewed = self._monotonic()
                 continue
-            await self._write(ref, value, held)
+            await self._write(ref, value, held, prioritised=prioritised)
 
-    async def _write(self, ref: str, value: float, held: _Held | None) -> None:
+    async def _write(self, ref: str, value: float, held: _Held | None, *, prioritised: bool) -> None:
         device, point = ref.split("/")
         try:
-            slots = await self._io.priority_array(device, point) if held is None else None
-            restore = self._io.current_value(device, point) if held is None and slots is None else None
+            restore = self._io.current_value(device, point) if held is None and not prioritised else None
             await self._io.write_point(device, point, value, self.priority)
         except DeviceError as error:
             log.warning("control write failed", point=ref, value=value, error=str(error))
             self._emit("error", f"write of {ref} failed", point=ref, value=value, reason=str(error))
             return
         if held is None:
-            held = _Held(value, self._monotonic(), restore, prioritised=slots is not None)
+            held = _Held(value, self._monotonic(), restore, prioritised)
             self.held[ref] = held
         held.value, held.renewed = value, self._monotonic()
         self._emit("write", f"{ref} = {value:g}", point=ref, value=value, priority=self.priority)
 
-    async def _operator_holds(self, ref: str) -> bool:
+    async def _may_act(self, ref: str) -> tuple[bool, bool]:
+        """(control may write the point, the point has a priority array). Not when a priority above
+        control's is active (control gives its own slot back) or the array cannot be read."""
         device, point = ref.split("/")
         try:
             slots = await self._io.priority_array(device, point)
         except DeviceError as error:
             log.warning("priority array unreadable", point=ref, error=str(error))
-            return True  # unknown: do not act on it
+            return False, True  # unknown: do not act on it
         above = None if slots is None else active_priority(slots[: self.priority - 1])  # above ours
         if above is None:
             if ref in self.operator_held:
                 self.operator_held.discard(ref)
                 log.info("operator released a point: control may act on it again", point=ref)
                 self._emit("operator", f"{ref} free again", point=ref)
-            return False
+            return True, slots is not None
         if ref not in self.operator_held:
             self.operator_held.add(ref)
             log.warning("operator holds a point: control backs off", point=ref, priority=above)
@@ -114,7 +118,7 @@ class Actuator:
             )
         if ref in self.held:
             await self.release(ref, f"priority {above} is active")
-        return True
+        return False, True
 
     async def release(self, ref: str, reason: str) -> bool:
         """Give a point back; False if the device did not take it (it stays held, to be retried)."""
