@@ -14,16 +14,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from edge_agent import cli_bacnet, cli_data, cli_local, cli_modbus, cli_points
+from edge_agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, ConfigOption, load_or_exit
 from edge_agent.clock import Clock, ScaledClock
-from edge_agent.config import AgentConfig, ModbusTcpDevice, MqttConfig, builtin_config_text, load_config
-from edge_agent.errors import ConfigError, StartupError
+from edge_agent.config import ModbusTcpDevice, MqttConfig, builtin_config_text
+from edge_agent.errors import StartupError
 from edge_sim.layout import DEFAULT_BASE_PORT
 
 if TYPE_CHECKING:
     from edge_agent.service import Agent
-
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
 
 app = typer.Typer(
     help="Edge gateway agent: polls Modbus and BACnet devices, buffers every reading, syncs to MQTT.",
@@ -32,21 +31,6 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check and print configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Configuration file (TOML). Default: the built-in simulator setup."),
-]
-
-
-def _load_or_exit(path: Path | None) -> AgentConfig:
-    try:
-        return load_config(path)
-    except ConfigError as error:
-        typer.echo(f"{error.source}: configuration is not valid", err=True)
-        for problem in error.problems:
-            typer.echo(f"  {problem}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
 
 
 def _building_clock(speed: float | None, start: str | None) -> Clock | None:
@@ -80,7 +64,7 @@ def run(
     from edge_agent.logs import configure_logging
     from edge_agent.service import Agent
 
-    settings = _load_or_exit(config)
+    settings = load_or_exit(config)
     clock = _building_clock(clock_speed, clock_start)
     configure_logging(settings.log)
     try:
@@ -124,7 +108,7 @@ def demo(
     """Start the simulator and the agent together and show live readings, buffer depth and uplink state."""
     from edge_agent.demo import run_demo
 
-    settings = _load_or_exit(None)
+    settings = load_or_exit(None)
     if broker is not None:
         try:
             mqtt = MqttConfig.model_validate({**settings.mqtt.model_dump(), "url": broker})
@@ -138,7 +122,7 @@ def demo(
 @config_app.command("check")
 def config_check(path: Annotated[Path, typer.Argument(help="Configuration file to validate.")]) -> None:
     """Validate a configuration file; exit 2 naming every offending field."""
-    settings = _load_or_exit(path)
+    settings = load_or_exit(path)
     points = sum(len(d.points) for d in settings.devices)
     typer.echo(
         f"{path}: ok ({len(settings.devices)} devices, {points} points, {len(settings.pollers)} pollers)"
@@ -152,7 +136,7 @@ def config_plan(
     """Print the requests each poll cycle makes: Modbus blocks per device, BACnet batches."""
     from edge_agent.planner import PlanLimits, plan_reads
 
-    settings = _load_or_exit(path)
+    settings = load_or_exit(path)
     total_requests = total_points = 0
     for device in settings.devices:
         if isinstance(device, ModbusTcpDevice):
@@ -178,6 +162,10 @@ def config_plan(
 def config_default() -> None:
     """Print the built-in configuration (the simulator setup), a starting point for a site file."""
     typer.echo(builtin_config_text(), nl=False)
+
+
+for commands in (cli_modbus, cli_bacnet, cli_points, cli_local, cli_data):
+    commands.register(app, config_app)
 
 
 def main() -> None:

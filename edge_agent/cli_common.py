@@ -1,0 +1,42 @@
+"""What every edge-agent command shares: exit codes, the --config option, loading a configuration, --json.
+
+Exit codes: 0 success, 1 runtime failure (a device or the daemon did not answer as asked), 2 a configuration
+or usage mistake, 3 the running daemon could not be reached (status, control).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edge_agent.config import AgentConfig, load_config
+from edge_agent.errors import ConfigError
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_NO_DAEMON = 3
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Configuration file (TOML). Default: the built-in simulator setup."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def load_or_exit(path: Path | None) -> AgentConfig:
+    """The configuration, or exit 2 naming every offending field."""
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        typer.echo(f"{error.source}: configuration is not valid", err=True)
+        for problem in error.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def echo_json(data: Any) -> None:
+    """One JSON document on stdout (datetimes and paths as strings)."""
+    typer.echo(json.dumps(data, indent=2, default=str, allow_nan=False))

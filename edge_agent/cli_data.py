@@ -1,0 +1,9 @@
+"""`buffer stats|export` and `model info|check`: the offline buffer and the ONNX model."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, config_app: typer.Typer) -> None:
+    """Add this module's commands to the edge-agent app (config_app: the `config` group)."""

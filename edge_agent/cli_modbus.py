@@ -1,0 +1,9 @@
+"""`scan modbus` and `decode`: finding Modbus devices and settling word orders on site."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, config_app: typer.Typer) -> None:
+    """Add this module's commands to the edge-agent app (config_app: the `config` group)."""

@@ -1,0 +1,9 @@
+"""`read` and `write`: one point or one raw register/object, from a technician's laptop."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, config_app: typer.Typer) -> None:
+    """Add this module's commands to the edge-agent app (config_app: the `config` group)."""
