@@ -38,6 +38,9 @@ BUILTIN_CONFIG = "builtin:default.toml"
 class GatewayConfig(Strict):
     id: Name = "edge-gateway"
     site: str = ""
+    socket: Path = Path("edge-agent.sock")
+    """The local UNIX socket `edge-agent status` and `control` talk to. Relative paths resolve against
+    $RUNTIME_DIRECTORY (systemd: /run/edge-agent) or else the buffer file's directory."""
 
 
 class BufferConfig(Strict):

@@ -22,10 +22,11 @@ from edge_agent.buffer import Buffer, BufferStatistics
 from edge_agent.clock import Clock, WallClock
 from edge_agent.commands import CommandRouter
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
-from edge_agent.control.loop import ControlLoop
+from edge_agent.control.loop import ControlLoop, ControlStatus
 from edge_agent.control.settings import ControlSettings
 from edge_agent.errors import DeviceUnreachable
 from edge_agent.latest import LatestValues
+from edge_agent.local_socket import serving, socket_path
 from edge_agent.payloads import device_infos
 from edge_agent.pipeline import PointFilters, point_pipelines
 from edge_agent.polling import ClientFactory, DevicePoller, PollerStatistics, Subscribe
@@ -64,7 +65,7 @@ class AgentStatus:
     queue: QueueStatistics
     buffer: BufferStatistics
     uplink: UplinkStatistics
-    control: ControlSettings
+    control: ControlStatus | ControlSettings  # the loop's status when [control] is configured
 
 
 def _subscribe(device: ModbusDevice | BacnetDevice) -> Subscribe | None:
@@ -181,7 +182,7 @@ class Agent:
             QueueStatistics(self._queue.qsize(), QUEUE_BATCHES, self._accepted),
             self.buffer.statistics(),
             self.uplink.statistics(),
-            self.control,
+            self.control if self.controller is None else self.controller.status(),
         )
 
     # --- what central commands act on (commands.CommandHandlers) --------------------------------
@@ -225,6 +226,7 @@ class Agent:
                 )
                 self._bacnet = await resources.enter_async_context(stack)
                 resources.callback(setattr, self, "_bacnet", None)
+            await resources.enter_async_context(serving(socket_path(self.config), self._command))
             log.info(
                 "agent started",
                 version=__version__,

@@ -69,6 +69,8 @@ class UplinkStatistics:
     connects: int
     commands: int
     last_error: str | None
+    events_waiting: int  # control's audit events not yet sent
+    events_dropped: int  # ... dropped, the oldest first, while the queue was full
 
 
 def _iso(ts: datetime) -> str:
@@ -172,6 +174,8 @@ class Uplink:
             self._connects,
             self._command_count,
             self._last_error,
+            len(self._events),
+            self.events_dropped,
         )
 
     def request_rebirth(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,27 @@ log = structlog.get_logger("edge_agent.control")
 
 LEASE_CHECK_S = 5.0
 MODEL_RETRY = timedelta(minutes=15)  # building time before a model that failed is asked again
+
+
+@dataclass(frozen=True, slots=True)
+class HeldWrite:
+    point: str  # 'device/point'
+    value: float
+    priority: int | None  # BACnet: the priority written at; None for Modbus (restored on release)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlStatus:
+    mode: str
+    demand_target_kw: float | None
+    policy: str  # who decided the last step: 'onnx' or 'rules'
+    fallback: str | None  # why the rules decide instead of the model; None when the model decides
+    model: str | None
+    steps: int  # decisions made since start
+    last_decision: dict[str, float] | None
+    writes: list[HeldWrite]  # what control holds on the building's controllers now
+    backed_off: list[str]  # points an operator (a higher priority) holds: control keeps off them
+    missing_inputs: list[str]  # stale or missing inputs: control holds nothing while any is listed
 
 
 def guard_limits(config: ControlConfig) -> GuardLimits:
@@ -95,6 +117,24 @@ class ControlLoop:
         self._mode: ControlMode | None = None
         self.steps = 0
         self.last_decision: dict[str, float] | None = None
+
+    def status(self) -> ControlStatus:
+        held = self.actuator.held
+        return ControlStatus(
+            mode=str(self.settings.mode),
+            demand_target_kw=self.settings.demand_target_kw,
+            policy="rules" if self.model is None or self.fallback is not None else "onnx",
+            fallback=self.fallback,
+            model=None if self.config.model is None else str(self.config.model),
+            steps=self.steps,
+            last_decision=self.last_decision,
+            writes=[
+                HeldWrite(ref, h.value, self.actuator.priority if h.prioritised else None)
+                for ref, h in sorted(held.items())
+            ],
+            backed_off=sorted(self.actuator.operator_held),
+            missing_inputs=list(self._missing),
+        )
 
     def emit(self, kind: EventKind, message: str, **fields: Any) -> None:
         event = ControlEvent(

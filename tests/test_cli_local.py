@@ -1,0 +1,100 @@
+"""`edge-agent status` and `edge-agent control` against a running agent (its own process) over its local
+UNIX socket: what a technician sees, and control switched from the command line reaching the devices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from edge_agent.clock import ScaledClock
+from edge_sim.simulator import Simulator
+from tests.support import Broker, free_base_port
+from tests.test_control_bacnet import SPEED, START, agent_toml, eventually, slots
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge_agent", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def status(config: Path) -> dict[str, Any]:
+    code, out, err = await cli("status", "--config", str(config), "--json")
+    assert code == 0, err
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def test_status_and_control_from_the_command_line(broker: Broker, tmp_path: Path) -> None:
+    clock = ScaledClock(datetime.fromisoformat(START), SPEED)
+    async with Simulator(clock, free_base_port(), serial_bus=False, control=False) as sim:
+        config = tmp_path / "agent.toml"
+        config.write_text(agent_toml(sim, broker, tmp_path))
+        with (tmp_path / "agent.log").open("wb") as log:
+            agent = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "edge_agent", "run", "--config", str(config),
+                "--clock-speed", str(SPEED), "--clock-start", START,
+                stdout=asyncio.subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
+        try:
+
+            async def plant_held() -> bool:
+                return (await slots(sim, "library-plant", "edge-sim-plant", "demand_limit"))[9] is not None
+
+            await eventually(plant_held, 30, "the agent holding the plant's demand limit")
+            state = await status(config)
+            assert {d["device"] for d in state["devices"]} == {"meter", "ahu", "plant", "room1", "room2"}
+            assert all(d["health"] == "up" and d["last_success"] for d in state["devices"])
+            assert state["uplink"]["state"] == "connected"
+            assert state["buffer"]["cap_bytes"] > 0
+            control = state["control"]
+            assert control["mode"] == "active"
+            assert control["steps"] >= 1
+            plant = [w for w in control["writes"] if w["point"] == "plant/demand_limit"]
+            assert plant[0]["priority"] == 10
+
+            code, out, err = await cli("status", "--config", str(config))
+            assert code == 0, err
+            assert "room2" in out
+            assert "up" in out
+            assert "holds plant/demand_limit" in out
+            assert "control: active" in out
+
+            # Shadow from the command line: the agent gives its writes back and keeps deciding.
+            code, out, err = await cli("control", "shadow", "--config", str(config))
+            assert code == 0, err
+            assert "mode set to shadow" in out
+
+            async def plant_free() -> bool:
+                return (await slots(sim, "library-plant", "edge-sim-plant", "demand_limit"))[9] is None
+
+            await eventually(plant_free, 10, "the plant's slot 10 released")
+            control = (await status(config))["control"]
+            assert control["mode"] == "shadow"
+            assert control["writes"] == []
+
+            # A target outside the configured limits is refused and changes nothing.
+            code, _, err = await cli("control", "--target", "1e9", "--config", str(config))
+            assert code == 2
+            assert "out-of-limits" in err
+            assert (await status(config))["control"]["demand_target_kw"] == 10.0
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(45):
+                await agent.wait()
+        assert agent.returncode == 0, (tmp_path / "agent.log").read_text()[-3000:]
+
+    code, _, err = await cli("status", "--config", str(config))
+    assert code == 3
+    assert f"not running, or not on {tmp_path / 'edge-agent.sock'}" in err
+    assert not (tmp_path / "edge-agent.sock").exists()  # removed on stop
