@@ -26,7 +26,7 @@ from edge_agent.cli_common import (
     load_or_exit,
 )
 from edge_agent.control.settings import ControlMode
-from edge_agent.local_socket import request, socket_path
+from edge_agent.local_socket import find_socket, request
 
 REQUEST_TIMEOUT_S = 10.0
 
@@ -78,7 +78,7 @@ def control(
 
 def _ask(config: Path | None, socket: Path | None, command: str, args: dict[str, Any]) -> dict[str, Any]:
     """One command's result from the daemon; exits 3 when it cannot be reached, 2 or 1 when it refuses."""
-    path = socket or socket_path(load_or_exit(config))
+    path = socket or find_socket(load_or_exit(config))
     payload = json.dumps({"id": "cli", "command": command, "args": args}).encode()
     try:
         reply = json.loads(asyncio.run(request(path, payload, REQUEST_TIMEOUT_S)))

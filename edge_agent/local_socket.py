@@ -25,6 +25,7 @@ log = structlog.get_logger("edge_agent.local_socket")
 MAX_CONNECTIONS = 8  # technicians' commands at once; more wait for the accept
 IDLE_TIMEOUT_S = 60.0  # a connection that sends nothing for this long is closed
 MAX_PATH_BYTES = 107  # sun_path, less the terminating NUL
+SYSTEMD_RUNTIME_DIRECTORY = Path("/run/edge-agent")  # RuntimeDirectory= of systemd/edge-agent.service
 
 Handler = Callable[[bytes], Awaitable[bytes]]
 
@@ -37,6 +38,16 @@ def socket_path(config: AgentConfig) -> Path:
     runtime = os.environ.get("RUNTIME_DIRECTORY")
     base = Path(runtime.split(":")[0]) if runtime else config.buffer.resolved_path().parent
     return base / path
+
+
+def find_socket(config: AgentConfig) -> Path:
+    """The socket a command-line user reaches the agent on: the daemon's own rule, or, from a shell without
+    $RUNTIME_DIRECTORY, the systemd service's runtime directory when a socket is there."""
+    path = socket_path(config)
+    if config.gateway.socket.is_absolute() or _is_socket(path):
+        return path
+    service = SYSTEMD_RUNTIME_DIRECTORY / config.gateway.socket
+    return service if _is_socket(service) else path
 
 
 @contextlib.asynccontextmanager
