@@ -44,6 +44,8 @@ class ControlConfig(Strict):
     """Building time between decisions."""
     model: Path | None = None
     """The ONNX policy; None or unusable: the rule-based demand limiter."""
+    baseline: Path | None = None
+    """The building's baseline (a TOWT model file, docs/savings.md); None: no daily savings report."""
     write_priority: Annotated[int, Field(ge=9, le=15)] = 10
     """BACnet priority of control's writes: an operator at 8 always wins."""
     lease_s: Annotated[float, Field(ge=10, le=86400)] = 300.0

@@ -23,6 +23,7 @@ from edge_agent.clock import Clock, WallClock
 from edge_agent.commands import CommandRouter
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
 from edge_agent.control.loop import ControlLoop, ControlStatus
+from edge_agent.control.savings_ledger import SavingsLedger
 from edge_agent.control.settings import ControlSettings
 from edge_agent.errors import DeviceUnreachable
 from edge_agent.latest import LatestValues
@@ -49,6 +50,7 @@ SHUTDOWN_STEP_S = 5.0  # bound on each shutdown stage: pollers stopping, the que
 OFFLINE_EVENTS_S = 2.0  # how long a stop waits for control's last events to reach the broker
 QUEUE_BATCHES = 1000  # poll results waiting for the buffer writer; pollers wait when it is full
 WRITE_BATCH_READINGS = 5000  # readings committed in one transaction at most
+SAVINGS_LEDGER = "savings.jsonl"  # next to the buffer: one line per closed day
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,8 @@ class Agent:
                 self,
                 clock=self.clock,
                 send_event=self.uplink.send_event,
+                send_savings=self.uplink.send_savings,
+                ledger=SavingsLedger(config.buffer.resolved_path().parent / SAVINGS_LEDGER),
                 units={ref: p.unit for ref, p in points.items()},
                 write_ranges={ref: p.write_range for ref, p in points.items() if p.write_range},
             )

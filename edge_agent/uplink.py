@@ -144,6 +144,7 @@ class Uplink:
         self.command_topic = f"{base}/command"
         self.reply_topic = f"{base}/reply"
         self.events_topic = f"{base}/events"
+        self.savings_topic = f"{base}/savings"
         self._mqtt = "3.1.1" if config.protocol == "3.1.1" else "5"
         self._state = UplinkState.CONNECTING
         self._session_number = 0
@@ -156,7 +157,7 @@ class Uplink:
         self._command_count = 0
         self._last_error: str | None = None
         self._rebirth = asyncio.Event()
-        self._events: deque[bytes] = deque(maxlen=EVENT_QUEUE)  # control's audit events, oldest dropped
+        self._events: deque[tuple[str, bytes]] = deque(maxlen=EVENT_QUEUE)  # control's events and reports
         self.events_dropped = 0
         self._event_waiting = asyncio.Event()
 
@@ -185,9 +186,16 @@ class Uplink:
 
     def send_event(self, payload: bytes) -> None:
         """Queue an event for `.../events` (QoS 1); while disconnected the newest EVENT_QUEUE wait."""
+        self._queue_event(self.events_topic, payload)
+
+    def send_savings(self, payload: bytes) -> None:
+        """Queue a daily savings report for `.../savings` (QoS 1), in line with the events."""
+        self._queue_event(self.savings_topic, payload)
+
+    def _queue_event(self, topic: str, payload: bytes) -> None:
         if len(self._events) == self._events.maxlen:
             self.events_dropped += 1
-        self._events.append(payload)
+        self._events.append((topic, payload))
         self._event_waiting.set()
 
     async def flush_events(self, timeout_s: float) -> None:
@@ -346,7 +354,8 @@ class Uplink:
     async def _publish_events(self, client: aiomqtt.Client) -> None:
         while True:
             while self._events:
-                await client.publish(self.events_topic, self._events[0], qos=1)
+                topic, payload = self._events[0]
+                await client.publish(topic, payload, qos=1)
                 self._events.popleft()  # only once the broker has it
             self._event_waiting.clear()
             await self._event_waiting.wait()

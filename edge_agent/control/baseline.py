@@ -41,7 +41,8 @@ MODEL_NAME = "towt"
 
 
 class Baseline(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def demand_kw(self, local: datetime, outdoor_c: float | None) -> tuple[float | None, bool]:
         """Expected demand without control (None: unknown), and whether it is an extrapolation."""

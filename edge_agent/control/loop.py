@@ -21,6 +21,7 @@ import structlog
 from edge_agent.clock import Clock
 from edge_agent.config_control import ControlConfig
 from edge_agent.control.actuator import Actuator, PointIO
+from edge_agent.control.baseline import load_towt
 from edge_agent.control.calendar import KOREAN_HOLIDAYS_2026, OpeningHours
 from edge_agent.control.decision import ModelError
 from edge_agent.control.demand import IntervalDemand
@@ -29,6 +30,8 @@ from edge_agent.control.features import Features, build_features
 from edge_agent.control.guards import GuardLimits, Guards, Targets
 from edge_agent.control.observation import Observation, ZoneObservation
 from edge_agent.control.rules import Policy, RuleBasedPolicy
+from edge_agent.control.savings import DailySavings, SavingsTracker
+from edge_agent.control.savings_ledger import SavingsLedger
 from edge_agent.control.settings import ControlMode, ControlSettings
 from edge_agent.latest import LatestValues
 from edge_agent.readings import Quality
@@ -58,6 +61,7 @@ class ControlStatus:
     writes: list[HeldWrite]  # what control holds on the building's controllers now
     backed_off: list[str]  # points an operator (a higher priority) holds: control keeps off them
     missing_inputs: list[str]  # stale or missing inputs: control holds nothing while any is listed
+    savings_today: DailySavings | None  # against the baseline, so far today; None without a baseline
 
 
 def guard_limits(config: ControlConfig) -> GuardLimits:
@@ -93,6 +97,8 @@ class ControlLoop:
         *,
         clock: Clock,
         send_event: Callable[[bytes], None] | None = None,
+        send_savings: Callable[[bytes], None] | None = None,
+        ledger: SavingsLedger | None = None,
         units: dict[str, str] | None = None,
         write_ranges: dict[str, tuple[float, float]] | None = None,
     ) -> None:
@@ -102,6 +108,10 @@ class ControlLoop:
         self._latest = latest
         self._clock = clock
         self._send_event = send_event
+        self._send_savings = send_savings
+        self._ledger = ledger
+        self.savings: SavingsTracker | None = None
+        self._tracked_at: datetime | None = None  # end of the last step counted in the savings
         self._units = units or {}  # 'device/point' -> unit
         self._write_ranges = write_ranges or {}  # 'device/point' -> what control may write there
         self.rules = RuleBasedPolicy()
@@ -134,6 +144,7 @@ class ControlLoop:
             ],
             backed_off=sorted(self.actuator.operator_held),
             missing_inputs=list(self._missing),
+            savings_today=None if self.savings is None else self.savings.today(),
         )
 
     def emit(self, kind: EventKind, message: str, **fields: Any) -> None:
@@ -174,9 +185,26 @@ class ControlLoop:
             self.emit("recovered", "the model decides again", policy="onnx", reason=self.fallback)
             self.fallback = None
 
+    def load_baseline(self) -> None:
+        """The savings tracker, when a baseline is configured and loads; the ledger's last reports again."""
+        if self.config.baseline is None:
+            return
+        try:
+            baseline = load_towt(self.config.baseline, self.hours)
+        except ModelError as error:
+            log.error("baseline refused: no savings report", baseline=error.path, reason=error.reason)  # noqa: TRY400
+            self.emit("error", "baseline refused: no savings report", reason=error.reason)
+            return
+        self.savings = SavingsTracker(self._gateway, baseline)
+        log.info("baseline loaded", baseline=str(self.config.baseline), fitted=baseline.quality.last)
+        if self._ledger is not None and self._send_savings is not None:
+            for report in self._ledger.recent():  # again, in case they did not leave before a restart
+                self._send_savings(report)
+
     async def run(self) -> None:
         """Decide every step until cancelled; the caller releases (stop())."""
         self.load_model()
+        self.load_baseline()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._leases())
             while True:
@@ -198,6 +226,9 @@ class ControlLoop:
         return released
 
     async def step(self) -> None:
+        now = self._clock.now()
+        observation = self.observe(now)
+        self._track_savings(observation)
         mode = self.settings.mode
         if mode is not self._mode:
             self._mode = mode
@@ -206,8 +237,6 @@ class ControlLoop:
         if mode is ControlMode.OFF:
             await self.actuator.release_all("control switched off")
             return
-        now = self._clock.now()
-        observation = self.observe(now)
         missing = observation.missing()
         if missing != self._missing:
             self._missing = missing
@@ -246,6 +275,31 @@ class ControlLoop:
             await self.actuator.apply(self.wanted(targets))
         else:
             await self.actuator.release_all("shadow mode")
+
+    def _track_savings(self, observation: Observation) -> None:
+        """Count this step in the savings, in every mode; a gap longer than two steps is not filled in."""
+        if self.savings is None or observation.demand_kw is None:
+            self._tracked_at = None
+            return
+        now, last = observation.at, self._tracked_at
+        self._tracked_at = now
+        if last is None or now <= last:
+            return
+        dt_s = min((now - last).total_seconds(), 2 * self.config.step_s)
+        for report in self.savings.add(now, dt_s, observation.demand_kw, observation.outdoor_c):
+            log.info(
+                "savings",
+                day=report.day.isoformat(),
+                avoided_kwh=round(report.avoided.energy_kwh, 1),
+                avoided_peak_kw=round(report.avoided.peak_kw, 1),
+                avoided_krw=round(report.avoided.energy_cost_krw),
+                avoided_tco2e=round(report.avoided.emissions_t, 4),
+            )
+            payload = report.to_json()
+            if self._ledger is not None:
+                self._ledger.append(payload)
+            if self._send_savings is not None:
+                self._send_savings(payload)
 
     def _policy(self, features: Features, now: datetime) -> Policy:
         if self.model is None or (self._model_retry_at is not None and now < self._model_retry_at):
