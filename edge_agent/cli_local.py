@@ -138,6 +138,9 @@ def _print_status(status: dict[str, Any], now: datetime) -> None:
         f"events waiting {uplink['events_waiting']}, dropped {uplink['events_dropped']}"
         + (f"; last error: {uplink['last_error']}" if uplink["last_error"] else "")
     )
+    clock = status["clock"]
+    held = f"; {clock['held']} readings held until it is set" if clock["held"] else ""
+    console.print(f"clock: {clock['state']}{held}")
     _print_control(status["control"], console)
 
 

@@ -20,6 +20,7 @@ from edge_agent import __version__
 from edge_agent.backoff import Backoff
 from edge_agent.buffer import Buffer, BufferStatistics
 from edge_agent.clock import Clock, WallClock
+from edge_agent.clock_guard import ClockGuard, ClockStatistics
 from edge_agent.commands import CommandRouter
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
 from edge_agent.control.loop import ControlLoop, ControlStatus
@@ -67,6 +68,7 @@ class AgentStatus:
     queue: QueueStatistics
     buffer: BufferStatistics
     uplink: UplinkStatistics
+    clock: ClockStatistics
     control: ControlStatus | ControlSettings  # the loop's status when [control] is configured
 
 
@@ -131,6 +133,7 @@ class Agent:
         self._bacnet: BacnetApplication | None = None
         self._links: dict[str, ModbusLink] = {}  # shared by the units of one RS-485 bus or RTU gateway
         self._checks, self._deadband = point_pipelines(_point_filters(config))
+        self.clock_guard = ClockGuard()
         self.pollers = [
             DevicePoller(
                 device, config.pollers, self._client_factory(device), self._accept, _subscribe(device)
@@ -172,7 +175,7 @@ class Agent:
     async def _accept(self, readings: list[Reading]) -> None:
         checked = self._checks(readings)
         self.latest.update(checked)  # control and status see every checked reading
-        forwarded = self._deadband(checked)  # upstream gets what moved, or a heartbeat
+        forwarded = self.clock_guard.admit(self._deadband(checked))  # what moved (or a heartbeat), in time
         if not forwarded:
             return
         await self._queue.put(forwarded)
@@ -186,6 +189,7 @@ class Agent:
             QueueStatistics(self._queue.qsize(), QUEUE_BATCHES, self._accepted),
             self.buffer.statistics(),
             self.uplink.statistics(),
+            self.clock_guard.statistics(),
             self.control if self.controller is None else self.controller.status(),
         )
 

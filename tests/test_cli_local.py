@@ -69,6 +69,7 @@ async def test_status_and_control_from_the_command_line(broker: Broker, tmp_path
             assert "up" in out
             assert "holds plant/demand_limit" in out
             assert "control: active" in out
+            assert "clock: " in out
 
             # Shadow from the command line: the agent gives its writes back and keeps deciding.
             code, out, err = await cli("control", "shadow", "--config", str(config))
