@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edge_agent import cli_bacnet, cli_data, cli_local, cli_modbus, cli_points
+from edge_agent import cli_bacnet, cli_data, cli_local, cli_modbus, cli_points, cli_savings
 from edge_agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, ConfigOption, load_or_exit
 from edge_agent.clock import Clock, ScaledClock
 from edge_agent.config import ModbusTcpDevice, MqttConfig, builtin_config_text
@@ -164,7 +164,7 @@ def config_default() -> None:
     typer.echo(builtin_config_text(), nl=False)
 
 
-for commands in (cli_modbus, cli_bacnet, cli_points, cli_local, cli_data):
+for commands in (cli_modbus, cli_bacnet, cli_points, cli_local, cli_data, cli_savings):
     commands.register(app, config_app)
 
 

@@ -24,7 +24,7 @@ from edge_agent.clock_guard import ClockGuard, ClockStatistics
 from edge_agent.commands import CommandRouter
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
 from edge_agent.control.loop import ControlLoop, ControlStatus
-from edge_agent.control.savings_ledger import SavingsLedger
+from edge_agent.control.savings_ledger import SAVINGS_LEDGER, SavingsLedger
 from edge_agent.control.settings import ControlSettings
 from edge_agent.errors import DeviceUnreachable
 from edge_agent.latest import LatestValues
@@ -51,7 +51,6 @@ SHUTDOWN_STEP_S = 5.0  # bound on each shutdown stage: pollers stopping, the que
 OFFLINE_EVENTS_S = 2.0  # how long a stop waits for control's last events to reach the broker
 QUEUE_BATCHES = 1000  # poll results waiting for the buffer writer; pollers wait when it is full
 WRITE_BATCH_READINGS = 5000  # readings committed in one transaction at most
-SAVINGS_LEDGER = "savings.jsonl"  # next to the buffer: one line per closed day
 
 
 @dataclass(frozen=True, slots=True)

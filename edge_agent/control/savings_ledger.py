@@ -17,6 +17,7 @@ import structlog
 log = structlog.get_logger("edge_agent.control.savings")
 
 RECENT = 7
+SAVINGS_LEDGER = "savings.jsonl"  # the ledger's name, next to the buffer file
 
 
 class SavingsLedger:

@@ -1,0 +1,104 @@
+"""`edge-agent baseline fit` on exported readings of uncontrolled weeks, and `edge-agent savings` on the
+ledger: what a technician runs when commissioning the savings report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edge_agent.cli import app
+from edge_agent.config import load_config
+from edge_agent.control.baseline import load_towt
+from edge_agent.control.loop import opening_hours
+from edge_sim.baseline_study import record
+
+runner = CliRunner()
+
+SITE = """
+[buffer]
+path = "{state}/buffer.db"
+
+[control]
+demand = "meter/total_power"
+outdoor_temperature = "ahu/outdoor_air_temperature"
+open_days = [0, 1, 2, 3, 4, 5, 6]
+close_hour = 22
+zones = [{{ name = "room", temperature = "ahu/supply_air_temperature" }}]
+
+[[devices]]
+name = "meter"
+protocol = "modbus-tcp"
+host = "127.0.0.1"
+profile = "schneider-iem3255"
+
+[[devices]]
+name = "ahu"
+protocol = "bacnet-ip"
+host = "127.0.0.1:47808"
+instance = 1
+profile = "edge-sim-ahu"
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    path = tmp_path / "site.toml"
+    path.write_text(SITE.format(state=tmp_path))
+    return path
+
+
+def export(path: Path) -> None:
+    """An uncontrolled summer week as `buffer export` writes it: one line per reading."""
+    with path.open("w") as out:
+        for step in record("summer", "library", seed=1):
+            ts = step.end.isoformat()
+            for device, point, value in (
+                ("meter", "total_power", step.demand_kw),
+                ("ahu", "outdoor_air_temperature", step.outdoor_c),
+            ):
+                line = {"ts": ts, "device": device, "point": point, "value": value, "quality": "good"}
+                out.write(json.dumps(line) + "\n")
+
+
+def test_fit_writes_a_baseline_the_agent_loads(site: Path, tmp_path: Path) -> None:
+    readings = tmp_path / "readings.jsonl"
+    export(readings)
+    output = tmp_path / "baseline.json"
+    result = runner.invoke(app, ["baseline", "fit", str(readings), "-o", str(output), "-c", str(site)])
+    assert result.exit_code == 0, result.output
+    assert "hours from 2026-08-03 to 2026-08-09" in result.output
+    assert "CV(RMSE)" in result.output
+    baseline = load_towt(output, opening_hours(load_config(site).control))
+    assert baseline.quality.samples == 7 * 24
+    assert baseline.quality.cv_rmse < 0.3
+
+
+def test_a_broken_export_is_refused_naming_the_line(site: Path, tmp_path: Path) -> None:
+    readings = tmp_path / "readings.jsonl"
+    readings.write_text(
+        '{"ts": "2026-08-03T00:00+09:00", "device": "meter", "point": "total_power", "value": 1}\n{oops\n'
+    )
+    result = runner.invoke(
+        app, ["baseline", "fit", str(readings), "-o", str(tmp_path / "b.json"), "-c", str(site)]
+    )
+    assert result.exit_code == 2
+    assert f"{readings}:2: not JSON" in result.output
+    assert not output.exists()
+
+
+def test_savings_prints_the_ledger(site: Path, tmp_path: Path) -> None:
+    report = {
+        "day": "2026-08-05",
+        "hours_covered": 24.0,
+        "avoided": {"energy_kwh": 123.4, "peak_kw": 20.5, "energy_cost_krw": 15000.0, "emissions_t": 0.0515},
+    }
+    (tmp_path / "savings.jsonl").write_text(json.dumps(report) + "\n")
+    result = runner.invoke(app, ["savings", "-c", str(site)])
+    assert result.exit_code == 0, result.output
+    assert "2026-08-05" in result.output
+    assert "123.4" in result.output
+    as_json = runner.invoke(app, ["savings", "-c", str(site), "--json"])
+    assert json.loads(as_json.output) == [report]
