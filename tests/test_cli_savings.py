@@ -81,9 +81,8 @@ def test_a_broken_export_is_refused_naming_the_line(site: Path, tmp_path: Path) 
     readings.write_text(
         '{"ts": "2026-08-03T00:00+09:00", "device": "meter", "point": "total_power", "value": 1}\n{oops\n'
     )
-    result = runner.invoke(
-        app, ["baseline", "fit", str(readings), "-o", str(tmp_path / "b.json"), "-c", str(site)]
-    )
+    output = tmp_path / "b.json"
+    result = runner.invoke(app, ["baseline", "fit", str(readings), "-o", str(output), "-c", str(site)])
     assert result.exit_code == 2
     assert f"{readings}:2: not JSON" in result.output
     assert not output.exists()
