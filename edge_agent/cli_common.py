@@ -37,6 +37,16 @@ def load_or_exit(path: Path | None) -> AgentConfig:
         raise typer.Exit(EXIT_CONFIG) from None
 
 
+def scan_group(app: typer.Typer) -> typer.Typer:
+    """The `scan` group that `scan modbus` and `scan bacnet` share: whichever registers first creates it."""
+    for group in app.registered_groups:
+        if group.name == "scan" and group.typer_instance is not None:
+            return group.typer_instance
+    scan_app = typer.Typer(help="Find devices on a bus or network.", no_args_is_help=True)
+    app.add_typer(scan_app, name="scan")
+    return scan_app
+
+
 def echo_json(data: Any) -> None:
     """One JSON document on stdout (datetimes and paths as strings)."""
     typer.echo(json.dumps(data, indent=2, default=str, allow_nan=False))

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edge_agent import profiles
-from edge_agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, JsonOption, echo_json
+from edge_agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, JsonOption, echo_json, scan_group
 from edge_agent.decode_table import (
     BUILTIN_QUANTITIES,
     Cell,
@@ -113,18 +113,8 @@ TableOption = Annotated[
 
 def register(app: typer.Typer, config_app: typer.Typer) -> None:
     """Add this module's commands to the edge-agent app (config_app: the `config` group)."""
-    _scan_group(app).command("modbus")(scan_modbus)
+    scan_group(app).command("modbus")(scan_modbus)
     app.command("decode")(decode)
-
-
-def _scan_group(app: typer.Typer) -> typer.Typer:
-    """The `scan` group, shared with `scan bacnet`: whichever module registers first creates it."""
-    for group in app.registered_groups:
-        if group.name == "scan" and group.typer_instance is not None:
-            return group.typer_instance
-    scan_app = typer.Typer(help="Find devices on a bus or network.", no_args_is_help=True)
-    app.add_typer(scan_app, name="scan")
-    return scan_app
 
 
 def _quiet_pymodbus() -> None:
