@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -68,14 +69,16 @@ def run(
     clock = _building_clock(clock_speed, clock_start)
     configure_logging(settings.log)
     try:
-        asyncio.run(_run_until_signalled(Agent(settings, clock)))
+        asyncio.run(_run_until_signalled(lambda: Agent(settings, clock)))
     except StartupError as error:
         typer.echo(f"edge-agent: {error}", err=True)
         raise typer.Exit(EXIT_FAILURE) from None
 
 
-async def _run_until_signalled(agent: Agent) -> None:
-    """The first SIGTERM or Ctrl-C stops the agent in order; a second one cuts the shutdown short."""
+async def _run_until_signalled(make_agent: Callable[[], Agent]) -> None:
+    """The first SIGTERM or Ctrl-C stops the agent in order; a second one cuts the shutdown short. The agent
+    is made inside the event loop: pymodbus' serial client wants a running loop when it is created."""
+    agent = make_agent()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()

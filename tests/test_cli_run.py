@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from edge_agent.cli import app
-from tests.support import LOOPBACK, free_port
+from tests.support import LOOPBACK, free_port, wait_until
 
 runner = CliRunner()
 
@@ -47,3 +50,45 @@ def test_busy_bacnet_port_names_the_address(tmp_path: Path) -> None:
         result = runner.invoke(app, ["run", "--config", str(config)])
     assert result.exit_code == 1
     assert f"BACnet/IP address 127.0.0.1:{port}: cannot bind" in result.output
+
+
+RTU_ONLY = """
+[buffer]
+path = "{buffer}"
+
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+
+[[devices]]
+name = "sub-meter"
+protocol = "modbus-rtu"
+serial_port = "{serial}"
+unit_id = 2
+profile = "eastron-sdm630"
+
+[[pollers]]
+device = "sub-meter"
+interval_s = 1
+"""
+
+
+def test_an_rs485_site_starts_and_stops_cleanly(tmp_path: Path) -> None:
+    """The serial client is made inside the event loop: `run` on an RS-485 site (its adapter unplugged)
+    starts, reports the device down, and stops on SIGTERM with exit 0."""
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        RTU_ONLY.format(buffer=tmp_path / "b.db", port=free_port(), serial=tmp_path / "ttyUSB0")
+    )
+    log = tmp_path / "agent.log"
+    with log.open("wb") as sink:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(config)], stdout=sink, stderr=sink
+        )
+    try:
+        wait_until(
+            lambda: "device down" in log.read_text(), 20, "the unplugged adapter's device reported down"
+        )
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0, log.read_text()[-2000:]
+    assert "agent stopped" in log.read_text()
