@@ -63,21 +63,10 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def without_rs485(text: str) -> str:
-    """The configuration text less its Modbus RTU devices and their pollers."""
-    blocks = re.split(r"(?m)^(?=\[\[)", text)
-    rtu = {
-        m[1] for b in blocks if 'protocol = "modbus-rtu"' in b for m in [re.search(r'name = "(.+)"', b)] if m
-    }
-    return "".join(b for b in blocks if not any(f'"{name}"' in b for name in rtu))
-
-
-def site_config(base_port: int, buffer: Path, broker_url: str, *, rs485: bool = True) -> str:
+def site_config(base_port: int, buffer: Path, broker_url: str) -> str:
     """The built-in configuration (the simulated site) on the simulator's ports, with a JSON log."""
     text = builtin_config_text()
-    text = (
-        text.replace(rs485_link(DEFAULT_BASE_PORT), rs485_link(base_port)) if rs485 else without_rs485(text)
-    )
+    text = text.replace(rs485_link(DEFAULT_BASE_PORT), rs485_link(base_port))
     low, high = DEFAULT_BASE_PORT, DEFAULT_BASE_PORT + PORTS_USED
     text = re.sub(
         r"(?<!\d)(\d{5})(?!\d)",
@@ -227,15 +216,7 @@ async def measure(runs: int) -> None:
             try:
                 await one_start(config)  # warm-up: the OS file cache, the buffer file created
             except NoReady as failure:
-                if "no running event loop" not in str(failure):
-                    raise SystemExit(f"bench.startup: {failure}") from None
-                print(
-                    "NOTE: `edge-agent run` fails at start with a Modbus RTU device (the Agent is built"
-                    " outside the event loop,\n      and pymodbus' serial client needs one): measured"
-                    " without the three RS-485 sub-meters"
-                )
-                config.write_text(site_config(base, buffer, broker.url, rs485=False))
-                await one_start(config)
+                raise SystemExit(f"bench.startup: {failure}") from None
             settings = load_config(config)
             for _ in range(runs):  # interleaved, so that each sees the same load on the machine
                 for name, code in (
