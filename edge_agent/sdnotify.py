@@ -17,10 +17,11 @@ A send never blocks and never raises: the first failure is logged, later ones ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import structlog
 
@@ -81,12 +82,18 @@ class Notifier:
 
 
 class Heartbeats:
-    """When each of the agent's loops last showed signs of life: healthy only while every one did recently."""
+    """When each of the agent's loops last showed signs of life: healthy only while every one did recently.
+
+    Two kinds: a loop that beats (`register`, `beat`), overdue when it has not beaten for its max age; and a
+    worker that waits for work (`register_work`, `working`), overdue only while one piece of work has taken
+    longer than its max age (a disk that hangs), not while it is idle."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._max_age: dict[str, float] = {}
         self._last: dict[str, float] = {}
+        self._work_max_age: dict[str, float] = {}
+        self._busy_since: dict[str, float] = {}
 
     def register(self, name: str, max_age_s: float) -> None:
         """A loop that must beat at least every max_age_s seconds; it counts as having beaten now."""
@@ -103,10 +110,27 @@ class Heartbeats:
             raise KeyError(f"heartbeat from unregistered loop {name!r}")
         self._last[name] = self._clock()
 
+    def register_work(self, name: str, max_age_s: float) -> None:
+        """A worker whose every piece of work must end within max_age_s seconds."""
+        self._work_max_age[name] = max_age_s
+
+    @contextlib.contextmanager
+    def working(self, name: str) -> Iterator[None]:
+        """Around one piece of work of a registered worker."""
+        if name not in self._work_max_age:
+            raise KeyError(f"work from unregistered worker {name!r}")
+        self._busy_since[name] = self._clock()
+        try:
+            yield
+        finally:
+            del self._busy_since[name]
+
     def overdue(self, now: float | None = None) -> list[str]:
-        """The loops that have not beaten within their allowed age."""
+        """The loops that have not beaten within their allowed age, and the workers stuck in their work."""
         at = self._clock() if now is None else now
-        return sorted(name for name, age in self._max_age.items() if at - self._last[name] > age)
+        late = [name for name, age in self._max_age.items() if at - self._last[name] > age]
+        late += [name for name, since in self._busy_since.items() if at - since > self._work_max_age[name]]
+        return sorted(late)
 
     def healthy(self, now: float | None = None) -> bool:
         return not self.overdue(now)

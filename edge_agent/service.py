@@ -46,6 +46,7 @@ from edge_agent.uplink import Uplink, UplinkStatistics
 log = structlog.get_logger("edge_agent.service")
 
 TICK_S = 1.0  # the event loop's own heartbeat (a stuck loop withholds systemd's watchdog)
+COMMIT_WATCHDOG_INTERVALS = 4  # a buffer commit stuck this many watchdog intervals withholds it (60 s)
 READY_WITHIN_S = 30.0  # READY=1 after every device's first poll, or this long at most
 SHUTDOWN_STEP_S = 5.0  # bound on each shutdown stage: pollers stopping, the queue committing
 OFFLINE_EVENTS_S = 2.0  # how long a stop waits for control's last events to reach the broker
@@ -133,6 +134,7 @@ class Agent:
         self._links: dict[str, ModbusLink] = {}  # shared by the units of one RS-485 bus or RTU gateway
         self._checks, self._deadband = point_pipelines(_point_filters(config))
         self.clock_guard = ClockGuard()
+        self._heartbeats = Heartbeats()
         self.pollers = [
             DevicePoller(
                 device, config.pollers, self._client_factory(device), self._accept, _subscribe(device)
@@ -242,8 +244,10 @@ class Agent:
                 buffer=str(self.buffer.path),
                 buffered=self.buffer.statistics().depth,
             )
-            notifier, heartbeats = Notifier.from_environment(), Heartbeats()
+            notifier, heartbeats = Notifier.from_environment(), self._heartbeats
             heartbeats.register("event loop", max_age_s=10 * TICK_S)
+            watchdog_s = notifier.watchdog_interval_s or 15.0  # a disk that hangs: systemd restarts us
+            heartbeats.register_work("buffer writer", COMMIT_WATCHDOG_INTERVALS * watchdog_s)
             async with asyncio.TaskGroup() as tasks:
                 ticking = tasks.create_task(_tick(heartbeats), name="heartbeat")
                 watchdog = tasks.create_task(keep_alive(notifier, heartbeats), name="watchdog")
@@ -296,7 +300,8 @@ class Agent:
                 readings += batches[-1]
             while True:
                 try:
-                    await self.buffer.append(readings)
+                    with self._heartbeats.working("buffer writer"):
+                        await self.buffer.append(readings)
                 except sqlite3.Error as error:
                     if backoff.attempt == 0:
                         log.error(  # noqa: TRY400 - the message says it all; no traceback

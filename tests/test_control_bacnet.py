@@ -1,12 +1,15 @@
-"""Load shaving over real BACnet, the simulator at 60x: the agent (its own process, on building time) writes
-at priority 10, backs off a point an operator takes at priority 8, and on SIGTERM gives every point back,
-so the simulated controllers return to their own sequence. Its audit events reach the broker."""
+"""Load shaving over real BACnet, the simulator at 60x: the agent (its own process, on building time, under
+systemd's notify protocol) writes at priority 10, backs off a point an operator takes at priority 8, and on
+SIGTERM says STOPPING=1 and gives every point back, so the simulated controllers return to their own
+sequence. Its audit events reach the broker."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import socket
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +22,7 @@ from edge_agent.config import AgentConfig, BacnetConfig, BacnetDevice
 from edge_agent.protocols.bacnet import BacnetClient, local_stack
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, Broker, async_wait_until, free_base_port, in_background
+from tests.test_service_notify import messages
 
 START = "2026-08-05T14:00:00+09:00"  # a hot Wednesday afternoon, the library open
 SPEED = 60.0  # one control step (60 s of building time) per wall-clock second
@@ -125,6 +129,9 @@ async def test_writes_back_off_for_the_operator_and_are_released_on_sigterm(
 
         config = tmp_path / "agent.toml"
         config.write_text(agent_toml(sim, broker, tmp_path))
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # systemd's side of sd_notify
+        notify.bind(str(tmp_path / "notify"))
+        notify.setblocking(False)
         async with in_background(collect()):
             # The agent logs to a file (a full pipe would block its logging); the child keeps the file open.
             with (tmp_path / "agent.log").open("wb") as log:
@@ -132,8 +139,11 @@ async def test_writes_back_off_for_the_operator_and_are_released_on_sigterm(
                     sys.executable, "-m", "edge_agent", "run", "--config", str(config),
                     "--clock-speed", str(SPEED), "--clock-start", START,
                     stdout=asyncio.subprocess.DEVNULL, stderr=log,
+                    env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "4000000"},
                 )  # fmt: skip
             try:
+                assert "READY=1" in (await messages(notify, "READY=1", 20))[-1]
+
                 # The agent sheds: both rooms' cooling setpoints and the plant's limit held at priority 10.
                 async def shedding() -> bool:
                     plant = await slots(sim, "library-plant", "edge-sim-plant", "demand_limit")
@@ -156,6 +166,9 @@ async def test_writes_back_off_for_the_operator_and_are_released_on_sigterm(
                 async with asyncio.timeout(45):  # generous: CI machines are shared and slow
                     await agent.wait()
             assert agent.returncode == 0, (tmp_path / "agent.log").read_text()[-3000:]
+            stopping = await messages(notify, "STOPPING=1", 5)
+            notify.close()
+            assert "STOPPING=1" in stopping[-1]
 
             # Every point the agent wrote is given back; the operator's write stays.
             assert (await room_slots(sim, "room1"))[7] == 25.5

@@ -177,3 +177,17 @@ async def test_keep_alive_returns_at_once_without_a_watchdog(
     _, path = systemd_socket
     async with asyncio.timeout(RECV_TIMEOUT_S):
         await keep_alive(Notifier.from_environment({"NOTIFY_SOCKET": path}), Heartbeats())
+
+
+def test_a_worker_is_overdue_only_while_stuck_in_its_work() -> None:
+    now = [0.0]
+    beats = Heartbeats(clock=lambda: now[0])
+    beats.register_work("buffer writer", max_age_s=60)
+    now[0] = 1000.0  # idle for long: fine
+    assert beats.healthy()
+    with beats.working("buffer writer"):
+        now[0] += 59
+        assert beats.healthy()
+        now[0] += 2  # one commit for 61 s: stuck
+        assert beats.overdue() == ["buffer writer"]
+    assert beats.healthy()  # it returned

@@ -1,12 +1,15 @@
 """`edge-agent run` under systemd's notify protocol, systemd's side played by a datagram socket: READY=1
-comes after the first poll, WATCHDOG=1 keeps coming while healthy, STOPPING=1 and exit 0 follow SIGTERM."""
+comes after the first poll, WATCHDOG=1 keeps coming while healthy and stops while a loop is stuck, STOPPING=1
+and exit 0 follow SIGTERM. (With BACnet writes to give back: tests/test_control_bacnet.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -61,3 +64,62 @@ async def test_ready_after_first_poll_watchdog_while_healthy_stopping_on_sigterm
             async with asyncio.timeout(20):
                 _, err = await agent.communicate()
             assert agent.returncode == 0, err.decode()[-2000:]
+
+
+async def test_watchdog_withheld_while_a_buffer_commit_hangs(tmp_path: Path) -> None:
+    """A commit that does not return (here: another process holds the buffer's write lock; on a Pi, an SD card
+    that hangs) withholds WATCHDOG=1 so systemd restarts the agent; it comes back once the commit returns."""
+    async with ModbusTcpMeterServer(LOOPBACK, 0, [Sdm630(unit_id=1)]) as meter:
+        config = tmp_path / "agent.toml"
+        buffer = tmp_path / "b.db"
+        config.write_text(
+            f'[buffer]\npath = "{buffer}"\n[mqtt]\nurl = "mqtt://{LOOPBACK}:{free_port()}"\n'
+            f'[[devices]]\nname = "meter"\nprotocol = "modbus-tcp"\nhost = "{LOOPBACK}"\n'
+            f"port = {meter.port}\n"
+            'profile = "eastron-sdm630"\n[[pollers]]\ndevice = "meter"\ninterval_s = 0.2\n'
+        )
+        with (
+            tempfile.TemporaryDirectory(prefix="sdn") as directory,
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
+        ):
+            path = str(Path(directory) / "notify")
+            sock.bind(path)
+            sock.setblocking(False)
+            # WATCHDOG=1 every 0.5 s; a commit stuck for 2 s (four intervals) withholds it.
+            env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}
+            agent = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "edge_agent", "run", "--config", str(config),
+                env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                await messages(sock, "READY=1", 20)
+                await messages(sock, "WATCHDOG=1", 5)
+                with contextlib.closing(sqlite3.connect(buffer, isolation_level=None)) as holder:
+                    holder.execute("BEGIN IMMEDIATE")  # the agent's next commit waits (5 s), fails, retries
+                    await asyncio.sleep(3.0)  # past the commit's allowed 2 s
+                    withheld = await quiet(sock, 1.5)  # before the commit gives up, 5 s after it began
+                    holder.execute("ROLLBACK")
+                assert not any("WATCHDOG=1" in m for m in withheld), withheld
+                resumed = await messages(sock, "WATCHDOG=1", 15)
+                assert "WATCHDOG=1" in resumed[-1]
+            finally:
+                agent.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(20):
+                _, err = await agent.communicate()
+            assert agent.returncode == 0, err.decode()[-2000:]
+            assert b"watchdog withheld" in err
+            assert b"buffer writer" in err
+
+
+async def quiet(sock: socket.socket, seconds: float) -> list[str]:
+    """Every datagram that arrives within `seconds` (after draining what waited before)."""
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sock.recv(4096)
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while True:
+                seen.append((await loop.sock_recv(sock, 4096)).decode())
+    return seen
