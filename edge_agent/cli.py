@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edge_agent import cli_bacnet, cli_data, cli_local, cli_modbus, cli_points, cli_savings
-from edge_agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, ConfigOption, load_or_exit
+from edge_agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, ConfigOption, JsonOption, echo_json, load_or_exit
 from edge_agent.clock import Clock, ScaledClock
-from edge_agent.config import ModbusTcpDevice, MqttConfig, builtin_config_text
+from edge_agent.config import BacnetDevice, MqttConfig, builtin_config_text
 from edge_agent.errors import StartupError
 from edge_sim.layout import DEFAULT_BASE_PORT
 
@@ -123,41 +123,54 @@ def demo(
 
 
 @config_app.command("check")
-def config_check(path: Annotated[Path, typer.Argument(help="Configuration file to validate.")]) -> None:
+def config_check(
+    path: Annotated[Path, typer.Argument(help="Configuration file to validate.")], as_json: JsonOption = False
+) -> None:
     """Validate a configuration file; exit 2 naming every offending field."""
     settings = load_or_exit(path)
+    devices, pollers = len(settings.devices), len(settings.pollers)
     points = sum(len(d.points) for d in settings.devices)
-    typer.echo(
-        f"{path}: ok ({len(settings.devices)} devices, {points} points, {len(settings.pollers)} pollers)"
-    )
+    if as_json:
+        echo_json({"file": str(path), "ok": True, "devices": devices, "points": points, "pollers": pollers})
+        return
+    typer.echo(f"{path}: ok ({devices} devices, {points} points, {pollers} pollers)")
 
 
 @config_app.command("plan")
 def config_plan(
     path: Annotated[Path | None, typer.Argument(help="Configuration file (default: the built-in).")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Print the requests each poll cycle makes: Modbus blocks per device, BACnet batches."""
     from edge_agent.planner import PlanLimits, plan_reads
 
     settings = load_or_exit(path)
-    total_requests = total_points = 0
+    plans: list[dict[str, object]] = []
+    total_requests = 0
     for device in settings.devices:
-        if isinstance(device, ModbusTcpDevice):
+        names = [p.name for p in device.points]
+        if isinstance(device, BacnetDevice):
+            requests: list[dict[str, object]] = [{"service": "ReadPropertyMultiple", "points": names}]
+            lines: list[str] = []
+        else:
             limits = PlanLimits(device.max_registers, device.max_gap, tuple(device.forbidden))
             blocks = plan_reads(device.points, limits)
-            typer.echo(
-                f"{device.name} ({device.address}): {len(device.points)} points in {len(blocks)} requests"
-            )
-            for block in blocks:
-                typer.echo(f"  {block.describe()}")
-        else:
-            blocks_count = 1
-            typer.echo(
-                f"{device.name} ({device.address}): {len(device.points)} points in 1 ReadPropertyMultiple"
-            )
-            blocks = [None] * blocks_count  # type: ignore[list-item]
-        total_requests += len(blocks)
-        total_points += len(device.points)
+            requests = [
+                {"table": b.table, "start": b.start, "count": b.count, "points": [p.name for p in b.points]}
+                for b in blocks
+            ]
+            lines = [block.describe() for block in blocks]
+        total_requests += len(requests)
+        plans.append({"device": device.name, "address": device.address, "requests": requests})
+        if not as_json:
+            kind = "requests" if lines else "ReadPropertyMultiple"
+            typer.echo(f"{device.name} ({device.address}): {len(names)} points in {len(requests)} {kind}")
+            for line in lines:
+                typer.echo(f"  {line}")
+    total_points = sum(len(d.points) for d in settings.devices)
+    if as_json:
+        echo_json({"devices": plans, "points": total_points, "requests": total_requests})
+        return
     typer.echo(f"per poll cycle: {total_points} points in {total_requests} requests")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,15 @@ def test_plan_of_the_builtin_configuration() -> None:
     result = runner.invoke(app, ["config", "plan"])
     assert result.exit_code == 0, result.output
     assert "library-main-meter (127.0.0.1:15020 unit 1): 5 points in 2 requests" in result.output
+    # RS-485 units are planned as Modbus blocks too, not as BACnet batches
+    assert re.search(r"info-centre-lighting-meter \(\S+rs485 unit 2\): 2 points in 1 requests", result.output)
+
+
+def test_plan_and_check_as_json(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    plan = json.loads(runner.invoke(app, ["config", "plan", str(path), "--json"]).output)
+    meter = next(d for d in plan["devices"] if d["device"] == "meter-main")
+    assert meter["requests"] == [{"table": "input", "start": 52, "count": 2, "points": ["total_power"]}]
+    assert (plan["points"], plan["requests"]) == (2, 2)
+    check = json.loads(runner.invoke(app, ["config", "check", str(path), "--json"]).output)
+    assert check == {"file": str(path), "ok": True, "devices": 2, "points": 2, "pollers": check["pollers"]}
