@@ -17,6 +17,7 @@ command -v socat >/dev/null || missing+=(socat)
 if [ "${1:-}" = "--test-tools" ]; then
     [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
     command -v mbpoll >/dev/null || missing+=(mbpoll)
+    command -v systemd-analyze >/dev/null || missing+=(systemd)  # the unit files are verified
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""

@@ -188,3 +188,13 @@ def test_plan_and_check_as_json(tmp_path: Path) -> None:
     assert (plan["points"], plan["requests"]) == (2, 2)
     check = json.loads(runner.invoke(app, ["config", "check", str(path), "--json"]).output)
     assert check == {"file": str(path), "ok": True, "devices": 2, "points": 2, "pollers": check["pollers"]}
+
+
+def test_config_default_prints_a_file_that_checks(tmp_path: Path) -> None:
+    printed = runner.invoke(app, ["config", "default"])
+    assert printed.exit_code == 0
+    site = tmp_path / "site.toml"
+    site.write_text(printed.output)
+    checked = runner.invoke(app, ["config", "check", str(site)])
+    assert checked.exit_code == 0, checked.output
+    assert "ok (" in checked.output
