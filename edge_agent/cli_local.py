@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from edge_agent.cli_common import (
     EXIT_CONFIG,
@@ -48,7 +49,7 @@ def status(config: ConfigOption = None, socket: SocketOption = None, as_json: Js
     if as_json:
         echo_json(result)
         return
-    _print_status(result, datetime.now(UTC))
+    _print_status(result, datetime.now(UTC), Console(markup=False))  # names, errors: printed as they are
 
 
 def control(
@@ -73,7 +74,7 @@ def control(
         return
     for key, value in results.items():
         typer.echo(f"{key} set to {value}")
-    _print_control(state, Console())
+    _print_control(state, Console(markup=False))
 
 
 def _ask(config: Path | None, socket: Path | None, command: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -106,8 +107,7 @@ def _age(iso: str | None, now: datetime) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
-def _print_status(status: dict[str, Any], now: datetime) -> None:
-    console = Console()
+def _print_status(status: dict[str, Any], now: datetime, console: Console) -> None:
     devices = Table(title=f"gateway {status['gateway']}: devices")
     for column in ("device", "health", "last poll", "polls", "failures", "last error"):
         devices.add_column(column)
@@ -116,7 +116,7 @@ def _print_status(status: dict[str, Any], now: datetime) -> None:
         health = device["health"]
         devices.add_row(
             device["device"],
-            f"[{colours.get(health, 'white')}]{health}[/]",
+            Text(health, style=colours.get(health, "")),
             _age(device["last_success"], now),
             str(device["polls"]),
             str(device["failures"]),

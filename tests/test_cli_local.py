@@ -99,3 +99,32 @@ async def test_status_and_control_from_the_command_line(broker: Broker, tmp_path
     assert code == 3
     assert f"not running, or not on {tmp_path / 'edge-agent.sock'}" in err
     assert not (tmp_path / "edge-agent.sock").exists()  # removed on stop
+
+
+def test_brackets_in_names_and_errors_print_as_they_are() -> None:
+    from datetime import UTC
+    from io import StringIO
+
+    from rich.console import Console
+
+    from edge_agent import cli_local
+
+    out = StringIO()
+    cli_local._print_control({"mode": "off", "demand_target_kw": None}, Console(file=out, markup=False))
+    assert "(no [control] points configured)" in out.getvalue()
+    device = {"device": "m", "health": "down", "last_success": None, "polls": 0, "failures": 3}
+    status = {
+        "gateway": "gw",
+        "devices": [{**device, "last_error": "[Errno 111] Connection refused"}],
+        "buffer": {"depth": 0, "oldest_ts": None, "size_bytes": 0, "cap_bytes": 1e6, "dropped": 0},
+        "queue": {"batches_waiting": 0, "capacity": 10},
+        "uplink": {
+            "state": "connecting", "broker": "b:1883", "mqtt": "5", "session": 1, "readings_published": 0,
+            "events_waiting": 0, "events_dropped": 0, "last_error": "[Errno 111] Connection refused",
+        },
+        "clock": {"state": "synchronized", "held": 0},
+        "control": {"mode": "off", "demand_target_kw": None},
+    }  # fmt: skip
+    printed = StringIO()
+    cli_local._print_status(status, datetime.now(UTC), Console(file=printed, width=200, markup=False))
+    assert printed.getvalue().count("[Errno 111] Connection refused") == 2
