@@ -7,10 +7,14 @@ import asyncio
 import json
 import signal
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
+from edge_agent import cli_local
 from edge_agent.clock import ScaledClock
 from edge_sim.simulator import Simulator
 from tests.support import Broker, free_base_port
@@ -102,13 +106,6 @@ async def test_status_and_control_from_the_command_line(broker: Broker, tmp_path
 
 
 def test_brackets_in_names_and_errors_print_as_they_are() -> None:
-    from datetime import UTC
-    from io import StringIO
-
-    from rich.console import Console
-
-    from edge_agent import cli_local
-
     out = StringIO()
     cli_local._print_control({"mode": "off", "demand_target_kw": None}, Console(file=out, markup=False))
     assert "(no [control] points configured)" in out.getvalue()
