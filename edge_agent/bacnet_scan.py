@@ -26,7 +26,7 @@ from bacpypes3.primitivedata import Atomic, Boolean, Enumerated, Null, ObjectIde
 
 from edge_agent.config import BacnetConfig
 from edge_agent.errors import DeviceError, DeviceRejected, DeviceUnreachable
-from edge_agent.protocols.bacnet import local_stack, refusal_kind
+from edge_agent.protocols.bacnet import BatchState, local_stack, read_adaptively
 from edge_agent.protocols.bacnet_app import BacnetApplication, split_host_port
 from edge_agent.protocols.bacnet_batches import (
     FALLBACK_MAX_APDU,
@@ -34,7 +34,6 @@ from edge_agent.protocols.bacnet_batches import (
     DeviceLimits,
     Key,
     grouped,
-    plan_batches,
 )
 from edge_agent.protocols.bacnet_discovery import DiscoveredDevice, foreign_device_stack, who_is
 
@@ -253,8 +252,7 @@ class PropertyReader:
         self._address = Address(address)
         self._label = label
         self._timeout_s = timeout_s
-        self._rpm = True
-        self._batch: int | None = None
+        self._batches = BatchState()
         local = self._app.device_object
         self.limits = DeviceLimits(
             max_apdu=min(max_apdu, LARGEST_MAX_APDU) if max_apdu >= 50 else FALLBACK_MAX_APDU,
@@ -291,30 +289,15 @@ class PropertyReader:
     async def read_many(self, keys: Sequence[Key]) -> dict[Key, Any]:
         """Values, or the DeviceError that kept each from us. Each pass reads a batch, halves the batch,
         or gives up on RPM, so the loop ends. A device that stops answering raises DeviceUnreachable."""
-        values: dict[Key, Any] = {}
-        pending = list(keys)
-        while pending:
-            if not self._rpm:
-                for key in pending:
-                    values[key] = await self._one(key)
-                break
-            batch = plan_batches(pending, self.limits, self._batch)[0]
-            try:
-                values.update(await self._multiple(batch))
-            except ErrorRejectAbortNack as exc:
-                kind = refusal_kind(exc)
-                if kind == "unreachable":
-                    raise translate(self._label, f"{self._where} read-property-multiple", exc) from None
-                if kind == "unsupported":
-                    self._rpm = False  # no RPM: one property at a time
-                    continue
-                if kind == "too-big" and len(batch) > 1:
-                    self._batch = len(batch) // 2
-                    continue
-                for key in batch:
-                    values[key] = await self._one(key)
-            pending = pending[len(batch) :]
-        return values
+        return await read_adaptively(
+            keys,
+            self.limits,
+            self._batches,
+            cap=None,
+            multiple=self._multiple,
+            one=self._one,
+            unreachable=lambda exc: translate(self._label, f"{self._where} read-property-multiple", exc),
+        )
 
     async def _one(self, key: Key) -> Any:
         try:

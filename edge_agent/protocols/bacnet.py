@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from bacpypes3.apdu import AbortPDU, ErrorPDU, ErrorRejectAbortNack, RejectPDU
@@ -134,6 +135,60 @@ def refusal_kind(exc: ErrorRejectAbortNack) -> Literal["unreachable", "too-big",
     return "error"
 
 
+@dataclass(slots=True)
+class BatchState:
+    """What a device taught us about ReadPropertyMultiple: whether it has it, and the batch it takes."""
+
+    rpm_supported: bool = True
+    learned_batch: int | None = None  # halved from a refused batch's size
+
+    def batch_limit(self, cap: int | None = None) -> int | None:
+        """Properties per request: the smaller of `cap` and what was learned (None: no limit)."""
+        limits = [n for n in (cap, self.learned_batch) if n is not None]
+        return min(limits) if limits else None
+
+
+async def read_adaptively(
+    keys: Sequence[Key],
+    limits: DeviceLimits,
+    state: BatchState,
+    *,
+    cap: int | None,
+    multiple: Callable[[list[Key]], Awaitable[dict[Key, Any]]],
+    one: Callable[[Key], Awaitable[Any]],
+    unreachable: Callable[[ErrorRejectAbortNack], Exception],
+) -> dict[Key, Any]:
+    """Values (or DeviceErrors, as `one` returns them) per (object, property), by ReadPropertyMultiple
+    batches sized to `limits`. A refusal as too big halves the batch, one of RPM itself falls back to one
+    property at a time, any other error reads that batch one by one: every pass makes progress, so it
+    ends. `multiple` lets bacpypes3's refusals through; `unreachable` turns a silent device into the
+    exception to raise."""
+    values: dict[Key, Any] = {}
+    pending = list(keys)
+    while pending:
+        if not state.rpm_supported:
+            for key in pending:
+                values[key] = await one(key)
+            break
+        batch = plan_batches(pending, limits, state.batch_limit(cap))[0]
+        try:
+            values.update(await multiple(batch))
+        except ErrorRejectAbortNack as exc:
+            kind = refusal_kind(exc)
+            if kind == "unreachable":
+                raise unreachable(exc) from None
+            if kind == "unsupported":
+                state.rpm_supported = False  # the device does not do RPM: one property at a time
+                continue
+            if kind == "too-big" and len(batch) > 1:
+                state.learned_batch = len(batch) // 2
+                continue
+            for key in batch:  # one property too big, or an error for the whole request
+                values[key] = await one(key)
+        pending = pending[len(batch) :]
+    return values
+
+
 def _priority_value(slot: Any) -> float | None:
     if getattr(slot, "null", None) is not None:
         return None
@@ -160,10 +215,9 @@ class BacnetClient(ClientContext):
         self._stack = stack
         self._address = device_address(device.host)
         self._points = {p.name: p for p in device.points}
-        self._rpm_supported = True
         self._max_apdu = max_apdu
         self._max_batch = max_batch
-        self._learned_batch: int | None = None
+        self._batches = BatchState()
         self.limits = DeviceLimits()
 
     @property
@@ -177,13 +231,12 @@ class BacnetClient(ClientContext):
 
     @property
     def rpm_supported(self) -> bool:
-        return self._rpm_supported
+        return self._batches.rpm_supported
 
     @property
     def batch_limit(self) -> int | None:
         """Properties per request: the configured cap, or the smaller size learned from a refusal."""
-        limits = [n for n in (self._max_batch, self._learned_batch) if n is not None]
-        return min(limits) if limits else None
+        return self._batches.batch_limit(self._max_batch)
 
     def _error(
         self, cls: type[DeviceError], where: str, message: str, code: str | None = None
@@ -245,43 +298,21 @@ class BacnetClient(ClientContext):
     def read_budget_s(self, points: Sequence[str]) -> float:
         """One device timeout per request the read is planned to take."""
         keys = self._keys(points)
-        requests = (
-            len(plan_batches(keys, self.limits, self.batch_limit)) if self._rpm_supported else len(keys)
-        )
+        requests = len(plan_batches(keys, self.limits, self.batch_limit)) if self.rpm_supported else len(keys)
         return self.device.timeout_s * max(requests, 1)
 
     async def read(self, points: Sequence[str]) -> list[PointResult]:
         wanted = [self._points[name] for name in points]
-        values = await self._read_keys(self._keys(points))
+        values = await read_adaptively(
+            self._keys(points),
+            self.limits,
+            self._batches,
+            cap=self._max_batch,
+            multiple=self._read_multiple,
+            one=self._read_one,
+            unreachable=lambda exc: self.translate("read-property-multiple", exc),
+        )
         return [self._result(point, values[(point.object, point.property)]) for point in wanted]
-
-    async def _read_keys(self, keys: list[Key]) -> dict[Key, Any]:
-        """Values (or DeviceErrors) per (object, property). Each pass through the loop reads a batch, halves
-        the batch size, or gives up on RPM, so it ends."""
-        values: dict[Key, Any] = {}
-        pending = keys
-        while pending:
-            if not self._rpm_supported:
-                for key in pending:
-                    values[key] = await self._read_one(key)
-                break
-            batch = plan_batches(pending, self.limits, self.batch_limit)[0]
-            try:
-                values.update(await self._read_multiple(batch))
-            except ErrorRejectAbortNack as exc:
-                kind = refusal_kind(exc)
-                if kind == "unreachable":
-                    raise self.translate("read-property-multiple", exc) from None
-                if kind == "unsupported":
-                    self._rpm_supported = False  # the device does not do RPM: one property at a time
-                    continue
-                if kind == "too-big" and len(batch) > 1:
-                    self._learned_batch = len(batch) // 2
-                    continue
-                for key in batch:  # one property too big, or an error for the whole request
-                    values[key] = await self._read_one(key)
-            pending = pending[len(batch) :]
-        return values
 
     async def _read_multiple(self, batch: list[Key]) -> dict[Key, Any]:
         request: list[Any] = []
