@@ -7,6 +7,7 @@ or usage mistake, 3 the running daemon could not be reached (status, control).
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,6 +46,21 @@ def scan_group(app: typer.Typer) -> typer.Typer:
     scan_app = typer.Typer(help="Find devices on a bus or network.", no_args_is_help=True)
     app.add_typer(scan_app, name="scan")
     return scan_app
+
+
+def age_text(delta: timedelta) -> str:
+    """A duration the way a technician reads it: '3 h 12 min', '40 s'."""
+    seconds = max(0, int(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {seconds} s"
+    return f"{seconds} s"
 
 
 def echo_json(data: Any) -> None:

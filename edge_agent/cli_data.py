@@ -10,13 +10,21 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TextIO
 
 import typer
 
-from edge_agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, ConfigOption, JsonOption, echo_json, load_or_exit
+from edge_agent.cli_common import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    ConfigOption,
+    JsonOption,
+    age_text,
+    echo_json,
+    load_or_exit,
+)
 
 if TYPE_CHECKING:  # the modules themselves are imported by the commands that use them: every other
     # command, and `edge-agent run`, starts without SQLite, numpy or onnxruntime loaded on their behalf
@@ -110,7 +118,7 @@ def _summary_lines(s: BufferSummary, cap_bytes: int, now: datetime) -> Iterator[
     yield f"depth     {s.depth:,} readings waiting for the broker"
     for label, at in (("oldest", s.oldest), ("newest", s.newest)):
         if at is not None:
-            yield f"{label:<9} #{at.seq} at {iso_ts(at.ts)} ({_age(now - at.ts)} ago)"
+            yield f"{label:<9} #{at.seq} at {iso_ts(at.ts)} ({age_text(now - at.ts)} ago)"
     share = s.used_bytes / cap_bytes if cap_bytes else 0.0
     yield (
         f"size      {_mib(s.used_bytes)} of the {_mib(cap_bytes)} cap ({share:.1%});"
@@ -138,20 +146,6 @@ def _mib(size: int) -> str:
     if size < 1024 * 1024:
         return f"{size / 1024:,.0f} KiB"
     return f"{size / (1024 * 1024):,.1f} MiB"
-
-
-def _age(delta: timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {seconds} s"
-    return f"{seconds} s"
 
 
 def _moment(text: str | None, option: str) -> datetime | None:

@@ -23,6 +23,7 @@ from edge_agent.cli_common import (
     EXIT_NO_DAEMON,
     ConfigOption,
     JsonOption,
+    age_text,
     echo_json,
     load_or_exit,
 )
@@ -99,12 +100,7 @@ def _ask(config: Path | None, socket: Path | None, command: str, args: dict[str,
 def _age(iso: str | None, now: datetime) -> str:
     if iso is None:
         return "never"
-    seconds = (now - datetime.fromisoformat(iso)).total_seconds()
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
+    return f"{age_text(now - datetime.fromisoformat(iso))} ago"
 
 
 def _print_status(status: dict[str, Any], now: datetime, console: Console) -> None:
