@@ -102,8 +102,8 @@ class SavingsTracker:
         self._tariff_for = tariff_for
         self._factor = emission_factor
         self._day: _Day | None = None
-        self._month: tuple[int, int] | None = None
-        self._month_peaks = (0.0, 0.0)  # metered, baseline: closed days of this month
+        self._month: tuple[int, int] | None = None  # the month of the closed days in _month_peaks
+        self._month_peaks = (0.0, 0.0)  # metered, baseline: the highest of the month's closed days
 
     def add(
         self, end: datetime, dt_s: float, demand_kw: float, outdoor_c: float | None
@@ -138,16 +138,18 @@ class SavingsTracker:
     def _close(self) -> DailySavings:
         assert self._day is not None
         report = self._report(self._day, final=True)
+        self._month = (report.day.year, report.day.month)
         self._month_peaks = (report.month_peak_kw, report.month_baseline_peak_kw)
         return report
 
     def _report(self, day: _Day, *, final: bool) -> DailySavings:
-        month = (day.day.year, day.day.month)
-        if month != self._month:
-            self._month, self._month_peaks = month, (0.0, 0.0)
         actual, baseline = day.actual.totals(self._factor), day.baseline.totals(self._factor)
-        month_peak = max(self._month_peaks[0], actual.peak_kw)
-        month_baseline_peak = max(self._month_peaks[1], baseline.peak_kw)
+        same_month = self._month == (day.day.year, day.day.month)
+        earlier, earlier_baseline = self._month_peaks if same_month else (0.0, 0.0)
+        month_peak, month_baseline_peak = (
+            max(earlier, actual.peak_kw),
+            max(earlier_baseline, baseline.peak_kw),
+        )
         tariff = self._tariff_for(day.day)
         return DailySavings(
             gateway=self._gateway,
