@@ -79,7 +79,7 @@ class ClockGuard:
     def state(self) -> ClockState:
         if self._now() < self._floor:
             state = ClockState.NOT_SET
-        elif self._sync_flag.exists():
+        elif self._state is ClockState.SYNCHRONIZED or self._sync_flag.exists():  # stays till reboot
             state = ClockState.SYNCHRONIZED
         else:
             state = ClockState.UNSYNCHRONIZED
