@@ -32,7 +32,7 @@ KNOBS: dict[str, Knob] = {
     "heating_offset": Knob("K", 0.0, 2.2, 0.0),  # zone heating setpoints lowered
     "plant_limit": Knob("%", 50.0, 100.0, 100.0),  # the heat-pump plant's demand limit
     "fan_limit": Knob("%", 50.0, 100.0, 100.0),  # the air handler's fan speed cap
-    "ventilation_limit": Knob("%", 30.0, 100.0, 100.0),  # outdoor air, share of design (CO2-guarded)
+    "ventilation_limit": Knob("%", 10.0, 100.0, 100.0),  # outdoor air, share of design (CO2-guarded)
     "lighting_floor": Knob("%", 10.0, 100.0, 100.0),  # lowest dimming level in daylit zones
     "precondition": Knob("1 to start early", 0.0, 1.0, 0.0),  # occupied setpoints before opening
 }

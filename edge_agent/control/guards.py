@@ -1,10 +1,12 @@
 """Guards: from a policy's decision to what may be written, zone by zone, step by step.
 
-- comfort: a zone near the top (bottom) of its comfort band gets no cooling (heating) offset;
+- comfort: a zone at the top (bottom) of its comfort band, less a margin, is held there: its setpoint
+  goes no further than that edge until the zone is back inside by a hysteresis;
 - offsets at most `max_offset_k`, raised by at most `max_step_k` a step; released no faster either, and
   only `release_zones_per_step` zones at a time (staggered release: no rebound peak);
 - plant and fan limits held at least `hold_s` between changes (stage hold);
-- futility: shedding that has not lowered the demand after `futility_after_s` stops for `cooldown_s`;
+- futility: shedding that has not lowered the demand after `futility_after_s` stops for `cooldown_s`
+  (offsets up to `energy_offset_k`, an energy measure, are kept);
 - CO2: outdoor air back to design as soon as a zone nears the limit;
 - lighting: daylit zones dimmed in steps while their illuminance stays above the floor.
 A target of None means: release, the controller's own sequence.
@@ -27,10 +29,12 @@ class GuardLimits:
     comfort_low_c: float = 19.0
     comfort_high_c: float = 27.0
     comfort_margin_k: float = 0.3
+    comfort_hysteresis_k: float = 0.3  # offsets raised past the edge again only this far inside
     max_offset_k: float = 2.2
     max_step_k: float = 0.56
     release_zones_per_step: int = 2
     hold_s: float = 900.0
+    energy_offset_k: float = 0.7  # offsets up to this are an energy measure, not shedding (futility)
     futility_after_s: float = 900.0
     futility_min_drop: float = 0.02
     cooldown_s: float = 3600.0
@@ -53,6 +57,7 @@ class Targets:
     plant_limit_pct: float | None = None
     fan_limit_pct: float | None = None
     ventilation_limit_pct: float | None = None
+    supply_air_c: float | None = None  # the air handler's supply-air temperature setpoint
     notes: tuple[str, ...] = ()  # which guards acted this step
 
     @classmethod
@@ -118,21 +123,33 @@ class Guards:
             plant_limit_pct=self._plant.update(_unless(decision.plant_limit, 100.0), now, limits.hold_s),
             fan_limit_pct=self._fan.update(_unless(decision.fan_limit, 100.0), now, limits.hold_s),
             ventilation_limit_pct=self._ventilation(decision, observation, notes),
+            supply_air_c=self._warm_up_supply_air(observation) if early else None,
             notes=tuple(notes),
         )
+
+    def _warm_up_supply_air(self, observation: Observation) -> float | None:
+        """During a warm-up, supply air at the heating setpoint: the air handler would otherwise cool the
+        recirculated air to its own setpoint for the boxes to reheat (Guideline 36 raises it too)."""
+        temperatures = [z.temperature_c for z in observation.zones if z.temperature_c is not None]
+        if not temperatures or sum(temperatures) / len(temperatures) >= self.limits.heating_base_c:
+            return None
+        return self.limits.heating_base_c
 
     def _futility(self, decision: Decision, features: Features, now: datetime, notes: list[str]) -> Decision:
         shed, limits = self._shed, self.limits
         if shed.cooldown_until is not None and now < shed.cooldown_until:
             notes.append("futile: shedding paused")
-            return _without_shedding(decision)
+            return _without_shedding(decision, limits.energy_offset_k)
+        # Offsets up to the energy level save energy all day long: only what goes beyond is shedding.
         demand_shed = (
-            decision.cooling_offset > 0
-            or decision.heating_offset > 0
+            decision.cooling_offset > limits.energy_offset_k
+            or decision.heating_offset > limits.energy_offset_k
             or decision.plant_limit < 100
             or decision.fan_limit < 100
         )
-        if not demand_shed:
+        # A warm-up (cool-down) before opening raises the demand by design: its plant limit spreads that
+        # rise and is not judged by whether the demand falls.
+        if not demand_shed or decision.precondition >= 0.5:
             shed.started = None
             return decision
         if shed.started is None:
@@ -143,7 +160,7 @@ class Guards:
                 shed.cooldown_until = now + timedelta(seconds=limits.cooldown_s)
                 shed.started = None
                 notes.append("futile: demand not lowered, shedding paused")
-                return _without_shedding(decision)
+                return _without_shedding(decision, limits.energy_offset_k)
             shed.started, shed.demand_before_kw = now, features.interval_average
         return decision
 
@@ -161,19 +178,33 @@ class Guards:
         order = sorted(
             zones, key=lambda z: -(z.temperature_c or 0.0) if kind == "c" else z.temperature_c or 0.0
         )
+        # The offset that puts the setpoint on the comfort edge (less the margin): where a zone is held.
+        if kind == "c":
+            edge_offset = limits.comfort_high_c - limits.comfort_margin_k - limits.cooling_base_c
+        else:
+            edge_offset = limits.heating_base_c - limits.comfort_low_c - limits.comfort_margin_k
+        edge_offset = max(0.0, edge_offset)
         for zone in order:
             now_offset = current.get(zone.name, 0.0)
             goal = wanted
             t = zone.temperature_c
-            near_edge = t is None or (
-                t >= limits.comfort_high_c - limits.comfort_margin_k
-                if kind == "c"
-                else t <= limits.comfort_low_c + limits.comfort_margin_k
-            )
-            if near_edge and now_offset + goal > 0:
-                notes.append(f"comfort: {zone.name}")
+            if t is None:  # no reading: the controller's own setpoint
                 current[zone.name] = 0.0
                 continue
+            # How far the zone is inside its comfort edge, in kelvin (negative: past it).
+            inside = (
+                limits.comfort_high_c - limits.comfort_margin_k - t
+                if kind == "c"
+                else t - limits.comfort_low_c - limits.comfort_margin_k
+            )
+            if inside <= 0 and now_offset > edge_offset:
+                # Hold the setpoint on the edge: dropping it to the base would start a burst of
+                # cooling (heating), then the offset would ramp up again, a cycle every few steps.
+                notes.append(f"comfort: {zone.name}")
+                current[zone.name] = edge_offset
+                continue
+            if inside < limits.comfort_hysteresis_k:
+                goal = min(goal, max(now_offset, edge_offset))  # raised again only well inside
             if goal > now_offset:
                 current[zone.name] = min(goal, now_offset + limits.max_step_k)
             elif goal < now_offset and releases < limits.release_zones_per_step:
@@ -207,5 +238,11 @@ def _unless(value: float, neutral: float) -> float | None:
     return None if abs(value - neutral) < 1e-6 else value
 
 
-def _without_shedding(decision: Decision) -> Decision:
-    return replace(decision, cooling_offset=0.0, heating_offset=0.0, plant_limit=100.0, fan_limit=100.0)
+def _without_shedding(decision: Decision, energy_offset_k: float) -> Decision:
+    return replace(
+        decision,
+        cooling_offset=min(decision.cooling_offset, energy_offset_k),
+        heating_offset=min(decision.heating_offset, energy_offset_k),
+        plant_limit=100.0,
+        fan_limit=100.0,
+    )

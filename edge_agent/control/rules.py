@@ -20,6 +20,7 @@ CO2_RELAXED_PPM, CO2_FULL_PPM = 600.0, 900.0  # outdoor air from its minimum to 
 COOLING_ABOVE_C, HEATING_BELOW_C = 16.0, 12.0  # outdoor temperatures of the cooling and heating seasons
 PRECONDITION_H, PRECONDITION_H_PER_K, PRECONDITION_MAX_H = 1.5, 0.15, 4.0  # lead before opening
 PRECONDITION_PLANT_PCT = 60.0
+PRECONDITION_FAN_PCT = 70.0
 
 
 class Policy(Protocol):
@@ -41,10 +42,12 @@ class RuleBasedPolicy:
     def __init__(
         self,
         ventilation_min_pct: float = 30.0,
+        ventilation_closed_pct: float = 10.0,
         lighting_floor_pct: float = 20.0,
-        energy_offset_k: float = 0.56,
+        energy_offset_k: float = 0.7,
     ) -> None:
         self.ventilation_min_pct = ventilation_min_pct
+        self.ventilation_closed_pct = ventilation_closed_pct
         self.lighting_floor_pct = lighting_floor_pct
         self.energy_offset_k = (
             energy_offset_k  # heating, always while open: within the comfort band, it saves
@@ -61,12 +64,13 @@ class RuleBasedPolicy:
         early = 0 < features.hours_to_open <= min(PRECONDITION_MAX_H, lead_h)
         plant = min(PLANT_LEVELS_PCT[level], PRECONDITION_PLANT_PCT if early else 100.0)
         span = (features.co2_max - CO2_RELAXED_PPM) / (CO2_FULL_PPM - CO2_RELAXED_PPM)
-        ventilation = self.ventilation_min_pct + (100 - self.ventilation_min_pct) * min(1.0, max(0.0, span))
+        floor = self.ventilation_min_pct if features.open else self.ventilation_closed_pct
+        ventilation = floor + (100 - floor) * min(1.0, max(0.0, span))
         return Decision(
-            cooling_offset=SETPOINT_LEVELS_K[level] if cooling else 0.0,
+            cooling_offset=max(SETPOINT_LEVELS_K[level], self.energy_offset_k) if cooling else 0.0,
             heating_offset=max(SETPOINT_LEVELS_K[level], self.energy_offset_k) if heating else 0.0,
             plant_limit=plant,
-            fan_limit=FAN_LEVELS_PCT[level],
+            fan_limit=min(FAN_LEVELS_PCT[level], PRECONDITION_FAN_PCT if early else 100.0),
             ventilation_limit=ventilation,
             lighting_floor=self.lighting_floor_pct if features.open else 100.0,
             precondition=1.0 if early else 0.0,

@@ -61,6 +61,7 @@ def apply(building: Building, targets: Targets) -> None:
     building.demand_limit_pct = targets.plant_limit_pct
     building.ahu.fan_speed_cap_pct = targets.fan_limit_pct
     building.ahu.ventilation_limit_pct = targets.ventilation_limit_pct
+    building.ahu.sat_override_c = targets.supply_air_c
 
 
 @dataclass
