@@ -57,6 +57,8 @@ class ControlConfig(Strict):
     plant_limit: PointRef | None = None
     fan_limit: PointRef | None = None
     ventilation_limit: PointRef | None = None
+    supply_air_setpoint: PointRef | None = None
+    """The air handler's supply-air temperature setpoint: raised to the heating setpoint in warm-ups."""
     open_hour: Annotated[int, Field(ge=0, le=23)] = 9
     close_hour: Annotated[int, Field(ge=1, le=24)] = 18
     open_days: list[Annotated[int, Field(ge=0, le=6)]] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
@@ -99,7 +101,7 @@ class ControlConfig(Strict):
             ref = getattr(self, field)
             if ref is not None:
                 yield f"control.{field}", ref, False
-        for field in ("plant_limit", "fan_limit", "ventilation_limit"):
+        for field in ("plant_limit", "fan_limit", "ventilation_limit", "supply_air_setpoint"):
             ref = getattr(self, field)
             if ref is not None:
                 yield f"control.{field}", ref, True

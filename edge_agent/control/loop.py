@@ -357,6 +357,7 @@ class ControlLoop:
             (config.plant_limit, targets.plant_limit_pct),
             (config.fan_limit, targets.fan_limit_pct),
             (config.ventilation_limit, targets.ventilation_limit_pct),
+            (config.supply_air_setpoint, targets.supply_air_c),
         ):
             if ref is not None:
                 wanted[ref] = self._within_range(ref, value)

@@ -1,0 +1,81 @@
+"""A winter morning before opening, through the agent's control loop: the zones start early with the plant
+and fan limited, and the air handler's supply air is raised to the heating setpoint until the rooms are warm,
+then given back to the air handler's own reset."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from edge_agent.clock import ManualClock
+from edge_agent.config_control import ControlConfig
+from edge_agent.control.loop import ControlLoop
+from edge_agent.control.settings import ControlSettings
+from edge_agent.latest import LatestValues
+from edge_agent.readings import Quality, Reading, utc_now
+from tests.test_control_fallback import Building
+
+MONDAY_6AM = datetime.fromisoformat("2026-01-12T06:00:00+09:00")  # -6 C, three hours before opening
+UNITS = {
+    "meter/total_power": "kW",
+    "ahu/outdoor_air_temperature": "degC",
+    "vav/zone_temperature": "degC",
+    "ahu/supply_air_setpoint": "degC",
+    "plant/demand_limit": "%",
+    "ahu/fan_speed_limit": "%",
+}
+
+
+def feed(latest: LatestValues, zone_c: float) -> None:
+    values = {"meter/total_power": 60.0, "ahu/outdoor_air_temperature": -6.0, "vav/zone_temperature": zone_c}
+    readings = []
+    for ref, value in values.items():
+        device, point = ref.split("/")
+        readings.append(Reading(device, point, value, UNITS[ref], Quality.GOOD, utc_now()))
+    latest.update(readings)
+
+
+async def test_a_warm_up_raises_the_supply_air_until_the_rooms_are_warm() -> None:
+    config = ControlConfig.model_validate(
+        {
+            "mode": "active",
+            "demand_target_kw": 150.0,
+            "demand": "meter/total_power",
+            "outdoor_temperature": "ahu/outdoor_air_temperature",
+            "plant_limit": "plant/demand_limit",
+            "fan_limit": "ahu/fan_speed_limit",
+            "supply_air_setpoint": "ahu/supply_air_setpoint",
+            "zones": [{"name": "z", "temperature": "vav/zone_temperature", "heating_setpoint": "vav/sp"}],
+        }
+    )
+    latest = LatestValues(dict.fromkeys(UNITS, 1.0))
+    building = Building()
+    clock = ManualClock(MONDAY_6AM)
+    loop = ControlLoop(
+        "gw",
+        config,
+        ControlSettings.from_config(config),
+        latest,
+        building,
+        clock=clock,
+        units=UNITS,
+        write_ranges={
+            "ahu/supply_air_setpoint": (12.0, 24.0),
+            "plant/demand_limit": (50.0, 100.0),
+            "ahu/fan_speed_limit": (50.0, 100.0),
+            "vav/sp": (15.0, 24.0),
+        },
+    )
+    feed(latest, zone_c=16.5)
+    await loop.step()
+    assert dict(building.writes) == {
+        "vav/sp": 20.0,  # occupied heating setpoint, three hours early
+        "plant/demand_limit": 60.0,
+        "ahu/fan_speed_limit": 70.0,
+        "ahu/supply_air_setpoint": 20.0,
+    }
+    building.writes.clear()
+    clock.advance(60.0)
+    feed(latest, zone_c=20.2)  # warm: the air handler's own supply-air reset again
+    await loop.step()
+    assert ("ahu/supply_air_setpoint", None) in building.writes
+    assert "vav/sp" in loop.actuator.held  # still early: the occupied setpoint stays
