@@ -4,7 +4,8 @@
   goes no further than that edge until the zone is back inside by a hysteresis;
 - offsets at most `max_offset_k`, raised by at most `max_step_k` a step; released no faster either, and
   only `release_zones_per_step` zones at a time (staggered release: no rebound peak);
-- plant and fan limits held at least `hold_s` between changes (stage hold);
+- plant and fan limits held at least `hold_s` between changes (stage hold), and at most
+  `warm_up_plant_pct` and `warm_up_fan_pct` while the zones start early (a warm-up spread over hours);
 - futility: shedding that has not lowered the demand after `futility_after_s` stops for `cooldown_s`
   (offsets up to `energy_offset_k`, an energy measure, are kept);
 - CO2: outdoor air back to design as soon as a zone nears the limit;
@@ -34,6 +35,8 @@ class GuardLimits:
     max_step_k: float = 0.56
     release_zones_per_step: int = 2
     hold_s: float = 900.0
+    warm_up_plant_pct: float = 60.0  # plant and fan limits while zones start early, before opening
+    warm_up_fan_pct: float = 70.0
     energy_offset_k: float = 0.7  # offsets up to this are an energy measure, not shedding (futility)
     futility_after_s: float = 900.0
     futility_min_drop: float = 0.02
@@ -118,10 +121,13 @@ class Guards:
             if heating.get(zone.name, 0.0) > 0:
                 target = replace(target, heating_setpoint_c=limits.heating_base_c - heating[zone.name])
             zones[zone.name] = target
+        plant, fan = decision.plant_limit, decision.fan_limit
+        if early:  # a warm-up (cool-down) spread over hours at a limited plant and fan, not a peak
+            plant, fan = min(plant, limits.warm_up_plant_pct), min(fan, limits.warm_up_fan_pct)
         return Targets(
             zones,
-            plant_limit_pct=self._plant.update(_unless(decision.plant_limit, 100.0), now, limits.hold_s),
-            fan_limit_pct=self._fan.update(_unless(decision.fan_limit, 100.0), now, limits.hold_s),
+            plant_limit_pct=self._plant.update(_unless(plant, 100.0), now, limits.hold_s),
+            fan_limit_pct=self._fan.update(_unless(fan, 100.0), now, limits.hold_s),
             ventilation_limit_pct=self._ventilation(decision, observation, notes),
             supply_air_c=self._warm_up_supply_air(observation) if early else None,
             notes=tuple(notes),

@@ -19,8 +19,6 @@ LEVEL_RATIOS = (0.92, 0.97, 1.02)  # projection / target at which levels 1, 2, 3
 CO2_RELAXED_PPM, CO2_FULL_PPM = 600.0, 900.0  # outdoor air from its minimum to design between these
 COOLING_ABOVE_C, HEATING_BELOW_C = 16.0, 12.0  # outdoor temperatures of the cooling and heating seasons
 PRECONDITION_H, PRECONDITION_H_PER_K, PRECONDITION_MAX_H = 1.5, 0.15, 4.0  # lead before opening
-PRECONDITION_PLANT_PCT = 60.0
-PRECONDITION_FAN_PCT = 70.0
 
 
 class Policy(Protocol):
@@ -57,20 +55,20 @@ class RuleBasedPolicy:
         level = shed_level(features)
         cooling = features.outdoor_temperature >= COOLING_ABOVE_C
         heating = features.outdoor_temperature <= HEATING_BELOW_C
-        # Start early, at a limited plant, the colder it is: the warm-up is spread instead of peaking.
+        # Start early, the earlier the colder it is: the guards limit the plant and fan meanwhile, so the
+        # warm-up is spread instead of peaking.
         lead_h = PRECONDITION_H
         if heating:
             lead_h += PRECONDITION_H_PER_K * (HEATING_BELOW_C - features.outdoor_temperature)
         early = 0 < features.hours_to_open <= min(PRECONDITION_MAX_H, lead_h)
-        plant = min(PLANT_LEVELS_PCT[level], PRECONDITION_PLANT_PCT if early else 100.0)
         span = (features.co2_max - CO2_RELAXED_PPM) / (CO2_FULL_PPM - CO2_RELAXED_PPM)
         floor = self.ventilation_min_pct if features.open else self.ventilation_closed_pct
         ventilation = floor + (100 - floor) * min(1.0, max(0.0, span))
         return Decision(
             cooling_offset=max(SETPOINT_LEVELS_K[level], self.energy_offset_k) if cooling else 0.0,
             heating_offset=max(SETPOINT_LEVELS_K[level], self.energy_offset_k) if heating else 0.0,
-            plant_limit=plant,
-            fan_limit=min(FAN_LEVELS_PCT[level], PRECONDITION_FAN_PCT if early else 100.0),
+            plant_limit=PLANT_LEVELS_PCT[level],
+            fan_limit=FAN_LEVELS_PCT[level],
             ventilation_limit=ventilation,
             lighting_floor=self.lighting_floor_pct if features.open else 100.0,
             precondition=1.0 if early else 0.0,
