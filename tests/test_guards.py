@@ -35,7 +35,7 @@ FEATURES = Features(
     tou_band=0.0,
     hours_to_peak_band=4.0,
 )
-WARM_UP = replace(Decision.neutral(), plant_limit=60.0, fan_limit=70.0, precondition=1.0)
+WARM_UP = replace(Decision.neutral(), precondition=1.0)  # start early; the guards limit plant and fan
 
 
 def observe(at: datetime, *temperatures: float, demand_kw: float = 60.0) -> Observation:
