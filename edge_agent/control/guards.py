@@ -22,6 +22,9 @@ from edge_agent.control.decision import Decision
 from edge_agent.control.features import Features
 from edge_agent.control.observation import Observation, ZoneObservation
 
+# Offsets kept all day while open: the comfort edge (27 C less the 0.3 K margin) above the 26 C setpoint.
+ENERGY_OFFSET_K = 0.7
+
 
 @dataclass(frozen=True, slots=True)
 class GuardLimits:
@@ -37,7 +40,7 @@ class GuardLimits:
     hold_s: float = 900.0
     warm_up_plant_pct: float = 60.0  # plant and fan limits while zones start early, before opening
     warm_up_fan_pct: float = 70.0
-    energy_offset_k: float = 0.7  # offsets up to this are an energy measure, not shedding (futility)
+    energy_offset_k: float = ENERGY_OFFSET_K  # offsets up to this are an energy measure, not shedding
     futility_after_s: float = 900.0
     futility_min_drop: float = 0.02
     cooldown_s: float = 3600.0

@@ -1,8 +1,10 @@
 """The rule-based demand limiter: the fallback whenever the model is missing, fails or is not trusted.
 
-Shed level from the 15-minute projection against the target (Guideline 36 setpoint levels), the plant
-and fan limited with it, outdoor air by CO2, daylit lighting dimmed while open, and the occupied setpoints
-started early before opening. Stateless: rate limits, holds and staggered release are the guards' job.
+Setpoint offsets of ENERGY_OFFSET_K all day while open, raised to the shed level from the 15-minute
+projection against the target (Guideline 36 setpoint levels), the plant and fan limited with it; outdoor air
+by CO2 from a lower floor while closed; daylit lighting dimmed while open; and the occupied setpoints started
+early before opening, earlier the colder it is. Stateless: rate limits, holds, staggered release and the
+warm-up's plant, fan and supply air are the guards' job.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Protocol
 
 from edge_agent.control.decision import Decision
 from edge_agent.control.features import Features
+from edge_agent.control.guards import ENERGY_OFFSET_K
 
 SETPOINT_LEVELS_K = (0.0, 0.56, 1.1, 2.2)  # Guideline 36 demand-limit levels 0-3
 PLANT_LEVELS_PCT = (100.0, 90.0, 80.0, 70.0)
@@ -42,14 +45,12 @@ class RuleBasedPolicy:
         ventilation_min_pct: float = 30.0,
         ventilation_closed_pct: float = 10.0,
         lighting_floor_pct: float = 20.0,
-        energy_offset_k: float = 0.7,
+        energy_offset_k: float = ENERGY_OFFSET_K,
     ) -> None:
         self.ventilation_min_pct = ventilation_min_pct
         self.ventilation_closed_pct = ventilation_closed_pct
         self.lighting_floor_pct = lighting_floor_pct
-        self.energy_offset_k = (
-            energy_offset_k  # heating, always while open: within the comfort band, it saves
-        )
+        self.energy_offset_k = energy_offset_k  # always while open: inside the comfort band, it saves
 
     def decide(self, features: Features) -> Decision:
         level = shed_level(features)
