@@ -187,12 +187,13 @@ class Guards:
         order = sorted(
             zones, key=lambda z: -(z.temperature_c or 0.0) if kind == "c" else z.temperature_c or 0.0
         )
-        # The offset that puts the setpoint on the comfort edge (less the margin): where a zone is held.
+        # The comfort edge (less the margin), and the offset that holds a zone's setpoint on it.
         if kind == "c":
-            edge_offset = limits.comfort_high_c - limits.comfort_margin_k - limits.cooling_base_c
+            edge_c = limits.comfort_high_c - limits.comfort_margin_k
+            edge_offset = max(0.0, edge_c - limits.cooling_base_c)
         else:
-            edge_offset = limits.heating_base_c - limits.comfort_low_c - limits.comfort_margin_k
-        edge_offset = max(0.0, edge_offset)
+            edge_c = limits.comfort_low_c + limits.comfort_margin_k
+            edge_offset = max(0.0, limits.heating_base_c - edge_c)
         for zone in order:
             now_offset = current.get(zone.name, 0.0)
             goal = wanted
@@ -200,12 +201,7 @@ class Guards:
             if t is None:  # no reading: the controller's own setpoint
                 current[zone.name] = 0.0
                 continue
-            # How far the zone is inside its comfort edge, in kelvin (negative: past it).
-            inside = (
-                limits.comfort_high_c - limits.comfort_margin_k - t
-                if kind == "c"
-                else t - limits.comfort_low_c - limits.comfort_margin_k
-            )
+            inside = edge_c - t if kind == "c" else t - edge_c  # kelvin inside the edge (negative: past it)
             if inside <= 0 and now_offset > edge_offset:
                 # Hold the setpoint on the edge: dropping it to the base would start a burst of
                 # cooling (heating), then the offset would ramp up again, a cycle every few steps.
