@@ -133,6 +133,8 @@ def _rows_json(readings: Sequence[Reading]) -> str:
     return json.dumps(rows, allow_nan=False, separators=(",", ":"))
 
 
+_USED_PAGES = "SELECT page_count - freelist_count FROM pragma_page_count, pragma_freelist_count"
+
 Durability = Literal["full", "normal"]
 MIN_CAP_BYTES = 1 << 20
 NO_LIMIT = (1 << 63) - 1  # above every sequence number
@@ -241,11 +243,7 @@ class Buffer:
         return int(row[0]) if row else 0
 
     def _measure(self) -> None:
-        db = self._conn()
-        used = (
-            db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
-        )
-        self._pages = used
+        self._pages = self._conn().execute(_USED_PAGES).fetchone()[0]
 
     def _size(self) -> int:
         return self._pages * self._page_size
