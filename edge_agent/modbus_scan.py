@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pymodbus.client.base import ModbusBaseClient
-
 from edge_agent import profiles
 from edge_agent.config import ModbusDevice, ModbusPoint, ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice
 from edge_agent.decode_table import FREQUENCY, LINE_VOLTAGE, PHASE_VOLTAGE, POWER_FACTOR, Quantity
 from edge_agent.errors import DeviceError, DeviceRejected, DeviceUnreachable
 from edge_agent.protocols.modbus import EXCEPTION_NAMES, ModbusClient
 from edge_agent.protocols.modbus_link import RESYNC_S, ModbusLink, link_for
+from edge_agent.protocols.modbus_wire import Wire
 
 GATEWAY_NO_UNIT = ("modbus exception 10", "modbus exception 11")  # a gateway's "no such unit"
 Kind = Literal["tcp", "rtu-tcp", "rtu"]
@@ -77,7 +76,7 @@ class Transport:
         return ModbusTcpDevice.model_validate(data)
 
 
-async def _connected(_client: ModbusBaseClient) -> None:
+async def _connected(_wire: Wire) -> None:
     """A turn on the link that only connects it."""
 
 

@@ -12,8 +12,9 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from edge_agent.config import ModbusPoint, RegisterRange
+from edge_agent.protocols.modbus_pdu import Table
 
-TABLES = ("coil", "discrete", "input", "holding")
+TABLES: tuple[Table, ...] = ("coil", "discrete", "input", "holding")
 MAX_REGISTERS = 125  # per request, function codes 03 and 04 (Modbus application protocol 1.1b3)
 MAX_BITS = 2000  # per request, function codes 01 and 02
 
@@ -22,7 +23,7 @@ MAX_BITS = 2000  # per request, function codes 01 and 02
 class ReadBlock:
     """One request: `count` registers (or bits) of one table from `start`, covering `points`."""
 
-    table: str
+    table: Table
     start: int
     count: int
     points: tuple[ModbusPoint, ...]
@@ -80,7 +81,7 @@ def _fits(current: Sequence[ModbusPoint], point: ModbusPoint, limits: PlanLimits
     )
 
 
-def _block(table: str, points: Sequence[ModbusPoint]) -> ReadBlock:
+def _block(table: Table, points: Sequence[ModbusPoint]) -> ReadBlock:
     start = points[0].address
     end = max(p.address + p.registers for p in points)
     return ReadBlock(table, start, end - start, tuple(points))

@@ -6,7 +6,6 @@ import asyncio
 import math
 import struct
 from collections.abc import Awaitable, Callable
-from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -169,8 +168,8 @@ class Answers:
     async def call(self, operation: Callable[[Any], Awaitable[Any]], **_: object) -> Any:
         return await operation(self)
 
-    async def read_input_registers(self, start: int, count: int, device_id: int) -> SimpleNamespace:
-        return SimpleNamespace(registers=self.registers[start : start + count], isError=lambda: False)
+    async def read(self, table: str, unit: int, start: int, count: int) -> list[int]:
+        return self.registers[start : start + count]
 
 
 def as_point(name: str, address: int, encoding: Encoding) -> ModbusPoint:

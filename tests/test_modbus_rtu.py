@@ -16,6 +16,7 @@ from edge_agent.config import ModbusPoint, ModbusRtuDevice, ModbusRtuTcpDevice, 
 from edge_agent.polling import DevicePoller, Health
 from edge_agent.protocols.modbus import ModbusClient
 from edge_agent.protocols.modbus_link import ModbusLink, link_for
+from edge_agent.protocols.modbus_wire import Wire
 from edge_agent.readings import Reading
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
@@ -86,9 +87,9 @@ async def test_one_request_on_the_wire_at_a_time_with_a_gap(site_with_bus: Simul
     async with shared_link(device) as link:
 
         async def timed_read() -> None:
-            async def operation(client: object) -> None:
+            async def operation(wire: Wire) -> None:
                 started = loop.time()
-                await client.read_input_registers(0x34, count=2, device_id=1)  # type: ignore[attr-defined]
+                await wire.read("input", 1, 0x34, 2)
                 spans.append((started, loop.time()))
 
             await link.call(operation, timeout_s=5)

@@ -3,7 +3,8 @@
 Reads are planned (planner.py): a meter's points usually cost one or two requests. Values are decoded by
 codec.py in the point's byte and word order, a whole block of registers at once; a "not available" sentinel
 is a quality flag, not a number.
-Requests go through the device's link (modbus_link.py), which units on one bus share.
+Requests go through the device's link (modbus_link.py), which units on one bus share, and its wire
+(modbus_wire.py), framed for TCP or RTU.
 """
 
 from __future__ import annotations
@@ -11,11 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from pymodbus import ExceptionResponse
-from pymodbus.client.base import ModbusBaseClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from typing import TypeVar
 
 from edge_agent.codec import BlockDecoder, Encoding
 from edge_agent.config import ModbusDevice, ModbusPoint
@@ -23,6 +20,8 @@ from edge_agent.errors import DeviceError, DeviceGarbage, DeviceRejected, Device
 from edge_agent.planner import PlanLimits, ReadBlock, plan_reads
 from edge_agent.protocols.base import ClientContext, PointResult
 from edge_agent.protocols.modbus_link import ModbusLink, link_for
+from edge_agent.protocols.modbus_pdu import ExceptionAnswer, MalformedAnswer
+from edge_agent.protocols.modbus_wire import Wire
 
 ILLEGAL_ADDRESS = "modbus exception 2"
 EXCEPTION_NAMES = {
@@ -35,12 +34,7 @@ EXCEPTION_NAMES = {
     10: "gateway path unavailable",
     11: "gateway target failed to respond",
 }
-_READS: dict[str, Callable[[ModbusBaseClient], Callable[..., Awaitable[Any]]]] = {
-    "coil": lambda c: c.read_coils,
-    "discrete": lambda c: c.read_discrete_inputs,
-    "input": lambda c: c.read_input_registers,
-    "holding": lambda c: c.read_holding_registers,
-}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +75,6 @@ class ModbusClient(ClientContext):
         self, cls: type[DeviceError], where: str, message: str, code: str | None = None
     ) -> DeviceError:
         return cls(self.device.name, f"{self.device.address} {where}", message, code)
-
-    def _exception_answer(self, where: str, response: object) -> DeviceError:
-        code = int(getattr(response, "exception_code", 0))
-        name = EXCEPTION_NAMES.get(code, "unknown exception")
-        return self._error(DeviceRejected, where, name, f"modbus exception {code}")
 
     def _plan(self, points: Sequence[str]) -> list[_Request]:
         """The requests for these points, planned once (again when a refused block changes the plan)."""
@@ -185,64 +174,49 @@ class ModbusClient(ClientContext):
 
     async def _read_block(self, request: _Request) -> list[int] | list[bool]:
         self.requests += 1
-        block, where = request.block, request.where
-        read = _READS[block.table]
-        response = await self._call(
-            where, lambda c: read(c)(block.start, count=block.count, device_id=self.device.unit_id)
-        )
-        if block.table in ("coil", "discrete"):
-            bits = list(response.bits)
-            if len(bits) < block.count:
-                raise self._error(DeviceGarbage, where, f"answered {len(bits)} bits")
-            return bits[: block.count]
-        registers = list(response.registers)
-        if len(registers) != block.count:
-            raise self._error(DeviceGarbage, where, f"answered {len(registers)} registers")
-        return registers
+        block, where, unit = request.block, request.where, self.device.unit_id
+        words = await self._call(where, lambda wire: wire.read(block.table, unit, block.start, block.count))
+        if request.decoder is None:  # bits come in whole bytes
+            if len(words) < block.count:
+                raise self._error(DeviceGarbage, where, f"answered {len(words)} bits")
+            return words[: block.count]
+        if len(words) != block.count:
+            raise self._error(DeviceGarbage, where, f"answered {len(words)} registers")
+        return words
 
-    async def _call(
-        self, where: str, operation: Callable[[ModbusBaseClient], Awaitable[Any]], write: bool = False
-    ) -> Any:
-        """One request through the link, with every library failure translated into a DeviceError."""
+    async def _call(self, where: str, operation: Callable[[Wire], Awaitable[T]], write: bool = False) -> T:
+        """One request through the link, with every failure translated into a DeviceError."""
         try:
-            response = await self._link.call(operation, timeout_s=self.device.timeout_s, write=write)
+            return await self._link.call(operation, timeout_s=self.device.timeout_s, write=write)
         except TimeoutError as exc:
             message = f"no answer within {self.device.timeout_s} s"
             raise self._error(DeviceUnreachable, where, message, "timeout") from exc
-        except (ConnectionError, ConnectionException, ModbusIOException) as exc:
-            raise self._error(DeviceUnreachable, where, "no answer", type(exc).__name__) from exc
-        except ModbusException as exc:
-            raise self._error(DeviceGarbage, where, str(exc), type(exc).__name__) from exc
-        if isinstance(response, ExceptionResponse) or response.isError():
-            raise self._exception_answer(where, response)
-        return response
+        except ExceptionAnswer as exc:
+            name = EXCEPTION_NAMES.get(exc.code, "unknown exception")
+            raise self._error(DeviceRejected, where, name, f"modbus exception {exc.code}") from exc
+        except MalformedAnswer as exc:
+            raise self._error(DeviceGarbage, where, str(exc), "malformed answer") from exc
+        except ConnectionError as exc:
+            raise self._error(DeviceUnreachable, where, str(exc) or "no answer", "no connection") from exc
 
     async def write(self, point: str, value: float | None, priority: int | None = None) -> None:
         target = self._points[point]
         where = f"{target.table} {target.address}"
         if target.table in ("input", "discrete") or value is None or target.type in ("bitfield", "string"):
             raise self._error(DeviceRejected, where, "not writable as a number", "not writable")
-        unit = self.device.unit_id
-        multiple = self.device.multiple_writes
-        if target.table == "coil" and multiple:  # function 15
-            await self._call(
-                where, lambda c: c.write_coils(target.address, [bool(value)], device_id=unit), True
-            )
-            return
-        if target.table == "coil":  # function 05
-            await self._call(where, lambda c: c.write_coil(target.address, bool(value), device_id=unit), True)
+        unit, multiple = self.device.unit_id, self.device.multiple_writes
+        if target.table == "coil":  # function 05, or 15
+            on = bool(value)
+            await self._call(where, lambda w: w.write_coil(unit, target.address, on, multiple=multiple), True)
             return
         try:
             words = self._encodings[point].encode(value)
         except ValueError as exc:
             raise self._error(DeviceRejected, where, str(exc), "out of range") from exc
-        if len(words) == 1 and not multiple:  # function 06
-            await self._call(
-                where, lambda c: c.write_register(target.address, words[0], device_id=unit), True
-            )
-        else:  # function 16
-            await self._call(where, lambda c: c.write_registers(target.address, words, device_id=unit), True)
+        await self._call(  # function 06, or 16
+            where, lambda w: w.write_registers(unit, target.address, words, multiple=multiple), True
+        )
 
 
-async def _nothing(_client: ModbusBaseClient) -> None:
+async def _nothing(_wire: Wire) -> None:
     """A turn on the link that only makes sure it is connected."""

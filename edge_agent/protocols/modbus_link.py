@@ -1,5 +1,6 @@
-"""A Modbus link: one pymodbus client connection (a TCP device, an RTU-over-TCP gateway, or an RS-485 bus)
-and the discipline of its wire: one request at a time, writes ahead of reads, a silent gap between frames.
+"""A Modbus link: one connection (a TCP device, an RTU-over-TCP gateway, or an RS-485 bus) through its wire
+(modbus_wire.py) and the discipline of that wire: one request at a time, writes ahead of reads, a silent
+gap between frames.
 
 Devices that share a link (units on one bus) take turns through `call`. Every call is bounded by the
 caller's asyncio.timeout, so a silent unit holds the wire for at most its own timeout, and its supervisor's
@@ -16,10 +17,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.client.base import ModbusBaseClient
 from pymodbus.framer import FramerType
 
 from edge_agent.config import ModbusDevice, ModbusRtuDevice, ModbusRtuTcpDevice
+from edge_agent.protocols.modbus_tcp import TcpWire
+from edge_agent.protocols.modbus_wire import PymodbusWire, Wire
 
 T = TypeVar("T")
 WRITE, READ = 0, 1  # lower goes first
@@ -68,9 +70,9 @@ class _Turns:
 
 
 class ModbusLink:
-    def __init__(self, key: str, client: ModbusBaseClient, frame_gap_s: float = 0.0) -> None:
+    def __init__(self, key: str, wire: Wire, frame_gap_s: float = 0.0) -> None:
         self.key = key
-        self._client = client
+        self._wire = wire
         self._gap_s = frame_gap_s
         self._turns = _Turns()
         self._last_frame_end = 0.0
@@ -79,14 +81,14 @@ class ModbusLink:
         self.units = 0
 
     def statistics(self) -> LinkStatistics:
-        return LinkStatistics(self.key, self._requests, len(self._turns), self._client.connected)
+        return LinkStatistics(self.key, self._requests, len(self._turns), self._wire.connected)
 
     def join(self) -> None:
         """A unit that will take turns on this link (to size the wait for a turn)."""
         self.units += 1
 
     async def call(
-        self, operation: Callable[[ModbusBaseClient], Awaitable[T]], *, timeout_s: float, write: bool = False
+        self, operation: Callable[[Wire], Awaitable[T]], *, timeout_s: float, write: bool = False
     ) -> T:
         """Run one request on the wire when it is this caller's turn; connects first if needed. The turn
         (connect, gap and request) lasts at most `timeout_s`: the unit's time budget on the wire. Waiting
@@ -95,32 +97,32 @@ class ModbusLink:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
-                if not self._client.connected and not await self._client.connect():
-                    raise ConnectionError(f"cannot connect to {self.key}")
+                if not self._wire.connected:
+                    await self._wire.connect()
                 quiet = self._last_frame_end + (RESYNC_S if self._resync else self._gap_s) - loop.time()
                 if quiet > 0:
                     await asyncio.sleep(quiet)
-                self._requests += 1
-                self._resync = True  # until the answer is in
-                result = await operation(self._client)
                 self._resync = False
-                return result
+                self._requests += 1
+                try:
+                    return await operation(self._wire)
+                except asyncio.CancelledError:
+                    self._resync = True  # abandoned mid-frame: its answer may still come
+                    raise
         finally:
             self._last_frame_end = loop.time()
             self._turns.release()
 
     def close(self) -> None:
-        self._client.close()
+        self._wire.close()
 
 
 def link_for(device: ModbusDevice) -> ModbusLink:
     """A new link for a device; devices with the same `device.link` key share one (the agent sees to it).
-    pymodbus' own retries and reconnects are off, and its timer runs longer than the caller's bound."""
+    For RTU, pymodbus' own retries and reconnects are off, and its timer runs longer than the link's bound."""
     timeout = device.timeout_s + 1
-    client: ModbusBaseClient
-    gap = 0.0
     if isinstance(device, ModbusRtuDevice):
-        client = AsyncModbusSerialClient(
+        serial = AsyncModbusSerialClient(
             device.serial_port,
             framer=FramerType.RTU,
             baudrate=device.baudrate,
@@ -131,9 +133,9 @@ def link_for(device: ModbusDevice) -> ModbusLink:
             retries=0,
             reconnect_delay=0,
         )
-        gap = device.gap_s
-    elif isinstance(device, ModbusRtuTcpDevice):
-        client = AsyncModbusTcpClient(
+        return ModbusLink(device.link, PymodbusWire(serial), device.gap_s)
+    if isinstance(device, ModbusRtuTcpDevice):
+        gateway = AsyncModbusTcpClient(
             device.host,
             port=device.port,
             framer=FramerType.RTU,
@@ -141,9 +143,5 @@ def link_for(device: ModbusDevice) -> ModbusLink:
             retries=0,
             reconnect_delay=0,
         )
-        gap = device.frame_gap_ms / 1000
-    else:
-        client = AsyncModbusTcpClient(
-            device.host, port=device.port, timeout=timeout, retries=0, reconnect_delay=0
-        )
-    return ModbusLink(device.link, client, gap)
+        return ModbusLink(device.link, PymodbusWire(gateway), device.frame_gap_ms / 1000)
+    return ModbusLink(device.link, TcpWire(device.host, device.port))
