@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.bit_message import (
     ReadCoilsResponse,
     WriteMultipleCoilsRequest,
@@ -34,9 +35,9 @@ words = st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=pdu.MAX_REGISTERS)
 addresses = st.integers(0, 0xFFFF)
 
 
-def framed(message: object) -> bytes:
+def framed(message: ModbusPDU) -> bytes:
     """pymodbus' PDU for a message: its function code, then its data."""
-    return bytes([message.function_code]) + message.encode()  # type: ignore[attr-defined]
+    return bytes([message.function_code]) + bytes(message.encode())
 
 
 @given(addresses, st.integers(1, pdu.MAX_REGISTERS))
