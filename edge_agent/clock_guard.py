@@ -12,6 +12,7 @@ A Raspberry Pi has no real-time clock: it boots at the time it last saved, or at
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +30,7 @@ log = structlog.get_logger("edge_agent.clock")
 TIME_FLOOR = datetime(2026, 11, 1, tzinfo=UTC)  # no reading can be older than this release
 SYNC_FLAG_FILE = Path("/run/systemd/timesync/synchronized")
 MAX_HELD = 200_000  # readings kept while the clock is unset (about 40 MB)
+FLAG_CHECK_INTERVAL_S = 1.0
 
 
 class ClockState(StrEnum):
@@ -65,6 +67,7 @@ class ClockGuard:
         self._corrected = 0
         self._dropped = 0
         self._state: ClockState | None = None
+        self._next_flag_check = -math.inf
 
     def admit(self, readings: list[Reading]) -> list[Reading]:
         """What may go to the buffer now: nothing while the clock is unset, then the held ones, corrected."""
@@ -79,7 +82,7 @@ class ClockGuard:
     def state(self) -> ClockState:
         if self._now() < self._floor:
             state = ClockState.NOT_SET
-        elif self._state is ClockState.SYNCHRONIZED or self._sync_flag.exists():  # stays till reboot
+        elif self._state is ClockState.SYNCHRONIZED or self._synchronised():  # stays till reboot
             state = ClockState.SYNCHRONIZED
         else:
             state = ClockState.UNSYNCHRONIZED
@@ -94,6 +97,14 @@ class ClockGuard:
                 message, now=self._now().isoformat()
             )
         return state
+
+    def _synchronised(self) -> bool:
+        """Whether the sync flag is there; looked for at most once a second (state runs for every poll)."""
+        now = self._monotonic()
+        if now < self._next_flag_check:
+            return False
+        self._next_flag_check = now + FLAG_CHECK_INTERVAL_S
+        return self._sync_flag.exists()
 
     def statistics(self) -> ClockStatistics:
         return ClockStatistics(self.state(), self._held_count, self._corrected, self._dropped)

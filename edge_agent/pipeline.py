@@ -164,24 +164,29 @@ class ByPoint:
         return reading if step is None else step(reading)
 
     def run(self, readings: Sequence[Reading]) -> tuple[list[Reading], int, int]:
-        """As calling it on each reading (see BatchRun), with one lookup a reading and no call for the
-        readings of points without a step (usually most of them)."""
-        out: list[Reading] = []
-        dropped = changed = 0
-        device, points = None, None  # a batch is usually one device's poll
-        for reading in readings:
-            if reading.device != device:
-                device = reading.device
-                points = self._by_device.get(device)
-            step = None if points is None else points.get(reading.point)
-            passed = reading if step is None else step(reading)
+        """As calling it on each reading (see BatchRun), but only the readings of points with a step are
+        visited one by one (usually few): the others are found by a comprehension and pass as they are."""
+        by_device = self._by_device
+        stepped = [
+            (index, step)
+            for index, reading in enumerate(readings)
+            if (points := by_device.get(reading.device)) is not None
+            and (step := points.get(reading.point)) is not None
+        ]
+        out = list(readings)
+        dropped: list[int] = []
+        changed = 0
+        for index, step in stepped:
+            reading = out[index]
+            passed = step(reading)
             if passed is None:
-                dropped += 1
-                continue
-            if passed is not reading:
+                dropped.append(index)
+            elif passed is not reading:
+                out[index] = passed
                 changed += 1
-            out.append(passed)
-        return out, dropped, changed
+        for index in reversed(dropped):
+            del out[index]
+        return out, len(dropped), changed
 
     def __len__(self) -> int:
         return self._count

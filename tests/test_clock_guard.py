@@ -81,3 +81,14 @@ def test_an_unsynchronised_but_plausible_clock_lets_readings_through(tmp_path: P
     readings = poll(clocks, 1.0)
     assert guard.admit(readings) == readings
     assert guard.statistics().state is ClockState.UNSYNCHRONIZED
+
+
+def test_synchronisation_is_noticed_within_a_second(tmp_path: Path) -> None:
+    clocks = Clocks()
+    clocks.wall = TRUE_BOOT
+    flag = tmp_path / "synchronized"
+    guard = ClockGuard(now=clocks.now, monotonic=clocks.monotonic, sync_flag=flag)
+    assert guard.statistics().state is ClockState.UNSYNCHRONIZED
+    flag.touch()  # systemd-timesyncd has synchronised the clock
+    clocks.run(1.0)
+    assert guard.statistics().state is ClockState.SYNCHRONIZED

@@ -66,7 +66,7 @@ class ModbusClient(ClientContext):
         self._link.join()
         self._points = {p.name: p for p in device.points}
         self._encodings: dict[str, Encoding] = {p.name: p.codec for p in device.points}
-        self._plans: dict[tuple[tuple[str, ...], frozenset[str]], list[_Request]] = {}
+        self._plans: dict[tuple[str, ...], list[_Request]] = {}  # emptied when `read_alone` grows
         self._limits = PlanLimits(device.max_registers, device.max_gap, tuple(device.forbidden))
         self.read_alone: set[str] = set()  # points in blocks the device refused: read one by one
         self.requests = 0
@@ -78,7 +78,7 @@ class ModbusClient(ClientContext):
 
     def _plan(self, points: Sequence[str]) -> list[_Request]:
         """The requests for these points, planned once (again when a refused block changes the plan)."""
-        key = (tuple(points), frozenset(self.read_alone))
+        key = tuple(points)
         plan = self._plans.get(key)
         if plan is None:
             blocks = plan_reads([self._points[name] for name in points], self._limits, self.read_alone)
@@ -117,6 +117,7 @@ class ModbusClient(ClientContext):
             # The device refused an address somewhere in the merged block: from now on read these points
             # one by one, so a bad register costs only its own value.
             self.read_alone.update(p.name for p in block.points)
+            self._plans.clear()
             results: list[PointResult] = []
             for point in block.points:
                 alone = ReadBlock(block.table, point.address, point.registers, (point,))

@@ -47,9 +47,15 @@ class _Turns:
     def __len__(self) -> int:
         return sum(1 for *_, future in self._waiters if not future.done())
 
+    def take(self) -> bool:
+        """The turn now if nobody has it (no waiting, no coroutine: most turns on a link of one device)."""
+        if self._busy or self._waiters:
+            return False
+        self._busy = True
+        return True
+
     async def acquire(self, priority: int) -> None:
-        if not self._busy and not self._waiters:
-            self._busy = True
+        if self.take():
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._arrivals), future))
@@ -93,7 +99,8 @@ class ModbusLink:
         """Run one request on the wire when it is this caller's turn; connects first if needed. The turn
         (connect, gap and request) lasts at most `timeout_s`: the unit's time budget on the wire. Waiting
         for the turn is not part of it; the caller bounds the whole call."""
-        await self._turns.acquire(WRITE if write else READ)
+        if not self._turns.take():
+            await self._turns.acquire(WRITE if write else READ)
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
