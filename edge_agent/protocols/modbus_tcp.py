@@ -18,26 +18,21 @@ _HEADER = struct.Struct(">HHHB")  # transaction, protocol (0), length (unit + PD
 _MAX_LENGTH = 254  # a unit id and the longest PDU (253 bytes)
 
 
-class TcpWire(asyncio.Protocol):
+class TcpWire:
     def __init__(self, host: str, port: int) -> None:
         self._host, self._port = host, port
-        self._transport: asyncio.Transport | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._received = bytearray()
-        self._waiting: dict[int, asyncio.Future[bytes]] = {}  # by transaction id
+        self._connection: _Connection | None = None
         self._transaction = 0
-
-    # --- the wire's side (modbus_wire.Wire) -------------------------------------------------------
 
     @property
     def connected(self) -> bool:
-        return self._transport is not None and not self._transport.is_closing()
+        return self._connection is not None and self._connection.open
 
     async def connect(self) -> None:
         self.close()
         loop = asyncio.get_running_loop()
         try:
-            await loop.create_connection(lambda: self, self._host, self._port)
+            _, self._connection = await loop.create_connection(_Connection, self._host, self._port)
         except OSError as exc:
             raise ConnectionError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc
 
@@ -57,32 +52,49 @@ class TcpWire(asyncio.Protocol):
         pdu.check_write(await self._exchange(unit, request), request)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     async def _exchange(self, unit: int, request: bytes) -> bytes:
-        transport, loop = self._transport, self._loop
-        if transport is None or loop is None or transport.is_closing():
+        connection = self._connection
+        if connection is None or not connection.open:
             raise ConnectionError("not connected")
         self._transaction = transaction = (self._transaction + 1) & 0xFFFF
-        answer: asyncio.Future[bytes] = loop.create_future()
+        return await connection.exchange(transaction, unit, request)
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection's frames; a new connection gets a new one, so nothing late from an old
+    connection (its close, its answers) reaches the new."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._received = bytearray()
+        self._waiting: dict[int, asyncio.Future[bytes]] = {}  # by transaction id
+        self.open = False
+
+    async def exchange(self, transaction: int, unit: int, request: bytes) -> bytes:
+        assert self._transport is not None
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiting[transaction] = answer
-        transport.write(_HEADER.pack(transaction, 0, len(request) + 1, unit) + request)
+        self._transport.write(_HEADER.pack(transaction, 0, len(request) + 1, unit) + request)
         try:
             return await answer
         finally:
             del self._waiting[transaction]
 
-    # --- asyncio's side ---------------------------------------------------------------------------
+    def close(self) -> None:
+        self.open = False
+        if self._transport is not None:
+            self._transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._transport, self._loop = transport, asyncio.get_running_loop()
-        self._received.clear()
+        self._transport, self.open = transport, True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
+        self.open = False
         self._fail(ConnectionError("the device closed the connection" if exc is None else str(exc)))
 
     def data_received(self, data: bytes) -> None:
