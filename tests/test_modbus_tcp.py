@@ -26,12 +26,13 @@ from pymodbus.pdu.register_message import (
 
 from edge_agent.config import ModbusPoint, ModbusTcpDevice
 from edge_agent.errors import DeviceGarbage
+from edge_agent.planner import MAX_BITS, MAX_REGISTERS
 from edge_agent.protocols import modbus_pdu as pdu
 from edge_agent.protocols.modbus import ModbusClient
 from edge_agent.protocols.modbus_pdu import ExceptionAnswer, MalformedAnswer
 from tests.support import LOOPBACK
 
-words = st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=pdu.MAX_REGISTERS)
+words = st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=MAX_REGISTERS)
 addresses = st.integers(0, 0xFFFF)
 
 
@@ -40,7 +41,7 @@ def framed(message: ModbusPDU) -> bytes:
     return bytes([message.function_code]) + bytes(message.encode())
 
 
-@given(addresses, st.integers(1, pdu.MAX_REGISTERS))
+@given(addresses, st.integers(1, MAX_REGISTERS))
 def test_a_read_request_is_what_pymodbus_sends(address: int, count: int) -> None:
     expected = framed(ReadHoldingRegistersRequest(address=address, count=count))
     assert pdu.read_request("holding", address, count) == expected
@@ -52,7 +53,7 @@ def test_registers_decode_as_pymodbus_encodes_them(registers: list[int]) -> None
     assert pdu.registers(answer, pdu.read_request("input", 0, len(registers))) == registers
 
 
-@given(st.lists(st.booleans(), min_size=1, max_size=pdu.MAX_BITS))
+@given(st.lists(st.booleans(), min_size=1, max_size=MAX_BITS))
 def test_bits_decode_as_pymodbus_encodes_them(bits: list[bool]) -> None:
     answer = framed(ReadCoilsResponse(bits=bits))
     assert pdu.bits(answer, pdu.read_request("coil", 0, len(bits)), len(bits)) == bits

@@ -9,9 +9,7 @@ import struct
 from typing import Literal
 
 Table = Literal["coil", "discrete", "input", "holding"]
-READ_FUNCTION: dict[str, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
-MAX_REGISTERS = 125  # per read request
-MAX_BITS = 2000
+READ_FUNCTION: dict[Table, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 
 _ADDRESS_COUNT = struct.Struct(">BHH")
 _MULTIPLE = struct.Struct(">BHHB")

@@ -59,16 +59,14 @@ class PymodbusWire:
 
     async def read(self, table: Table, unit: int, start: int, count: int) -> list[int] | list[bool]:
         client = self._client
-        if table == "coil":
-            return list((await _answer(client.read_coils(start, count=count, device_id=unit))).bits)
-        if table == "discrete":
-            answer = await _answer(client.read_discrete_inputs(start, count=count, device_id=unit))
-            return list(answer.bits)
-        if table == "input":
-            answer = await _answer(client.read_input_registers(start, count=count, device_id=unit))
-        else:
-            answer = await _answer(client.read_holding_registers(start, count=count, device_id=unit))
-        return list(answer.registers)
+        read = {
+            "coil": client.read_coils,
+            "discrete": client.read_discrete_inputs,
+            "input": client.read_input_registers,
+            "holding": client.read_holding_registers,
+        }[table]
+        answer = await _answer(read(start, count=count, device_id=unit))
+        return list(answer.bits if table in ("coil", "discrete") else answer.registers)
 
     async def write_coil(self, unit: int, address: int, value: bool, *, multiple: bool) -> None:
         if multiple:
