@@ -19,6 +19,7 @@ from edge_agent.config import BacnetDevice, ModbusDevice, PollerConfig
 from edge_agent.errors import DeviceError, DeviceGarbage, DeviceUnreachable
 from edge_agent.protocols.base import PointResult, ProtocolClient
 from edge_agent.readings import Quality, Reading, utc_now
+from edge_agent.watchdog import Watchdog
 
 log = structlog.get_logger("edge_agent.polling")
 _GOOD, _BAD, _UNAVAILABLE = Quality.GOOD, Quality.BAD, Quality.UNAVAILABLE
@@ -196,21 +197,26 @@ class DevicePoller:
             await asyncio.Event().wait()
         for group in groups:
             group.due = loop.time()
-        while True:
-            group = min(groups, key=lambda g: g.due)
-            await asyncio.sleep(max(0.0, group.due - loop.time()))
-            budget_s = client.read_budget_s(group.points)
-            try:
-                async with asyncio.timeout(budget_s):
-                    results = await client.read(group.points)
-            except TimeoutError as exc:
-                message = f"no answer within {budget_s:g} s"
-                raise DeviceUnreachable(self.device.name, self.device.address, message, "timeout") from exc
-            _raise_if_cancelling()
-            backoff.reset()
-            await self._deliver(results)
-            # Keep the schedule; after a stall, skip missed slots instead of bursting to catch up.
-            group.due = max(group.due + group.interval_s, loop.time())
+        watchdog = Watchdog()  # bounds each poll
+        try:
+            while True:
+                group = min(groups, key=lambda g: g.due)
+                await asyncio.sleep(max(0.0, group.due - loop.time()))
+                budget_s = client.read_budget_s(group.points)
+                try:
+                    with watchdog.within(budget_s):
+                        results = await client.read(group.points)
+                except TimeoutError as exc:
+                    message = f"no answer within {budget_s:g} s"
+                    device, address = self.device.name, self.device.address
+                    raise DeviceUnreachable(device, address, message, "timeout") from exc
+                _raise_if_cancelling()
+                backoff.reset()
+                await self._deliver(results)
+                # Keep the schedule; after a stall, skip missed slots instead of bursting to catch up.
+                group.due = max(group.due + group.interval_s, loop.time())
+        finally:
+            watchdog.close()
 
     async def _deliver(self, results: list[PointResult]) -> None:
         now = utc_now()

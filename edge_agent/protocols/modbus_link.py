@@ -2,9 +2,10 @@
 (modbus_wire.py) and the discipline of that wire: one request at a time, writes ahead of reads, a silent
 gap between frames.
 
-Devices that share a link (units on one bus) take turns through `call`. Every call is bounded by the
-caller's asyncio.timeout, so a silent unit holds the wire for at most its own timeout, and its supervisor's
-backoff keeps it off the wire while it stays silent: it cannot starve the others.
+Devices that share a link (units on one bus) take turns through `call`. Every turn is bounded by the
+unit's timeout (a watchdog: asyncio.timeout at a fraction of its cost per request), so a silent unit holds
+the wire for at most its own timeout, and its supervisor's backoff keeps it off the wire while it stays
+silent: it cannot starve the others.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pymodbus.framer import FramerType
 from edge_agent.config import ModbusDevice, ModbusRtuDevice, ModbusRtuTcpDevice
 from edge_agent.protocols.modbus_tcp import TcpWire
 from edge_agent.protocols.modbus_wire import PymodbusWire, Wire
+from edge_agent.watchdog import Watchdog
 
 T = TypeVar("T")
 WRITE, READ = 0, 1  # lower goes first
@@ -81,6 +83,7 @@ class ModbusLink:
         self._wire = wire
         self._gap_s = frame_gap_s
         self._turns = _Turns()
+        self._watchdog = Watchdog()  # bounds each turn
         self._last_frame_end = 0.0
         self._resync = False
         self._requests = 0
@@ -103,7 +106,7 @@ class ModbusLink:
             await self._turns.acquire(WRITE if write else READ)
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeout_s):
+            with self._watchdog.within(timeout_s):
                 if not self._wire.connected:
                     await self._wire.connect()
                 quiet = self._last_frame_end + (RESYNC_S if self._resync else self._gap_s) - loop.time()
@@ -121,6 +124,7 @@ class ModbusLink:
             self._turns.release()
 
     def close(self) -> None:
+        self._watchdog.close()
         self._wire.close()
 
 
