@@ -9,8 +9,6 @@ waits on a disk flush.
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +21,7 @@ from typing import Literal, ParamSpec, Self, TypeVar
 
 import structlog
 
+from edge_agent.buffer_rows import INSERT_ROWS, RowEncoder
 from edge_agent.errors import StartupError
 from edge_agent.readings import Quality, Reading
 
@@ -102,35 +101,8 @@ class BufferStatistics:
     cap_bytes: int
 
 
-def _to_us(ts: datetime) -> int:
-    return int(ts.timestamp() * 1_000_000)
-
-
 def _from_us(us: int) -> datetime:
     return datetime.fromtimestamp(us / 1_000_000, UTC)
-
-
-# One statement inserts a whole batch from one JSON text: a single bind and a single step, during which
-# the sqlite3 module releases the GIL (executemany would take it back for every row and stall the loop).
-_INSERT_JSON = """
-INSERT INTO readings (device, point, value, unit, quality, ts_us)
-SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM json_each(?)
-"""
-
-
-def _rows_json(readings: Sequence[Reading]) -> str:
-    """The batch as a JSON array of rows; runs on the event loop (json.dumps is C and quick). A Quality is
-    a str: the encoder writes it as its value."""
-    rows: list[tuple[str, str, float | None, str, Quality, int]] = []
-    append, isfinite = rows.append, math.isfinite
-    last_ts: datetime | None = None
-    ts_us = 0
-    for r in readings:
-        if r.ts is not last_ts:  # a poll's readings share one timestamp object
-            last_ts, ts_us = r.ts, _to_us(r.ts)
-        value = r.value if r.value is None or isfinite(r.value) else None
-        append((r.device, r.point, value, r.unit, r.quality, ts_us))
-    return json.dumps(rows, allow_nan=False, separators=(",", ":"))
 
 
 _USED_PAGES = "SELECT page_count - freelist_count FROM pragma_page_count, pragma_freelist_count"
@@ -169,6 +141,7 @@ class Buffer:
         self._acknowledged = 0
         self._oldest_ts: datetime | None = None
         self._changed = asyncio.Event()
+        self._rows = RowEncoder()
 
     async def __aenter__(self) -> Self:
         try:
@@ -284,7 +257,7 @@ class Buffer:
         db = self._conn()
         with db:  # one transaction, one fsync, for the whole batch
             db.execute("BEGIN IMMEDIATE")
-            inserted = db.execute(_INSERT_JSON, (rows_json,))
+            inserted = db.execute(INSERT_ROWS, (rows_json,))
         self._last_seq = inserted.lastrowid or self._last_seq  # the seq of the batch's last row
         self._depth += count
         self._appended += count
@@ -349,7 +322,7 @@ class Buffer:
         """Store readings durably; returns once they are committed."""
         if not readings:
             return
-        await self._run(self._insert, _rows_json(readings), len(readings))
+        await self._run(self._insert, self._rows(readings), len(readings))
         self._changed.set()
 
     async def next_batch(self, limit: int, after_seq: int = 0) -> Batch:

@@ -6,7 +6,6 @@ is shown with quality 'stale': its value is the last one known, and whoever uses
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
@@ -45,7 +44,7 @@ class LatestValues:
         limit = self._limits.get((reading.device, reading.point))
         if limit is None or reading.quality is not Quality.GOOD or now - reading.ts <= limit:
             return reading
-        return dataclasses.replace(reading, quality=Quality.STALE)
+        return reading._replace(quality=Quality.STALE)
 
     def snapshot(self, now: datetime | None = None) -> list[Reading]:
         """Every point's latest reading, ordered by device and point, stale ones marked."""

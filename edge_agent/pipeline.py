@@ -14,7 +14,6 @@ of the wall clock, so a pipeline is deterministic and tests need no clock. A ste
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -71,7 +70,7 @@ class Plausibility:
         if value is None or reading.quality is not _GOOD or self._low <= value <= self._high:
             return reading
         kept = value if math.isfinite(value) else None
-        return dataclasses.replace(reading, value=kept, quality=Quality.BAD)
+        return reading._replace(value=kept, quality=Quality.BAD)
 
     def __repr__(self) -> str:
         return f"Plausibility(low={self.low}, high={self.high})"

@@ -23,6 +23,7 @@ from edge_agent.watchdog import Watchdog
 
 log = structlog.get_logger("edge_agent.polling")
 _GOOD, _BAD, _UNAVAILABLE = Quality.GOOD, Quality.BAD, Quality.UNAVAILABLE
+_new = tuple.__new__
 
 ReadingSink = Callable[[list[Reading]], Awaitable[None]]
 ClientFactory = Callable[[], ProtocolClient]
@@ -222,16 +223,20 @@ class DevicePoller:
         now = utc_now()
         self._polls += 1
         device, units = self.device.name, self._units  # (this runs for every point of every poll)
-        readings = [
-            Reading(
-                device,
-                r.point,
-                r.value,
-                units[r.point],
-                _BAD if r.error is not None else _UNAVAILABLE if r.unavailable else _GOOD,
-                now,
+        # Made as tuples, skipping Reading's timestamp check: `now` is aware. (A third of the cost.)
+        readings: list[Reading] = [
+            _new(
+                Reading,
+                (
+                    device,
+                    point,
+                    value,
+                    units[point],
+                    _BAD if failure is not None else _UNAVAILABLE if unavailable else _GOOD,
+                    now,
+                ),
             )
-            for r in results
+            for point, value, failure, unavailable in results
         ]
         error = next((r.error for r in results if r.error is not None), None)
         if error is not None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_agent.buffer import Buffer
 from edge_agent.readings import Quality, Reading
@@ -147,3 +151,36 @@ async def test_a_new_file_releases_free_pages(tmp_path: Path) -> None:
         await buffer.append(readings(1))
     with sqlite3.connect(tmp_path / "b.db") as db:
         assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+
+
+# Any printable text (SQLite's JSON functions cut a string at a NUL); any float a device could send (the
+# uplink's JSON, written by SQLite, turns values within 0.1% of the largest double into null).
+_NAMES = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=12)
+_VALUES = st.one_of(st.none(), st.sampled_from([math.nan, math.inf, -math.inf]), st.floats(-1e300, 1e300))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(_NAMES, _NAMES, _VALUES, _NAMES, st.sampled_from(Quality), st.integers(0, 3)),
+        min_size=1,
+        max_size=30,
+    )
+)
+async def test_what_goes_in_comes_out_whatever_the_names_values_and_qualities(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str, float | None, str, Quality, int]]
+) -> None:
+    """Quotes, backslashes and any Unicode in names and units, every quality, values of any size; a value
+    that is not finite comes back as no value. The same point may come back with another unit or quality."""
+    stamps = [T0 + timedelta(milliseconds=i) for i in range(4)]
+    batch = [Reading(d, p, v, u, q, stamps[t]) for d, p, v, u, q, t in rows]
+    expected = [
+        r._replace(value=None) if r.value is not None and not math.isfinite(r.value) else r for r in batch
+    ]
+    async with Buffer(tmp_path_factory.mktemp("rows") / "b.db") as buffer:
+        await buffer.append(batch)
+        await buffer.append(batch)  # the second time through the kept row heads
+        stored = await buffer.next_batch(100)
+        encoded = await buffer.next_encoded(100)
+    assert [s.reading for s in stored.readings] == expected * 2
+    assert [r["value"] for r in json.loads(encoded.readings_json)] == [r.value for r in expected] * 2

@@ -35,6 +35,7 @@ EXCEPTION_NAMES = {
     11: "gateway target failed to respond",
 }
 T = TypeVar("T")
+_new = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +142,7 @@ class ModbusClient(ClientContext):
         append, isfinite = results.append, math.isfinite
         for name, value in zip(request.names, values, strict=True):
             if isinstance(value, float) and isfinite(value):
-                append(PointResult(name, value))
+                append(_new(PointResult, (name, value, None, False)))  # as PointResult(name, value), quicker
             elif value is None:
                 append(PointResult(name, None, unavailable=True))
             else:
