@@ -37,6 +37,7 @@ from tests.support import LOOPBACK, free_port, run_mosquitto
 
 from bench.meters import meter_server, meters
 from edge_agent.config import AgentConfig, ModbusTcpDevice, PollerConfig
+from edge_agent.gc_tuning import settle_after_startup
 from edge_agent.planner import PlanLimits, plan_reads
 from edge_agent.protocols.modbus_tcp import TcpWire
 from edge_agent.service import Agent
@@ -344,6 +345,8 @@ async def rss_large_configuration(seconds: float) -> float:
 
 
 async def main(seconds: float) -> None:
+    # The agent's process settings (`edge-agent run` makes them): in this process for the raw loops too.
+    settle_after_startup()
     agent_rate, raw_rate, blocks = await modbus_end_to_end(seconds)
     print(
         f"1. Modbus end to end: {agent_rate:,.0f} points/s; raw pymodbus, same {blocks} planned requests per"

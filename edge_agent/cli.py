@@ -20,6 +20,7 @@ from edge_agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, ConfigOption, JsonO
 from edge_agent.clock import Clock, ScaledClock
 from edge_agent.config import BacnetDevice, MqttConfig, builtin_config_text
 from edge_agent.errors import StartupError
+from edge_agent.gc_tuning import settle_after_startup
 from edge_sim.layout import DEFAULT_BASE_PORT
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ async def _run_until_signalled(make_agent: Callable[[], Agent]) -> None:
     """The first SIGTERM or Ctrl-C stops the agent in order; a second one cuts the shutdown short. The agent
     is made inside the event loop: pymodbus' serial client wants a running loop when it is created."""
     agent = make_agent()
+    settle_after_startup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
