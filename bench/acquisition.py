@@ -7,7 +7,8 @@
    Flat out against a loopback server in the same process, both sides are bound by this process' CPU, so
    the ratio is the agent's per-point work against pymodbus' per-request work; it is measured again with
    meters that take 2 ms to answer, as fast real ones do, and with the meters in a process of their own, as
-   real meters are separate devices (an extra line, not the figure as specified).
+   real meters are separate devices (an extra line, not the figure as specified). The process runs with the
+   garbage-collector settings `edge-agent run` makes (gc_tuning.py), the raw loops as well as the agent.
 2. Requests per poll cycle for the three meter profiles against one request per point. Goal: <= 1/10.
 3. BACnet values per second end to end (BacnetClient.read through the pipeline into the buffer) against a
    raw bacpypes3 ReadPropertyMultiple loop. Goal: >= 0.8.
