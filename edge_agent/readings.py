@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import NamedTuple, Self
+from typing import NamedTuple, Self, get_type_hints
 
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import CoreSchema, core_schema
-from typing_extensions import TypedDict  # (pydantic wants this one before Python 3.12)
 
 
 class Quality(StrEnum):
@@ -56,20 +55,16 @@ class Reading(_Fields):
     def __get_pydantic_core_schema__(cls, source: object, handler: GetCoreSchemaHandler) -> CoreSchema:
         """In pydantic's JSON (command replies, status) a reading is an object with named fields, not the
         array pydantic makes of a named tuple."""
-        fields = handler.generate_schema(_ReadingObject)
+        fields = core_schema.typed_dict_schema(
+            {
+                name: core_schema.typed_dict_field(handler.generate_schema(kind))
+                for name, kind in get_type_hints(_Fields).items()
+            }
+        )
         as_object = core_schema.plain_serializer_function_ser_schema(cls._asdict, return_schema=fields)
         return core_schema.no_info_after_validator_function(
             lambda data: cls(**data), fields, serialization=as_object
         )
-
-
-class _ReadingObject(TypedDict):
-    device: str
-    point: str
-    value: float | None
-    unit: str
-    quality: Quality
-    ts: datetime
 
 
 def utc_now() -> datetime:
