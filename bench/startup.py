@@ -21,18 +21,17 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import free_base_port, run_mosquitto
+from tests.support import agent_process, free_base_port, notify_socket, run_mosquitto
 
 from edge_agent.config import builtin_config_text, load_config
 from edge_sim.layout import DEFAULT_BASE_PORT, PORTS_USED, rs485_link
@@ -110,28 +109,13 @@ def simulator(base_port: int) -> Iterator[None]:
             process.wait()
 
 
-@contextlib.asynccontextmanager
-async def notify_socket() -> AsyncIterator[tuple[str, socket.socket]]:
-    with (
-        tempfile.TemporaryDirectory(prefix="sdn") as directory,
-        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
-    ):
-        path = str(Path(directory) / "notify")
-        sock.bind(path)
-        sock.setblocking(False)
-        yield path, sock
-
-
 async def one_start(config: Path) -> Start:
     """Start the agent, wait for READY=1, measure, stop it with SIGTERM."""
     loop = asyncio.get_running_loop()
-    async with notify_socket() as (path, sock):
+    with notify_socket() as (path, sock):
         env = {**os.environ, "NOTIFY_SOCKET": path}
         start = time.perf_counter()
-        agent = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edge_agent", "run", "--config", str(config),
-            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        agent = await agent_process(config, env=env)
         started: list[float] = []
         log: list[bytes] = []
 

@@ -1,4 +1,5 @@
-"""Test helpers: free loopback ports, a real mosquitto broker, and bounded waiting."""
+"""Test helpers: free loopback ports, a real mosquitto broker, bounded waiting, and the agent in a process of
+its own."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from edge_agent.config import AgentConfig
 from edge_agent.service import Agent
@@ -163,3 +166,30 @@ async def in_background(work: Coroutine[Any, Any, object]) -> AsyncIterator[asyn
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def agent_process(
+    config: Path,
+    *options: str,
+    stderr: int | IO[bytes] = asyncio.subprocess.PIPE,
+    env: Mapping[str, str] | None = None,
+) -> asyncio.subprocess.Process:
+    """`edge-agent run --config CONFIG OPTIONS` in a process of its own; its stdout is dropped, its log is
+    on `stderr`."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge_agent", "run", "--config", str(config), *options,
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def notify_socket() -> Iterator[tuple[str, socket.socket]]:
+    """systemd's side of the notify protocol: a bound, non-blocking datagram socket and its path."""
+    with (
+        tempfile.TemporaryDirectory(prefix="sdn") as directory,
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
+    ):
+        path = str(Path(directory) / "notify")
+        sock.bind(path)
+        sock.setblocking(False)
+        yield path, sock

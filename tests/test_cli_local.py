@@ -17,7 +17,7 @@ from rich.console import Console
 from edge_agent import cli_local
 from edge_agent.clock import ScaledClock
 from edge_sim.simulator import Simulator
-from tests.support import Broker, free_base_port
+from tests.support import Broker, agent_process, free_base_port
 from tests.test_control_bacnet import SPEED, START, agent_toml, eventually, slots
 
 
@@ -45,11 +45,8 @@ async def test_status_and_control_from_the_command_line(broker: Broker, tmp_path
         config = tmp_path / "agent.toml"
         config.write_text(agent_toml(sim, broker, tmp_path))
         with (tmp_path / "agent.log").open("wb") as log:
-            agent = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "edge_agent", "run", "--config", str(config),
-                "--clock-speed", str(SPEED), "--clock-start", START,
-                stdout=asyncio.subprocess.DEVNULL, stderr=log,
-            )  # fmt: skip
+            clock_options = ("--clock-speed", str(SPEED), "--clock-start", START)
+            agent = await agent_process(config, *clock_options, stderr=log)
         try:
 
             async def plant_held() -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from edge_agent.control.baseline import fit_towt
 from edge_sim.baseline_study import hourly_samples, record
 from edge_sim.control_study import opening_hours
 from edge_sim.simulator import Simulator
-from tests.support import LOOPBACK, Broker, free_base_port
+from tests.support import LOOPBACK, Broker, agent_process, free_base_port
 from tests.test_cli_local import status
 from tests.test_control_bacnet import GATEWAY, agent_toml
 
@@ -43,11 +42,8 @@ async def test_a_closed_day_is_reported_upstream_and_in_the_ledger(broker: Broke
         )
         await central.subscribe(f"edge/{GATEWAY}/savings", qos=1)
         with (tmp_path / "agent.log").open("wb") as log:
-            agent = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "edge_agent", "run", "--config", str(config),
-                "--clock-speed", str(SPEED), "--clock-start", START,
-                stdout=asyncio.subprocess.DEVNULL, stderr=log,
-            )  # fmt: skip
+            clock_options = ("--clock-speed", str(SPEED), "--clock-start", START)
+            agent = await agent_process(config, *clock_options, stderr=log)
         try:
             async with asyncio.timeout(30):
                 async for message in central.messages:

@@ -10,14 +10,12 @@ import os
 import signal
 import socket
 import sqlite3
-import sys
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
-from tests.support import LOOPBACK, free_port
+from tests.support import LOOPBACK, agent_process, free_port, notify_socket
 
 
 async def messages(sock: socket.socket, until: str, timeout_s: float) -> list[str]:
@@ -41,18 +39,9 @@ async def agent_under_systemd(
         f'[[devices]]\nname = "meter"\nprotocol = "modbus-tcp"\nhost = "{LOOPBACK}"\nport = {meter_port}\n'
         f'profile = "eastron-sdm630"\n[[pollers]]\ndevice = "meter"\ninterval_s = {interval_s}\n'
     )
-    with (
-        tempfile.TemporaryDirectory(prefix="sdn") as directory,
-        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
-    ):
-        path = str(Path(directory) / "notify")
-        sock.bind(path)
-        sock.setblocking(False)
+    with notify_socket() as (path, sock):
         env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}
-        agent = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edge_agent", "run", "--config", str(config),
-            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        agent = await agent_process(config, env=env)
         try:
             yield sock, agent
         finally:
