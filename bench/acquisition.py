@@ -38,10 +38,10 @@ from tests.support import LOOPBACK, free_port, run_mosquitto
 
 from bench.meters import meter_server, meters
 from edge_agent.config import AgentConfig, ModbusTcpDevice, PollerConfig
-from edge_agent.gc_tuning import settle_after_startup
-from edge_agent.planner import PlanLimits, plan_reads
-from edge_agent.protocols.modbus_tcp import TcpWire
-from edge_agent.service import Agent
+from edge_agent.protocols.modbus.planner import PlanLimits, plan_reads
+from edge_agent.protocols.modbus.tcp import TcpWire
+from edge_agent.service.agent import Agent
+from edge_agent.service.gc_tuning import settle_after_startup
 from edge_sim.site.site import Site
 
 SDM630_13 = [
@@ -175,7 +175,7 @@ async def bacnet_end_to_end(seconds: float) -> tuple[float, float]:
     from bacpypes3.primitivedata import ObjectIdentifier
 
     from edge_agent.config import BacnetConfig
-    from edge_agent.protocols.bacnet import local_stack
+    from edge_agent.protocols.bacnet.client import local_stack
     from edge_sim.devices.bacnet.controllers import RoomController
 
     site = Site(SIM_START, seed=0)

@@ -22,10 +22,10 @@ from pathlib import Path
 import aiomqtt
 from tests.support import LOOPBACK, run_mosquitto
 
-from edge_agent.buffer import Batch, Buffer, StoredReading
 from edge_agent.config import MqttConfig
 from edge_agent.readings import Quality, Reading
-from edge_agent.uplink import Uplink, encode_batch
+from edge_agent.store.buffer import Batch, Buffer, StoredReading
+from edge_agent.uplink.session import Uplink, encode_batch
 
 BATCH = 500
 T0 = datetime(2026, 8, 5, tzinfo=UTC)

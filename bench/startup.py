@@ -38,7 +38,7 @@ from edge_sim.layout import DEFAULT_BASE_PORT, PORTS_USED, rs485_link
 
 READY_GOAL_S, RSS_GOAL_MIB = 2.0, 110.0
 # What `edge-agent run` imports before it builds the agent (cli.py, then run()'s own imports).
-AGENT_IMPORTS = "import edge_agent.cli, edge_agent.logs, edge_agent.service"
+AGENT_IMPORTS = "import edge_agent.cli.app, edge_agent.service.logs, edge_agent.service.agent"
 PRINT_RSS = (
     "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS:')), flush=True)"
 )

@@ -1,3 +1,3 @@
-from edge_agent.cli import main
+from edge_agent.cli.app import main
 
 main()

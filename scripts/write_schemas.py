@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge_agent.commands import command_schemas
-from edge_agent.payloads import payload_schemas
+from edge_agent.uplink.commands import command_schemas
+from edge_agent.uplink.payloads import payload_schemas
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edge_agent.config import AgentConfig
-from edge_agent.service import Agent
+from edge_agent.service.agent import Agent
 from edge_sim.layout import PORTS_USED
 
 LOOPBACK = "127.0.0.1"

@@ -16,9 +16,9 @@ from bacpypes3.primitivedata import ObjectIdentifier
 from edge_agent.clock import ManualClock
 from edge_agent.config import BacnetConfig, BacnetDevice, BacnetPoint
 from edge_agent.errors import DeviceRejected, DeviceUnreachable
-from edge_agent.protocols.bacnet import BacnetClient, active_priority, local_stack, refusal_kind
-from edge_agent.protocols.bacnet_app import BacnetApplication
-from edge_agent.protocols.bacnet_batches import DeviceLimits, plan_batches
+from edge_agent.protocols.bacnet.app import BacnetApplication
+from edge_agent.protocols.bacnet.batches import DeviceLimits, plan_batches
+from edge_agent.protocols.bacnet.client import BacnetClient, active_priority, local_stack, refusal_kind
 from edge_agent.protocols.base import PointResult
 from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.physics.climate import SCENARIOS

@@ -17,9 +17,9 @@ from bacpypes3.primitivedata import ObjectIdentifier
 
 from edge_agent.config import BacnetConfig, BacnetDevice, BacnetPoint
 from edge_agent.errors import DeviceRejected, DeviceUnreachable
-from edge_agent.protocols.bacnet import BacnetClient, local_stack
-from edge_agent.protocols.bacnet_app import BacnetApplication
-from edge_agent.protocols.bacnet_cov import CovSubscriber
+from edge_agent.protocols.bacnet.app import BacnetApplication
+from edge_agent.protocols.bacnet.client import BacnetClient, local_stack
+from edge_agent.protocols.bacnet.cov import CovSubscriber
 from edge_agent.protocols.base import PointResult
 from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.physics.climate import SCENARIOS

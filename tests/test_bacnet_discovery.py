@@ -17,9 +17,9 @@ from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 
 from edge_agent.config import BacnetConfig, BacnetDevice, BacnetPoint
-from edge_agent.protocols.bacnet import BacnetClient, local_stack
-from edge_agent.protocols.bacnet_app import BacnetApplication
-from edge_agent.protocols.bacnet_discovery import DiscoveredDevice, foreign_device_stack, who_is
+from edge_agent.protocols.bacnet.app import BacnetApplication
+from edge_agent.protocols.bacnet.client import BacnetClient, local_stack
+from edge_agent.protocols.bacnet.discovery import DiscoveredDevice, foreign_device_stack, who_is
 from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.physics.climate import SCENARIOS
 from edge_sim.physics.sun import KST

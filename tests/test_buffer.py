@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.buffer import Buffer
 from edge_agent.readings import Quality, Reading
+from edge_agent.store.buffer import Buffer
 
 T0 = datetime(2026, 8, 5, 5, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""`edge-agent buffer stats|export` on a real buffer file written by edge_agent.buffer.Buffer: what a
+"""`edge-agent buffer stats|export` on a real buffer file written by edge_agent.store.buffer.Buffer: what a
 technician sees is what the agent holds, the export reads back exactly, and the agent loses nothing."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edge_agent import buffer_reader
-from edge_agent.buffer import Buffer
-from edge_agent.cli import app
+from edge_agent.cli.app import app
 from edge_agent.readings import Quality, Reading
+from edge_agent.store import reader as buffer_reader
+from edge_agent.store.buffer import Buffer
 
 runner = CliRunner()
 

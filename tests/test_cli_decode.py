@@ -15,9 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
-from edge_agent.cli import app
-from edge_agent.codec import ORDERS, Encoding, Order
-from edge_agent.decode_table import (
+from edge_agent.cli.app import app
+from edge_agent.cli.decode_table import (
     PHASE_VOLTAGE,
     Cell,
     RegisterBlock,
@@ -27,6 +26,7 @@ from edge_agent.decode_table import (
     parse_register,
     verdict,
 )
+from edge_agent.config.codec import ORDERS, Encoding, Order
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, free_port
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from edge_agent import cli_local
+from edge_agent.cli import local as cli_local
 from edge_agent.clock import ScaledClock
 from edge_sim.simulator import Simulator
 from tests.support import Broker, agent_process, free_base_port

@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 from typer.testing import CliRunner
 
-from edge_agent.cli import app
+from edge_agent.cli.app import app
 from edge_agent.control.features import FEATURE_UNITS
 from tests.onnx_models import small_model
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from edge_agent.cli import app
+from edge_agent.cli.app import app
 from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.simulator import Simulator

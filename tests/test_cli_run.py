@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from edge_agent.cli import app
+from edge_agent.cli.app import app
 from tests.support import LOOPBACK, free_port, wait_until
 
 runner = CliRunner()

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edge_agent.cli import app
+from edge_agent.cli.app import app
 from edge_agent.config import load_config
-from edge_agent.control.baseline import load_towt
 from edge_agent.control.loop import opening_hours
+from edge_agent.control.savings.baseline import load_towt
 from edge_sim.baseline_study import record
 
 runner = CliRunner()

@@ -14,8 +14,8 @@ from bacpypes3.local.analog import AnalogValueObject
 from bacpypes3.local.device import DeviceObject
 from typer.testing import CliRunner, Result
 
-from edge_agent.cli import app
-from edge_agent.protocols.bacnet_app import BacnetApplication
+from edge_agent.cli.app import app
+from edge_agent.protocols.bacnet.app import BacnetApplication
 from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.simulator import Simulator
 from tests.support import free_port

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from edge_agent.cli import app
+from edge_agent.cli.app import app
+from edge_agent.cli.modbus_scan import compress, parse_units
 from edge_agent.clock import ManualClock
 from edge_agent.config import ModbusTcpDevice, parse_config
-from edge_agent.modbus_scan import compress, parse_units
 from edge_sim.devices.modbus_servers import ModbusRtuMeterBus
 from edge_sim.simulator import Simulator
 from edge_sim.site_meters import RS485

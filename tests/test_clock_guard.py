@@ -8,7 +8,7 @@ from pathlib import Path
 
 import structlog
 
-from edge_agent.clock_guard import ClockGuard, ClockState
+from edge_agent.acquisition.clock_guard import ClockGuard, ClockState
 from edge_agent.readings import Quality, Reading
 
 BOOT = datetime(1970, 1, 1, 0, 0, 42, tzinfo=UTC)

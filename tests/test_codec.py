@@ -1,4 +1,4 @@
-"""edge_agent.codec: round trips over every type and order, vectors a technician would recognise, errors."""
+"""The register codec: round trips over every type and order, vectors a technician would recognise, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.client import ModbusTcpClient
 
-from edge_agent.codec import (
+from edge_agent.config.codec import (
     FLOAT_TYPES,
     INTEGER_TYPES,
     ORDERS,

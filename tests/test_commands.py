@@ -20,8 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from edge_agent import commands
-from edge_agent.commands import (
+from edge_agent.config import AgentConfig
+from edge_agent.control.settings import ControlMode, ControlSettings
+from edge_agent.errors import DeviceRejected, DeviceUnreachable
+from edge_agent.readings import Quality, Reading
+from edge_agent.uplink import commands
+from edge_agent.uplink.commands import (
     COMMAND_NAMES,
     MAX_COMMAND_BYTES,
     CommandErrorCode,
@@ -29,10 +33,6 @@ from edge_agent.commands import (
     CommandRouter,
     command_schemas,
 )
-from edge_agent.config import AgentConfig
-from edge_agent.control.settings import ControlMode, ControlSettings
-from edge_agent.errors import DeviceRejected, DeviceUnreachable
-from edge_agent.readings import Quality, Reading
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 NOW = datetime(2026, 8, 5, 5, 0, 0, 250_000, tzinfo=UTC)

@@ -17,8 +17,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.config import AgentConfig, BacnetConfig, BacnetDevice
-from edge_agent.protocols.bacnet import BacnetClient, local_stack
-from edge_agent.service import Agent
+from edge_agent.protocols.bacnet.client import BacnetClient, local_stack
+from edge_agent.service.agent import Agent
 from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.site.site import Site
 from tests.conftest import SIM_START

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edge_agent.cli import app
+from edge_agent.cli.app import app
 from edge_agent.clock import ManualClock
 from edge_agent.config import (
     BUILTIN_CONFIG,

@@ -19,7 +19,7 @@ import aiomqtt
 
 from edge_agent.clock import ScaledClock
 from edge_agent.config import AgentConfig, BacnetConfig, BacnetDevice
-from edge_agent.protocols.bacnet import BacnetClient, local_stack
+from edge_agent.protocols.bacnet.client import BacnetClient, local_stack
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, Broker, async_wait_until, free_base_port, in_background
 from tests.test_service_notify import messages

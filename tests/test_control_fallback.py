@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import structlog
 
+from edge_agent.acquisition.latest import LatestValues
 from edge_agent.clock import ManualClock
-from edge_agent.config_control import ControlConfig
+from edge_agent.config.control import ControlConfig
 from edge_agent.control.features import FEATURE_UNITS
 from edge_agent.control.loop import ControlLoop
 from edge_agent.control.settings import ControlMode, ControlSettings
-from edge_agent.latest import LatestValues
 from edge_agent.readings import Quality, Reading, utc_now
 from tests.onnx_models import small_model
 

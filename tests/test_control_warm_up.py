@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from edge_agent.acquisition.latest import LatestValues
 from edge_agent.clock import ManualClock
-from edge_agent.config_control import ControlConfig
+from edge_agent.config.control import ControlConfig
 from edge_agent.control.loop import ControlLoop
 from edge_agent.control.settings import ControlSettings
-from edge_agent.latest import LatestValues
 from edge_agent.readings import Quality, Reading, utc_now
 from tests.test_control_fallback import Building
 

@@ -21,7 +21,7 @@ def run_demo_in_terminal(*args: str, seconds: float) -> tuple[int, list[tuple[fl
     env = {**os.environ, "COLUMNS": "220", "LINES": "60", "TERM": "xterm-256color"}
     start = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_agent", "demo", "--for", str(seconds), *args],
+        [sys.executable, "-m", "edge_sim", "demo", "--for", str(seconds), *args],
         stdin=follower,
         stdout=follower,
         stderr=follower,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import BacnetConfig
-from edge_agent.protocols.bacnet import local_stack
+from edge_agent.protocols.bacnet.client import local_stack
 from edge_sim.site_meters import METERS, RS485
 from tests.support import LOOPBACK, Broker, async_wait_until, free_base_port, mbpoll_float
 from tests.test_uplink import GATEWAY, Subscriber, subscribe

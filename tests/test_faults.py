@@ -12,9 +12,9 @@ import pytest
 from edge_agent.clock import ManualClock
 from edge_agent.config import BacnetConfig, ModbusPoint
 from edge_agent.errors import DeviceGarbage, DeviceRejected, DeviceUnreachable
-from edge_agent.protocols.bacnet import BacnetClient, local_stack
-from edge_agent.protocols.bacnet_app import BacnetApplication
-from edge_agent.protocols.modbus import ModbusClient
+from edge_agent.protocols.bacnet.app import BacnetApplication
+from edge_agent.protocols.bacnet.client import BacnetClient, local_stack
+from edge_agent.protocols.modbus.client import ModbusClient
 from edge_sim.control import send
 from edge_sim.faults import Fault, FaultKind
 from edge_sim.simulator import Simulator

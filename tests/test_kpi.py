@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from edge_agent.kpi import KpiAccumulator, Kpis, format_table
-from edge_agent.tariff import GENERAL_2023, GENERAL_2026, tariff_for
+from edge_agent.control.savings.kpi import KpiAccumulator, Kpis, format_table
+from edge_agent.control.savings.tariff import GENERAL_2023, GENERAL_2026, tariff_for
 from edge_sim.physics.sun import KST
 
 MIDNIGHT = datetime(2026, 8, 5, tzinfo=KST)

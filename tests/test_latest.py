@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from edge_agent.latest import LatestValues
+from edge_agent.acquisition.latest import LatestValues
 from edge_agent.readings import Quality, Reading
 
 T0 = datetime(2026, 8, 5, 5, 0, tzinfo=UTC)

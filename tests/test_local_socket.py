@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from edge_agent.commands import MAX_COMMAND_BYTES
-from edge_agent.local_socket import request, serving
+from edge_agent.service.local_socket import request, serving
+from edge_agent.uplink.commands import MAX_COMMAND_BYTES
 
 
 async def echo(payload: bytes) -> bytes:

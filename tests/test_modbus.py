@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.clock import ManualClock
-from edge_agent.codec import Encoding
 from edge_agent.config import ModbusPoint, ModbusTcpDevice
+from edge_agent.config.codec import Encoding
 from edge_agent.errors import DeviceGarbage, DeviceRejected, DeviceUnreachable
-from edge_agent.planner import plan_reads
-from edge_agent.protocols.modbus import ModbusClient
-from edge_agent.protocols.modbus_link import ModbusLink
+from edge_agent.protocols.modbus.client import ModbusClient
+from edge_agent.protocols.modbus.link import ModbusLink
+from edge_agent.protocols.modbus.planner import plan_reads
 from edge_sim.devices.meters.registers import float32
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.simulator import Simulator

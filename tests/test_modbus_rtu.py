@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 import pytest
 from pymodbus.framer import FramerType
 
+from edge_agent.acquisition.poller import DevicePoller, Health
 from edge_agent.clock import ManualClock
 from edge_agent.config import ModbusPoint, ModbusRtuDevice, ModbusRtuTcpDevice, PollerConfig
-from edge_agent.polling import DevicePoller, Health
-from edge_agent.protocols.modbus import ModbusClient
-from edge_agent.protocols.modbus_link import ModbusLink, link_for
-from edge_agent.protocols.modbus_wire import Wire
+from edge_agent.protocols.modbus.client import ModbusClient
+from edge_agent.protocols.modbus.link import ModbusLink, link_for
+from edge_agent.protocols.modbus.wire import Wire
 from edge_agent.readings import Reading
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630

@@ -26,10 +26,10 @@ from pymodbus.pdu.register_message import (
 
 from edge_agent.config import ModbusPoint, ModbusTcpDevice
 from edge_agent.errors import DeviceGarbage
-from edge_agent.planner import MAX_BITS, MAX_REGISTERS
-from edge_agent.protocols import modbus_pdu as pdu
-from edge_agent.protocols.modbus import ModbusClient
-from edge_agent.protocols.modbus_pdu import ExceptionAnswer, MalformedAnswer
+from edge_agent.protocols.modbus import pdu
+from edge_agent.protocols.modbus.client import ModbusClient
+from edge_agent.protocols.modbus.pdu import ExceptionAnswer, MalformedAnswer
+from edge_agent.protocols.modbus.planner import MAX_BITS, MAX_REGISTERS
 from tests.support import LOOPBACK
 
 words = st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=MAX_REGISTERS)

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiomqtt
 
 from edge_agent.config import AgentConfig
-from edge_agent.payloads import ReadingsBatch
+from edge_agent.uplink.payloads import ReadingsBatch
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge_agent.payloads import payload_schemas
+from edge_agent.uplink.payloads import payload_schemas
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.pipeline import (
+from edge_agent.acquisition.pipeline import (
     DEFAULT_MAX_SILENCE_S,
     Deadband,
     Pipeline,

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_agent.config import ModbusPoint, RegisterRange
-from edge_agent.planner import PlanLimits, plan_reads
+from edge_agent.protocols.modbus.planner import PlanLimits, plan_reads
 
 SDM630_MAP = [0x00, 0x02, 0x04, 0x06, 0x08, 0x0A, 0x0C, 0x34, 0x3E, 0x46, 0x48, 0x4A, 0x54, 0x56, 0x156]
 

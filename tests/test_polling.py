@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from structlog.testing import capture_logs
 
+from edge_agent.acquisition.poller import DevicePoller, Health
 from edge_agent.config import PollerConfig
-from edge_agent.polling import DevicePoller, Health
 from edge_agent.protocols.base import PointResult
-from edge_agent.protocols.modbus import ModbusClient
+from edge_agent.protocols.modbus.client import ModbusClient
 from edge_agent.readings import Quality, Reading
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from edge_agent import profiles
-from edge_agent.config import AgentConfig, ModbusTcpDevice, parse_config
+from edge_agent.config import AgentConfig, ModbusTcpDevice, parse_config, profiles
 from edge_agent.errors import ConfigError
-from edge_agent.planner import PlanLimits, plan_reads
-from edge_agent.protocols.modbus import ModbusClient
+from edge_agent.protocols.modbus.client import ModbusClient
+from edge_agent.protocols.modbus.planner import PlanLimits, plan_reads
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.simulator import Simulator
 

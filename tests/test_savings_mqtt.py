@@ -13,7 +13,7 @@ from typing import Any
 import aiomqtt
 
 from edge_agent.clock import ScaledClock
-from edge_agent.control.baseline import fit_towt
+from edge_agent.control.savings.baseline import fit_towt
 from edge_sim.baseline_study import hourly_samples, record
 from edge_sim.control_study import opening_hours
 from edge_sim.simulator import Simulator

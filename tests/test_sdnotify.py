@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from edge_agent.sdnotify import Heartbeats, Notifier, keep_alive
+from edge_agent.service.sdnotify import Heartbeats, Notifier, keep_alive
 
 RECV_TIMEOUT_S = 2.0
 

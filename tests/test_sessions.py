@@ -14,10 +14,10 @@ from typing import Any
 
 import aiomqtt
 
-from edge_agent.buffer import Buffer
 from edge_agent.config import AgentConfig, MqttConfig
-from edge_agent.payloads import Birth, Death, ReadingsBatch, device_infos
-from edge_agent.uplink import Uplink, UplinkState
+from edge_agent.store.buffer import Buffer
+from edge_agent.uplink.payloads import Birth, Death, ReadingsBatch, device_infos
+from edge_agent.uplink.session import Uplink, UplinkState
 from tests.mqtt_proxy import mqtt311_front
 from tests.support import LOOPBACK, Broker, async_wait_until, in_background
 from tests.test_buffer import readings

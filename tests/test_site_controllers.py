@@ -12,8 +12,8 @@ import pytest
 from bacpypes3.primitivedata import Null
 
 from edge_agent.config import BacnetConfig
-from edge_agent.protocols.bacnet import local_stack
-from edge_agent.protocols.bacnet_app import BacnetApplication
+from edge_agent.protocols.bacnet.app import BacnetApplication
+from edge_agent.protocols.bacnet.client import local_stack
 from edge_sim.devices.bacnet.controllers import LightingController, PlantController, RoomController
 from edge_sim.physics.climate import SCENARIOS
 from edge_sim.physics.sun import KST

@@ -6,7 +6,7 @@ import pytest
 
 from edge_agent.clock import ManualClock
 from edge_agent.config import ModbusPoint, ModbusTcpDevice
-from edge_agent.protocols.modbus import ModbusClient
+from edge_agent.protocols.modbus.client import ModbusClient
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK

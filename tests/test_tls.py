@@ -13,9 +13,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from edge_agent.buffer import Buffer
 from edge_agent.config import MqttConfig
-from edge_agent.uplink import Uplink, UplinkState
+from edge_agent.store.buffer import Buffer
+from edge_agent.uplink.session import Uplink, UplinkState
 from tests.support import LOOPBACK, async_wait_until, free_port, run_mosquitto
 from tests.test_buffer import readings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.token_bucket import TokenBucket
+from edge_agent.uplink.token_bucket import TokenBucket
 
 
 class Clock:

@@ -12,11 +12,11 @@ from typing import Any
 
 import aiomqtt
 
-from edge_agent.buffer import Buffer
 from edge_agent.config import MqttConfig
-from edge_agent.payloads import ReadingsBatch
 from edge_agent.readings import Quality, Reading
-from edge_agent.uplink import Uplink, UplinkState, encode_batch, encode_envelope
+from edge_agent.store.buffer import Buffer
+from edge_agent.uplink.payloads import ReadingsBatch
+from edge_agent.uplink.session import Uplink, UplinkState, encode_batch, encode_envelope
 from tests.support import LOOPBACK, Broker, async_wait_until, free_port, in_background, run_mosquitto
 from tests.test_buffer import readings
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from edge_agent.watchdog import Watchdog
+from edge_agent.protocols.watchdog import Watchdog
 
 
 async def test_a_section_that_overruns_ends_in_timeout_on_time() -> None:

@@ -17,7 +17,7 @@ from typing import Protocol
 import structlog
 
 from edge_agent.errors import DeviceError
-from edge_agent.protocols.bacnet import active_priority
+from edge_agent.protocols.bacnet.client import active_priority
 
 log = structlog.get_logger("edge_agent.control")
 

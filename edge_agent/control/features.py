@@ -16,7 +16,7 @@ import numpy.typing as npt
 from edge_agent.control.calendar import OpeningHours
 from edge_agent.control.demand import IntervalState
 from edge_agent.control.observation import Observation
-from edge_agent.tariff import Band, tariff_for, to_kst
+from edge_agent.control.savings.tariff import Band, tariff_for, to_kst
 
 HORIZON_H = 24.0
 BAND_CODE: dict[Band, float] = {"light": 0.0, "mid": 1.0, "peak": 2.0}

@@ -18,10 +18,10 @@ from typing import Any
 
 import structlog
 
+from edge_agent.acquisition.latest import LatestValues
 from edge_agent.clock import Clock
-from edge_agent.config_control import ControlConfig
+from edge_agent.config.control import ControlConfig
 from edge_agent.control.actuator import Actuator, PointIO
-from edge_agent.control.baseline import load_towt
 from edge_agent.control.calendar import KOREAN_HOLIDAYS_2026, OpeningHours
 from edge_agent.control.decision import ModelError
 from edge_agent.control.demand import IntervalDemand
@@ -30,10 +30,10 @@ from edge_agent.control.features import Features, build_features
 from edge_agent.control.guards import GuardLimits, Guards, Targets
 from edge_agent.control.observation import Observation, ZoneObservation
 from edge_agent.control.rules import Policy, RuleBasedPolicy
-from edge_agent.control.savings import DailySavings, SavingsTracker
-from edge_agent.control.savings_ledger import SavingsLedger
+from edge_agent.control.savings.baseline import load_towt
+from edge_agent.control.savings.ledger import SavingsLedger
+from edge_agent.control.savings.tracker import DailySavings, SavingsTracker
 from edge_agent.control.settings import ControlMode, ControlSettings
-from edge_agent.latest import LatestValues
 from edge_agent.readings import Quality
 
 log = structlog.get_logger("edge_agent.control")

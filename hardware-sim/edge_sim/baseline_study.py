@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from edge_agent.control.baseline import HourSample
+from edge_agent.control.savings.baseline import HourSample
 from edge_sim.physics.climate import SCENARIOS
 from edge_sim.site.site import Site
 from edge_sim.site.specs import BUILDINGS, BuildingSpec

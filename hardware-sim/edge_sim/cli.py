@@ -73,6 +73,35 @@ async def _serve(clock: ScaledClock, base_port: int, *, seed: int, serial_bus: b
 
 
 @app.command()
+def demo(
+    broker: Annotated[
+        str | None, typer.Option(help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883 (default: the built-in).")
+    ] = None,
+    seconds: Annotated[
+        float | None, typer.Option("--for", min=0.1, help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    speed: Annotated[float, typer.Option(min=0.001, help="Simulated building seconds per second.")] = 60.0,
+    base_port: Annotated[
+        int,
+        typer.Option(min=1, max=65534, help="Simulator ports: meter on this one, controller on the next."),
+    ] = DEFAULT_BASE_PORT,
+) -> None:
+    """Start the simulator and the agent together and show live readings, buffer depth and uplink state."""
+    from edge_agent.config import MqttConfig, load_config
+    from edge_sim.demo import run_demo
+
+    settings = load_config(None)  # the built-in configuration: the simulated site
+    if broker is not None:
+        try:
+            mqtt = MqttConfig.model_validate({**settings.mqtt.model_dump(), "url": broker})
+        except ValueError as exc:
+            typer.echo(f"--broker: {exc}", err=True)
+            raise typer.Exit(2) from None
+        settings = settings.model_copy(update={"mqtt": mqtt})
+    raise typer.Exit(run_demo(settings, seconds, speed, base_port))
+
+
+@app.command()
 def kpi(
     scenario: Annotated[str, typer.Option(help="summer, winter or shoulder.")] = "summer",
     seed: Annotated[int, typer.Option(help="Weather seed.")] = 0,
@@ -81,7 +110,7 @@ def kpi(
     ] = None,
 ) -> None:
     """Run the baseline through a scenario week in-process and print the KPIs per building and site."""
-    from edge_agent.kpi import format_table
+    from edge_agent.control.savings.kpi import format_table
     from edge_sim.physics.climate import SCENARIOS
     from edge_sim.study import run_scenario
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from edge_agent.kpi import KpiAccumulator, Kpis
+from edge_agent.control.savings.kpi import KpiAccumulator, Kpis
 from edge_sim.physics.climate import SCENARIOS, Scenario
 from edge_sim.physics.sun import KST
 from edge_sim.site.site import CONTROL_STEP_S, Site

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from bacpypes3.local.device import DeviceObject
 
-from edge_agent.protocols.bacnet_app import BacnetApplication
+from edge_agent.protocols.bacnet.app import BacnetApplication
 from edge_sim.bms.ahu import SAT_MAX_C
 from edge_sim.devices.bacnet.objects import Commanded, SensorInput, StatusInput, sensor, setpoint, status
 from edge_sim.physics.climate import WeatherSample

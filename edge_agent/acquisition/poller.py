@@ -1,0 +1,277 @@
+"""One supervisor per device: opens the connection, reads each point group on its interval, reconnects
+with full-jitter backoff while the device is down, and logs health only when it changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+import structlog
+
+from edge_agent.backoff import Backoff
+from edge_agent.config import BacnetDevice, ModbusDevice, PollerConfig
+from edge_agent.errors import DeviceError, DeviceGarbage, DeviceUnreachable
+from edge_agent.protocols.base import PointResult, ProtocolClient
+from edge_agent.protocols.watchdog import Watchdog
+from edge_agent.readings import Quality, Reading, utc_now
+
+log = structlog.get_logger("edge_agent.polling")
+_GOOD, _BAD, _UNAVAILABLE = Quality.GOOD, Quality.BAD, Quality.UNAVAILABLE
+_new = tuple.__new__
+
+ReadingSink = Callable[[list[Reading]], Awaitable[None]]
+ClientFactory = Callable[[], ProtocolClient]
+
+
+class Subscription(Protocol):
+    """Values the device sends by itself (BACnet COV); the points it covers are not polled."""
+
+    @property
+    def cov_points(self) -> tuple[str, ...]: ...
+
+    def __aiter__(self) -> AsyncIterator[PointResult]: ...
+
+
+Subscribe = Callable[[ProtocolClient], AbstractAsyncContextManager[Subscription]]
+
+
+class Health(StrEnum):
+    UNKNOWN = "unknown"
+    UP = "up"
+    DEGRADED = "degraded"  # connected, but some points fail
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class PollerStatistics:
+    device: str
+    health: Health
+    polls: int
+    failures: int
+    last_success: datetime | None
+    last_error: str | None
+
+
+@dataclass
+class _Group:
+    points: tuple[str, ...]
+    interval_s: float
+    due: float = 0.0
+
+
+class DevicePoller:
+    def __init__(
+        self,
+        device: ModbusDevice | BacnetDevice,
+        pollers: Sequence[PollerConfig],
+        client_factory: ClientFactory,
+        sink: ReadingSink,
+        subscribe: Subscribe | None = None,
+    ) -> None:
+        self.device = device
+        self._units = {p.name: p.unit for p in device.points}
+        self._groups = [
+            _Group(tuple(p.points or self._units), p.interval_s) for p in pollers if p.device == device.name
+        ]
+        self._polled = sorted({name for group in self._groups for name in group.points})
+        self._client_factory = client_factory
+        self._sink = sink
+        self._subscribe = subscribe
+        self._health = Health.UNKNOWN
+        self._polls = 0
+        self._failures = 0
+        self._last_success: datetime | None = None
+        self._last_error: str | None = None
+        self._client: ProtocolClient | None = None  # while connected: writes go through it
+
+    async def write(self, point: str, value: float | None, priority: int | None = None) -> None:
+        """Write one point through the device's live connection (None relinquishes, on BACnet). Raises
+        DeviceUnreachable while the device is down, or any DeviceError the device answers with."""
+        client = self._client
+        if client is None:
+            message = "not connected (the device is down or not polled)"
+            raise DeviceUnreachable(self.device.name, self.device.address, message, "not connected")
+        try:
+            async with asyncio.timeout(self.device.timeout_s * 2):
+                await client.write(point, value, priority)
+        except TimeoutError as exc:
+            message = f"write of {point}: no answer within {self.device.timeout_s * 2:g} s"
+            raise DeviceUnreachable(self.device.name, self.device.address, message, "timeout") from exc
+
+    async def priority_array(self, point: str) -> list[float | None] | None:
+        """The point's BACnet priority slots through the live connection; None for a protocol without."""
+        client = self._client
+        if client is None:
+            message = "not connected (the device is down or not polled)"
+            raise DeviceUnreachable(self.device.name, self.device.address, message, "not connected")
+        read = getattr(client, "read_priority_array", None)
+        if read is None:
+            return None
+        try:
+            async with asyncio.timeout(self.device.timeout_s * 2):
+                slots: list[float | None] = await read(point)
+        except TimeoutError as exc:
+            message = f"priority array of {point}: no answer within {self.device.timeout_s * 2:g} s"
+            raise DeviceUnreachable(self.device.name, self.device.address, message, "timeout") from exc
+        return slots
+
+    def statistics(self) -> PollerStatistics:
+        return PollerStatistics(
+            self.device.name, self._health, self._polls, self._failures, self._last_success, self._last_error
+        )
+
+    def _set_health(self, health: Health, error: DeviceError | None = None) -> None:
+        self._last_error = str(error) if error else self._last_error
+        if health is self._health:
+            return
+        if health is Health.UP:
+            log.info("device up", device=self.device.name, address=self.device.address)
+        elif health is Health.DEGRADED:
+            log.warning("device degraded", device=self.device.name, error=str(error))
+        else:
+            log.warning("device down", device=self.device.name, error=str(error))
+        self._health = health
+
+    async def run(self) -> None:
+        """Poll forever; the caller cancels. No failure of the device, or of the code talking to it,
+        ends the loop: it is logged as the device going down, and retried with backoff."""
+        if not self._groups:
+            return
+        backoff = Backoff(base_s=0.5, cap_s=60.0)
+        while True:
+            try:
+                client = self._client_factory()
+            except Exception as exc:  # a device entry the protocol layer cannot use
+                await self._lost(self._as_device_error(exc, "cannot set up a client"))
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            try:
+                async with asyncio.timeout(self.device.timeout_s):
+                    await client.open()
+                _raise_if_cancelling()
+                await self._poll_until_lost(client, backoff)
+            except Exception as exc:
+                await self._lost(self._as_device_error(exc, "cannot connect"))
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.close()
+            await asyncio.sleep(backoff.next_delay())
+
+    def _as_device_error(self, exc: Exception, message: str) -> DeviceError:
+        if isinstance(exc, DeviceError):
+            return exc
+        if isinstance(exc, TimeoutError):
+            return DeviceUnreachable(self.device.name, self.device.address, message, "timeout")
+        # Not a device answer we know: say so loudly once, then treat it as the device being down.
+        log.error("poller error", device=self.device.name, error=repr(exc), exc_info=exc)
+        return DeviceGarbage(self.device.name, self.device.address, f"{message}: {exc!r}", type(exc).__name__)
+
+    async def _poll_until_lost(self, client: ProtocolClient, backoff: Backoff) -> None:
+        async with contextlib.AsyncExitStack() as session:
+            on_cov: set[str] = set()
+            if self._subscribe is not None:
+                async with asyncio.timeout(self.device.timeout_s * 4):
+                    subscription = await session.enter_async_context(self._subscribe(client))
+                on_cov = set(subscription.cov_points)
+                feed = asyncio.create_task(self._feed(subscription), name=f"cov {self.device.name}")
+                session.push_async_callback(_stop, feed)
+            groups = [
+                _Group(tuple(p for p in g.points if p not in on_cov), g.interval_s) for g in self._groups
+            ]
+            self._client = client
+            session.callback(setattr, self, "_client", None)
+            await self._poll(client, [g for g in groups if g.points], backoff)
+
+    async def _feed(self, subscription: Subscription) -> None:
+        async for result in subscription:
+            await self._deliver([result])
+
+    async def _poll(self, client: ProtocolClient, groups: list[_Group], backoff: Backoff) -> None:
+        loop = asyncio.get_running_loop()
+        if not groups:  # everything arrives by subscription
+            await asyncio.Event().wait()
+        for group in groups:
+            group.due = loop.time()
+        watchdog = Watchdog()  # bounds each poll
+        try:
+            while True:
+                group = min(groups, key=lambda g: g.due)
+                await asyncio.sleep(max(0.0, group.due - loop.time()))
+                budget_s = client.read_budget_s(group.points)
+                try:
+                    with watchdog.within(budget_s):
+                        results = await client.read(group.points)
+                except TimeoutError as exc:
+                    message = f"no answer within {budget_s:g} s"
+                    device, address = self.device.name, self.device.address
+                    raise DeviceUnreachable(device, address, message, "timeout") from exc
+                _raise_if_cancelling()
+                backoff.reset()
+                await self._deliver(results)
+                # Keep the schedule; after a stall, skip missed slots instead of bursting to catch up.
+                group.due = max(group.due + group.interval_s, loop.time())
+        finally:
+            watchdog.close()
+
+    async def _deliver(self, results: list[PointResult]) -> None:
+        now = utc_now()
+        self._polls += 1
+        device, units = self.device.name, self._units  # (this runs for every point of every poll)
+        # Made as tuples, skipping Reading's timestamp check: `now` is aware. (A third of the cost.)
+        readings: list[Reading] = [
+            _new(
+                Reading,
+                (
+                    device,
+                    point,
+                    value,
+                    units[point],
+                    _BAD if failure is not None else _UNAVAILABLE if unavailable else _GOOD,
+                    now,
+                ),
+            )
+            for point, value, failure, unavailable in results
+        ]
+        error = next((r.error for r in results if r.error is not None), None)
+        if error is not None:
+            self._failures += 1
+            self._set_health(Health.DEGRADED, error)
+        else:
+            self._last_success = now
+            self._set_health(Health.UP)
+        await self._sink(readings)
+
+    async def _lost(self, error: DeviceError) -> None:
+        """Record the loss once: every point's quality turns bad, then nothing until the device is back."""
+        self._failures += 1
+        if self._health is Health.DOWN:
+            self._last_error = str(error)
+            return
+        self._set_health(Health.DOWN, error)
+        now = utc_now()
+        await self._sink(
+            [
+                Reading(self.device.name, name, None, self._units[name], Quality.BAD, now)
+                for name in self._polled
+            ]
+        )
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _raise_if_cancelling() -> None:
+    """Python 3.11's wait_for (inside pymodbus and aiomqtt) can swallow a cancel that arrives with the
+    answer; check after every library call so a stop is never lost."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -1,0 +1,157 @@
+"""`status` and `control`: talking to the running daemon over its local UNIX socket.
+
+Both send the same JSON requests as the MQTT command topic (docs/mqtt.md) to the socket the configuration
+names (`[gateway] socket`), so they find the daemon by the same --config it runs on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from edge_agent.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_NO_DAEMON,
+    ConfigOption,
+    JsonOption,
+    age_text,
+    echo_json,
+    load_or_exit,
+)
+from edge_agent.control.settings import ControlMode
+from edge_agent.service.local_socket import find_socket, request
+
+REQUEST_TIMEOUT_S = 10.0
+
+SocketOption = Annotated[
+    Path | None,
+    typer.Option("--socket", help="The daemon's socket (default: the one the configuration names)."),
+]
+
+
+def register(app: typer.Typer, config_app: typer.Typer) -> None:
+    """Add this module's commands to the edge-agent app (config_app: the `config` group)."""
+    app.command()(status)
+    app.command()(control)
+
+
+def status(config: ConfigOption = None, socket: SocketOption = None, as_json: JsonOption = False) -> None:
+    """Ask the running agent how it is: devices, buffer, uplink, control. Exit 3 when it does not answer."""
+    result = _ask(config, socket, "status", {})
+    if as_json:
+        echo_json(result)
+        return
+    _print_status(result, datetime.now(UTC), Console(markup=False))  # names, errors: printed as they are
+
+
+def control(
+    mode: Annotated[ControlMode | None, typer.Argument(help="off, shadow or active.")] = None,
+    target: Annotated[
+        float | None, typer.Option("--target", help="Demand target in kW (15-minute average).")
+    ] = None,
+    config: ConfigOption = None,
+    socket: SocketOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Switch load shaving off, to shadow (decide and log, write nothing) or active, and/or set its
+    demand target; with neither, show control's state. Lasts until the agent restarts ([control] mode)."""
+    results: dict[str, Any] = {}
+    if target is not None:
+        results |= _ask(config, socket, "set_demand_target", {"kw": target})
+    if mode is not None:
+        results |= _ask(config, socket, "set_control_mode", {"mode": mode.value})
+    state = _ask(config, socket, "status", {})["control"]
+    if as_json:
+        echo_json(state)
+        return
+    for key, value in results.items():
+        typer.echo(f"{key} set to {value}")
+    _print_control(state, Console(markup=False))
+
+
+def _ask(config: Path | None, socket: Path | None, command: str, args: dict[str, Any]) -> dict[str, Any]:
+    """One command's result from the daemon; exits 3 when it cannot be reached, 2 or 1 when it refuses."""
+    path = socket or find_socket(load_or_exit(config))
+    payload = json.dumps({"id": "cli", "command": command, "args": args}).encode()
+    try:
+        reply = json.loads(asyncio.run(request(path, payload, REQUEST_TIMEOUT_S)))
+    except (OSError, TimeoutError) as exc:
+        reason = "no answer in time" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        typer.echo(f"edge-agent is not running, or not on {path}: {reason}", err=True)
+        raise typer.Exit(EXIT_NO_DAEMON) from None
+    if not reply.get("ok"):
+        error = reply.get("error") or {}
+        typer.echo(f"{command}: refused ({error.get('code')}): {error.get('message')}", err=True)
+        usage = error.get("code") in {"invalid", "out-of-limits", "unknown-point", "not-writable"}
+        raise typer.Exit(EXIT_CONFIG if usage else EXIT_FAILURE)
+    result: dict[str, Any] = reply.get("result") or {}
+    return result
+
+
+def _age(iso: str | None, now: datetime) -> str:
+    if iso is None:
+        return "never"
+    return f"{age_text(now - datetime.fromisoformat(iso))} ago"
+
+
+def _print_status(status: dict[str, Any], now: datetime, console: Console) -> None:
+    devices = Table(title=f"gateway {status['gateway']}: devices")
+    for column in ("device", "health", "last poll", "polls", "failures", "last error"):
+        devices.add_column(column)
+    colours = {"up": "green", "degraded": "yellow", "down": "red"}
+    for device in status["devices"]:
+        health = device["health"]
+        devices.add_row(
+            device["device"],
+            Text(health, style=colours.get(health, "")),
+            _age(device["last_success"], now),
+            str(device["polls"]),
+            str(device["failures"]),
+            device["last_error"] or "",
+        )
+    console.print(devices)
+    buffer, uplink, queue = status["buffer"], status["uplink"], status["queue"]
+    oldest = "none" if buffer["oldest_ts"] is None else _age(buffer["oldest_ts"], now)
+    console.print(
+        f"buffer: {buffer['depth']} readings unsent, oldest {oldest}; "
+        f"{buffer['size_bytes'] / 1e6:.1f} of {buffer['cap_bytes'] / 1e6:.0f} MB; "
+        f"dropped (disk full) {buffer['dropped']}"
+    )
+    console.print(f"queue: {queue['batches_waiting']} of {queue['capacity']} batches waiting")
+    session = f"MQTT {uplink['mqtt']}, session {uplink['session']}"
+    console.print(
+        f"uplink: {uplink['state']} to {uplink['broker']} ({session}); "
+        f"{uplink['readings_published']} readings published; "
+        f"events waiting {uplink['events_waiting']}, dropped {uplink['events_dropped']}"
+        + (f"; last error: {uplink['last_error']}" if uplink["last_error"] else "")
+    )
+    clock = status["clock"]
+    held = f"; {clock['held']} readings held until it is set" if clock["held"] else ""
+    console.print(f"clock: {clock['state']}{held}")
+    _print_control(status["control"], console)
+
+
+def _print_control(state: dict[str, Any], console: Console) -> None:
+    target = state.get("demand_target_kw")
+    line = f"control: {state['mode']}, target {'none' if target is None else f'{target:g} kW'}"
+    if "policy" not in state:  # no [control] points configured: nothing to decide
+        console.print(line + " (no [control] points configured)")
+        return
+    decided = state["policy"] + (f" (fallback: {state['fallback']})" if state["fallback"] else "")
+    console.print(f"{line}, decided by {decided}, {state['steps']} steps")
+    if state["missing_inputs"]:
+        console.print(f"  inputs missing or stale: {', '.join(state['missing_inputs'])}")
+    for write in state["writes"]:
+        at = "" if write["priority"] is None else f" at priority {write['priority']}"
+        console.print(f"  holds {write['point']} = {write['value']:g}{at}")
+    for point in state["backed_off"]:
+        console.print(f"  backs off {point}: an operator holds it")

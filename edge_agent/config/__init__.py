@@ -1,0 +1,55 @@
+"""The configuration: one pydantic model read from TOML (agent.py), its device and control sections,
+device profiles from drivers/, and the register codec the device entries are checked with."""
+
+from edge_agent.config.agent import (
+    BUILTIN_CONFIG,
+    AgentConfig,
+    BacnetConfig,
+    BufferConfig,
+    GatewayConfig,
+    LogConfig,
+    MqttConfig,
+    PollerConfig,
+    builtin_config_text,
+    load_config,
+    parse_config,
+)
+from edge_agent.config.control import ControlConfig, ZoneControl
+from edge_agent.config.devices import (
+    BacnetDevice,
+    BacnetPoint,
+    Device,
+    ModbusDevice,
+    ModbusPoint,
+    ModbusRtuDevice,
+    ModbusRtuTcpDevice,
+    ModbusTcpDevice,
+    RegisterRange,
+)
+from edge_agent.errors import ConfigError
+
+__all__ = [
+    "BUILTIN_CONFIG",
+    "AgentConfig",
+    "BacnetConfig",
+    "BacnetDevice",
+    "BacnetPoint",
+    "BufferConfig",
+    "ConfigError",
+    "ControlConfig",
+    "Device",
+    "GatewayConfig",
+    "LogConfig",
+    "ModbusDevice",
+    "ModbusPoint",
+    "ModbusRtuDevice",
+    "ModbusRtuTcpDevice",
+    "ModbusTcpDevice",
+    "MqttConfig",
+    "PollerConfig",
+    "RegisterRange",
+    "ZoneControl",
+    "builtin_config_text",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,116 @@
+"""The `[control]` section: load shaving's mode and target, the points it reads and writes, its limits.
+
+Point references are 'device/point' names of configured devices; AgentConfig checks that they exist and
+that every point control writes has a `write_range`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from edge_agent.config.base import Strict
+
+PointRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}/[A-Za-z0-9_.-]{1,64}$")]
+"""'device/point'."""
+
+
+class ZoneControl(Strict):
+    """One zone: what control reads (temperature, CO2, illuminance) and writes (setpoints, dimming)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    temperature: PointRef
+    cooling_setpoint: PointRef | None = None
+    heating_setpoint: PointRef | None = None
+    co2: PointRef | None = None
+    illuminance: PointRef | None = None
+    dimming: PointRef | None = None
+
+
+class ControlConfig(Strict):
+    """Load shaving: the mode and demand target it starts with (commands may change both at run time)."""
+
+    mode: Literal["off", "shadow", "active"] = "off"
+    """off: nothing computed; shadow: decisions computed and logged, never written; active: written."""
+    demand_target_kw: Annotated[float, Field(gt=0)] | None = None
+    """The building demand (15-minute average) to stay under; None: this month's peak so far."""
+    demand_target_limits_kw: tuple[float, float] = (1.0, 100_000.0)
+    """A demand target set by command must lie within [low, high]."""
+    step_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    """Building time between decisions."""
+    model: Path | None = None
+    """The ONNX policy; None or unusable: the rule-based demand limiter."""
+    baseline: Path | None = None
+    """The building's baseline (a TOWT model file, docs/savings.md); None: no daily savings report."""
+    write_priority: Annotated[int, Field(ge=9, le=15)] = 10
+    """BACnet priority of control's writes: an operator at 8 always wins."""
+    lease_s: Annotated[float, Field(ge=10, le=86400)] = 300.0
+    """Wall-clock seconds a write stands without being renewed by a decision; then it is released."""
+    demand: PointRef | None = None
+    """The building's main meter power (W or kW, by the point's unit)."""
+    outdoor_temperature: PointRef | None = None
+    zones: list[ZoneControl] = Field(default_factory=list)
+    plant_limit: PointRef | None = None
+    fan_limit: PointRef | None = None
+    ventilation_limit: PointRef | None = None
+    supply_air_setpoint: PointRef | None = None
+    """The air handler's supply-air temperature setpoint: raised to the heating setpoint in warm-ups."""
+    open_hour: Annotated[int, Field(ge=0, le=23)] = 9
+    close_hour: Annotated[int, Field(ge=1, le=24)] = 18
+    open_days: list[Annotated[int, Field(ge=0, le=6)]] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+    """Monday is 0."""
+    holidays: list[date] = Field(default_factory=list)
+    """Closed days besides the built-in Korean public holidays."""
+    open_on_holidays: bool = False
+    cooling_setpoint_c: float = 26.0
+    """Occupied cooling setpoint that offsets start from (Korean public buildings: at least 26)."""
+    heating_setpoint_c: float = 20.0
+    """Occupied heating setpoint that offsets start from (Korean public buildings: at most 20)."""
+    comfort_band_c: tuple[float, float] = (19.0, 27.0)
+    max_offset_k: Annotated[float, Field(ge=0, le=3)] = 2.2
+    illuminance_floor_lux: Annotated[float, Field(ge=0)] = 500.0
+    co2_limit_ppm: Annotated[float, Field(ge=400)] = 1000.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ControlConfig:
+        low, high = self.demand_target_limits_kw
+        if not 0 < low <= high:
+            raise ValueError(f"demand_target_limits_kw [{low}, {high}] must be positive and ordered")
+        if self.demand_target_kw is not None and not low <= self.demand_target_kw <= high:
+            raise ValueError(f"demand_target_kw {self.demand_target_kw} is outside [{low}, {high}]")
+        if self.open_hour >= self.close_hour:
+            raise ValueError(f"open_hour {self.open_hour} must come before close_hour {self.close_hour}")
+        if self.comfort_band_c[0] >= self.comfort_band_c[1]:
+            raise ValueError(f"comfort_band_c {list(self.comfort_band_c)} must be ordered")
+        if self.heating_setpoint_c > self.cooling_setpoint_c - 0.56:
+            raise ValueError("heating_setpoint_c must be at least 0.56 K below cooling_setpoint_c")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        """True when control has what it needs to decide: a demand meter and at least one zone."""
+        return self.demand is not None and bool(self.zones)
+
+    def references(self) -> Iterator[tuple[str, str, bool]]:
+        """(field path, 'device/point', written by control) for every point reference."""
+        for field in ("demand", "outdoor_temperature"):
+            ref = getattr(self, field)
+            if ref is not None:
+                yield f"control.{field}", ref, False
+        for field in ("plant_limit", "fan_limit", "ventilation_limit", "supply_air_setpoint"):
+            ref = getattr(self, field)
+            if ref is not None:
+                yield f"control.{field}", ref, True
+        for i, zone in enumerate(self.zones):
+            for field in ("temperature", "co2", "illuminance"):
+                ref = getattr(zone, field)
+                if ref is not None:
+                    yield f"control.zones[{i}].{field}", ref, False
+            for field in ("cooling_setpoint", "heating_setpoint", "dimming"):
+                ref = getattr(zone, field)
+                if ref is not None:
+                    yield f"control.zones[{i}].{field}", ref, True

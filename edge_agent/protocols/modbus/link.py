@@ -1,0 +1,158 @@
+"""A Modbus link: one connection (a TCP device, an RTU-over-TCP gateway, or an RS-485 bus) through its wire
+(modbus_wire.py) and the discipline of that wire: one request at a time, writes ahead of reads, a silent
+gap between frames.
+
+Devices that share a link (units on one bus) take turns through `call`. Every turn is bounded by the
+unit's timeout (a watchdog: asyncio.timeout at a fraction of its cost per request), so a silent unit holds
+the wire for at most its own timeout, and its supervisor's backoff keeps it off the wire while it stays
+silent: it cannot starve the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.framer import FramerType
+
+from edge_agent.config import ModbusDevice, ModbusRtuDevice, ModbusRtuTcpDevice
+from edge_agent.protocols.modbus.tcp import TcpWire
+from edge_agent.protocols.modbus.wire import PymodbusWire, Wire
+from edge_agent.protocols.watchdog import Watchdog
+
+T = TypeVar("T")
+WRITE, READ = 0, 1  # lower goes first
+RESYNC_S = 0.1  # after a request was abandoned mid-frame, let a late answer pass before the next one
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatistics:
+    link: str
+    requests: int
+    waiting: int
+    connected: bool
+
+
+class _Turns:
+    """A lock handed to waiters by priority, then arrival: writes overtake queued reads."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    def __len__(self) -> int:
+        return sum(1 for *_, future in self._waiters if not future.done())
+
+    def take(self) -> bool:
+        """The turn now if nobody has it (no waiting, no coroutine: most turns on a link of one device)."""
+        if self._busy or self._waiters:
+            return False
+        self._busy = True
+        return True
+
+    async def acquire(self, priority: int) -> None:
+        if self.take():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._arrivals), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # granted and cancelled in the same breath: pass the turn on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            *_, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._busy = False
+
+
+class ModbusLink:
+    def __init__(self, key: str, wire: Wire, frame_gap_s: float = 0.0) -> None:
+        self.key = key
+        self._wire = wire
+        self._gap_s = frame_gap_s
+        self._turns = _Turns()
+        self._watchdog = Watchdog()  # bounds each turn
+        self._last_frame_end = 0.0
+        self._resync = False
+        self._requests = 0
+        self.units = 0
+
+    def statistics(self) -> LinkStatistics:
+        return LinkStatistics(self.key, self._requests, len(self._turns), self._wire.connected)
+
+    def join(self) -> None:
+        """A unit that will take turns on this link (to size the wait for a turn)."""
+        self.units += 1
+
+    async def call(
+        self, operation: Callable[[Wire], Awaitable[T]], *, timeout_s: float, write: bool = False
+    ) -> T:
+        """Run one request on the wire when it is this caller's turn; connects first if needed. The turn
+        (connect, gap and request) lasts at most `timeout_s`: the unit's time budget on the wire. Waiting
+        for the turn is not part of it; the caller bounds the whole call."""
+        if not self._turns.take():
+            await self._turns.acquire(WRITE if write else READ)
+        loop = asyncio.get_running_loop()
+        try:
+            with self._watchdog.within(timeout_s):
+                if not self._wire.connected:
+                    await self._wire.connect()
+                quiet = self._last_frame_end + (RESYNC_S if self._resync else self._gap_s) - loop.time()
+                if quiet > 0:
+                    await asyncio.sleep(quiet)
+                self._resync = False
+                self._requests += 1
+                try:
+                    return await operation(self._wire)
+                except asyncio.CancelledError:
+                    self._resync = True  # abandoned mid-frame: its answer may still come
+                    raise
+        finally:
+            self._last_frame_end = loop.time()
+            self._turns.release()
+
+    def close(self) -> None:
+        self._watchdog.close()
+        self._wire.close()
+
+
+def link_for(device: ModbusDevice) -> ModbusLink:
+    """A new link for a device; devices with the same `device.link` key share one (the agent sees to it).
+    For RTU, pymodbus' own retries and reconnects are off, and its timer runs longer than the link's bound."""
+    timeout = device.timeout_s + 1
+    if isinstance(device, ModbusRtuDevice):
+        serial = AsyncModbusSerialClient(
+            device.serial_port,
+            framer=FramerType.RTU,
+            baudrate=device.baudrate,
+            parity=device.parity,
+            stopbits=device.stopbits,
+            bytesize=8,
+            timeout=timeout,
+            retries=0,
+            reconnect_delay=0,
+        )
+        return ModbusLink(device.link, PymodbusWire(serial), device.gap_s)
+    if isinstance(device, ModbusRtuTcpDevice):
+        gateway = AsyncModbusTcpClient(
+            device.host,
+            port=device.port,
+            framer=FramerType.RTU,
+            timeout=timeout,
+            retries=0,
+            reconnect_delay=0,
+        )
+        return ModbusLink(device.link, PymodbusWire(gateway), device.frame_gap_ms / 1000)
+    return ModbusLink(device.link, TcpWire(device.host, device.port))

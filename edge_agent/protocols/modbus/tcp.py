@@ -1,0 +1,120 @@
+"""Modbus TCP: PDUs in MBAP frames (transaction id, protocol 0, length, unit id) on one asyncio connection.
+
+A request is one struct.pack and one future; its answer is matched by transaction id, so a late answer to
+a request the caller gave up on is dropped instead of being taken for the next one. A frame that is not
+Modbus TCP (another protocol, a length out of range) means the stream cannot be trusted: the connection is
+closed and the request fails as garbage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+from edge_agent.protocols.modbus import pdu
+from edge_agent.protocols.modbus.pdu import MalformedAnswer, Table
+
+_HEADER = struct.Struct(">HHHB")  # transaction, protocol (0), length (unit + PDU), unit
+_MAX_LENGTH = 254  # a unit id and the longest PDU (253 bytes)
+
+
+class TcpWire:
+    def __init__(self, host: str, port: int) -> None:
+        self._host, self._port = host, port
+        self._connection: _Connection | None = None
+        self._transaction = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and self._connection.open
+
+    async def connect(self) -> None:
+        self.close()
+        loop = asyncio.get_running_loop()
+        try:
+            _, self._connection = await loop.create_connection(_Connection, self._host, self._port)
+        except OSError as exc:
+            raise ConnectionError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc
+
+    async def read(self, table: Table, unit: int, start: int, count: int) -> list[int] | list[bool]:
+        request = pdu.read_request(table, start, count)
+        answer = await self._exchange(unit, request)
+        if table in ("coil", "discrete"):
+            return pdu.bits(answer, request, count)
+        return pdu.registers(answer, request)
+
+    async def write_coil(self, unit: int, address: int, value: bool, *, multiple: bool) -> None:
+        request = pdu.write_coil_request(address, value, multiple=multiple)
+        pdu.check_write(await self._exchange(unit, request), request)
+
+    async def write_registers(self, unit: int, address: int, words: list[int], *, multiple: bool) -> None:
+        request = pdu.write_registers_request(address, words, multiple=multiple)
+        pdu.check_write(await self._exchange(unit, request), request)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    async def _exchange(self, unit: int, request: bytes) -> bytes:
+        connection = self._connection
+        if connection is None or not connection.open:
+            raise ConnectionError("not connected")
+        self._transaction = transaction = (self._transaction + 1) & 0xFFFF
+        return await connection.exchange(transaction, unit, request)
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection's frames; a new connection gets a new one, so nothing late from an old
+    connection (its close, its answers) reaches the new."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._received = bytearray()
+        self._waiting: dict[int, asyncio.Future[bytes]] = {}  # by transaction id
+        self.open = False
+
+    async def exchange(self, transaction: int, unit: int, request: bytes) -> bytes:
+        assert self._transport is not None
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[transaction] = answer
+        self._transport.write(_HEADER.pack(transaction, 0, len(request) + 1, unit) + request)
+        try:
+            return await answer
+        finally:
+            del self._waiting[transaction]
+
+    def close(self) -> None:
+        self.open = False
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport, self.open = transport, True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        self._fail(ConnectionError("the device closed the connection" if exc is None else str(exc)))
+
+    def data_received(self, data: bytes) -> None:
+        received = self._received
+        received += data
+        while len(received) >= _HEADER.size:
+            transaction, protocol, length, _unit = _HEADER.unpack_from(received)
+            if protocol != 0 or not 2 <= length <= _MAX_LENGTH:
+                self._fail(MalformedAnswer(f"not a Modbus TCP frame (protocol {protocol}, length {length})"))
+                self.close()
+                return
+            end = 6 + length
+            if len(received) < end:
+                return
+            answer = self._waiting.get(transaction)
+            if answer is not None and not answer.done():
+                answer.set_result(bytes(received[_HEADER.size : end]))
+            del received[:end]  # (an answer nobody waits for any more is dropped)
+
+    def _fail(self, error: Exception) -> None:
+        for answer in self._waiting.values():
+            if not answer.done():
+                answer.set_exception(error)

@@ -1,0 +1,331 @@
+"""The agent: one supervisor (a TaskGroup) owns every long-lived task.
+
+    pollers ──readings──▶ bounded queue ──▶ buffer writer ──▶ Buffer (SQLite) ──▶ Uplink (MQTT)
+         └──────────────▶ LatestValues
+
+On stop, polling ends first, the queue is committed to the buffer, then the uplink is cancelled: nothing
+accepted from a device is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from dataclasses import dataclass
+
+import structlog
+
+from edge_agent import __version__
+from edge_agent.acquisition.clock_guard import ClockGuard, ClockStatistics
+from edge_agent.acquisition.latest import LatestValues
+from edge_agent.acquisition.pipeline import PointFilters, point_pipelines
+from edge_agent.acquisition.poller import ClientFactory, DevicePoller, PollerStatistics, Subscribe
+from edge_agent.backoff import Backoff
+from edge_agent.clock import Clock, WallClock
+from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
+from edge_agent.control.loop import ControlLoop, ControlStatus
+from edge_agent.control.savings.ledger import SAVINGS_LEDGER, SavingsLedger
+from edge_agent.control.settings import ControlSettings
+from edge_agent.errors import DeviceUnreachable
+from edge_agent.protocols.bacnet.app import BacnetApplication
+from edge_agent.protocols.bacnet.client import BacnetClient, local_stack
+from edge_agent.protocols.bacnet.cov import CovSubscriber
+from edge_agent.protocols.bacnet.discovery import foreign_device_stack
+from edge_agent.protocols.base import ProtocolClient
+from edge_agent.protocols.modbus.client import ModbusClient
+from edge_agent.protocols.modbus.link import ModbusLink, link_for
+from edge_agent.readings import Reading
+from edge_agent.service.local_socket import serving, socket_path
+from edge_agent.service.sdnotify import Heartbeats, Notifier, keep_alive
+from edge_agent.store.buffer import Buffer, BufferStatistics
+from edge_agent.uplink.commands import CommandRouter
+from edge_agent.uplink.payloads import device_infos
+from edge_agent.uplink.session import Uplink, UplinkStatistics
+
+log = structlog.get_logger("edge_agent.service")
+
+TICK_S = 1.0  # the event loop's own heartbeat (a stuck loop withholds systemd's watchdog)
+COMMIT_WATCHDOG_INTERVALS = 4  # a buffer commit stuck this many watchdog intervals withholds it (60 s)
+READY_WITHIN_S = 30.0  # READY=1 after every device's first poll, or this long at most
+SHUTDOWN_STEP_S = 5.0  # bound on each shutdown stage: pollers stopping, the queue committing
+OFFLINE_EVENTS_S = 2.0  # how long a stop waits for control's last events to reach the broker
+QUEUE_BATCHES = 1000  # poll results waiting for the buffer writer; pollers wait when it is full
+WRITE_BATCH_READINGS = 20_000  # readings committed in one transaction at most
+# Group commit: at most one transaction (one disk flush) per interval, whatever the load. An SD card
+# wears by flushes, and each commit costs the event loop thread hand-offs, not only disk time.
+COMMIT_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatistics:
+    batches_waiting: int
+    capacity: int
+    readings_accepted: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    gateway: str
+    devices: list[PollerStatistics]
+    queue: QueueStatistics
+    buffer: BufferStatistics
+    uplink: UplinkStatistics
+    clock: ClockStatistics
+    control: ControlStatus | ControlSettings  # the loop's status when [control] is configured
+
+
+def _subscribe(device: ModbusDevice | BacnetDevice) -> Subscribe | None:
+    """COV for the BACnet points that ask for it."""
+    if not isinstance(device, BacnetDevice) or not any(p.cov for p in device.points):
+        return None
+    names = [p.name for p in device.points if p.cov]
+
+    def subscribe(client: ProtocolClient) -> CovSubscriber:
+        if not isinstance(client, BacnetClient):
+            raise TypeError(f"{device.name}: COV needs a BACnet client")
+        return CovSubscriber(client, names, lifetime_s=device.cov_lifetime_s, confirmed=device.cov_confirmed)
+
+    return subscribe
+
+
+def _poll_intervals(config: AgentConfig) -> dict[str, float]:
+    """'device/point' -> the shortest interval it is polled at."""
+    intervals: dict[str, float] = {}
+    for poller in config.pollers:
+        device = next(d for d in config.devices if d.name == poller.device)
+        for name in poller.points or [p.name for p in device.points]:
+            key = f"{device.name}/{name}"
+            intervals[key] = min(intervals.get(key, poller.interval_s), poller.interval_s)
+    return intervals
+
+
+def _point_filters(config: AgentConfig) -> dict[str, PointFilters]:
+    filters: dict[str, PointFilters] = {}
+    for device in config.devices:
+        for point in device.points:
+            if point.plausible is None and point.deadband is None and point.deadband_pct is None:
+                continue
+            low, high = point.plausible or (None, None)
+            filters[f"{device.name}/{point.name}"] = PointFilters(
+                plausible_low=low,
+                plausible_high=high,
+                deadband_abs=point.deadband,
+                deadband_pct=point.deadband_pct,
+                max_silence_s=point.max_silence_s,
+            )
+    return filters
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or WallClock()
+        self.latest = LatestValues(_poll_intervals(config))
+        self.buffer = Buffer(
+            config.buffer.resolved_path(),
+            cap_bytes=int(config.buffer.cap_mb * 1024 * 1024),
+            durability=config.buffer.durability,
+        )
+        self.control = ControlSettings.from_config(config.control)
+        self._router = CommandRouter(self)
+        self.uplink = Uplink(config.mqtt, config.gateway.id, self.buffer, device_infos(config), self._command)
+        self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)
+        self._queued = 0  # readings in the queue
+        self._accepted = 0  # readings taken from the pollers since start
+        self._bacnet: BacnetApplication | None = None
+        self._links: dict[str, ModbusLink] = {}  # shared by the units of one RS-485 bus or RTU gateway
+        self._checks, self._deadband = point_pipelines(_point_filters(config))
+        self.clock_guard = ClockGuard()
+        self._heartbeats = Heartbeats()
+        self.pollers = [
+            DevicePoller(
+                device, config.pollers, self._client_factory(device), self._accept, _subscribe(device)
+            )
+            for device in config.devices
+        ]
+        self.controller: ControlLoop | None = None
+        if config.control.configured:
+            points = {f"{d.name}/{p.name}": p for d in config.devices for p in d.points}
+            self.controller = ControlLoop(
+                config.gateway.id,
+                config.control,
+                self.control,
+                self.latest,
+                self,
+                clock=self.clock,
+                send_event=self.uplink.send_event,
+                send_savings=self.uplink.send_savings,
+                ledger=SavingsLedger(config.buffer.resolved_path().parent / SAVINGS_LEDGER),
+                units={ref: p.unit for ref, p in points.items()},
+                write_ranges={ref: p.write_range for ref, p in points.items() if p.write_range},
+            )
+
+    def _client_factory(self, device: ModbusDevice | BacnetDevice) -> ClientFactory:
+        if isinstance(device, BacnetDevice):
+            return lambda: BacnetClient(
+                device, self._bacnet_stack(), max_apdu=device.max_apdu, max_batch=device.max_batch
+            )
+        if isinstance(device, ModbusTcpDevice):
+            return lambda: ModbusClient(device)  # a connection of its own
+        link = self._links.get(device.link) or self._links.setdefault(device.link, link_for(device))
+        return lambda: ModbusClient(device, link)  # units on one bus or gateway take turns
+
+    def _bacnet_stack(self) -> BacnetApplication:
+        if self._bacnet is None:
+            raise RuntimeError("the BACnet stack is not running")
+        return self._bacnet
+
+    async def _accept(self, readings: list[Reading]) -> None:
+        checked = self._checks(readings)
+        self.latest.update(checked)  # control and status see every checked reading
+        forwarded = self.clock_guard.admit(self._deadband(checked))  # what moved (or a heartbeat), in time
+        if not forwarded:
+            return
+        await self._queue.put(forwarded)
+        self._queued += len(forwarded)
+        self._accepted += len(forwarded)
+
+    def status(self) -> AgentStatus:
+        return AgentStatus(
+            self.config.gateway.id,
+            [p.statistics() for p in self.pollers],
+            QueueStatistics(self._queue.qsize(), QUEUE_BATCHES, self._accepted),
+            self.buffer.statistics(),
+            self.uplink.statistics(),
+            self.clock_guard.statistics(),
+            self.control if self.controller is None else self.controller.status(),
+        )
+
+    # --- what central commands act on (commands.CommandHandlers) --------------------------------
+
+    async def _command(self, payload: bytes) -> bytes:
+        return (await self._router.handle(payload)).to_json()
+
+    def _poller(self, device: str) -> DevicePoller:
+        poller = next((p for p in self.pollers if p.device.name == device), None)
+        if poller is None:
+            raise DeviceUnreachable(device, "", "not configured", "unknown device")
+        return poller
+
+    async def write_point(self, device: str, point: str, value: float | None, priority: int | None) -> None:
+        """Write through the device's poller (its live connection); the router has checked the limits."""
+        await self._poller(device).write(point, value, priority)
+        log.info("point written", device=device, point=point, value=value, priority=priority)
+
+    async def priority_array(self, device: str, point: str) -> list[float | None] | None:
+        return await self._poller(device).priority_array(point)
+
+    def current_value(self, device: str, point: str) -> float | None:
+        reading = self.latest.get(f"{device}/{point}")
+        return None if reading is None else reading.value
+
+    def rebirth(self) -> None:
+        self.uplink.request_rebirth()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down without losing an accepted reading."""
+        async with contextlib.AsyncExitStack() as resources:
+            await resources.enter_async_context(self.buffer)
+            for link in self._links.values():
+                resources.callback(link.close)
+            if any(isinstance(d, BacnetDevice) for d in self.config.devices):
+                bacnet = self.config.bacnet
+                stack = (
+                    local_stack(bacnet)
+                    if bacnet.bbmd is None
+                    else foreign_device_stack(bacnet, bacnet.bbmd, bacnet.bbmd_ttl_s)
+                )
+                self._bacnet = await resources.enter_async_context(stack)
+                resources.callback(setattr, self, "_bacnet", None)
+            await resources.enter_async_context(serving(socket_path(self.config), self._command))
+            log.info(
+                "agent started",
+                version=__version__,
+                gateway=self.config.gateway.id,
+                devices=len(self.config.devices),
+                buffer=str(self.buffer.path),
+                buffered=self.buffer.statistics().depth,
+            )
+            notifier, heartbeats = Notifier.from_environment(), self._heartbeats
+            heartbeats.register("event loop", max_age_s=10 * TICK_S)
+            watchdog_s = notifier.watchdog_interval_s or 15.0  # a disk that hangs: systemd restarts us
+            heartbeats.register_work("buffer writer", COMMIT_WATCHDOG_INTERVALS * watchdog_s)
+            async with asyncio.TaskGroup() as tasks:
+                ticking = tasks.create_task(_tick(heartbeats), name="heartbeat")
+                watchdog = tasks.create_task(keep_alive(notifier, heartbeats), name="watchdog")
+                ready = tasks.create_task(self._ready(notifier), name="ready")
+                uplink = tasks.create_task(self.uplink.run(), name="uplink")
+                writer = tasks.create_task(self._write_buffer(), name="buffer writer")
+                polls = [tasks.create_task(p.run(), name=f"poll {p.device.name}") for p in self.pollers]
+                control = self.controller
+                deciding = tasks.create_task(control.run(), name="control") if control else None
+                await stop.wait()
+                notifier.stopping("stopping: releasing writes, committing the buffer")
+                for helper in (ticking, watchdog, ready):
+                    helper.cancel()
+                if control is not None and deciding is not None:  # release while the devices are connected
+                    deciding.cancel()
+                    await asyncio.wait([deciding], timeout=SHUTDOWN_STEP_S)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(SHUTDOWN_STEP_S):
+                            await control.stop()
+                for task in polls:
+                    task.cancel()
+                await asyncio.wait(polls, timeout=SHUTDOWN_STEP_S)
+                try:  # every accepted reading committed, unless the disk refuses for too long
+                    async with asyncio.timeout(SHUTDOWN_STEP_S):
+                        await self._queue.join()
+                except TimeoutError:
+                    log.error("shutdown: readings not committed", readings=self._queued)  # noqa: TRY400
+                await self.uplink.flush_events(OFFLINE_EVENTS_S)  # the releases' audit trail
+                writer.cancel()
+                uplink.cancel()
+            log.info("agent stopped", buffered=self.buffer.statistics().depth)
+
+    async def _ready(self, notifier: Notifier) -> None:
+        """READY=1 once every device has had its first poll (answered or not), or after READY_WITHIN_S."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(READY_WITHIN_S):
+                while not all(s.polls or s.failures for s in (p.statistics() for p in self.pollers)):  # noqa: ASYNC110 - statistics are read, not awaited
+                    await asyncio.sleep(0.1)
+        notifier.ready(f"polling {len(self.pollers)} devices")
+
+    async def _write_buffer(self) -> None:
+        """Commit queued readings in batches: one transaction for everything waiting. A failed commit
+        (disk full, I/O error, a lock held too long) keeps the readings and retries with backoff."""
+        backoff = Backoff(base_s=0.5, cap_s=30.0)
+        loop = asyncio.get_running_loop()
+        next_commit = loop.time()
+        while True:
+            batches = [await self._queue.get()]
+            await asyncio.sleep(next_commit - loop.time())  # (a negative delay does not wait)
+            next_commit = loop.time() + COMMIT_INTERVAL_S
+            readings = list(batches[0])
+            while len(readings) < WRITE_BATCH_READINGS and not self._queue.empty():
+                batches.append(self._queue.get_nowait())
+                readings += batches[-1]
+            while True:
+                try:
+                    with self._heartbeats.working("buffer writer"):
+                        await self.buffer.append(readings)
+                except sqlite3.Error as error:
+                    if backoff.attempt == 0:
+                        log.error(  # noqa: TRY400 - the message says it all; no traceback
+                            "buffer write failed", buffer=str(self.buffer.path), error=str(error)
+                        )
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                if backoff.attempt:
+                    log.info("buffer write recovered", buffer=str(self.buffer.path))
+                    backoff.reset()
+                break
+            self._queued -= len(readings)
+            for _ in batches:
+                self._queue.task_done()
+
+
+async def _tick(heartbeats: Heartbeats) -> None:
+    while True:
+        heartbeats.beat("event loop")
+        await asyncio.sleep(TICK_S)

@@ -1,0 +1,369 @@
+"""Commands from the central platform: validate a request, carry it out, reply.
+
+Bytes in, a CommandReply out; nothing here knows MQTT. Every check runs before anything is touched, so a
+refused command changes nothing, and `CommandRouter.handle` always answers (only cancellation escapes).
+The request and reply shapes are published as JSON Schemas in docs/schemas/ (scripts/write_schemas.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, NoReturn, Protocol, get_args
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError, field_serializer
+from pydantic.json_schema import JsonSchemaValue
+
+from edge_agent.config import AgentConfig, BacnetDevice
+from edge_agent.config.base import Name
+from edge_agent.control.settings import ControlMode, ControlSettings
+from edge_agent.errors import DeviceError
+from edge_agent.readings import utc_now
+
+log = structlog.get_logger("edge_agent.commands")
+
+MAX_COMMAND_BYTES = 16384  # larger payloads are refused unread
+WRITE_TIMEOUT_S = 30.0  # bound on one write_point, connection included
+COMMAND_PRIORITIES = (9, 15)  # BACnet priorities a command may write at: operator (8) and life safety win
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+class CommandHandlers(Protocol):
+    """What the router acts on: the running agent, or a fake in tests."""
+
+    @property
+    def config(self) -> AgentConfig: ...
+    @property
+    def control(self) -> ControlSettings: ...  # mutable: the router assigns its fields
+    def status(self) -> object: ...  # a dataclass tree
+    async def write_point(
+        self, device: str, point: str, value: float | None, priority: int | None
+    ) -> None: ...
+    def rebirth(self) -> None: ...
+
+
+# --- requests ---------------------------------------------------------------------------------------
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    """No unknown fields, no coercion: "12" is not a number and true is not 1."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
+
+
+class NoArgs(_Strict):
+    """Commands without arguments take `{}`, or no `args` at all."""
+
+
+class DemandTargetArgs(_Strict):
+    kw: FiniteFloat
+    """The building demand (15-minute average) to stay under, within the configured limits."""
+
+
+class ControlModeArgs(_Strict):
+    mode: Annotated[ControlMode, Field(strict=False)]  # strict would want the enum object, not its string
+    """off: nothing computed; shadow: decisions computed and logged, never written; active: written."""
+
+
+class WritePointArgs(_Strict):
+    device: Name
+    point: Name
+    value: FiniteFloat | None
+    """Within the point's write_range; null relinquishes the agent's priority (BACnet only)."""
+    priority: Annotated[int, Field(ge=1, le=16)] | None = None
+    """BACnet only, 9-15; default: the device's write_priority."""
+
+
+class _Request(_Strict):
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    """Chosen by the sender; the reply carries it back."""
+
+
+class SetDemandTarget(_Request):
+    """Set the demand target the controller keeps the building under."""
+
+    command: Literal["set_demand_target"]
+    args: DemandTargetArgs
+
+
+class SetControlMode(_Request):
+    """Switch load shaving off, to shadow (decide, never write) or to active."""
+
+    command: Literal["set_control_mode"]
+    args: ControlModeArgs
+
+
+class WritePoint(_Request):
+    """Write one point of one device, or relinquish it (BACnet)."""
+
+    command: Literal["write_point"]
+    args: WritePointArgs
+
+
+class Rebirth(_Request):
+    """Publish the gateway's birth messages again."""
+
+    command: Literal["rebirth"]
+    args: NoArgs = NoArgs()
+
+
+class Status(_Request):
+    """Reply with the agent's status: devices, queue, buffer, uplink."""
+
+    command: Literal["status"]
+    args: NoArgs = NoArgs()
+
+
+Command = Annotated[
+    SetDemandTarget | SetControlMode | WritePoint | Rebirth | Status, Field(discriminator="command")
+]
+_COMMAND: TypeAdapter[Command] = TypeAdapter(Command)
+COMMAND_NAMES: tuple[str, ...] = tuple(
+    get_args(model.model_fields["command"].annotation)[0]
+    for model in (SetDemandTarget, SetControlMode, WritePoint, Rebirth, Status)
+)
+
+
+# --- replies ----------------------------------------------------------------------------------------
+
+
+class CommandErrorCode(StrEnum):
+    TOO_LARGE = "too-large"  # over MAX_COMMAND_BYTES, not parsed
+    MALFORMED = "malformed"  # not UTF-8, not JSON, or not a JSON object
+    UNKNOWN_COMMAND = "unknown-command"
+    INVALID = "invalid"  # against the schema (or a rule of the device's protocol): `field` names where
+    UNKNOWN_POINT = "unknown-point"  # no such device, or no such point on it
+    NOT_WRITABLE = "not-writable"  # the point has no write_range
+    OUT_OF_LIMITS = "out-of-limits"  # outside the write range, the demand target limits, or priorities 9-15
+    DEVICE_ERROR = "device-error"  # the device refused the write or could not be reached
+    TIMEOUT = "timeout"  # no answer within WRITE_TIMEOUT_S
+    INTERNAL = "internal"  # a bug: the gateway's log has the traceback
+
+
+class ReplyError(BaseModel):
+    """Why a command was refused."""
+
+    model_config = ConfigDict(
+        frozen=True, use_attribute_docstrings=True, json_schema_serialization_defaults_required=True
+    )
+
+    code: CommandErrorCode
+    message: str
+    field: str | None = None
+    """The request's field at fault as a dotted path ('args.kw'), when there is one."""
+
+
+class CommandReply(BaseModel):
+    """The gateway's answer to one command: a result when ok, an error otherwise."""
+
+    model_config = ReplyError.model_config
+
+    id: str | None
+    """The request's id, or null when it could not be read."""
+    command: str | None
+    """The command's name, or null when the request named no known command."""
+    ok: bool
+    result: dict[str, JsonValue] | None = None
+    error: ReplyError | None = None
+    ts: Annotated[datetime, Field(json_schema_extra={"format": "date-time"})]
+    """When the reply was made: UTC, milliseconds, 'Z'."""
+
+    @field_serializer("ts")
+    def _utc_millis(self, ts: datetime) -> str:
+        return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def to_json(self) -> bytes:
+        data = self.model_dump(mode="json")
+        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+
+
+class _Refused(Exception):
+    def __init__(self, code: CommandErrorCode, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.error = ReplyError(code=code, message=message, field=field)
+
+
+# --- the router -------------------------------------------------------------------------------------
+
+
+class CommandRouter:
+    def __init__(self, handlers: CommandHandlers, now: Callable[[], datetime] = utc_now) -> None:
+        self._handlers = handlers
+        self._now = now
+
+    async def handle(self, payload: bytes) -> CommandReply:
+        """The reply to one request. Never raises, except asyncio.CancelledError."""
+        request_id: str | None = None
+        name: str | None = None
+        try:
+            data = _parse(payload)
+            request_id = _readable_id(data)
+            name = _known_name(data)
+            result = await self._run(_validate(data, name))
+        except _Refused as refusal:
+            return self._refusal(request_id, name, refusal.error)
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # BaseException: bacpypes3's errors derive from it, and get a reply too
+            error = ReplyError(
+                code=CommandErrorCode.INTERNAL,
+                message=f"internal error ({type(exc).__name__}); the gateway's log has the details",
+            )
+            return self._refusal(request_id, name, error, exc)
+        log.info("command done", id=request_id, command=name)
+        return CommandReply(id=request_id, command=name, ok=True, result=result, ts=self._now())
+
+    def _refusal(
+        self, request_id: str | None, name: str | None, error: ReplyError, exc: BaseException | None = None
+    ) -> CommandReply:
+        extra: dict[str, Any] = {} if exc is None else {"exc_info": exc}
+        code, message = error.code.value, error.message
+        log.warning("command refused", id=request_id, command=name, code=code, error=message, **extra)
+        return CommandReply(id=request_id, command=name, ok=False, error=error, ts=self._now())
+
+    async def _run(self, request: Command) -> dict[str, JsonValue]:
+        control = self._handlers.control
+        match request:
+            case SetDemandTarget(args=DemandTargetArgs(kw=kw)):
+                low, high = control.demand_target_limits_kw
+                if not low <= kw <= high:
+                    message = f"{kw} kW is outside the limits [{low}, {high}]"
+                    raise _Refused(CommandErrorCode.OUT_OF_LIMITS, message, "args.kw")
+                control.demand_target_kw = kw
+                return {"demand_target_kw": kw}
+            case SetControlMode(args=ControlModeArgs(mode=mode)):
+                control.mode = mode
+                return {"mode": mode.value}
+            case WritePoint(args=args):
+                return await self._write_point(args)
+            case Rebirth():
+                self._handlers.rebirth()
+                return {}
+            case Status():
+                return _json_data(self._handlers.status())
+
+    async def _write_point(self, args: WritePointArgs) -> dict[str, JsonValue]:
+        priority = _checked_priority(self._handlers.config, args)
+        key = f"{args.device}/{args.point}"
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await self._handlers.write_point(args.device, args.point, args.value, priority)
+        except TimeoutError:
+            raise _Refused(CommandErrorCode.TIMEOUT, f"{key}: no answer in {WRITE_TIMEOUT_S:g} s") from None
+        except DeviceError as exc:
+            raise _Refused(CommandErrorCode.DEVICE_ERROR, str(exc)) from exc
+        return {"device": args.device, "point": args.point, "value": args.value, "priority": priority}
+
+
+def _parse(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise _Refused(CommandErrorCode.TOO_LARGE, f"{len(payload)} bytes, over {MAX_COMMAND_BYTES}")
+    try:
+        data = json.loads(payload.decode("utf-8"), parse_constant=_not_json)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise _Refused(CommandErrorCode.MALFORMED, f"not UTF-8 JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _Refused(CommandErrorCode.MALFORMED, "the request must be a JSON object")
+    return data
+
+
+def _not_json(constant: str) -> NoReturn:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _readable_id(data: dict[str, Any]) -> str | None:
+    value = data.get("id")
+    return value if isinstance(value, str) and re.fullmatch(ID_PATTERN, value) else None
+
+
+def _known_name(data: dict[str, Any]) -> str:
+    name = data.get("command")
+    if not isinstance(name, str):
+        raise _Refused(CommandErrorCode.INVALID, "command: must name a command", "command")
+    if name not in COMMAND_NAMES:
+        known = ", ".join(COMMAND_NAMES)
+        raise _Refused(CommandErrorCode.UNKNOWN_COMMAND, f"unknown command {name[:64]!r} (known: {known})")
+    return name
+
+
+def _validate(data: dict[str, Any], name: str) -> Command:
+    try:
+        return _COMMAND.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first["loc"][1:] if first["loc"][:1] == (name,) else first["loc"]  # drop the union's tag
+        field = ".".join(str(part) for part in loc) or None
+        message = f"{field}: {first['msg']}" if field else first["msg"]
+        raise _Refused(CommandErrorCode.INVALID, message, field) from None
+
+
+def _checked_priority(config: AgentConfig, args: WritePointArgs) -> int | None:
+    """The priority to write at, once every rule for this device and point has passed."""
+    device = next((d for d in config.devices if d.name == args.device), None)
+    if device is None:
+        raise _Refused(CommandErrorCode.UNKNOWN_POINT, f"no device {args.device!r}", "args.device")
+    point = next((p for p in device.points if p.name == args.point), None)
+    if point is None:
+        message = f"device {device.name!r} has no point {args.point!r}"
+        raise _Refused(CommandErrorCode.UNKNOWN_POINT, message, "args.point")
+    key = f"{device.name}/{point.name}"
+    if point.write_range is None:
+        raise _Refused(CommandErrorCode.NOT_WRITABLE, f"{key} is read-only (no write_range)", "args.point")
+    priority: int | None = None
+    if isinstance(device, BacnetDevice):
+        priority = device.write_priority if args.priority is None else args.priority
+        lowest, highest = COMMAND_PRIORITIES
+        if not lowest <= priority <= highest:
+            message = (
+                f"{key}: priority {priority} is outside {lowest}-{highest} "
+                "(an operator's 8 and life safety always win)"
+            )
+            raise _Refused(CommandErrorCode.OUT_OF_LIMITS, message, "args.priority")
+    elif args.priority is not None:
+        raise _Refused(CommandErrorCode.INVALID, f"{key}: Modbus writes take no priority", "args.priority")
+    elif args.value is None:
+        raise _Refused(CommandErrorCode.INVALID, f"{key}: only BACnet can relinquish", "args.value")
+    low, high = point.write_range
+    if args.value is not None and not low <= args.value <= high:
+        message = f"{key}: {args.value} is outside its write range [{low}, {high}]"
+        raise _Refused(CommandErrorCode.OUT_OF_LIMITS, message, "args.value")
+    return priority
+
+
+def _json_data(tree: object) -> dict[str, JsonValue]:
+    """A dataclass tree as JSON data: datetimes ISO-8601, enums by value, NaN and infinities null."""
+    data = json.loads(TypeAdapter(type(tree)).dump_json(tree))
+    if not isinstance(data, dict):
+        raise TypeError(f"status() returned {type(tree).__name__}, not a dataclass")
+    return data
+
+
+# --- schemas ----------------------------------------------------------------------------------------
+
+
+def command_schemas() -> dict[str, JsonSchemaValue]:
+    """docs/schemas/ file name -> JSON Schema (draft 2020-12) of the command request and of its reply."""
+    documents = {
+        "command.json": (
+            _COMMAND.json_schema(),
+            "edge-agent command",
+            "A command from the central platform to one gateway; the `command` field selects the `args`.",
+        ),
+        "reply.json": (
+            CommandReply.model_json_schema(mode="serialization"),
+            "edge-agent command reply",
+            "The gateway's answer to one command: `result` when `ok`, otherwise `error` with a code.",
+        ),
+    }
+    return {
+        name: {"$schema": JSON_SCHEMA_DIALECT, **schema, "title": title, "description": description}
+        for name, (schema, title, description) in documents.items()
+    }

@@ -1,0 +1,428 @@
+"""The MQTT uplink: one session at a time, publishing buffered readings at QoS 1 in two lanes, deleting a
+batch only after its PUBACK, and answering central commands. docs/mqtt.md is the contract.
+
+    {prefix}/{gateway}/status    birth (retained, on connect and on rebirth); death as the Last Will
+    {prefix}/{gateway}/readings  batches: the live lane first, the backlog behind it through a token bucket
+    {prefix}/{gateway}/command   commands in (commands.py), answered on .../reply or the MQTT 5 response topic
+    {prefix}/{gateway}/events    control's audit events: decisions, writes, releases, fallbacks
+
+At connect, everything already buffered is the backlog (seq up to `backlog_last`); what arrives after is
+live. Each lane keeps up to `in_flight` batches awaiting their PUBACK. MQTT 5 is tried first unless
+configured; a broker that refuses it is spoken to in 3.1.1 from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import aiomqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent import __version__
+from edge_agent.backoff import Backoff
+from edge_agent.config import MqttConfig
+from edge_agent.readings import utc_now
+from edge_agent.store.buffer import Batch, Buffer, EncodedBatch
+from edge_agent.uplink.payloads import Birth, Death, DeviceInfo
+from edge_agent.uplink.token_bucket import TokenBucket
+
+log = structlog.get_logger("edge_agent.uplink")
+
+OFFLINE_TIMEOUT_S = 1.0  # how long a shutdown waits to tell the broker it is going offline
+COMMAND_QUEUE = 32  # commands waiting for the router; more are dropped (and logged)
+EVENT_QUEUE = 1000  # control events waiting for the broker; the oldest are dropped (and counted)
+REFUSED_V5 = {1, 132}  # CONNACK codes of a broker that does not speak MQTT 5 (3.1.1's 1, MQTT 5's 0x84)
+
+CommandHandler = Callable[[bytes], Awaitable[bytes]]
+"""Takes a command payload, returns the reply payload; never raises (commands.py)."""
+
+
+class UplinkState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkStatistics:
+    state: UplinkState
+    broker: str
+    mqtt: str  # the protocol version of the current (or last) session
+    session: int  # bdSeq of the current (or last) session
+    batches_published: int
+    readings_published: int
+    historical_published: int  # readings of those sent from the backlog
+    backlog_last: int  # the current session's backlog: readings up to this seq
+    backlog_sent_up_to: int  # ... of which those up to here have been sent
+    connects: int
+    commands: int
+    last_error: str | None
+    events_waiting: int  # control's audit events not yet sent
+    events_dropped: int  # ... dropped, the oldest first, while the queue was full
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode_batch(gateway_id: str, batch: Batch, **envelope: Any) -> bytes:
+    """A readings batch encoded by Python from Reading objects: the reference the SQLite-built payload is
+    tested against (and the benchmark's raw loop sends)."""
+    readings = [
+        {
+            "seq": item.seq,
+            "device": item.reading.device,
+            "point": item.reading.point,
+            "value": item.reading.value,
+            "unit": item.reading.unit,
+            "quality": item.reading.quality.value,
+            "ts": _iso(item.reading.ts),
+        }
+        for item in batch.readings
+    ]
+    encoded = EncodedBatch(
+        batch.first_seq, batch.last_seq, len(readings), json.dumps(readings, separators=(",", ":"))
+    )
+    return encode_envelope(gateway_id, encoded, **envelope)
+
+
+def encode_envelope(
+    gateway_id: str,
+    batch: EncodedBatch,
+    *,
+    historical: bool = False,
+    backlog_last: int = 0,
+    dropped: int = 0,
+    last_dropped_seq: int = 0,
+) -> bytes:
+    """A readings batch (payloads.ReadingsBatch) around the readings SQLite already encoded."""
+    head = json.dumps(
+        {
+            "gateway": gateway_id,
+            "seq_first": batch.first_seq,
+            "seq_last": batch.last_seq,
+            "historical": historical,
+            "backlog_last": backlog_last,
+            "sent_at": _iso(utc_now()),
+            "dropped": dropped,
+            "last_dropped_seq": last_dropped_seq,
+        },
+        separators=(",", ":"),
+    )
+    return f'{head[:-1]},"readings":{batch.readings_json}}}'.encode()
+
+
+class Uplink:
+    def __init__(
+        self,
+        config: MqttConfig,
+        gateway_id: str,
+        buffer: Buffer,
+        devices: list[DeviceInfo] | None = None,
+        commands: CommandHandler | None = None,
+    ) -> None:
+        self._config = config
+        self._gateway_id = gateway_id
+        self._buffer = buffer
+        self._devices = devices or []
+        self._commands = commands
+        base = f"{config.topic_prefix}/{gateway_id}"
+        self.readings_topic = f"{base}/readings"
+        self.status_topic = f"{base}/status"
+        self.command_topic = f"{base}/command"
+        self.reply_topic = f"{base}/reply"
+        self.events_topic = f"{base}/events"
+        self.savings_topic = f"{base}/savings"
+        self._mqtt = "3.1.1" if config.protocol == "3.1.1" else "5"
+        self._state = UplinkState.CONNECTING
+        self._session_number = 0
+        self._backlog_last = 0
+        self._backlog_sent = 0
+        self._batches = 0
+        self._readings = 0
+        self._historical = 0
+        self._connects = 0
+        self._command_count = 0
+        self._last_error: str | None = None
+        self._rebirth = asyncio.Event()
+        self._events: deque[tuple[str, bytes]] = deque(maxlen=EVENT_QUEUE)  # control's events and reports
+        self.events_dropped = 0
+        self._event_waiting = asyncio.Event()
+
+    def statistics(self) -> UplinkStatistics:
+        return UplinkStatistics(
+            self._state,
+            f"{self._config.host}:{self._config.port}",
+            self._mqtt,
+            self._session_number,
+            self._batches,
+            self._readings,
+            self._historical,
+            self._backlog_last,
+            self._backlog_sent,
+            self._connects,
+            self._command_count,
+            self._last_error,
+            len(self._events),
+            self.events_dropped,
+        )
+
+    def request_rebirth(self) -> None:
+        """Publish the birth certificate again (the central side lost its retained copy, or wants fresh
+        metadata)."""
+        self._rebirth.set()
+
+    def send_event(self, payload: bytes) -> None:
+        """Queue an event for `.../events` (QoS 1); while disconnected the newest EVENT_QUEUE wait."""
+        self._queue_event(self.events_topic, payload)
+
+    def send_savings(self, payload: bytes) -> None:
+        """Queue a daily savings report for `.../savings` (QoS 1), in line with the events."""
+        self._queue_event(self.savings_topic, payload)
+
+    def _queue_event(self, topic: str, payload: bytes) -> None:
+        if len(self._events) == self._events.maxlen:
+            self.events_dropped += 1
+        self._events.append((topic, payload))
+        self._event_waiting.set()
+
+    async def flush_events(self, timeout_s: float) -> None:
+        """Give queued events up to `timeout_s` to reach the broker (on stop; only while connected)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self._events and self._state is UplinkState.CONNECTED:  # noqa: ASYNC110 - a short bounded wait
+                    await asyncio.sleep(0.05)
+
+    def _birth(self) -> bytes:
+        stats = self._buffer.statistics()
+        birth = Birth(
+            gateway=self._gateway_id,
+            bdSeq=self._session_number,
+            version=__version__,
+            mqtt="5" if self._mqtt == "5" else "3.1.1",
+            connected_at=utc_now(),
+            backlog_last=self._backlog_last,
+            dropped=stats.dropped,
+            last_dropped_seq=stats.last_dropped_seq,
+            devices=self._devices,
+        )
+        return birth.model_dump_json().encode()
+
+    def _death(self) -> bytes:
+        return Death(gateway=self._gateway_id, bdSeq=self._session_number).model_dump_json().encode()
+
+    async def run(self) -> None:
+        """Stay connected and keep draining the buffer, forever; the caller cancels."""
+        backoff = Backoff(base_s=0.5, cap_s=30.0)
+        while True:
+            self._state = UplinkState.CONNECTING
+            retry_now = False
+            try:
+                await self._session(backoff)
+            except* (aiomqtt.MqttError, sqlite3.Error) as group:
+                retry_now = self._refused_v5(group.exceptions[0])
+                if not retry_now:
+                    self._failed(group.exceptions[0])
+            if not retry_now:
+                await asyncio.sleep(backoff.next_delay())
+
+    def _refused_v5(self, error: BaseException) -> bool:
+        """True (and 3.1.1 from now on) when the broker refused MQTT 5 and the configuration allows 3.1.1."""
+        rc = getattr(error, "rc", None)
+        code = getattr(rc, "value", rc)
+        if self._mqtt != "5" or self._config.protocol != "auto" or code not in REFUSED_V5:
+            return False
+        log.warning("broker refuses MQTT 5: using 3.1.1", broker=self.statistics().broker)
+        self._mqtt = "3.1.1"
+        return True
+
+    def _failed(self, exc: BaseException) -> None:
+        error = str(exc)
+        broker = self.statistics().broker
+        if self._state is UplinkState.CONNECTED:
+            log.warning("uplink lost", broker=broker, error=error)
+        elif self._last_error != error:
+            log.warning("uplink cannot connect", broker=broker, error=error)
+        self._last_error = error
+        self._state = UplinkState.DISCONNECTED
+
+    def _client(self) -> aiomqtt.Client:
+        try:  # read at every connect: certificates and passwords may be rotated
+            tls_context = self._config.tls_context()
+            password = self._config.password()
+        except (OSError, ssl.SSLError) as exc:
+            raise aiomqtt.MqttError(f"cannot read the broker credentials: {exc}") from exc
+        v5 = self._mqtt == "5"
+        return aiomqtt.Client(
+            self._config.host,
+            self._config.port,
+            identifier=f"edge-agent-{self._gateway_id}",
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            clean_session=None if v5 else True,
+            keepalive=self._config.keepalive_s,
+            will=aiomqtt.Will(self.status_topic, self._death(), qos=1, retain=True),
+            timeout=self._config.publish_timeout_s,
+            tls_context=tls_context,
+            username=self._config.username,
+            password=password,
+        )
+
+    async def _session(self, backoff: Backoff) -> None:
+        self._session_number = await self._buffer.next_session()
+        async with self._client() as client:
+            # The backlog is what was buffered before the broker accepted this session (a connect can wait
+            # long on a broker that is stuck: what arrives meanwhile is still backlog).
+            self._backlog_last, self._backlog_sent = self._buffer.last_seq, 0
+            try:
+                await client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+                if self._commands is not None:
+                    await client.subscribe(self.command_topic, qos=1)
+                self._state = UplinkState.CONNECTED
+                self._connects += 1
+                self._last_error = None
+                backoff.reset()
+                log.info("uplink connected", broker=self.statistics().broker, mqtt=self._mqtt)
+                commands: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(COMMAND_QUEUE)
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._receive(client, commands))
+                    tasks.create_task(self._answer(client, commands))
+                    tasks.create_task(self._rebirths(client))
+                    tasks.create_task(self._publish_events(client))
+                    tasks.create_task(self._live(client, tasks))
+                    tasks.create_task(self._backlog(client, tasks))
+            except asyncio.CancelledError:
+                # A clean disconnect suppresses the Last Will, so say 'offline' ourselves.
+                with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                    async with asyncio.timeout(OFFLINE_TIMEOUT_S):
+                        await client.publish(self.status_topic, self._death(), 1, True)
+                raise
+
+    async def _receive(self, client: aiomqtt.Client, commands: asyncio.Queue[aiomqtt.Message]) -> None:
+        """Takes commands in; raises MqttError as soon as the connection drops, even while idle."""
+        async for message in client.messages:
+            try:
+                commands.put_nowait(message)
+            except asyncio.QueueFull:
+                log.warning("command dropped: too many waiting", waiting=COMMAND_QUEUE)
+
+    async def _answer(self, client: aiomqtt.Client, commands: asyncio.Queue[aiomqtt.Message]) -> None:
+        """One command at a time through the router, each answered where the sender asked."""
+        while True:
+            message = await commands.get()
+            if self._commands is None or not isinstance(message.payload, bytes):
+                continue
+            reply = await self._commands(message.payload)
+            self._command_count += 1
+            topic, properties = self._reply_route(message)
+            await client.publish(topic, reply, qos=1, properties=properties)
+
+    def _reply_route(self, message: aiomqtt.Message) -> tuple[str, Properties | None]:
+        """The MQTT 5 response topic when it lies under our reply topic (the gateway publishes only under
+        its own prefix), else the reply topic; the correlation data goes back as it came."""
+        asked = getattr(message.properties, "ResponseTopic", None)
+        correlation = getattr(message.properties, "CorrelationData", None)
+        topic = self.reply_topic
+        if isinstance(asked, str) and (asked == topic or asked.startswith(f"{topic}/")):
+            topic = asked
+        elif asked:
+            log.warning("command response topic outside the gateway's prefix", asked=asked, used=topic)
+        if self._mqtt != "5" or correlation is None:
+            return topic, None
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.CorrelationData = correlation
+        return topic, properties
+
+    async def _rebirths(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._rebirth.clear()
+            await self._rebirth.wait()
+            await client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+            log.info("birth published again", session=self._session_number)
+
+    async def _publish_events(self, client: aiomqtt.Client) -> None:
+        while True:
+            while self._events:
+                topic, payload = self._events[0]
+                await client.publish(topic, payload, qos=1)
+                self._events.popleft()  # only once the broker has it
+            self._event_waiting.clear()
+            await self._event_waiting.wait()
+
+    async def _live(self, client: aiomqtt.Client, tasks: asyncio.TaskGroup) -> None:
+        """Everything committed after the session began, as it comes, up to `in_flight` batches at once."""
+        window = asyncio.Semaphore(self._config.in_flight)
+        sent_up_to = self._backlog_last
+        while True:
+            await window.acquire()
+            batch = await self._buffer.next_encoded(self._config.batch_size, after_seq=sent_up_to)
+            sent_up_to = batch.last_seq
+            tasks.create_task(self._publish(client, batch, window, historical=False))
+
+    async def _backlog(self, client: aiomqtt.Client, tasks: asyncio.TaskGroup) -> None:
+        """What was buffered before the session, oldest first, within the token bucket; then it ends."""
+        if self._backlog_last == 0:
+            return
+        bucket = TokenBucket(self._config.backlog_messages_per_s, self._config.backlog_bytes_per_s)
+        window = asyncio.Semaphore(self._config.in_flight)
+        started, sent = asyncio.get_running_loop().time(), 0
+        while True:
+            await window.acquire()
+            batch = await self._buffer.backlog_batch(
+                self._config.batch_size, self._backlog_sent, self._backlog_last
+            )
+            if batch is None:
+                window.release()
+                break
+            self._backlog_sent = batch.last_seq
+            sent += batch.count
+            payload = self._payload(batch, historical=True)
+            await bucket.take(len(payload))
+            tasks.create_task(self._publish(client, batch, window, historical=True, payload=payload))
+        if sent:
+            seconds = round(asyncio.get_running_loop().time() - started, 1)
+            log.info("backlog sent", readings=sent, up_to_seq=self._backlog_last, seconds=seconds)
+
+    def _payload(self, batch: EncodedBatch, *, historical: bool) -> bytes:
+        stats = self._buffer.statistics()
+        return encode_envelope(
+            self._gateway_id,
+            batch,
+            historical=historical,
+            backlog_last=self._backlog_last,
+            dropped=stats.dropped,
+            last_dropped_seq=stats.last_dropped_seq,
+        )
+
+    async def _publish(
+        self,
+        client: aiomqtt.Client,
+        batch: EncodedBatch,
+        window: asyncio.Semaphore,
+        *,
+        historical: bool,
+        payload: bytes | None = None,
+    ) -> None:
+        # publish() returns only after the broker's PUBACK (QoS 1); a timeout or a broken link raises
+        # MqttError, the session ends, and the batch, still in the buffer, goes again after reconnecting.
+        try:
+            body = payload or self._payload(batch, historical=historical)
+            await client.publish(self.readings_topic, body, qos=1)
+            self._batches += 1  # counted at the PUBACK, before the buffer lets the batch go
+            self._readings += batch.count
+            if historical:
+                self._historical += batch.count
+            await self._buffer.ack(batch)
+        finally:
+            window.release()
