@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.control.onnx_policy import load_policy
-from edge_agent.control.rules import Policy, RuleBasedPolicy
+from edge_agent.control.policy import Policy
+from edge_agent.control.rules import RuleBasedPolicy
 from edge_agent.control.savings.kpi import Kpis, format_table
 from edge_sim.control_study import demand_targets, run_controlled
 from edge_sim.site.specs import BUILDINGS, BuildingSpec, ZoneSpec

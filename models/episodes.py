@@ -14,7 +14,8 @@ import numpy.typing as npt
 from edge_agent.control.decision import Decision
 from edge_agent.control.features import Features
 from edge_agent.control.onnx_policy import policy_from_bytes
-from edge_agent.control.rules import Policy, RuleBasedPolicy
+from edge_agent.control.policy import Policy
+from edge_agent.control.rules import RuleBasedPolicy
 from edge_agent.control.savings.kpi import Kpis
 from edge_sim.control_study import demand_targets, run_controlled
 from edge_sim.study import run_scenario

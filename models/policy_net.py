@@ -19,8 +19,8 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_agent.control.decision import KNOBS
 from edge_agent.control.features import FEATURE_UNITS
+from edge_agent.control.limits import KNOBS
 from edge_agent.control.onnx_policy import FINGERPRINT_KEY, INPUTS_KEY, OUTPUTS_KEY, VERSION_KEY
 
 Array = npt.NDArray[np.float64]

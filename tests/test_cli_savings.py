@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from edge_agent.cli.app import app
 from edge_agent.config import load_config
-from edge_agent.control.loop import opening_hours
 from edge_agent.control.savings.baseline import load_towt
+from edge_agent.service.control_setup import opening_hours
 from edge_sim.baseline_study import record
 
 runner = CliRunner()

@@ -21,9 +21,11 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from edge_agent.config import AgentConfig
+from edge_agent.control.points import Holder
 from edge_agent.control.settings import ControlMode, ControlSettings
 from edge_agent.errors import DeviceRejected, DeviceUnreachable
 from edge_agent.readings import Quality, Reading
+from edge_agent.service.control_setup import control_settings
 from edge_agent.uplink import commands
 from edge_agent.uplink.commands import (
     COMMAND_NAMES,
@@ -109,9 +111,7 @@ Write = tuple[str, str, float | None, int | None]
 @dataclass
 class FakeAgent:
     config: AgentConfig = AGENT_CONFIG
-    control: ControlSettings = field(
-        default_factory=lambda: ControlSettings.from_config(AGENT_CONFIG.control)
-    )
+    control: ControlSettings = field(default_factory=lambda: control_settings(AGENT_CONFIG.control))
     writes: list[Write] = field(default_factory=list)
     rebirths: int = 0
     write_error: Exception | None = None
@@ -122,12 +122,23 @@ class FakeAgent:
     def status(self) -> object:
         return self.status_tree
 
-    async def write_point(self, device: str, point: str, value: float | None, priority: int | None) -> None:
+    @property
+    def points(self) -> FakeAgent:
+        return self
+
+    def latest(self, ref: str) -> Reading | None:
+        return None
+
+    async def write(self, ref: str, value: float | None, priority: int | None) -> None:
         if self.write_blocks:
             await asyncio.Event().wait()
         if self.write_error is not None:
             raise self.write_error
+        device, point = ref.split("/")
         self.writes.append((device, point, value, priority))
+
+    async def holder(self, ref: str) -> Holder:
+        return Holder(prioritised=False)
 
     def rebirth(self) -> None:
         if self.rebirth_error is not None:

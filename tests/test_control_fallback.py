@@ -17,8 +17,10 @@ from edge_agent.clock import ManualClock
 from edge_agent.config.control import ControlConfig
 from edge_agent.control.features import FEATURE_UNITS
 from edge_agent.control.loop import ControlLoop
-from edge_agent.control.settings import ControlMode, ControlSettings
+from edge_agent.control.points import Holder
+from edge_agent.control.settings import ControlMode
 from edge_agent.readings import Quality, Reading, utc_now
+from edge_agent.service.control_setup import control_settings, control_setup
 from tests.onnx_models import small_model
 
 START = datetime.fromisoformat("2026-08-05T14:00:00+09:00")  # open, hot
@@ -34,18 +36,20 @@ VALUES = {
 
 @dataclass
 class Building:
-    """The loop's view of the devices: what it wrote, and priority arrays that are always free."""
+    """The loop's view of the devices (its Points): the latest values the test feeds, what it wrote, and
+    priority arrays that are always free."""
 
+    values: LatestValues
     writes: list[tuple[str, float | None]] = field(default_factory=list)
 
-    async def write_point(self, device: str, point: str, value: float | None, priority: int | None) -> None:
-        self.writes.append((f"{device}/{point}", value))
+    def latest(self, ref: str) -> Reading | None:
+        return self.values.get(ref)
 
-    async def priority_array(self, device: str, point: str) -> list[float | None] | None:
-        return [None] * 16
+    async def write(self, ref: str, value: float | None, priority: int | None) -> None:
+        self.writes.append((ref, value))
 
-    def current_value(self, device: str, point: str) -> float | None:
-        return None
+    async def holder(self, ref: str) -> Holder:
+        return Holder(prioritised=True)
 
 
 def control_loop(model: Path | None, events: list[dict[str, object]]) -> tuple[ControlLoop, Building]:
@@ -68,29 +72,26 @@ def control_loop(model: Path | None, events: list[dict[str, object]]) -> tuple[C
             "close_hour": 22,
         }
     )
-    latest = LatestValues(dict.fromkeys(VALUES, POLL_S))
-    building = Building()
+    building = Building(LatestValues(dict.fromkeys(VALUES, POLL_S)))
     loop = ControlLoop(
         "gw",
-        config,
-        ControlSettings.from_config(config),
-        latest,
+        control_setup(config, units={ref: unit for ref, (_, unit) in VALUES.items()}),
+        control_settings(config),
         building,
         clock=ManualClock(START),
         send_event=lambda payload: events.append(json.loads(payload)),
-        units={ref: unit for ref, (_, unit) in VALUES.items()},
     )
-    feed(loop)
+    feed(building)
     return loop, building
 
 
-def feed(loop: ControlLoop, age_s: float = 0.0, **values: float) -> None:
+def feed(building: Building, age_s: float = 0.0, **values: float) -> None:
     at = utc_now() - timedelta(seconds=age_s)
     readings = []
     for ref, (value, unit) in VALUES.items():
         device, point = ref.split("/")
         readings.append(Reading(device, point, values.get(point, value), unit, Quality.GOOD, at))
-    loop._latest.update(readings)
+    building.values.update(readings)
 
 
 def decided_by(events: list[dict[str, object]]) -> list[object]:
@@ -104,7 +105,7 @@ async def test_stale_meter_data_releases_every_write_with_one_line_and_one_event
     await loop.step()
     held = set(loop.actuator.held)
     assert held == {"vav/cooling_setpoint", "plant/demand_limit"}
-    feed(loop, age_s=10 * POLL_S)  # the pollers stopped getting answers
+    feed(building, age_s=10 * POLL_S)  # the pollers stopped getting answers
     with structlog.testing.capture_logs() as logs:
         await loop.step()
         await loop.step()
@@ -115,7 +116,7 @@ async def test_stale_meter_data_releases_every_write_with_one_line_and_one_event
     assert "building demand" in str(stale[0]["inputs"])
     fallbacks = [e for e in events if e["kind"] == "fallback" and "stale" in str(e["message"])]
     assert len(fallbacks) == 1
-    feed(loop)  # the meter answers again: control resumes
+    feed(building)  # the meter answers again: control resumes
     await loop.step()
     assert "vav/cooling_setpoint" in loop.actuator.held
     assert events[-1]["kind"] == "write" or any(e["kind"] == "recovered" for e in events)
@@ -155,7 +156,7 @@ async def test_a_nan_from_the_model_hands_the_step_to_the_rules(tmp_path: Path) 
     events: list[dict[str, object]] = []
     loop, _ = control_loop(small_model(tmp_path / "nan.onnx", bias=float("nan")), events)
     loop.load_model()
-    assert loop.model is not None  # the model itself is well formed
+    assert loop.policy.model is not None  # the model itself is well formed
     with structlog.testing.capture_logs() as logs:
         await loop.step()
         await loop.step()

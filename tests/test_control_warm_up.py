@@ -10,8 +10,8 @@ from edge_agent.acquisition.latest import LatestValues
 from edge_agent.clock import ManualClock
 from edge_agent.config.control import ControlConfig
 from edge_agent.control.loop import ControlLoop
-from edge_agent.control.settings import ControlSettings
 from edge_agent.readings import Quality, Reading, utc_now
+from edge_agent.service.control_setup import control_settings, control_setup
 from tests.test_control_fallback import Building
 
 MONDAY_6AM = datetime.fromisoformat("2026-01-12T06:00:00+09:00")  # -6 C, three hours before opening
@@ -48,22 +48,16 @@ async def test_a_warm_up_raises_the_supply_air_until_the_rooms_are_warm() -> Non
         }
     )
     latest = LatestValues(dict.fromkeys(UNITS, 1.0))
-    building = Building()
+    building = Building(latest)
     clock = ManualClock(MONDAY_6AM)
+    write_ranges = {
+        "ahu/supply_air_setpoint": (12.0, 24.0),
+        "plant/demand_limit": (50.0, 100.0),
+        "ahu/fan_speed_limit": (50.0, 100.0),
+        "vav/sp": (15.0, 24.0),
+    }
     loop = ControlLoop(
-        "gw",
-        config,
-        ControlSettings.from_config(config),
-        latest,
-        building,
-        clock=clock,
-        units=UNITS,
-        write_ranges={
-            "ahu/supply_air_setpoint": (12.0, 24.0),
-            "plant/demand_limit": (50.0, 100.0),
-            "ahu/fan_speed_limit": (50.0, 100.0),
-            "vav/sp": (15.0, 24.0),
-        },
+        "gw", control_setup(config, UNITS, write_ranges), control_settings(config), building, clock=clock
     )
     feed(latest, zone_c=16.5)
     await loop.step()

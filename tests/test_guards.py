@@ -8,9 +8,11 @@ from datetime import datetime, timedelta, timezone
 from edge_agent.control.decision import Decision
 from edge_agent.control.features import Features
 from edge_agent.control.guards import Guards
+from edge_agent.control.limits import Limits
 from edge_agent.control.observation import Observation, ZoneObservation
 
 KST = timezone(timedelta(hours=9))
+LIMITS = Limits()  # the defaults: 26/20 C setpoints, comfort 19-27 C
 MONDAY_6AM = datetime(2026, 1, 12, 6, 0, tzinfo=KST)
 
 FEATURES = Features(
@@ -50,7 +52,7 @@ def test_a_warm_up_keeps_its_plant_limit_while_the_demand_rises() -> None:
         demand = 20.0 if minute < 10 else 120.0  # the plant starts: the demand rises, by design
         features = replace(FEATURES, demand=demand, interval_average=demand)
         at = MONDAY_6AM + timedelta(minutes=minute)
-        targets = guards.apply(WARM_UP, observe(at, 17.0, 18.0, demand_kw=demand), features)
+        targets = guards.apply(WARM_UP, observe(at, 17.0, 18.0, demand_kw=demand), features, LIMITS)
         limits_written.append((targets.plant_limit_pct, targets.fan_limit_pct))
         assert not any("futile" in note for note in targets.notes)
     assert set(limits_written) == {(60.0, 70.0)}
@@ -63,7 +65,7 @@ def test_shedding_that_does_not_lower_the_demand_is_paused_but_the_energy_offset
     targets = None
     for minute in range(0, 20):
         at = MONDAY_6AM.replace(hour=14) + timedelta(minutes=minute)
-        targets = guards.apply(shed, observe(at, 25.0, 25.5, demand_kw=150.0), opened)
+        targets = guards.apply(shed, observe(at, 25.0, 25.5, demand_kw=150.0), opened, LIMITS)
     assert targets is not None
     assert any("futile" in note for note in targets.notes)
     assert targets.plant_limit_pct is None  # the plant's own limit again
@@ -71,7 +73,7 @@ def test_shedding_that_does_not_lower_the_demand_is_paused_but_the_energy_offset
     # Released in steps of 0.56 K from 28.2, two zones a step, down to the energy offset, not to 26.
     at = MONDAY_6AM.replace(hour=14, minute=30)
     for step in range(10):
-        targets = guards.apply(shed, observe(at + timedelta(minutes=step), 25.0, 25.5), opened)
+        targets = guards.apply(shed, observe(at + timedelta(minutes=step), 25.0, 25.5), opened, LIMITS)
     written = {name: zone.cooling_setpoint_c for name, zone in targets.zones.items()}
     assert written == {"zone-0": 26.7, "zone-1": 26.7}
 
@@ -82,34 +84,35 @@ def test_a_zone_at_its_comfort_edge_is_held_there_not_dropped_to_the_base() -> N
     opened = replace(FEATURES, open=1.0, hours_to_open=0.0, outdoor_temperature=31.0, demand=90.0)
     at = MONDAY_6AM.replace(hour=15)
     for step in range(5):  # raised in steps to 28.2 C while the rooms are cool
-        targets = guards.apply(shed, observe(at + timedelta(minutes=step), 25.0, 25.0), opened)
+        targets = guards.apply(shed, observe(at + timedelta(minutes=step), 25.0, 25.0), opened, LIMITS)
     assert {z.cooling_setpoint_c for z in targets.zones.values()} == {28.2}
     # One room drifts up to the comfort edge (27 C less the 0.3 K margin): it is held at 26.7 C.
     hot = observe(at + timedelta(minutes=6), 26.8, 25.0)
-    targets = guards.apply(shed, hot, opened)
+    targets = guards.apply(shed, hot, opened, LIMITS)
     assert targets.zones["zone-0"].cooling_setpoint_c == 26.7
     assert targets.zones["zone-1"].cooling_setpoint_c == 28.2
     assert "comfort: zone-0" in targets.notes
     # Back just inside the edge, it is not raised again: no cycle of warm-up and burst of cooling.
     for step in range(7, 12):
-        targets = guards.apply(shed, observe(at + timedelta(minutes=step), 26.5, 25.0), opened)
+        targets = guards.apply(shed, observe(at + timedelta(minutes=step), 26.5, 25.0), opened, LIMITS)
         assert targets.zones["zone-0"].cooling_setpoint_c == 26.7
     # Well inside, the shedding resumes.
-    targets = guards.apply(shed, observe(at + timedelta(minutes=13), 26.0, 25.0), opened)
+    targets = guards.apply(shed, observe(at + timedelta(minutes=13), 26.0, 25.0), opened, LIMITS)
     assert targets.zones["zone-0"].cooling_setpoint_c is not None
     assert targets.zones["zone-0"].cooling_setpoint_c > 26.7
 
 
 def test_during_a_warm_up_the_supply_air_goes_to_the_heating_setpoint_until_the_rooms_are_warm() -> None:
     guards = Guards()
-    cold = guards.apply(WARM_UP, observe(MONDAY_6AM, 17.0, 18.5), FEATURES)
+    cold = guards.apply(WARM_UP, observe(MONDAY_6AM, 17.0, 18.5), FEATURES, LIMITS)
     assert cold.supply_air_c == 20.0
     assert {(z.heating_setpoint_c, z.cooling_setpoint_c) for z in cold.zones.values()} == {(20.0, 26.0)}
-    warm = guards.apply(WARM_UP, observe(MONDAY_6AM + timedelta(minutes=1), 20.1, 20.2), FEATURES)
+    warm = guards.apply(WARM_UP, observe(MONDAY_6AM + timedelta(minutes=1), 20.1, 20.2), FEATURES, LIMITS)
     assert warm.supply_air_c is None  # the air handler's own reset
     opened = guards.apply(
         Decision.neutral(),
         observe(MONDAY_6AM.replace(hour=9), 17.0, 18.0),
         replace(FEATURES, open=1.0, hours_to_open=0.0),
+        LIMITS,
     )
     assert opened.supply_air_c is None  # only before opening, with the outdoor air closed

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.control.decision import KNOBS, ModelError
+from edge_agent.control.decision import ModelError
 from edge_agent.control.features import FEATURE_UNITS, Features
+from edge_agent.control.limits import KNOBS
 from edge_agent.control.onnx_policy import (
     load_policy,
 )

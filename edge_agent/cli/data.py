@@ -325,7 +325,7 @@ def _feature_values(t: Trial) -> list[float]:
 
 
 def _trial_lines(t: Trial) -> Iterator[str]:
-    from edge_agent.control.decision import KNOBS
+    from edge_agent.control.limits import KNOBS
 
     yield f"model      {t.path}: accepted by the agent (version {t.version})"
     f = t.features

@@ -32,9 +32,9 @@ def baseline_fit(
     """Fit the building's baseline (time of week and temperature) on weeks without control, for
     `[control] baseline`. The demand and outdoor temperature points and the opening hours come from the
     configuration's [control] section."""
-    from edge_agent.control.loop import opening_hours
     from edge_agent.control.savings.baseline import fit_towt  # numpy: only for this command
     from edge_agent.control.savings.fit import hourly_samples, read_rows
+    from edge_agent.service.control_setup import opening_hours
 
     settings = load_or_exit(config)
     control = settings.control

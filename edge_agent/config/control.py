@@ -14,6 +14,10 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from edge_agent.config.base import Strict
+from edge_agent.control.calendar import OpeningHours
+from edge_agent.control.limits import DEFAULT_LIMITS, MAX_OFFSET_K
+
+DEFAULT_HOURS = OpeningHours()
 
 PointRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}/[A-Za-z0-9_.-]{1,64}$")]
 """'device/point'."""
@@ -59,21 +63,24 @@ class ControlConfig(Strict):
     ventilation_limit: PointRef | None = None
     supply_air_setpoint: PointRef | None = None
     """The air handler's supply-air temperature setpoint: raised to the heating setpoint in warm-ups."""
-    open_hour: Annotated[int, Field(ge=0, le=23)] = 9
-    close_hour: Annotated[int, Field(ge=1, le=24)] = 18
-    open_days: list[Annotated[int, Field(ge=0, le=6)]] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+    open_hour: Annotated[int, Field(ge=0, le=23)] = DEFAULT_HOURS.open_hour
+    close_hour: Annotated[int, Field(ge=1, le=24)] = DEFAULT_HOURS.close_hour
+    open_days: list[Annotated[int, Field(ge=0, le=6)]] = Field(
+        default_factory=lambda: sorted(DEFAULT_HOURS.days)
+    )
     """Monday is 0."""
     holidays: list[date] = Field(default_factory=list)
     """Closed days besides the built-in Korean public holidays."""
     open_on_holidays: bool = False
-    cooling_setpoint_c: float = 26.0
+    cooling_setpoint_c: float = DEFAULT_LIMITS.cooling_base_c
     """Occupied cooling setpoint that offsets start from (Korean public buildings: at least 26)."""
-    heating_setpoint_c: float = 20.0
+    heating_setpoint_c: float = DEFAULT_LIMITS.heating_base_c
     """Occupied heating setpoint that offsets start from (Korean public buildings: at most 20)."""
-    comfort_band_c: tuple[float, float] = (19.0, 27.0)
-    max_offset_k: Annotated[float, Field(ge=0, le=3)] = 2.2
-    illuminance_floor_lux: Annotated[float, Field(ge=0)] = 500.0
-    co2_limit_ppm: Annotated[float, Field(ge=400)] = 1000.0
+    comfort_band_c: tuple[float, float] = (DEFAULT_LIMITS.comfort_low_c, DEFAULT_LIMITS.comfort_high_c)
+    max_offset_k: Annotated[float, Field(ge=0, le=MAX_OFFSET_K)] = MAX_OFFSET_K
+    """The furthest control moves a zone setpoint (at most Guideline 36's level 3)."""
+    illuminance_floor_lux: Annotated[float, Field(ge=0)] = DEFAULT_LIMITS.illuminance_floor_lux
+    co2_limit_ppm: Annotated[float, Field(ge=400)] = DEFAULT_LIMITS.co2_limit_ppm
 
     @model_validator(mode="after")
     def _consistent(self) -> ControlConfig:

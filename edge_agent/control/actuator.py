@@ -12,26 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import structlog
 
+from edge_agent.control.points import Points
 from edge_agent.errors import DeviceError
-from edge_agent.protocols.bacnet.client import active_priority
 
 log = structlog.get_logger("edge_agent.control")
-
-
-class PointIO(Protocol):
-    async def write_point(
-        self, device: str, point: str, value: float | None, priority: int | None
-    ) -> None: ...
-
-    async def priority_array(self, device: str, point: str) -> list[float | None] | None:
-        """The point's 16 priority slots, or None for a point without priorities (Modbus)."""
-        ...
-
-    def current_value(self, device: str, point: str) -> float | None: ...
 
 
 Emit = Callable[..., None]  # emit(kind, message, **fields): an audit event
@@ -48,14 +35,14 @@ class _Held:
 class Actuator:
     def __init__(
         self,
-        io: PointIO,
+        points: Points,
         emit: Emit,
         *,
         priority: int = 10,
         lease_s: float = 300.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._io = io
+        self._points = points
         self._emit = emit
         self.priority = priority
         self.lease_s = lease_s
@@ -80,10 +67,9 @@ class Actuator:
             await self._write(ref, value, held, prioritised=prioritised)
 
     async def _write(self, ref: str, value: float, held: _Held | None, *, prioritised: bool) -> None:
-        device, point = ref.split("/")
         try:
-            restore = self._io.current_value(device, point) if held is None and not prioritised else None
-            await self._io.write_point(device, point, value, self.priority)
+            restore = self._current(ref) if held is None and not prioritised else None
+            await self._points.write(ref, value, self.priority)
         except DeviceError as error:
             log.warning("control write failed", point=ref, value=value, error=str(error))
             self._emit("error", f"write of {ref} failed", point=ref, value=value, reason=str(error))
@@ -97,19 +83,18 @@ class Actuator:
     async def _may_act(self, ref: str) -> tuple[bool, bool]:
         """(control may write the point, the point has a priority array). Not when a priority above
         control's is active (control gives its own slot back) or the array cannot be read."""
-        device, point = ref.split("/")
         try:
-            slots = await self._io.priority_array(device, point)
+            holder = await self._points.holder(ref)
         except DeviceError as error:
             log.warning("priority array unreadable", point=ref, error=str(error))
             return False, True  # unknown: do not act on it
-        above = None if slots is None else active_priority(slots[: self.priority - 1])  # above ours
+        above = holder.priority if holder.priority is not None and holder.priority < self.priority else None
         if above is None:
             if ref in self.operator_held:
                 self.operator_held.discard(ref)
                 log.info("operator released a point: control may act on it again", point=ref)
                 self._emit("operator", f"{ref} free again", point=ref)
-            return True, slots is not None
+            return True, holder.prioritised
         if ref not in self.operator_held:
             self.operator_held.add(ref)
             log.warning("operator holds a point: control backs off", point=ref, priority=above)
@@ -125,11 +110,10 @@ class Actuator:
         held = self.held.get(ref)
         if held is None:
             return True
-        device, point = ref.split("/")
         value = None if held.prioritised else held.restore
         try:
             if held.prioritised or value is not None:
-                await self._io.write_point(device, point, value, self.priority)
+                await self._points.write(ref, value, self.priority)
         except DeviceError as error:
             log.warning("control release failed", point=ref, error=str(error))
             self._emit("error", f"release of {ref} failed", point=ref, reason=str(error))
@@ -137,6 +121,10 @@ class Actuator:
         del self.held[ref]
         self._emit("release", f"{ref} released: {reason}", point=ref, value=value, reason=reason)
         return True
+
+    def _current(self, ref: str) -> float | None:
+        reading = self._points.latest(ref)
+        return None if reading is None else reading.value
 
     async def release_all(self, reason: str) -> bool:
         """Give every point back; True when the devices took all of them."""

@@ -1,14 +1,15 @@
 """A policy's decision: one value per knob, the same for the rule-based limiter and the ONNX model.
 
-The model's output vector is in KNOBS' order. Guards (guards.py) turn a decision into what is written,
-zone by zone, within the comfort band and the configured limits.
+The model's output vector is in KNOBS' order (limits.py states each knob's range). Guards (guards.py)
+turn a decision into what is written, zone by zone, within the comfort band and the configured limits.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import astuple, dataclass, fields
-from typing import NamedTuple
+
+from edge_agent.control.limits import KNOBS
 
 
 class ModelError(Exception):
@@ -18,24 +19,6 @@ class ModelError(Exception):
         super().__init__(f"model {path}: {reason}")
         self.path = path
         self.reason = reason
-
-
-class Knob(NamedTuple):
-    unit: str
-    low: float
-    high: float
-    neutral: float  # the value that changes nothing in the building
-
-
-KNOBS: dict[str, Knob] = {
-    "cooling_offset": Knob("K", 0.0, 2.2, 0.0),  # zone cooling setpoints raised (Guideline 36 levels)
-    "heating_offset": Knob("K", 0.0, 2.2, 0.0),  # zone heating setpoints lowered
-    "plant_limit": Knob("%", 50.0, 100.0, 100.0),  # the heat-pump plant's demand limit
-    "fan_limit": Knob("%", 50.0, 100.0, 100.0),  # the air handler's fan speed cap
-    "ventilation_limit": Knob("%", 10.0, 100.0, 100.0),  # outdoor air, share of design (CO2-guarded)
-    "lighting_floor": Knob("%", 10.0, 100.0, 100.0),  # lowest dimming level in daylit zones
-    "precondition": Knob("1 to start early", 0.0, 1.0, 0.0),  # occupied setpoints before opening
-}
 
 
 @dataclass(frozen=True, slots=True)

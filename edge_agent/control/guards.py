@@ -20,34 +20,8 @@ from datetime import datetime, timedelta
 
 from edge_agent.control.decision import Decision
 from edge_agent.control.features import Features
+from edge_agent.control.limits import Limits
 from edge_agent.control.observation import Observation, ZoneObservation
-
-# Offsets kept all day while open: the comfort edge (27 C less the 0.3 K margin) above the 26 C setpoint.
-ENERGY_OFFSET_K = 0.7
-
-
-@dataclass(frozen=True, slots=True)
-class GuardLimits:
-    cooling_base_c: float = 26.0  # occupied setpoints (Korean public buildings: cooling >= 26, heating <= 20)
-    heating_base_c: float = 20.0
-    comfort_low_c: float = 19.0
-    comfort_high_c: float = 27.0
-    comfort_margin_k: float = 0.3
-    comfort_hysteresis_k: float = 0.3  # offsets raised past the edge again only this far inside
-    max_offset_k: float = 2.2
-    max_step_k: float = 0.56
-    release_zones_per_step: int = 2
-    hold_s: float = 900.0
-    warm_up_plant_pct: float = 60.0  # plant and fan limits while zones start early, before opening
-    warm_up_fan_pct: float = 70.0
-    energy_offset_k: float = ENERGY_OFFSET_K  # offsets up to this are an energy measure, not shedding
-    futility_after_s: float = 900.0
-    futility_min_drop: float = 0.02
-    cooldown_s: float = 3600.0
-    co2_limit_ppm: float = 1000.0
-    co2_margin_ppm: float = 100.0
-    illuminance_floor_lux: float = 500.0
-    dimming_step_pct: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,31 +65,31 @@ class _ShedWatch:
 
 @dataclass(slots=True)
 class Guards:
-    limits: GuardLimits = field(default_factory=GuardLimits)
     _cooling: dict[str, float] = field(default_factory=dict)  # offsets in force, per zone
     _heating: dict[str, float] = field(default_factory=dict)
     _plant: _Held = field(default_factory=_Held)
     _fan: _Held = field(default_factory=_Held)
     _shed: _ShedWatch = field(default_factory=_ShedWatch)
 
-    def apply(self, decision: Decision, observation: Observation, features: Features) -> Targets:
+    def apply(
+        self, decision: Decision, observation: Observation, features: Features, limits: Limits
+    ) -> Targets:
         notes: list[str] = []
         now = observation.at
-        decision = self._futility(decision, features, now, notes)
-        limits = self.limits
+        decision = self._futility(decision, features, now, notes, limits)
         active = features.open >= 0.5
         early = not active and decision.precondition >= 0.5
         cooling_wanted = min(decision.cooling_offset, limits.max_offset_k)
         heating_wanted = min(decision.heating_offset, limits.max_offset_k)
         cooling = self._offsets(
-            self._cooling, observation.zones, cooling_wanted if active else 0.0, notes, "c"
+            self._cooling, observation.zones, cooling_wanted if active else 0.0, notes, "c", limits=limits
         )
         heating = self._offsets(
-            self._heating, observation.zones, heating_wanted if active else 0.0, notes, "h"
+            self._heating, observation.zones, heating_wanted if active else 0.0, notes, "h", limits=limits
         )
         zones: dict[str, ZoneTargets] = {}
         for zone in observation.zones:
-            target = ZoneTargets(dimming_pct=self._dimming(zone, decision, active))
+            target = ZoneTargets(dimming_pct=_dimming(zone, decision, active, limits))
             if early:
                 target = replace(target, cooling_setpoint_c=limits.cooling_base_c)
                 target = replace(target, heating_setpoint_c=limits.heating_base_c)
@@ -131,21 +105,15 @@ class Guards:
             zones,
             plant_limit_pct=self._plant.update(_unless(plant, 100.0), now, limits.hold_s),
             fan_limit_pct=self._fan.update(_unless(fan, 100.0), now, limits.hold_s),
-            ventilation_limit_pct=self._ventilation(decision, observation, notes),
-            supply_air_c=self._warm_up_supply_air(observation) if early else None,
+            ventilation_limit_pct=_ventilation(decision, observation, notes, limits),
+            supply_air_c=_warm_up_supply_air(observation, limits) if early else None,
             notes=tuple(notes),
         )
 
-    def _warm_up_supply_air(self, observation: Observation) -> float | None:
-        """During a warm-up, supply air at the heating setpoint: the air handler would otherwise cool the
-        recirculated air to its own setpoint for the boxes to reheat (Guideline 36 raises it too)."""
-        temperatures = [z.temperature_c for z in observation.zones if z.temperature_c is not None]
-        if not temperatures or sum(temperatures) / len(temperatures) >= self.limits.heating_base_c:
-            return None
-        return self.limits.heating_base_c
-
-    def _futility(self, decision: Decision, features: Features, now: datetime, notes: list[str]) -> Decision:
-        shed, limits = self._shed, self.limits
+    def _futility(
+        self, decision: Decision, features: Features, now: datetime, notes: list[str], limits: Limits
+    ) -> Decision:
+        shed = self._shed
         if shed.cooldown_until is not None and now < shed.cooldown_until:
             notes.append("futile: shedding paused")
             return _without_shedding(decision, limits.energy_offset_k)
@@ -180,8 +148,9 @@ class Guards:
         wanted: float,
         notes: list[str],
         kind: str,
+        *,
+        limits: Limits,
     ) -> dict[str, float]:
-        limits = self.limits
         releases = 0
         # Staggered release: the zones closest to their comfort limit are released first.
         order = sorted(
@@ -217,26 +186,37 @@ class Guards:
                 current[zone.name] = max(goal, now_offset - limits.max_step_k)
         return current
 
-    def _ventilation(self, decision: Decision, observation: Observation, notes: list[str]) -> float | None:
-        limits = self.limits
-        co2 = max((z.co2_ppm for z in observation.zones if z.co2_ppm is not None), default=None)
-        if co2 is None or co2 >= limits.co2_limit_ppm - limits.co2_margin_ppm:
-            if decision.ventilation_limit < 100:
-                notes.append("co2: outdoor air at design")
-            return None
-        return _unless(decision.ventilation_limit, 100.0)
 
-    def _dimming(self, zone: ZoneObservation, decision: Decision, active: bool) -> float | None:
-        if not active or zone.illuminance_lux is None or decision.lighting_floor >= 100:
-            return None
-        limits = self.limits
-        level = zone.dimming_pct if zone.dimming_pct is not None else 100.0
-        if zone.illuminance_lux > limits.illuminance_floor_lux * 1.15:
-            level -= limits.dimming_step_pct
-        elif zone.illuminance_lux < limits.illuminance_floor_lux:
-            level += limits.dimming_step_pct
-        level = min(100.0, max(decision.lighting_floor, level))
-        return None if level >= 100 else level
+def _warm_up_supply_air(observation: Observation, limits: Limits) -> float | None:
+    """During a warm-up, supply air at the heating setpoint: the air handler would otherwise cool the
+    recirculated air to its own setpoint for the boxes to reheat (Guideline 36 raises it too)."""
+    temperatures = [z.temperature_c for z in observation.zones if z.temperature_c is not None]
+    if not temperatures or sum(temperatures) / len(temperatures) >= limits.heating_base_c:
+        return None
+    return limits.heating_base_c
+
+
+def _ventilation(
+    decision: Decision, observation: Observation, notes: list[str], limits: Limits
+) -> float | None:
+    co2 = max((z.co2_ppm for z in observation.zones if z.co2_ppm is not None), default=None)
+    if co2 is None or co2 >= limits.co2_limit_ppm - limits.co2_margin_ppm:
+        if decision.ventilation_limit < 100:
+            notes.append("co2: outdoor air at design")
+        return None
+    return _unless(decision.ventilation_limit, 100.0)
+
+
+def _dimming(zone: ZoneObservation, decision: Decision, active: bool, limits: Limits) -> float | None:
+    if not active or zone.illuminance_lux is None or decision.lighting_floor >= 100:
+        return None
+    level = zone.dimming_pct if zone.dimming_pct is not None else 100.0
+    if zone.illuminance_lux > limits.illuminance_floor_lux * 1.15:
+        level -= limits.dimming_step_pct
+    elif zone.illuminance_lux < limits.illuminance_floor_lux:
+        level += limits.dimming_step_pct
+    level = min(100.0, max(decision.lighting_floor, level))
+    return None if level >= 100 else level
 
 
 def _unless(value: float, neutral: float) -> float | None:

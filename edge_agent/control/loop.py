@@ -2,10 +2,11 @@
 
     LatestValues ─▶ Observation ─▶ Features ─▶ policy (ONNX, or the rule-based limiter) ─▶ guards ─▶ Actuator
 
-The model is used while it loads, answers with finite numbers and its inputs are in range; otherwise the
-rules decide (one log line and one event each time the reason changes). Missing or stale inputs release
-every write: control does not act on what it cannot see. Mode off releases and computes nothing; shadow
-decides and logs, and writes nothing.
+Each step is `core.decide`, the same function the simulator study and training call. Who decides, the
+model or the rules, is policy.py's ModelOrRules (one log line and one event each time the reason changes).
+Missing or stale inputs release every write: control does not act on what it cannot see. Mode off releases
+and computes nothing; shadow decides and logs, and writes nothing. Control reaches the devices only
+through `Points`.
 """
 
 from __future__ import annotations
@@ -13,33 +14,31 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
 
-from edge_agent.acquisition.latest import LatestValues
 from edge_agent.clock import Clock
-from edge_agent.config.control import ControlConfig
-from edge_agent.control.actuator import Actuator, PointIO
-from edge_agent.control.calendar import KOREAN_HOLIDAYS_2026, OpeningHours
+from edge_agent.control.actuator import Actuator
+from edge_agent.control.core import ControlState, decide
 from edge_agent.control.decision import ModelError
-from edge_agent.control.demand import IntervalDemand
 from edge_agent.control.events import ControlEvent, EventKind
-from edge_agent.control.features import Features, build_features
-from edge_agent.control.guards import GuardLimits, Guards, Targets
+from edge_agent.control.guards import Targets
 from edge_agent.control.observation import Observation, ZoneObservation
-from edge_agent.control.rules import Policy, RuleBasedPolicy
+from edge_agent.control.points import Points
+from edge_agent.control.policy import ModelOrRules
+from edge_agent.control.rules import RuleBasedPolicy
 from edge_agent.control.savings.baseline import load_towt
 from edge_agent.control.savings.ledger import SavingsLedger
 from edge_agent.control.savings.tracker import DailySavings, SavingsTracker
 from edge_agent.control.settings import ControlMode, ControlSettings
+from edge_agent.control.setup import ControlSetup
 from edge_agent.readings import Quality
 
 log = structlog.get_logger("edge_agent.control")
 
 LEASE_CHECK_S = 5.0
-MODEL_RETRY = timedelta(minutes=15)  # building time before a model that failed is asked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,78 +63,50 @@ class ControlStatus:
     savings_today: DailySavings | None  # against the baseline, so far today; None without a baseline
 
 
-def guard_limits(config: ControlConfig) -> GuardLimits:
-    return GuardLimits(
-        cooling_base_c=config.cooling_setpoint_c,
-        heating_base_c=config.heating_setpoint_c,
-        comfort_low_c=config.comfort_band_c[0],
-        comfort_high_c=config.comfort_band_c[1],
-        max_offset_k=config.max_offset_k,
-        co2_limit_ppm=config.co2_limit_ppm,
-        illuminance_floor_lux=config.illuminance_floor_lux,
-    )
-
-
-def opening_hours(config: ControlConfig) -> OpeningHours:
-    return OpeningHours(
-        config.open_hour,
-        config.close_hour,
-        frozenset(config.open_days),
-        KOREAN_HOLIDAYS_2026 | frozenset(config.holidays),
-        config.open_on_holidays,
-    )
-
-
 class ControlLoop:
     def __init__(
         self,
         gateway: str,
-        config: ControlConfig,
+        setup: ControlSetup,
         settings: ControlSettings,
-        latest: LatestValues,
-        io: PointIO,
+        points: Points,
         *,
         clock: Clock,
         send_event: Callable[[bytes], None] | None = None,
         send_savings: Callable[[bytes], None] | None = None,
         ledger: SavingsLedger | None = None,
-        units: dict[str, str] | None = None,
-        write_ranges: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         self._gateway = gateway
-        self.config = config
+        self.setup = setup
         self.settings = settings
-        self._latest = latest
+        self._points = points
         self._clock = clock
         self._send_event = send_event
         self._send_savings = send_savings
         self._ledger = ledger
         self.savings: SavingsTracker | None = None
         self._tracked_at: datetime | None = None  # end of the last step counted in the savings
-        self._units = units or {}  # 'device/point' -> unit
-        self._write_ranges = write_ranges or {}  # 'device/point' -> what control may write there
-        self.rules = RuleBasedPolicy()
-        self.model: Policy | None = None
-        self._model_error: str | None = None
-        self.guards = Guards(guard_limits(config))
-        self.demand = IntervalDemand()
-        self.hours = opening_hours(config)
-        self.actuator = Actuator(io, self.emit, priority=config.write_priority, lease_s=config.lease_s)
-        self.fallback: str | None = None  # why the rules decide instead of the model; None: the model decides
-        self._model_retry_at: datetime | None = None  # after a model failure, the rules decide until then
+        self.policy = ModelOrRules(None, RuleBasedPolicy(), clock.now, self._policy_changed)
+        self.state = ControlState(self.policy, settings.demand_target_kw)
+        self.actuator = Actuator(points, self.emit, priority=setup.write_priority, lease_s=setup.lease_s)
         self._missing: list[str] = []
         self._mode: ControlMode | None = None
         self.steps = 0
         self.last_decision: dict[str, float] | None = None
+
+    @property
+    def fallback(self) -> str | None:
+        """Why the rules decide instead of the model; None when the model decides."""
+        return self.policy.fallback
 
     def status(self) -> ControlStatus:
         held = self.actuator.held
         return ControlStatus(
             mode=str(self.settings.mode),
             demand_target_kw=self.settings.demand_target_kw,
-            policy="rules" if self.model is None or self.fallback is not None else "onnx",
+            policy="rules" if self.policy.model is None or self.fallback is not None else "onnx",
             fallback=self.fallback,
-            model=None if self.config.model is None else str(self.config.model),
+            model=None if self.setup.model is None else str(self.setup.model),
             steps=self.steps,
             last_decision=self.last_decision,
             writes=[
@@ -155,48 +126,45 @@ class ControlLoop:
             self._send_event(event.to_json())
 
     def load_model(self) -> None:
-        if self.config.model is None:
-            self._use_rules("no model configured")
+        if self.setup.model is None:
+            self.policy.use_rules("no model configured")
             return
         from edge_agent.control.onnx_policy import load_policy  # onnxruntime: only when a model is set
 
         try:
-            model = load_policy(self.config.model)
+            model = load_policy(self.setup.model)
         except ModelError as error:
             log.error(  # noqa: TRY400 - the reason says it all
                 "model refused: the rule-based limiter decides", model=str(error.path), reason=error.reason
             )
-            self._use_rules(f"model refused: {error.reason}", logged=True)
+            self.policy.fallback = f"model refused: {error.reason}"
+            self.emit(
+                "fallback", "the rule-based limiter decides", policy="rules", reason=self.policy.fallback
+            )
             return
-        self.model = model
-        log.info("model loaded", model=str(self.config.model), version=model.info.version)
+        self.policy.model, self.policy.fallback = model, None
+        log.info("model loaded", model=str(self.setup.model), version=model.info.version)
 
-    def _use_rules(self, reason: str, *, logged: bool = False) -> None:
-        if reason == self.fallback:
-            return
-        self.fallback = reason
-        if not logged:
+    def _policy_changed(self, reason: str | None, previous: str | None) -> None:
+        if reason is not None:
             log.warning("control falls back to the rule-based limiter", reason=reason)
-        self.emit("fallback", "the rule-based limiter decides", policy="rules", reason=reason)
-
-    def _use_model(self) -> None:
-        if self.fallback is not None and self.model is not None:
-            log.info("the model decides again", previous=self.fallback)
-            self.emit("recovered", "the model decides again", policy="onnx", reason=self.fallback)
-            self.fallback = None
+            self.emit("fallback", "the rule-based limiter decides", policy="rules", reason=reason)
+        else:
+            log.info("the model decides again", previous=previous)
+            self.emit("recovered", "the model decides again", policy="onnx", reason=previous)
 
     def load_baseline(self) -> None:
         """The savings tracker, when a baseline is configured and loads; the ledger's last reports again."""
-        if self.config.baseline is None:
+        if self.setup.baseline is None:
             return
         try:
-            baseline = load_towt(self.config.baseline, self.hours)
+            baseline = load_towt(self.setup.baseline, self.setup.limits.hours)
         except ModelError as error:
             log.error("baseline refused: no savings report", baseline=error.path, reason=error.reason)  # noqa: TRY400
             self.emit("error", "baseline refused: no savings report", reason=error.reason)
             return
         self.savings = SavingsTracker(self._gateway, baseline)
-        log.info("baseline loaded", baseline=str(self.config.baseline), fitted=baseline.quality.last)
+        log.info("baseline loaded", baseline=str(self.setup.baseline), fitted=baseline.quality.last)
         if self._ledger is not None and self._send_savings is not None:
             for report in self._ledger.recent():  # again, in case they did not leave before a restart
                 self._send_savings(report)
@@ -209,7 +177,7 @@ class ControlLoop:
             tasks.create_task(self._leases())
             while True:
                 await self.step()
-                await asyncio.sleep(self.config.step_s / self._clock.speed)
+                await asyncio.sleep(self.setup.step_s / self._clock.speed)
 
     async def _leases(self) -> None:
         while True:
@@ -249,30 +217,20 @@ class ControlLoop:
         if missing:
             await self.actuator.release_all("inputs missing or stale")
             return
-        self.demand.add(now, observation.demand_kw or 0.0)
-        features = build_features(
-            observation, self.demand.state(now), self.settings.demand_target_kw, self.hours
-        )
-        policy = self._policy(features, now)
-        try:
-            decision = policy.decide(features)
-        except ModelError as error:
-            self._use_rules(f"model failed: {error.reason}")
-            self._model_retry_at = now + MODEL_RETRY
-            policy, decision = self.rules, self.rules.decide(features)
-        targets = self.guards.apply(decision, observation, features)
+        self.state.demand_target_kw = self.settings.demand_target_kw  # a command may have changed it
+        step = decide(observation, self.state, self.setup.limits)
         self.steps += 1
-        self.last_decision = decision.values()
+        self.last_decision = step.decision.values()
         self.emit(
             "decision",
-            f"{policy.name} decided ({mode})",
-            policy=policy.name,
+            f"{step.policy} decided ({mode})",
+            policy=step.policy,
             mode=str(mode),
             decision=self.last_decision,
-            guards=list(targets.notes),
+            guards=list(step.targets.notes),
         )
         if mode is ControlMode.ACTIVE:
-            await self.actuator.apply(self.wanted(targets))
+            await self.actuator.apply(self.wanted(step.targets))
         else:
             await self.actuator.release_all("shadow mode")
 
@@ -285,7 +243,7 @@ class ControlLoop:
         self._tracked_at = now
         if last is None or now <= last:
             return
-        dt_s = min((now - last).total_seconds(), 2 * self.config.step_s)
+        dt_s = min((now - last).total_seconds(), 2 * self.setup.step_s)
         for report in self.savings.add(now, dt_s, observation.demand_kw, observation.outdoor_c):
             log.info(
                 "savings",
@@ -301,29 +259,19 @@ class ControlLoop:
             if self._send_savings is not None:
                 self._send_savings(payload)
 
-    def _policy(self, features: Features, now: datetime) -> Policy:
-        if self.model is None or (self._model_retry_at is not None and now < self._model_retry_at):
-            return self.rules
-        outside = features.out_of_range()
-        if outside:
-            self._use_rules(f"inputs out of the model's range: {', '.join(outside)}")
-            return self.rules
-        self._use_model()
-        return self.model
-
     def _value(self, ref: str | None) -> float | None:
         """A point's latest good value; stale (by the wall clock, as polled) or bad: None."""
         if ref is None:
             return None
-        reading = self._latest.get(ref)
+        reading = self._points.latest(ref)
         if reading is None or reading.quality is not Quality.GOOD or reading.value is None:
             return None
         return reading.value
 
     def observe(self, now: datetime) -> Observation:
-        config = self.config
+        config = self.setup.points
         demand = self._value(config.demand)
-        if demand is not None and config.demand is not None and self._units.get(config.demand) == "W":
+        if demand is not None and config.demand_in_watts:
             demand /= 1000
         zones = tuple(
             ZoneObservation(
@@ -342,7 +290,7 @@ class ControlLoop:
 
     def wanted(self, targets: Targets) -> dict[str, float | None]:
         """What each written point should be ('device/point' -> value, None: released)."""
-        config = self.config
+        config = self.setup.points
         wanted: dict[str, float | None] = {}
         for zone in config.zones:
             target = targets.zones.get(zone.name)
@@ -364,5 +312,5 @@ class ControlLoop:
         return wanted
 
     def _within_range(self, ref: str, value: float | None) -> float | None:
-        limits = self._write_ranges.get(ref)
+        limits = self.setup.points.write_ranges.get(ref)
         return value if value is None or limits is None else min(limits[1], max(limits[0], value))

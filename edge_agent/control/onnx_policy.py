@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edge_agent.control.decision import KNOBS, Decision, ModelError
+from edge_agent.control.decision import Decision, ModelError
 from edge_agent.control.features import FEATURE_UNITS, Features
+from edge_agent.control.limits import KNOBS
 
 INPUTS_KEY, OUTPUTS_KEY = "edge_agent.inputs", "edge_agent.outputs"
 VERSION_KEY, FINGERPRINT_KEY = "edge_agent.version", "edge_agent.training_fingerprint"

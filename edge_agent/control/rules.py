@@ -9,25 +9,17 @@ warm-up's plant, fan and supply air are the guards' job.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from edge_agent.control.decision import Decision
 from edge_agent.control.features import Features
-from edge_agent.control.guards import ENERGY_OFFSET_K
+from edge_agent.control.limits import ENERGY_OFFSET_K, MAX_OFFSET_K
 
-SETPOINT_LEVELS_K = (0.0, 0.56, 1.1, 2.2)  # Guideline 36 demand-limit levels 0-3
+SETPOINT_LEVELS_K = (0.0, 0.56, 1.1, MAX_OFFSET_K)  # Guideline 36 demand-limit levels 0-3
 PLANT_LEVELS_PCT = (100.0, 90.0, 80.0, 70.0)
 FAN_LEVELS_PCT = (100.0, 95.0, 90.0, 80.0)
 LEVEL_RATIOS = (0.92, 0.97, 1.02)  # projection / target at which levels 1, 2, 3 begin
 CO2_RELAXED_PPM, CO2_FULL_PPM = 600.0, 900.0  # outdoor air from its minimum to design between these
 COOLING_ABOVE_C, HEATING_BELOW_C = 16.0, 12.0  # outdoor temperatures of the cooling and heating seasons
 PRECONDITION_H, PRECONDITION_H_PER_K, PRECONDITION_MAX_H = 1.5, 0.15, 4.0  # lead before opening
-
-
-class Policy(Protocol):
-    name: str
-
-    def decide(self, features: Features) -> Decision: ...
 
 
 def shed_level(features: Features) -> int:

@@ -1,12 +1,10 @@
 """What the control loop is told to do: its mode and the demand target. The configuration gives the start
-values; central commands change them at run time (commands.py)."""
+values (service/control_setup.py); central commands change them at run time (uplink/commands.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-
-from edge_agent.config import ControlConfig
 
 
 class ControlMode(StrEnum):
@@ -20,7 +18,3 @@ class ControlSettings:
     mode: ControlMode
     demand_target_kw: float | None
     demand_target_limits_kw: tuple[float, float]
-
-    @classmethod
-    def from_config(cls, config: ControlConfig) -> ControlSettings:
-        return cls(ControlMode(config.mode), config.demand_target_kw, config.demand_target_limits_kw)

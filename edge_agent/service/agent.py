@@ -27,7 +27,6 @@ from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcp
 from edge_agent.control.loop import ControlLoop, ControlStatus
 from edge_agent.control.savings.ledger import SAVINGS_LEDGER, SavingsLedger
 from edge_agent.control.settings import ControlSettings
-from edge_agent.errors import DeviceUnreachable
 from edge_agent.protocols.bacnet.app import BacnetApplication
 from edge_agent.protocols.bacnet.client import BacnetClient, local_stack
 from edge_agent.protocols.bacnet.cov import CovSubscriber
@@ -36,7 +35,9 @@ from edge_agent.protocols.base import ProtocolClient
 from edge_agent.protocols.modbus.client import ModbusClient
 from edge_agent.protocols.modbus.link import ModbusLink, link_for
 from edge_agent.readings import Reading
+from edge_agent.service.control_setup import agent_control_setup, control_settings
 from edge_agent.service.local_socket import serving, socket_path
+from edge_agent.service.points import DevicePoints
 from edge_agent.service.sdnotify import Heartbeats, Notifier, keep_alive
 from edge_agent.store.buffer import Buffer, BufferStatistics
 from edge_agent.uplink.commands import CommandRouter
@@ -127,7 +128,7 @@ class Agent:
             cap_bytes=int(config.buffer.cap_mb * 1024 * 1024),
             durability=config.buffer.durability,
         )
-        self.control = ControlSettings.from_config(config.control)
+        self.control = control_settings(config.control)
         self._router = CommandRouter(self)
         self.uplink = Uplink(config.mqtt, config.gateway.id, self.buffer, device_infos(config), self._command)
         self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)
@@ -144,21 +145,18 @@ class Agent:
             )
             for device in config.devices
         ]
+        self.points = DevicePoints(self.latest, self.pollers)
         self.controller: ControlLoop | None = None
         if config.control.configured:
-            points = {f"{d.name}/{p.name}": p for d in config.devices for p in d.points}
             self.controller = ControlLoop(
                 config.gateway.id,
-                config.control,
+                agent_control_setup(config),
                 self.control,
-                self.latest,
-                self,
+                self.points,
                 clock=self.clock,
                 send_event=self.uplink.send_event,
                 send_savings=self.uplink.send_savings,
                 ledger=SavingsLedger(config.buffer.resolved_path().parent / SAVINGS_LEDGER),
-                units={ref: p.unit for ref, p in points.items()},
-                write_ranges={ref: p.write_range for ref, p in points.items() if p.write_range},
             )
 
     def _client_factory(self, device: ModbusDevice | BacnetDevice) -> ClientFactory:
@@ -197,28 +195,10 @@ class Agent:
             self.control if self.controller is None else self.controller.status(),
         )
 
-    # --- what central commands act on (commands.CommandHandlers) --------------------------------
+    # --- what central commands act on (commands.CommandHandlers), besides config, control and points ---
 
     async def _command(self, payload: bytes) -> bytes:
         return (await self._router.handle(payload)).to_json()
-
-    def _poller(self, device: str) -> DevicePoller:
-        poller = next((p for p in self.pollers if p.device.name == device), None)
-        if poller is None:
-            raise DeviceUnreachable(device, "", "not configured", "unknown device")
-        return poller
-
-    async def write_point(self, device: str, point: str, value: float | None, priority: int | None) -> None:
-        """Write through the device's poller (its live connection); the router has checked the limits."""
-        await self._poller(device).write(point, value, priority)
-        log.info("point written", device=device, point=point, value=value, priority=priority)
-
-    async def priority_array(self, device: str, point: str) -> list[float | None] | None:
-        return await self._poller(device).priority_array(point)
-
-    def current_value(self, device: str, point: str) -> float | None:
-        reading = self.latest.get(f"{device}/{point}")
-        return None if reading is None else reading.value
 
     def rebirth(self) -> None:
         self.uplink.request_rebirth()

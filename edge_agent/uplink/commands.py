@@ -21,6 +21,7 @@ from pydantic.json_schema import JsonSchemaValue
 
 from edge_agent.config import AgentConfig, BacnetDevice
 from edge_agent.config.base import Name
+from edge_agent.control.points import Points
 from edge_agent.control.settings import ControlMode, ControlSettings
 from edge_agent.errors import DeviceError
 from edge_agent.readings import utc_now
@@ -41,10 +42,9 @@ class CommandHandlers(Protocol):
     def config(self) -> AgentConfig: ...
     @property
     def control(self) -> ControlSettings: ...  # mutable: the router assigns its fields
+    @property
+    def points(self) -> Points: ...  # writes go through it
     def status(self) -> object: ...  # a dataclass tree
-    async def write_point(
-        self, device: str, point: str, value: float | None, priority: int | None
-    ) -> None: ...
     def rebirth(self) -> None: ...
 
 
@@ -255,7 +255,7 @@ class CommandRouter:
         key = f"{args.device}/{args.point}"
         try:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
-                await self._handlers.write_point(args.device, args.point, args.value, priority)
+                await self._handlers.points.write(key, args.value, priority)
         except TimeoutError:
             raise _Refused(CommandErrorCode.TIMEOUT, f"{key}: no answer in {WRITE_TIMEOUT_S:g} s") from None
         except DeviceError as exc:

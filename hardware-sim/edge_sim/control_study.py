@@ -1,8 +1,9 @@
-"""The agent's control core (edge_agent.control) closed around the simulated site, in-process.
+"""The agent's control core (edge_agent.control.core.decide, the one its ControlLoop calls) closed around
+the simulated site, in-process.
 
 Each building gets its own controller, as each gets its own gateway and its own electricity bill: an
-observation from the building's state, the agent's features, policy and guards, and the targets applied as
-the building's controllers would take them from the network (None: the controller's own sequence).
+observation from the building's state, one `decide` step, and the targets applied as the building's
+controllers would take them from the network (None: the controller's own sequence).
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edge_agent.control.calendar import OpeningHours
-from edge_agent.control.decision import Decision
-from edge_agent.control.demand import IntervalDemand
-from edge_agent.control.features import Features, build_features
-from edge_agent.control.guards import GuardLimits, Guards, Targets
+from edge_agent.control.core import ControlState, Step, decide
+from edge_agent.control.guards import Targets
+from edge_agent.control.limits import Limits
 from edge_agent.control.observation import Observation, ZoneObservation
-from edge_agent.control.rules import Policy
+from edge_agent.control.policy import Policy
 from edge_sim.site.building import Building
 from edge_sim.site.schedules import AROUND_THE_CLOCK
 from edge_sim.site.site import Site
@@ -69,28 +69,23 @@ class BuildingLoop:
     building: str
     policy: Policy
     target_kw: float | None
-    limits: GuardLimits = field(default_factory=GuardLimits)
-    demand: IntervalDemand = field(default_factory=IntervalDemand)
-    guards: Guards = field(init=False)
-    hours: OpeningHours | None = None
-    decision_s: list[float] = field(default_factory=list)  # features + policy + guards, per step
+    limits: Limits | None = None  # None: the defaults, with the building's own opening hours
+    state: ControlState = field(init=False)
+    decision_s: list[float] = field(default_factory=list)  # one decide() step each
 
     def __post_init__(self) -> None:
-        self.guards = Guards(self.limits)
+        self.state = ControlState(self.policy, self.target_kw)
 
-    def step(self, site: Site) -> tuple[Features, Decision, Targets]:
+    def step(self, site: Site) -> Step:
         building = site.building(self.building)
-        if self.hours is None:
-            self.hours = opening_hours(building)
+        if self.limits is None:
+            self.limits = Limits(hours=opening_hours(building))
         observation = observe(site, building)
         started = time.perf_counter()
-        self.demand.add(observation.at, observation.demand_kw or 0.0)
-        features = build_features(observation, self.demand.state(observation.at), self.target_kw, self.hours)
-        decision = self.policy.decide(features)
-        targets = self.guards.apply(decision, observation, features)
+        step = decide(observation, self.state, self.limits)
         self.decision_s.append(time.perf_counter() - started)
-        apply(building, targets)
-        return features, decision, targets
+        apply(building, step.targets)
+        return step
 
 
 def closed_loop(loops: list[BuildingLoop]) -> Callable[[Site], None]:

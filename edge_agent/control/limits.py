@@ -1,0 +1,65 @@
+"""What bounds control, stated once: each knob's range, and the limits of one building.
+
+A policy decides within KNOBS (the ONNX model's outputs are clipped to them); the guards then keep what is
+written within a building's `Limits`: its occupied setpoints, comfort band and margins, rate limits, holds,
+and opening hours. The configuration's `[control]` section is turned into Limits in one place
+(service/control_setup.py); the simulator study and training use the defaults or their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from edge_agent.control.calendar import OpeningHours
+
+MAX_OFFSET_K = 2.2  # the furthest setpoints move: ASHRAE Guideline 36's demand-limit level 3
+ENERGY_OFFSET_K = 0.7  # kept all day while open: the comfort edge (27 C less 0.3 K) above the 26 C setpoint
+
+
+class Knob(NamedTuple):
+    unit: str
+    low: float
+    high: float
+    neutral: float  # the value that changes nothing in the building
+
+
+KNOBS: dict[str, Knob] = {
+    "cooling_offset": Knob("K", 0.0, MAX_OFFSET_K, 0.0),  # zone cooling setpoints raised
+    "heating_offset": Knob("K", 0.0, MAX_OFFSET_K, 0.0),  # zone heating setpoints lowered
+    "plant_limit": Knob("%", 50.0, 100.0, 100.0),  # the heat-pump plant's demand limit
+    "fan_limit": Knob("%", 50.0, 100.0, 100.0),  # the air handler's fan speed cap
+    "ventilation_limit": Knob("%", 10.0, 100.0, 100.0),  # outdoor air, share of design (CO2-guarded)
+    "lighting_floor": Knob("%", 10.0, 100.0, 100.0),  # lowest dimming level in daylit zones
+    "precondition": Knob("1 to start early", 0.0, 1.0, 0.0),  # occupied setpoints before opening
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """One building's bounds on what control writes (guards.py says what each does)."""
+
+    hours: OpeningHours = field(default_factory=OpeningHours)
+    cooling_base_c: float = 26.0  # occupied setpoints (Korean public buildings: cooling >= 26, heating <= 20)
+    heating_base_c: float = 20.0
+    comfort_low_c: float = 19.0
+    comfort_high_c: float = 27.0
+    comfort_margin_k: float = 0.3
+    comfort_hysteresis_k: float = 0.3  # offsets raised past the edge again only this far inside
+    max_offset_k: float = MAX_OFFSET_K
+    max_step_k: float = 0.56
+    release_zones_per_step: int = 2
+    hold_s: float = 900.0
+    warm_up_plant_pct: float = 60.0  # plant and fan limits while zones start early, before opening
+    warm_up_fan_pct: float = 70.0
+    energy_offset_k: float = ENERGY_OFFSET_K  # offsets up to this are an energy measure, not shedding
+    futility_after_s: float = 900.0
+    futility_min_drop: float = 0.02
+    cooldown_s: float = 3600.0
+    co2_limit_ppm: float = 1000.0
+    co2_margin_ppm: float = 100.0
+    illuminance_floor_lux: float = 500.0
+    dimming_step_pct: float = 10.0
+
+
+DEFAULT_LIMITS = Limits()

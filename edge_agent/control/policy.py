@@ -1,0 +1,72 @@
+"""Who decides: a policy maps features to a decision; the model while it can be trusted, else the rules.
+
+The model is used while it loads, answers with finite numbers and its inputs are in range. Otherwise the
+rule-based limiter decides, and `on_change` is told why once each time the reason changes (None: the model
+decides again). After a model failure the rules decide for MODEL_RETRY of building time before the
+model is asked again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from edge_agent.control.decision import Decision, ModelError
+from edge_agent.control.features import Features
+
+MODEL_RETRY = timedelta(minutes=15)
+
+
+class Policy(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def decide(self, features: Features) -> Decision: ...
+
+
+class ModelOrRules:
+    """A Policy: the model when it is trusted, the rules otherwise; `name` says who decided last."""
+
+    def __init__(
+        self,
+        model: Policy | None,
+        rules: Policy,
+        now: Callable[[], datetime],
+        on_change: Callable[[str | None, str | None], None],
+    ) -> None:
+        self.model = model
+        self.rules = rules
+        self._now = now
+        self._on_change = on_change  # (new reason or None, previous reason)
+        self.fallback: str | None = None if model is not None else "no model configured"
+        self._retry_at: datetime | None = None
+        self.name = rules.name
+
+    def use_rules(self, reason: str) -> None:
+        if reason != self.fallback:
+            previous, self.fallback = self.fallback, reason
+            self._on_change(reason, previous)
+
+    def decide(self, features: Features) -> Decision:
+        policy = self._choose(features)
+        try:
+            decision = policy.decide(features)
+        except ModelError as error:
+            self.use_rules(f"model failed: {error.reason}")
+            self._retry_at = self._now() + MODEL_RETRY
+            policy, decision = self.rules, self.rules.decide(features)
+        self.name = policy.name
+        return decision
+
+    def _choose(self, features: Features) -> Policy:
+        if self.model is None or (self._retry_at is not None and self._now() < self._retry_at):
+            return self.rules
+        outside = features.out_of_range()
+        if outside:
+            self.use_rules(f"inputs out of the model's range: {', '.join(outside)}")
+            return self.rules
+        if self.fallback is not None:
+            previous, self.fallback = self.fallback, None
+            self._on_change(None, previous)
+        return self.model
