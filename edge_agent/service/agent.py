@@ -1,7 +1,7 @@
 """The agent: one supervisor (a TaskGroup) owns every long-lived task.
 
-    pollers ──readings──▶ bounded queue ──▶ buffer writer ──▶ Buffer (SQLite) ──▶ Uplink (MQTT)
-         └──────────────▶ LatestValues
+    pollers ──readings──▶ ReadingPath (acquisition/path.py) ──▶ Buffer (SQLite) ──▶ Uplink (MQTT)
+                                  └──▶ LatestValues ──▶ ControlLoop ──▶ Points ──▶ pollers
 
 On stop, polling ends first, the queue is committed to the buffer, then the uplink is cancelled: nothing
 accepted from a device is lost.
@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from dataclasses import dataclass
 
 import structlog
 
 from edge_agent import __version__
-from edge_agent.acquisition.clock_guard import ClockGuard, ClockStatistics
+from edge_agent.acquisition.clock_guard import ClockStatistics
 from edge_agent.acquisition.latest import LatestValues
-from edge_agent.acquisition.pipeline import PointFilters, point_pipelines
+from edge_agent.acquisition.path import QueueStatistics, ReadingPath
+from edge_agent.acquisition.pipeline import PointFilters
 from edge_agent.acquisition.poller import ClientFactory, DevicePoller, PollerStatistics, Subscribe
-from edge_agent.backoff import Backoff
 from edge_agent.clock import Clock, WallClock
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
 from edge_agent.control.loop import ControlLoop, ControlStatus
@@ -34,7 +33,6 @@ from edge_agent.protocols.bacnet.discovery import foreign_device_stack
 from edge_agent.protocols.base import ProtocolClient
 from edge_agent.protocols.modbus.client import ModbusClient
 from edge_agent.protocols.modbus.link import ModbusLink, link_for
-from edge_agent.readings import Reading
 from edge_agent.service.control_setup import agent_control_setup, control_settings
 from edge_agent.service.local_socket import serving, socket_path
 from edge_agent.service.points import DevicePoints
@@ -51,18 +49,6 @@ COMMIT_WATCHDOG_INTERVALS = 4  # a buffer commit stuck this many watchdog interv
 READY_WITHIN_S = 30.0  # READY=1 after every device's first poll, or this long at most
 SHUTDOWN_STEP_S = 5.0  # bound on each shutdown stage: pollers stopping, the queue committing
 OFFLINE_EVENTS_S = 2.0  # how long a stop waits for control's last events to reach the broker
-QUEUE_BATCHES = 1000  # poll results waiting for the buffer writer; pollers wait when it is full
-WRITE_BATCH_READINGS = 20_000  # readings committed in one transaction at most
-# Group commit: at most one transaction (one disk flush) per interval, whatever the load. An SD card
-# wears by flushes, and each commit costs the event loop thread hand-offs, not only disk time.
-COMMIT_INTERVAL_S = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStatistics:
-    batches_waiting: int
-    capacity: int
-    readings_accepted: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,17 +117,18 @@ class Agent:
         self.control = control_settings(config.control)
         self._router = CommandRouter(self)
         self.uplink = Uplink(config.mqtt, config.gateway.id, self.buffer, device_infos(config), self._command)
-        self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)
-        self._queued = 0  # readings in the queue
-        self._accepted = 0  # readings taken from the pollers since start
         self._bacnet: BacnetApplication | None = None
         self._links: dict[str, ModbusLink] = {}  # shared by the units of one RS-485 bus or RTU gateway
-        self._checks, self._deadband = point_pipelines(_point_filters(config))
-        self.clock_guard = ClockGuard()
         self._heartbeats = Heartbeats()
+        self.path = ReadingPath(
+            self.latest,
+            self.buffer,
+            _point_filters(config),
+            lambda: self._heartbeats.working("buffer writer"),
+        )
         self.pollers = [
             DevicePoller(
-                device, config.pollers, self._client_factory(device), self._accept, _subscribe(device)
+                device, config.pollers, self._client_factory(device), self.path.accept, _subscribe(device)
             )
             for device in config.devices
         ]
@@ -174,24 +161,14 @@ class Agent:
             raise RuntimeError("the BACnet stack is not running")
         return self._bacnet
 
-    async def _accept(self, readings: list[Reading]) -> None:
-        checked = self._checks(readings)
-        self.latest.update(checked)  # control and status see every checked reading
-        forwarded = self.clock_guard.admit(self._deadband(checked))  # what moved (or a heartbeat), in time
-        if not forwarded:
-            return
-        await self._queue.put(forwarded)
-        self._queued += len(forwarded)
-        self._accepted += len(forwarded)
-
     def status(self) -> AgentStatus:
         return AgentStatus(
             self.config.gateway.id,
             [p.statistics() for p in self.pollers],
-            QueueStatistics(self._queue.qsize(), QUEUE_BATCHES, self._accepted),
+            self.path.statistics(),
             self.buffer.statistics(),
             self.uplink.statistics(),
-            self.clock_guard.statistics(),
+            self.path.clock_guard.statistics(),
             self.control if self.controller is None else self.controller.status(),
         )
 
@@ -236,7 +213,7 @@ class Agent:
                 watchdog = tasks.create_task(keep_alive(notifier, heartbeats), name="watchdog")
                 ready = tasks.create_task(self._ready(notifier), name="ready")
                 uplink = tasks.create_task(self.uplink.run(), name="uplink")
-                writer = tasks.create_task(self._write_buffer(), name="buffer writer")
+                writer = tasks.create_task(self.path.write(), name="buffer writer")
                 polls = [tasks.create_task(p.run(), name=f"poll {p.device.name}") for p in self.pollers]
                 control = self.controller
                 deciding = tasks.create_task(control.run(), name="control") if control else None
@@ -255,9 +232,9 @@ class Agent:
                 await asyncio.wait(polls, timeout=SHUTDOWN_STEP_S)
                 try:  # every accepted reading committed, unless the disk refuses for too long
                     async with asyncio.timeout(SHUTDOWN_STEP_S):
-                        await self._queue.join()
+                        await self.path.drain()
                 except TimeoutError:
-                    log.error("shutdown: readings not committed", readings=self._queued)  # noqa: TRY400
+                    log.error("shutdown: readings not committed", readings=self.path.waiting)  # noqa: TRY400
                 await self.uplink.flush_events(OFFLINE_EVENTS_S)  # the releases' audit trail
                 writer.cancel()
                 uplink.cancel()
@@ -270,39 +247,6 @@ class Agent:
                 while not all(s.polls or s.failures for s in (p.statistics() for p in self.pollers)):  # noqa: ASYNC110 - statistics are read, not awaited
                     await asyncio.sleep(0.1)
         notifier.ready(f"polling {len(self.pollers)} devices")
-
-    async def _write_buffer(self) -> None:
-        """Commit queued readings in batches: one transaction for everything waiting. A failed commit
-        (disk full, I/O error, a lock held too long) keeps the readings and retries with backoff."""
-        backoff = Backoff(base_s=0.5, cap_s=30.0)
-        loop = asyncio.get_running_loop()
-        next_commit = loop.time()
-        while True:
-            batches = [await self._queue.get()]
-            await asyncio.sleep(next_commit - loop.time())  # (a negative delay does not wait)
-            next_commit = loop.time() + COMMIT_INTERVAL_S
-            readings = list(batches[0])
-            while len(readings) < WRITE_BATCH_READINGS and not self._queue.empty():
-                batches.append(self._queue.get_nowait())
-                readings += batches[-1]
-            while True:
-                try:
-                    with self._heartbeats.working("buffer writer"):
-                        await self.buffer.append(readings)
-                except sqlite3.Error as error:
-                    if backoff.attempt == 0:
-                        log.error(  # noqa: TRY400 - the message says it all; no traceback
-                            "buffer write failed", buffer=str(self.buffer.path), error=str(error)
-                        )
-                    await asyncio.sleep(backoff.next_delay())
-                    continue
-                if backoff.attempt:
-                    log.info("buffer write recovered", buffer=str(self.buffer.path))
-                    backoff.reset()
-                break
-            self._queued -= len(readings)
-            for _ in batches:
-                self._queue.task_done()
 
 
 async def _tick(heartbeats: Heartbeats) -> None:
