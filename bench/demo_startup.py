@@ -1,4 +1,4 @@
-"""How long `edge-agent demo` takes to show the meter's power and the room temperature.
+"""How long `edge-sim demo` (agent and simulator) takes to show the meter's power and the room temperature.
 
 Prints the figure and, as a ratio, against a reference measured in the same run: the time for the same
 interpreter to start and print `edge-agent --help` (imports and start-up only, no simulator, no polling).

@@ -1,4 +1,4 @@
-"""`edge-agent demo` as a person sees it: run in a pseudo-terminal and read the screen."""
+"""`edge-sim demo` as a person sees it: run in a pseudo-terminal and read the screen."""
 
 from __future__ import annotations
 

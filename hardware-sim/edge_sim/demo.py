@@ -1,4 +1,5 @@
-"""`edge-agent demo`: the simulator and the agent in one process, with a live terminal view."""
+"""`edge-sim demo`: the simulator and the agent in one process, with a live terminal view (its screen is
+titled "edge-agent demo": what runs is the agent)."""
 
 from __future__ import annotations
 
