@@ -1,14 +1,35 @@
-"""The project's own error hierarchy; library errors are translated into it at the protocol boundary.
+"""The project's own error hierarchy: every exception class edge_agent defines, and only here.
 
 EdgeAgentError
 ├── ConfigError            a configuration file that cannot be used (carries every problem found)
-└── DeviceError            a device did not give us what we asked for (device, address, code)
-    ├── DeviceUnreachable  no connection, or no answer within the caller's time bound
-    ├── DeviceRejected     the device answered with an error or exception code
-    └── DeviceGarbage      the device answered something we cannot decode
+├── StartupError           the agent cannot start: an address it cannot bind, a buffer it cannot open
+├── DeviceError            a device did not give us what we asked for (device, address, code)
+│   ├── DeviceUnreachable  no connection, or no answer within the caller's time bound
+│   ├── DeviceRejected     the device answered with an error or exception code
+│   └── DeviceGarbage      the device answered something we cannot decode
+├── ModelError             a policy model or savings baseline that cannot be used (path, reason)
+│   └── InferenceFailed    the model loads, and fails when it is run (error: the ModelError)
+├── BufferUnreadable       a buffer file the read-only tools cannot read (path, reason)
+├── Refused                a command-line request refused before anything was sent: usage or policy
+├── CommandRefused         an MQTT command refused: the reply's code, and the request's field at fault
+├── ExceptionAnswer        a Modbus exception answer on the wire (code)
+└── MalformedAnswer        a Modbus answer that does not fit its request
+
+Library errors are translated into this tree at the protocol boundary, one module per library:
+protocols/modbus/errors.py (pymodbus, and our own Modbus TCP wire), protocols/bacnet/errors.py (bacpypes3),
+store/errors.py (sqlite3), control/onnx_policy.py (onnxruntime); the uplink keeps aiomqtt's MqttError
+inside uplink/session.py, which retries on it and never lets it out.
+
+Signals that never leave their home are drawn all the same, so that this is the one place to look:
+- ExceptionAnswer, MalformedAnswer: what every Modbus wire raises; ModbusClient turns them into DeviceErrors.
+- CommandRefused: raised and caught inside uplink/commands.py, where the router turns it into a reply.
+- cli/model_card.py's protobuf walker says "corrupt" with ValueError or TypeError, caught there: no class.
+A test (tests/test_errors.py) holds this drawing and the code to each other.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class EdgeAgentError(Exception):
@@ -49,3 +70,57 @@ class DeviceRejected(DeviceError):
 
 class DeviceGarbage(DeviceError):
     """The device answered with something that cannot be decoded."""
+
+
+class ModelError(EdgeAgentError):
+    """A policy model that cannot be used: missing, corrupt, mismatched, or failing (onnx_policy.py); or a
+    savings baseline file that cannot be read."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"model {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class InferenceFailed(ModelError):
+    """The model loads, and fails when it is run (the agent would then fall back to the rules)."""
+
+    def __init__(self, error: ModelError) -> None:
+        super().__init__(error.path, error.reason)
+        self.error = error
+
+
+class BufferUnreadable(EdgeAgentError):
+    """The buffer file is missing, or is not an edge-agent buffer SQLite can read."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"buffer {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class Refused(EdgeAgentError):
+    """A request edge-agent will not carry out: a usage or policy mistake. Nothing was sent."""
+
+
+class CommandRefused(EdgeAgentError):
+    """A command from the central platform refused: `code` is the reply's error code (a CommandErrorCode),
+    `field` the request's field at fault as a dotted path, when there is one."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class ExceptionAnswer(EdgeAgentError):
+    """The device answered with a Modbus exception (`code`: 2 is "illegal data address")."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"modbus exception {code}")
+        self.code = code
+
+
+class MalformedAnswer(EdgeAgentError):
+    """An answer that does not fit its request: another function, a wrong length, a bad frame."""

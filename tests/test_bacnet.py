@@ -15,10 +15,11 @@ from bacpypes3.primitivedata import ObjectIdentifier
 
 from edge_agent.clock import ManualClock
 from edge_agent.config import BacnetConfig, BacnetDevice, BacnetPoint
-from edge_agent.errors import DeviceRejected, DeviceUnreachable
+from edge_agent.errors import DeviceError, DeviceRejected, DeviceUnreachable
 from edge_agent.protocols.bacnet.app import BacnetApplication
 from edge_agent.protocols.bacnet.batches import DeviceLimits, plan_batches
-from edge_agent.protocols.bacnet.client import BacnetClient, active_priority, local_stack, refusal_kind
+from edge_agent.protocols.bacnet.client import BacnetClient, active_priority, local_stack
+from edge_agent.protocols.bacnet.errors import refusal_kind
 from edge_agent.protocols.base import PointResult
 from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.physics.climate import SCENARIOS
@@ -354,7 +355,12 @@ def test_every_refusal_is_classified_and_translated(
     refusal: ErrorRejectAbortNack, kind: str, code: str | None, stack: BacnetApplication
 ) -> None:
     assert refusal_kind(refusal) == kind
-    error = BacnetClient(room(f"{LOOPBACK}:47808"), stack).translate("analog-input,1", refusal)
+    with (
+        pytest.raises(DeviceError) as caught,
+        BacnetClient(room(f"{LOOPBACK}:47808"), stack).translated("analog-input,1"),
+    ):
+        raise refusal
+    error = caught.value
     assert isinstance(error, DeviceUnreachable if kind == "unreachable" else DeviceRejected)
     assert error.device == "room-101"
     assert "analog-input,1" in error.address

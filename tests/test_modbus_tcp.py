@@ -25,10 +25,9 @@ from pymodbus.pdu.register_message import (
 )
 
 from edge_agent.config import ModbusPoint, ModbusTcpDevice
-from edge_agent.errors import DeviceGarbage
+from edge_agent.errors import DeviceGarbage, ExceptionAnswer, MalformedAnswer
 from edge_agent.protocols.modbus import pdu
 from edge_agent.protocols.modbus.client import ModbusClient
-from edge_agent.protocols.modbus.pdu import ExceptionAnswer, MalformedAnswer
 from edge_agent.protocols.modbus.planner import MAX_BITS, MAX_REGISTERS
 from tests.support import LOOPBACK
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.control.decision import ModelError
 from edge_agent.control.features import FEATURE_UNITS, Features
 from edge_agent.control.limits import KNOBS
 from edge_agent.control.onnx_policy import (
     load_policy,
 )
+from edge_agent.errors import ModelError
 from edge_sim.control_study import run_controlled
 from edge_sim.study import SITE, run_scenario
 from tests.onnx_models import small_model

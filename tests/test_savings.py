@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from edge_agent.control.calendar import OpeningHours
-from edge_agent.control.decision import ModelError
 from edge_agent.control.rules import RuleBasedPolicy
 from edge_agent.control.savings.baseline import HourSample, fit_towt, load_towt
 from edge_agent.control.savings.tariff import GRID_EMISSION_FACTOR, KST
 from edge_agent.control.savings.tracker import SavingsTracker
+from edge_agent.errors import ModelError
 from edge_sim.baseline_study import RecordedBaseline, StepRecord, hourly_samples, record
 from edge_sim.control_study import BuildingLoop, closed_loop, opening_hours
 from edge_sim.physics.climate import SCENARIOS

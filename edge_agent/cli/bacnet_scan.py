@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bacpypes3.apdu import AbortPDU, ErrorPDU, ErrorRejectAbortNack, RejectPDU
 from bacpypes3.basetypes import ErrorType
 from bacpypes3.constructeddata import Choice
 from bacpypes3.constructeddata import Sequence as BacnetSequence
@@ -36,6 +35,7 @@ from edge_agent.protocols.bacnet.batches import (
 )
 from edge_agent.protocols.bacnet.client import BatchState, local_stack, read_adaptively
 from edge_agent.protocols.bacnet.discovery import DiscoveredDevice, foreign_device_stack, who_is
+from edge_agent.protocols.bacnet.errors import error_type, translate, translated
 
 CLI_DEVICE_INSTANCE = 4194302  # the command line's own stack: not the daemon's (4194000 by default)
 BBMD_TTL_S = 60  # a scan's foreign-device registration; deregistered when the scan ends
@@ -265,12 +265,11 @@ class PropertyReader:
     async def _bounded(self, where: str, call: Any) -> Any:
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await call
+                with translated(self._label, f"{self._where} {where}"):
+                    return await call
         except TimeoutError:
             message = f"no answer within {self._timeout_s:g} s"
             raise DeviceUnreachable(self._label, f"{self._where} {where}", message, "timeout") from None
-        except ErrorRejectAbortNack as exc:
-            raise translate(self._label, f"{self._where} {where}", exc) from None
 
     async def read(self, obj: str, prop: str, index: int | None = None) -> Any:
         """One property (or one array element); raises DeviceError."""
@@ -278,7 +277,7 @@ class PropertyReader:
         call = self._app.read_property(self._address, ObjectIdentifier(obj), prop, array_index=index)
         value = await self._bounded(where, call)
         if isinstance(value, ErrorType):
-            raise _error_type(self._label, f"{self._where} {where}", value)
+            raise error_type(self._label, f"{self._where} {where}", value)
         return value
 
     async def read_list(self, obj: str, prop: str) -> list[Any]:
@@ -323,7 +322,7 @@ class PropertyReader:
         for obj, prop, _index, value in rows or []:
             key = (str(obj), str(prop))
             at = f"{self._where} {key[0]} {key[1]}"
-            values[key] = _error_type(self._label, at, value) if isinstance(value, ErrorType) else value
+            values[key] = error_type(self._label, at, value) if isinstance(value, ErrorType) else value
         for key in batch:
             if key not in values:
                 at = f"{self._where} {key[0]} {key[1]}"
@@ -333,24 +332,6 @@ class PropertyReader:
 
 def _name(value: Any) -> str:
     return str(getattr(value, "attr", value))
-
-
-def translate(label: str, where: str, exc: ErrorRejectAbortNack) -> DeviceError:
-    """A bacpypes3 error, reject or abort as the project's DeviceError (codes as bacnet.py words them)."""
-    if isinstance(exc, AbortPDU):
-        reason = _name(exc.apduAbortRejectReason)
-        if reason == "noResponse":
-            return DeviceUnreachable(label, where, "no answer", "abort noResponse")
-        return DeviceRejected(label, where, "aborted", f"abort {reason}")
-    if isinstance(exc, RejectPDU):
-        return DeviceRejected(label, where, "rejected", f"reject {_name(exc.apduAbortRejectReason)}")
-    if isinstance(exc, ErrorPDU):
-        return DeviceRejected(label, where, "error", f"{_name(exc.errorClass)}:{_name(exc.errorCode)}")
-    return DeviceRejected(label, where, str(exc) or "refused", type(exc).__name__)
-
-
-def _error_type(label: str, where: str, error: ErrorType) -> DeviceRejected:
-    return DeviceRejected(label, where, "error", f"{_name(error.errorClass)}:{_name(error.errorCode)}")
 
 
 def plain(value: Any) -> Any:

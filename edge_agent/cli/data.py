@@ -25,11 +25,11 @@ from edge_agent.cli.common import (
     echo_json,
     load_or_exit,
 )
+from edge_agent.errors import BufferUnreadable, InferenceFailed, ModelError
 
 if TYPE_CHECKING:  # the modules themselves are imported by the commands that use them: every other
     # command, and `edge-agent run`, starts without SQLite, numpy or onnxruntime loaded on their behalf
     from edge_agent.cli.model_card import ModelCard, Trial
-    from edge_agent.control.decision import ModelError
     from edge_agent.store.reader import BufferReader, BufferSummary
 
 ExportFormat = Literal["jsonl", "csv"]  # buffer_reader.ExportFormat, needed here at run time by typer
@@ -58,7 +58,7 @@ def register(app: typer.Typer, config_app: typer.Typer) -> None:
 @contextlib.contextmanager
 def _open_buffer(config: Path | None) -> Iterator[tuple[BufferReader, int]]:
     """The configured buffer file, read-only, and its size cap in bytes; exit 1 naming the file."""
-    from edge_agent.store.reader import BufferReader, BufferUnreadable
+    from edge_agent.store.reader import BufferReader
 
     settings = load_or_exit(config)
     try:
@@ -173,7 +173,7 @@ def buffer_export(
     output: Annotated[str, typer.Option("--output", "-o", help="File to write, or - for stdout.")] = "-",
 ) -> None:
     """Write the unsent readings, oldest first; nothing is deleted or marked as sent."""
-    from edge_agent.store.reader import BufferUnreadable, ExportFilter, write_readings
+    from edge_agent.store.reader import ExportFilter, write_readings
 
     which = ExportFilter(device, _moment(since, "--since"), _moment(until, "--until"))
     with _open_buffer(config) as (reader, _cap):
@@ -226,7 +226,6 @@ def _refuse(error: ModelError, json: bool) -> None:
 def model_info(path: ModelPath = None, config: ConfigOption = None, json: JsonOption = False) -> None:
     """Version, training fingerprint, inputs and outputs with units, opset, size and sha256."""
     from edge_agent.cli.model_card import describe
-    from edge_agent.control.decision import ModelError
 
     try:
         card = describe(_model_path(path, config))
@@ -286,18 +285,17 @@ def _card_lines(card: ModelCard) -> Iterator[str]:
 def model_check(path: ModelPath = None, config: ConfigOption = None, json: JsonOption = False) -> None:
     """Load the model as the agent does (exit 2 with its reason if it would refuse it) and decide once
     on a representative summer-afternoon feature vector; exit 0 when the agent would use it."""
-    from edge_agent.cli.model_card import InferenceFailed, trial
-    from edge_agent.control.decision import ModelError
+    from edge_agent.cli.model_card import trial
 
     model = _model_path(path, config)
     try:
         result = trial(model)
-    except ModelError as error:
-        _refuse(error, json)
-        return
     except InferenceFailed as failure:  # loads, fails when run: the agent would fall back to the rules
         typer.echo(f"edge-agent: {failure.error}", err=True)
         raise typer.Exit(EXIT_FAILURE) from None
+    except ModelError as error:
+        _refuse(error, json)
+        return
     if json:
         echo_json(_trial_json(result))
         return

@@ -33,7 +33,8 @@ from edge_agent.config import (
     profiles,
 )
 from edge_agent.errors import DeviceError, DeviceRejected, DeviceUnreachable
-from edge_agent.protocols.modbus.client import EXCEPTION_NAMES, ModbusClient
+from edge_agent.protocols.modbus.client import ModbusClient
+from edge_agent.protocols.modbus.errors import EXCEPTION_NAMES
 from edge_agent.protocols.modbus.link import RESYNC_S, ModbusLink, link_for
 from edge_agent.protocols.modbus.wire import Wire
 

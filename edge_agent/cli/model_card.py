@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.control.decision import Decision, ModelError
+from edge_agent.control.decision import Decision
 from edge_agent.control.features import Features
+from edge_agent.errors import InferenceFailed, ModelError
 
 # onnx_policy.py's metadata keys, repeated here: importing it would load onnxruntime for `model info`.
 VERSION_KEY, FINGERPRINT_KEY = "edge_agent.version", "edge_agent.training_fingerprint"
@@ -64,14 +65,6 @@ class ModelCard:
         return next((v for d, v in self.opsets if d in ("", "ai.onnx")), None)
 
 
-class InferenceFailed(Exception):
-    """The model loads, and fails when it is run (the agent would then fall back to the rules)."""
-
-    def __init__(self, error: ModelError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 @dataclass(frozen=True, slots=True)
 class Trial:
     path: str
@@ -94,17 +87,14 @@ def default_model_path(configured: Path | None) -> Path:
 
 
 # --- protobuf wire format: just enough to walk ModelProto's fields ------------------------------------
-
-
-class _Corrupt(ValueError):
-    pass
+# A file that does not parse raises ValueError or TypeError: `describe` turns either into a ModelError.
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if at >= len(data) or shift > 63:
-            raise _Corrupt("truncated varint")
+            raise ValueError("truncated varint")
         byte = data[at]
         at += 1
         value |= (byte & 0x7F) << shift
@@ -126,26 +116,26 @@ def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
         elif wire == 2:
             length, at = _varint(data, at)
             if at + length > len(data):
-                raise _Corrupt(f"field {number} runs past the end")
+                raise ValueError(f"field {number} runs past the end")
             yield number, data[at : at + length]
             at += length
         elif wire in (1, 5):
             at += 8 if wire == 1 else 4
         else:
-            raise _Corrupt(f"field {number} has wire type {wire}")
+            raise ValueError(f"field {number} has wire type {wire}")
     if at != len(data):
-        raise _Corrupt("truncated field")
+        raise ValueError("truncated field")
 
 
 def _text(value: int | bytes) -> str:
     if not isinstance(value, bytes):
-        raise _Corrupt("a string field holds a number")
+        raise TypeError("a string field holds a number")
     return value.decode("utf-8", errors="replace")
 
 
 def _message(value: int | bytes) -> bytes:
     if not isinstance(value, bytes):
-        raise _Corrupt("a message field holds a number")
+        raise TypeError("a message field holds a number")
     return value
 
 
@@ -222,7 +212,7 @@ def _outline(data: bytes) -> _Outline:
             entry = dict(_fields(_message(value)))
             metadata[_text(entry.get(1, b""))] = _text(entry.get(2, b""))
     if graph is None or not ir_version:
-        raise _Corrupt("no graph" if graph is None else "no IR version")
+        raise ValueError("no graph" if graph is None else "no IR version")
     inputs, outputs = _graph_tensors(graph)
     return _Outline(ir_version, tuple(opsets), " ".join(p for p in producer if p), metadata, inputs, outputs)
 
@@ -235,7 +225,7 @@ def describe(path: Path) -> ModelCard:
         raise ModelError(str(path), f"cannot be read ({exc.strerror or exc})") from exc
     try:
         outline = _outline(data)
-    except (_Corrupt, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise ModelError(str(path), f"not a valid ONNX model ({exc})") from exc
     metadata = outline.metadata
     return ModelCard(
@@ -287,7 +277,7 @@ def representative_features() -> Features:
 
 def trial(path: Path) -> Trial:
     """Load the model as the agent does and decide once, then time more decisions. ModelError with the
-    agent's reason when it would refuse the file; InferenceFailed when a decision fails."""
+    agent's reason when it would refuse the file; InferenceFailed (a ModelError too) when a decision fails."""
     from edge_agent.control.onnx_policy import load_policy  # onnxruntime: only for a trial
 
     policy = load_policy(path)

@@ -36,7 +36,7 @@ from edge_agent.config import (
     ModbusTcpDevice,
 )
 from edge_agent.config.codec import DATA_TYPES, Order
-from edge_agent.errors import DeviceRejected, DeviceUnreachable, EdgeAgentError
+from edge_agent.errors import DeviceRejected, DeviceUnreachable, Refused
 from edge_agent.protocols.bacnet.client import BacnetClient
 from edge_agent.protocols.base import PointResult, ProtocolClient
 from edge_agent.protocols.modbus.client import ModbusClient
@@ -49,10 +49,6 @@ TABLES = {"coil": "coil", "discrete": "discrete", "holding": "holding", "input":
 TABLES.update({"1": "coil", "2": "discrete", "3": "holding", "4": "input"})  # by read function code
 ORDERS: tuple[str, ...] = get_args(Order)
 RAW_TYPES = tuple(t for t in DATA_TYPES if t not in ("bool", "string"))  # bool: coils; strings: no number
-
-
-class Refused(EdgeAgentError):
-    """A request edge-agent will not carry out: a usage or policy mistake. Nothing was sent."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_agent.cli.common import EXIT_CONFIG, EXIT_FAILURE, ConfigOption, JsonOption, echo_json, load_or_exit
-from edge_agent.errors import DeviceError, StartupError
+from edge_agent.errors import DeviceError, Refused, StartupError
 
 if TYPE_CHECKING:
     from edge_agent.cli.point_access import PointValue, WriteOutcome, WritePlan
@@ -76,8 +76,6 @@ TimeoutOption = Annotated[float, typer.Option(min=0.1, max=60, help="Raw reads: 
 @contextlib.contextmanager
 def _exits() -> Iterator[None]:
     """A refusal exits 2 (nothing was sent); a device that failed, or a stack that cannot start, exits 1."""
-    from edge_agent.cli.point_access import Refused
-
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # it logs every refused connection; we say why
     try:
         yield

@@ -12,15 +12,6 @@ from dataclasses import astuple, dataclass, fields
 from edge_agent.control.limits import KNOBS
 
 
-class ModelError(Exception):
-    """A policy model that cannot be used: missing, corrupt, mismatched, or failing (onnx_policy.py)."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"model {path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
 @dataclass(frozen=True, slots=True)
 class Decision:
     cooling_offset: float

@@ -22,7 +22,6 @@ import structlog
 from edge_agent.clock import Clock
 from edge_agent.control.actuator import Actuator
 from edge_agent.control.core import ControlState, decide
-from edge_agent.control.decision import ModelError
 from edge_agent.control.events import ControlEvent, EventKind
 from edge_agent.control.guards import Targets
 from edge_agent.control.observation import Observation, ZoneObservation
@@ -34,6 +33,7 @@ from edge_agent.control.savings.ledger import SavingsLedger
 from edge_agent.control.savings.tracker import DailySavings, SavingsTracker
 from edge_agent.control.settings import ControlMode, ControlSettings
 from edge_agent.control.setup import ControlSetup
+from edge_agent.errors import ModelError
 from edge_agent.readings import Quality
 
 log = structlog.get_logger("edge_agent.control")

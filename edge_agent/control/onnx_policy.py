@@ -9,16 +9,19 @@ caller falls back to the rule-based limiter.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from edge_agent.control.decision import Decision, ModelError
+from edge_agent.control.decision import Decision
 from edge_agent.control.features import FEATURE_UNITS, Features
 from edge_agent.control.limits import KNOBS
+from edge_agent.errors import ModelError
 
 INPUTS_KEY, OUTPUTS_KEY = "edge_agent.inputs", "edge_agent.outputs"
 VERSION_KEY, FINGERPRINT_KEY = "edge_agent.version", "edge_agent.training_fingerprint"
@@ -43,11 +46,9 @@ class OnnxPolicy:
         self.info = info
 
     def decide(self, features: Features) -> Decision:
-        try:
+        with _translated(self.info.path, lambda exc: f"inference failed: {exc}"):
             (output, *_) = self._session.run(None, {self._input: features.vector()})
             values = [float(v) for v in np.asarray(output, dtype=np.float64).reshape(-1)]
-        except Exception as exc:  # onnxruntime raises its own, undocumented, exception types
-            raise ModelError(self.info.path, f"inference failed: {exc}") from exc
         try:
             return Decision.from_vector(values)
         except ValueError as exc:
@@ -68,10 +69,8 @@ def policy_from_bytes(data: bytes, path: str) -> OnnxPolicy:
     options.intra_op_num_threads = 1  # a gateway has few cores, and the model is tiny
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    try:
+    with _translated(path, lambda exc: f"not a valid ONNX model ({_first_line(exc)})"):
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ModelError(path, f"not a valid ONNX model ({_first_line(exc)})") from exc
     _check_tensors(session, path)
     meta = session.get_modelmeta().custom_metadata_map
     inputs = _named(meta, INPUTS_KEY, path)
@@ -121,6 +120,16 @@ def _compare(kind: str, model: list[tuple[str, str]], agent: list[tuple[str, str
             )
     if len(model) != len(agent):
         raise ModelError(path, f"metadata names {len(model)} {kind}s, the agent has {len(agent)}")
+
+
+@contextlib.contextmanager
+def _translated(path: str, reason: Callable[[Exception], str]) -> Iterator[None]:
+    """onnxruntime's errors in the block as a ModelError with `reason(error)`. It raises its own,
+    undocumented, exception types (numpy too, on a strange output): any Exception is one."""
+    try:
+        yield
+    except Exception as exc:
+        raise ModelError(path, reason(exc)) from exc
 
 
 def _first_line(exc: Exception) -> str:

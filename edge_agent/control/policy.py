@@ -12,8 +12,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from edge_agent.control.decision import Decision, ModelError
+from edge_agent.control.decision import Decision
 from edge_agent.control.features import Features
+from edge_agent.errors import ModelError
 
 MODEL_RETRY = timedelta(minutes=15)
 

@@ -23,6 +23,7 @@ import structlog
 
 from edge_agent.errors import StartupError
 from edge_agent.readings import Quality, Reading
+from edge_agent.store.errors import translated
 from edge_agent.store.rows import INSERT_ROWS, RowEncoder
 
 log = structlog.get_logger("edge_agent.buffer")
@@ -145,10 +146,11 @@ class Buffer:
 
     async def __aenter__(self) -> Self:
         try:
-            await self._run(self._open)
-        except (OSError, sqlite3.Error) as exc:
+            with translated(self.path, "open", starting=True):
+                await self._run(self._open)
+        except StartupError:
             self._executor.shutdown(wait=False)
-            raise StartupError(f"buffer {self.path}: cannot open: {exc}") from exc
+            raise
         return self
 
     async def __aexit__(

@@ -21,23 +21,16 @@ from types import TracebackType
 from typing import Literal, Self, TextIO
 from urllib.parse import quote
 
+from edge_agent.errors import BufferUnreadable
 from edge_agent.readings import Quality, Reading
 from edge_agent.store.buffer import StoredReading
+from edge_agent.store.errors import translated
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PAGE_ROWS = 5000  # readings per read transaction while exporting
 BUSY_TIMEOUT_S = 2.0  # a reader waits this long at most for SQLite's brief WAL-index locks
 ExportFormat = Literal["jsonl", "csv"]
 COLUMNS = ("seq", "device", "point", "value", "unit", "quality", "ts")
-
-
-class BufferUnreadable(Exception):
-    """The buffer file is missing, or is not an edge-agent buffer SQLite can read."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"buffer {path}: {reason}")
-        self.path = path
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,16 +96,15 @@ class BufferReader:
         if not self.path.is_file():
             raise BufferUnreadable(self.path, "does not exist" if not self.path.exists() else "is not a file")
         uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
-        try:
+        with translated(self.path, "open"):
             db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S)
-        except sqlite3.Error as exc:
-            raise BufferUnreadable(self.path, f"cannot open ({exc})") from exc
         self._db = db
         try:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.Error as exc:
+            with translated(self.path, "read"):
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except BufferUnreadable:
             self.close()
-            raise BufferUnreadable(self.path, f"cannot read ({exc})") from exc
+            raise
         if not {"readings", "meta"} <= tables:
             self.close()
             raise BufferUnreadable(self.path, "is not an edge-agent buffer (no readings table)")
@@ -136,14 +128,12 @@ class BufferReader:
     def summary(self) -> BufferSummary:
         """Everything `buffer stats` shows, from one consistent snapshot."""
         db = self._conn()
-        try:
+        with translated(self.path, "read"):
             db.execute("BEGIN")
             try:
                 return self._summary(db)
             finally:
                 db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise BufferUnreadable(self.path, f"cannot read ({exc})") from exc
 
     def _summary(self, db: sqlite3.Connection) -> BufferSummary:
         depth = int(db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
@@ -198,10 +188,8 @@ class BufferReader:
         )
         after = 0
         while True:
-            try:
+            with translated(self.path, "read"):
                 page = self._conn().execute(query, (after, *args)).fetchall()
-            except sqlite3.Error as exc:
-                raise BufferUnreadable(self.path, f"cannot read ({exc})") from exc
             for seq, device, point, value, unit, quality, ts_us in page:
                 yield StoredReading(
                     seq, Reading(device, point, value, unit, Quality(quality), from_us(ts_us))

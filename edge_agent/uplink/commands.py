@@ -23,7 +23,7 @@ from edge_agent.config import AgentConfig, BacnetDevice
 from edge_agent.config.base import Name
 from edge_agent.control.points import Points
 from edge_agent.control.settings import ControlMode, ControlSettings
-from edge_agent.errors import DeviceError
+from edge_agent.errors import CommandRefused, DeviceError
 from edge_agent.readings import utc_now
 
 log = structlog.get_logger("edge_agent.commands")
@@ -185,12 +185,6 @@ class CommandReply(BaseModel):
         return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
 
 
-class _Refused(Exception):
-    def __init__(self, code: CommandErrorCode, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.error = ReplyError(code=code, message=message, field=field)
-
-
 # --- the router -------------------------------------------------------------------------------------
 
 
@@ -208,8 +202,10 @@ class CommandRouter:
             request_id = _readable_id(data)
             name = _known_name(data)
             result = await self._run(_validate(data, name))
-        except _Refused as refusal:
-            return self._refusal(request_id, name, refusal.error)
+        except CommandRefused as refusal:
+            code = CommandErrorCode(refusal.code)
+            error = ReplyError(code=code, message=refusal.message, field=refusal.field)
+            return self._refusal(request_id, name, error)
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # BaseException: bacpypes3's errors derive from it, and get a reply too
@@ -236,7 +232,7 @@ class CommandRouter:
                 low, high = control.demand_target_limits_kw
                 if not low <= kw <= high:
                     message = f"{kw} kW is outside the limits [{low}, {high}]"
-                    raise _Refused(CommandErrorCode.OUT_OF_LIMITS, message, "args.kw")
+                    raise CommandRefused(CommandErrorCode.OUT_OF_LIMITS, message, "args.kw")
                 control.demand_target_kw = kw
                 return {"demand_target_kw": kw}
             case SetControlMode(args=ControlModeArgs(mode=mode)):
@@ -257,21 +253,23 @@ class CommandRouter:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
                 await self._handlers.points.write(key, args.value, priority)
         except TimeoutError:
-            raise _Refused(CommandErrorCode.TIMEOUT, f"{key}: no answer in {WRITE_TIMEOUT_S:g} s") from None
+            raise CommandRefused(
+                CommandErrorCode.TIMEOUT, f"{key}: no answer in {WRITE_TIMEOUT_S:g} s"
+            ) from None
         except DeviceError as exc:
-            raise _Refused(CommandErrorCode.DEVICE_ERROR, str(exc)) from exc
+            raise CommandRefused(CommandErrorCode.DEVICE_ERROR, str(exc)) from exc
         return {"device": args.device, "point": args.point, "value": args.value, "priority": priority}
 
 
 def _parse(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_COMMAND_BYTES:
-        raise _Refused(CommandErrorCode.TOO_LARGE, f"{len(payload)} bytes, over {MAX_COMMAND_BYTES}")
+        raise CommandRefused(CommandErrorCode.TOO_LARGE, f"{len(payload)} bytes, over {MAX_COMMAND_BYTES}")
     try:
         data = json.loads(payload.decode("utf-8"), parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise _Refused(CommandErrorCode.MALFORMED, f"not UTF-8 JSON: {exc}") from None
+        raise CommandRefused(CommandErrorCode.MALFORMED, f"not UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise _Refused(CommandErrorCode.MALFORMED, "the request must be a JSON object")
+        raise CommandRefused(CommandErrorCode.MALFORMED, "the request must be a JSON object")
     return data
 
 
@@ -287,10 +285,12 @@ def _readable_id(data: dict[str, Any]) -> str | None:
 def _known_name(data: dict[str, Any]) -> str:
     name = data.get("command")
     if not isinstance(name, str):
-        raise _Refused(CommandErrorCode.INVALID, "command: must name a command", "command")
+        raise CommandRefused(CommandErrorCode.INVALID, "command: must name a command", "command")
     if name not in COMMAND_NAMES:
         known = ", ".join(COMMAND_NAMES)
-        raise _Refused(CommandErrorCode.UNKNOWN_COMMAND, f"unknown command {name[:64]!r} (known: {known})")
+        raise CommandRefused(
+            CommandErrorCode.UNKNOWN_COMMAND, f"unknown command {name[:64]!r} (known: {known})"
+        )
     return name
 
 
@@ -302,21 +302,23 @@ def _validate(data: dict[str, Any], name: str) -> Command:
         loc = first["loc"][1:] if first["loc"][:1] == (name,) else first["loc"]  # drop the union's tag
         field = ".".join(str(part) for part in loc) or None
         message = f"{field}: {first['msg']}" if field else first["msg"]
-        raise _Refused(CommandErrorCode.INVALID, message, field) from None
+        raise CommandRefused(CommandErrorCode.INVALID, message, field) from None
 
 
 def _checked_priority(config: AgentConfig, args: WritePointArgs) -> int | None:
     """The priority to write at, once every rule for this device and point has passed."""
     device = next((d for d in config.devices if d.name == args.device), None)
     if device is None:
-        raise _Refused(CommandErrorCode.UNKNOWN_POINT, f"no device {args.device!r}", "args.device")
+        raise CommandRefused(CommandErrorCode.UNKNOWN_POINT, f"no device {args.device!r}", "args.device")
     point = next((p for p in device.points if p.name == args.point), None)
     if point is None:
         message = f"device {device.name!r} has no point {args.point!r}"
-        raise _Refused(CommandErrorCode.UNKNOWN_POINT, message, "args.point")
+        raise CommandRefused(CommandErrorCode.UNKNOWN_POINT, message, "args.point")
     key = f"{device.name}/{point.name}"
     if point.write_range is None:
-        raise _Refused(CommandErrorCode.NOT_WRITABLE, f"{key} is read-only (no write_range)", "args.point")
+        raise CommandRefused(
+            CommandErrorCode.NOT_WRITABLE, f"{key} is read-only (no write_range)", "args.point"
+        )
     priority: int | None = None
     if isinstance(device, BacnetDevice):
         priority = device.write_priority if args.priority is None else args.priority
@@ -326,15 +328,17 @@ def _checked_priority(config: AgentConfig, args: WritePointArgs) -> int | None:
                 f"{key}: priority {priority} is outside {lowest}-{highest} "
                 "(an operator's 8 and life safety always win)"
             )
-            raise _Refused(CommandErrorCode.OUT_OF_LIMITS, message, "args.priority")
+            raise CommandRefused(CommandErrorCode.OUT_OF_LIMITS, message, "args.priority")
     elif args.priority is not None:
-        raise _Refused(CommandErrorCode.INVALID, f"{key}: Modbus writes take no priority", "args.priority")
+        raise CommandRefused(
+            CommandErrorCode.INVALID, f"{key}: Modbus writes take no priority", "args.priority"
+        )
     elif args.value is None:
-        raise _Refused(CommandErrorCode.INVALID, f"{key}: only BACnet can relinquish", "args.value")
+        raise CommandRefused(CommandErrorCode.INVALID, f"{key}: only BACnet can relinquish", "args.value")
     low, high = point.write_range
     if args.value is not None and not low <= args.value <= high:
         message = f"{key}: {args.value} is outside its write range [{low}, {high}]"
-        raise _Refused(CommandErrorCode.OUT_OF_LIMITS, message, "args.value")
+        raise CommandRefused(CommandErrorCode.OUT_OF_LIMITS, message, "args.value")
     return priority
 
 

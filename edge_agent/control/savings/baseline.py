@@ -31,7 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from edge_agent.control.calendar import OpeningHours
-from edge_agent.control.decision import ModelError
+from edge_agent.errors import ModelError
 
 KNOTS_C = (5.0, 12.0, 18.0, 24.0, 30.0)
 SEGMENTS = len(KNOTS_C) + 1

@@ -7,9 +7,10 @@ still refuses a batch as too big (abort segmentation-not-supported / buffer-over
 reject, or an error that says so) the batch is halved and retried, and the smaller size is kept for the
 client's lifetime. A device without RPM is read one property at a time.
 
-bacpypes3's errors derive from BaseException (ErrorRejectAbortNack), so they are caught by name here and
-translated into DeviceErrors. No method takes a timeout: the caller bounds every call (read_budget_s says how
-long a read may take); bacpypes3 itself gives up on a silent device after APDU_TIMEOUT_MS.
+bacpypes3's errors derive from BaseException (ErrorRejectAbortNack): every request runs inside `translated`
+(errors.py), which raises DeviceErrors instead. No method takes a timeout: the caller bounds every call
+(read_budget_s says how long a read may take); bacpypes3 itself gives up on a silent device after
+APDU_TIMEOUT_MS.
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bacpypes3.apdu import AbortPDU, ErrorPDU, ErrorRejectAbortNack, RejectPDU
+from bacpypes3.apdu import ErrorRejectAbortNack
 from bacpypes3.basetypes import ErrorType, PropertyIdentifier
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import Null, ObjectIdentifier
 
 from edge_agent.config import BacnetConfig, BacnetDevice, BacnetPoint
-from edge_agent.errors import DeviceError, DeviceGarbage, DeviceRejected, DeviceUnreachable
+from edge_agent.errors import DeviceError, DeviceGarbage, DeviceRejected
 from edge_agent.protocols.bacnet.app import BacnetApplication, split_host_port
 from edge_agent.protocols.bacnet.batches import (
     FALLBACK_MAX_APDU,
@@ -37,6 +39,7 @@ from edge_agent.protocols.bacnet.batches import (
     grouped,
     plan_batches,
 )
+from edge_agent.protocols.bacnet.errors import error_type, refusal_kind, translate, translated
 from edge_agent.protocols.base import ClientContext, PointResult
 
 # The stack's own confirmation timer; the caller's asyncio.timeout is the real bound. No stack retries:
@@ -44,15 +47,6 @@ from edge_agent.protocols.base import ClientContext, PointResult
 APDU_TIMEOUT_MS = 3000
 
 SegmentationName = Literal["segmentedBoth", "segmentedTransmit", "segmentedReceive", "noSegmentation"]
-_TOO_BIG_ABORTS = {"segmentationNotSupported", "bufferOverflow", "apduTooLong", "outOfResources"}
-_TOO_BIG_ERRORS = {
-    "abortSegmentationNotSupported",
-    "abortBufferOverflow",
-    "abortApduTooLong",
-    "abortOutOfResources",
-    "rejectBufferOverflow",
-    "rejectTooManyArguments",
-}
 
 
 def local_stack(
@@ -116,23 +110,6 @@ def active_priority(slots: Sequence[float | None]) -> int | None:
 
 def _name(value: Any) -> str:
     return str(getattr(value, "attr", value))
-
-
-def refusal_kind(exc: ErrorRejectAbortNack) -> Literal["unreachable", "too-big", "unsupported", "error"]:
-    """What a refused request means: no answer, too big for the device, a service it lacks, or an error."""
-    if isinstance(exc, AbortPDU):
-        reason = _name(exc.apduAbortRejectReason)
-        if reason == "noResponse":
-            return "unreachable"
-        return "too-big" if reason in _TOO_BIG_ABORTS else "error"
-    if isinstance(exc, RejectPDU):
-        return "unsupported" if _name(exc.apduAbortRejectReason) == "unrecognizedService" else "too-big"
-    if isinstance(exc, ErrorPDU):
-        code = _name(exc.errorCode)
-        if code == "rejectUnrecognizedService":
-            return "unsupported"
-        return "too-big" if code in _TOO_BIG_ERRORS else "error"
-    return "error"
 
 
 @dataclass(slots=True)
@@ -238,37 +215,26 @@ class BacnetClient(ClientContext):
         """Properties per request: the configured cap, or the smaller size learned from a refusal."""
         return self._batches.batch_limit(self._max_batch)
 
+    def _at(self, where: str) -> str:
+        return f"{self.device.address} {where}".strip()
+
     def _error(
         self, cls: type[DeviceError], where: str, message: str, code: str | None = None
     ) -> DeviceError:
-        return cls(self.device.name, f"{self.device.address} {where}".strip(), message, code)
+        return cls(self.device.name, self._at(where), message, code)
 
-    def translate(self, where: str, exc: ErrorRejectAbortNack) -> DeviceError:
-        """A bacpypes3 error/reject/abort as a DeviceError naming this device, `where` and the code."""
-        if isinstance(exc, AbortPDU):
-            reason = _name(exc.apduAbortRejectReason)
-            if reason == "noResponse":
-                return self._error(DeviceUnreachable, where, "no answer", "abort noResponse")
-            return self._error(DeviceRejected, where, "aborted", f"abort {reason}")
-        if isinstance(exc, RejectPDU):
-            return self._error(
-                DeviceRejected, where, "rejected", f"reject {_name(exc.apduAbortRejectReason)}"
-            )
-        if isinstance(exc, ErrorPDU):
-            code = f"{_name(exc.errorClass)}:{_name(exc.errorCode)}"
-            return self._error(DeviceRejected, where, "error", code)
-        return self._error(DeviceRejected, where, str(exc), type(exc).__name__)
+    def translated(self, where: str) -> AbstractContextManager[None]:
+        """Around a request to this device: a refusal leaves as a DeviceError naming it and `where`."""
+        return translated(self.device.name, self._at(where))
 
     async def _device_property(self, prop: str) -> Any:
         """A property of the device object, or None when the device answers with an error."""
         try:
-            return await self._stack.app.read_property(
-                self._address, ObjectIdentifier(("device", self.device.instance)), prop
-            )
-        except ErrorRejectAbortNack as exc:
-            error = self.translate(f"device object {prop}", exc)
-            if isinstance(error, DeviceUnreachable):
-                raise error from None
+            with self.translated(f"device object {prop}"):
+                return await self._stack.app.read_property(
+                    self._address, ObjectIdentifier(("device", self.device.instance)), prop
+                )
+        except DeviceRejected:
             return None  # an answer, even an error, means the device is there
 
     async def open(self) -> None:
@@ -310,7 +276,7 @@ class BacnetClient(ClientContext):
             cap=self._max_batch,
             multiple=self._read_multiple,
             one=self._read_one,
-            unreachable=lambda exc: self.translate("read-property-multiple", exc),
+            unreachable=lambda exc: translate(self.device.name, self._at("read-property-multiple"), exc),
         )
         return [self._result(point, values[(point.object, point.property)]) for point in wanted]
 
@@ -334,20 +300,17 @@ class BacnetClient(ClientContext):
     async def _read_one(self, key: Key) -> Any:
         obj, prop = key
         try:
-            return await self._stack.app.read_property(self._address, _object_id(obj), prop)
-        except ErrorRejectAbortNack as exc:
-            error = self.translate(f"{obj} {prop}", exc)
-            if isinstance(error, DeviceUnreachable):
-                raise error from None
-            return error
+            with self.translated(f"{obj} {prop}"):
+                return await self._stack.app.read_property(self._address, _object_id(obj), prop)
+        except DeviceRejected as error:
+            return error  # the others' values are still worth having: the device is there
 
     def _result(self, point: BacnetPoint, value: Any) -> PointResult:
         where = f"{point.object} {point.property}"
         if isinstance(value, DeviceError):
             return PointResult(point.name, None, value)
         if isinstance(value, ErrorType):
-            code = f"{_name(value.errorClass)}:{_name(value.errorCode)}"
-            return PointResult(point.name, None, self._error(DeviceRejected, where, "error", code))
+            return PointResult(point.name, None, error_type(self.device.name, self._at(where), value))
         try:
             return PointResult(point.name, number(value), None)
         except TypeError as exc:
@@ -358,12 +321,10 @@ class BacnetClient(ClientContext):
         Raises DeviceRejected for an object without a priority array."""
         target = self._points[point]
         where = f"{target.object} priority-array"
-        try:
+        with self.translated(where):
             array = await self._stack.app.read_property(
                 self._address, ObjectIdentifier(target.object), "priority-array"
             )
-        except ErrorRejectAbortNack as exc:
-            raise self.translate(where, exc) from None
         try:
             slots = [_priority_value(slot) for slot in array]
         except TypeError as exc:
@@ -379,7 +340,7 @@ class BacnetClient(ClientContext):
     async def write(self, point: str, value: float | None, priority: int | None = None) -> None:
         target = self._points[point]
         where = f"{target.object} {target.property}"
-        try:
+        with self.translated(where):
             await self._stack.app.write_property(
                 self._address,
                 ObjectIdentifier(target.object),
@@ -387,5 +348,3 @@ class BacnetClient(ClientContext):
                 Null(()) if value is None else value,
                 priority=priority,
             )
-        except ErrorRejectAbortNack as exc:
-            raise self.translate(where, exc) from None

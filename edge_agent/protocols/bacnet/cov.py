@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 import structlog
-from bacpypes3.apdu import ErrorRejectAbortNack, SubscribeCOVRequest
+from bacpypes3.apdu import SubscribeCOVRequest
 from bacpypes3.basetypes import PropertyIdentifier
 from bacpypes3.primitivedata import ObjectIdentifier
 from bacpypes3.vendor import get_vendor_info
@@ -259,9 +259,8 @@ class CovSubscriber(ClientContext):
         request.pduDestination = self.client.address
         try:
             async with asyncio.timeout(self.client.device.timeout_s):
-                await self.client.stack.app.request(request)
-        except ErrorRejectAbortNack as exc:
-            raise self.client.translate(where, exc) from None
+                with self.client.translated(where):
+                    await self.client.stack.app.request(request)
         except TimeoutError:
             raise DeviceUnreachable(
                 self.client.device.name, f"{self.client.device.address} {where}", "no answer", "timeout"

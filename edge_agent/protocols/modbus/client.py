@@ -4,7 +4,7 @@ Reads are planned (planner.py): a meter's points usually cost one or two request
 codec.py in the point's byte and word order, a whole block of registers at once; a "not available" sentinel
 is a quality flag, not a number.
 Requests go through the device's link (modbus_link.py), which units on one bus share, and its wire
-(modbus_wire.py), framed for TCP or RTU.
+(modbus_wire.py), framed for TCP or RTU; what fails there leaves as a DeviceError (errors.py).
 """
 
 from __future__ import annotations
@@ -16,24 +16,13 @@ from typing import TypeVar
 
 from edge_agent.config import ModbusDevice, ModbusPoint
 from edge_agent.config.codec import BlockDecoder, Encoding
-from edge_agent.errors import DeviceError, DeviceGarbage, DeviceRejected, DeviceUnreachable
+from edge_agent.errors import DeviceError, DeviceGarbage, DeviceRejected
 from edge_agent.protocols.base import ClientContext, PointResult
+from edge_agent.protocols.modbus.errors import ILLEGAL_ADDRESS, Translated, translated
 from edge_agent.protocols.modbus.link import ModbusLink, link_for
-from edge_agent.protocols.modbus.pdu import ExceptionAnswer, MalformedAnswer
 from edge_agent.protocols.modbus.planner import PlanLimits, ReadBlock, plan_reads
 from edge_agent.protocols.modbus.wire import Wire
 
-ILLEGAL_ADDRESS = "modbus exception 2"
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "device failure",
-    5: "acknowledge",
-    6: "device busy",
-    10: "gateway path unavailable",
-    11: "gateway target failed to respond",
-}
 T = TypeVar("T")
 _new = tuple.__new__
 
@@ -46,15 +35,17 @@ class _Request:
     where: str  # for errors: "input registers 0+80"
     names: tuple[str, ...]  # the block's points, in order
     decoder: BlockDecoder | None  # None for coils and discrete inputs: their bits are decoded one by one
+    errors: Translated  # failures on the wire as DeviceErrors at `where`
 
     @classmethod
-    def of(cls, block: ReadBlock) -> _Request:
+    def of(cls, device: ModbusDevice, block: ReadBlock) -> _Request:
         bits = block.table in ("coil", "discrete")
         where = f"{block.table} {'bits' if bits else 'registers'} {block.start}+{block.count}"
         decoder = None
         if not bits:
             decoder = BlockDecoder(block.count, [(p.address - block.start, p.codec) for p in block.points])
-        return cls(block, where, tuple(p.name for p in block.points), decoder)
+        names = tuple(p.name for p in block.points)
+        return cls(block, where, names, decoder, translated(device, where))
 
 
 class ModbusClient(ClientContext):
@@ -83,7 +74,7 @@ class ModbusClient(ClientContext):
         plan = self._plans.get(key)
         if plan is None:
             blocks = plan_reads([self._points[name] for name in points], self._limits, self.read_alone)
-            plan = self._plans[key] = [_Request.of(block) for block in blocks]
+            plan = self._plans[key] = [_Request.of(self.device, block) for block in blocks]
         return plan
 
     def read_budget_s(self, points: Sequence[str]) -> float:
@@ -93,10 +84,8 @@ class ModbusClient(ClientContext):
 
     async def open(self) -> None:
         """Connect the link if it is not (a shared link stays up for the other units)."""
-        try:
+        with translated(self.device, "", connecting=True):
             await self._link.call(_nothing, timeout_s=self.device.timeout_s * max(1, self._link.units))
-        except ConnectionError as exc:
-            raise self._error(DeviceUnreachable, "", "cannot connect") from exc
 
     async def close(self) -> None:
         if self._owns_link:
@@ -122,7 +111,7 @@ class ModbusClient(ClientContext):
             results: list[PointResult] = []
             for point in block.points:
                 alone = ReadBlock(block.table, point.address, point.registers, (point,))
-                results.extend(await self._read_planned(_Request.of(alone)))
+                results.extend(await self._read_planned(_Request.of(self.device, alone)))
             return results
         except DeviceGarbage as error:
             return [PointResult(p.name, None, error) for p in block.points]
@@ -177,7 +166,9 @@ class ModbusClient(ClientContext):
     async def _read_block(self, request: _Request) -> list[int] | list[bool]:
         self.requests += 1
         block, where, unit = request.block, request.where, self.device.unit_id
-        words = await self._call(where, lambda wire: wire.read(block.table, unit, block.start, block.count))
+        words = await self._call(
+            request.errors, lambda wire: wire.read(block.table, unit, block.start, block.count)
+        )
         if request.decoder is None:  # bits come in whole bytes
             if len(words) < block.count:
                 raise self._error(DeviceGarbage, where, f"answered {len(words)} bits")
@@ -186,20 +177,15 @@ class ModbusClient(ClientContext):
             raise self._error(DeviceGarbage, where, f"answered {len(words)} registers")
         return words
 
-    async def _call(self, where: str, operation: Callable[[Wire], Awaitable[T]], write: bool = False) -> T:
-        """One request through the link, with every failure translated into a DeviceError."""
-        try:
+    async def _call(
+        self,
+        errors: Translated,
+        operation: Callable[[Wire], Awaitable[T]],
+        write: bool = False,
+    ) -> T:
+        """One request through the link; `errors` (a `translated`) turns every failure into a DeviceError."""
+        with errors:
             return await self._link.call(operation, timeout_s=self.device.timeout_s, write=write)
-        except TimeoutError as exc:
-            message = f"no answer within {self.device.timeout_s} s"
-            raise self._error(DeviceUnreachable, where, message, "timeout") from exc
-        except ExceptionAnswer as exc:
-            name = EXCEPTION_NAMES.get(exc.code, "unknown exception")
-            raise self._error(DeviceRejected, where, name, f"modbus exception {exc.code}") from exc
-        except MalformedAnswer as exc:
-            raise self._error(DeviceGarbage, where, str(exc), "malformed answer") from exc
-        except ConnectionError as exc:
-            raise self._error(DeviceUnreachable, where, str(exc) or "no answer", "no connection") from exc
 
     async def write(self, point: str, value: float | None, priority: int | None = None) -> None:
         target = self._points[point]
@@ -209,14 +195,20 @@ class ModbusClient(ClientContext):
         unit, multiple = self.device.unit_id, self.device.multiple_writes
         if target.table == "coil":  # function 05, or 15
             on = bool(value)
-            await self._call(where, lambda w: w.write_coil(unit, target.address, on, multiple=multiple), True)
+            await self._call(
+                translated(self.device, where),
+                lambda w: w.write_coil(unit, target.address, on, multiple=multiple),
+                True,
+            )
             return
         try:
             words = self._encodings[point].encode(value)
         except ValueError as exc:
             raise self._error(DeviceRejected, where, str(exc), "out of range") from exc
         await self._call(  # function 06, or 16
-            where, lambda w: w.write_registers(unit, target.address, words, multiple=multiple), True
+            translated(self.device, where),
+            lambda w: w.write_registers(unit, target.address, words, multiple=multiple),
+            True,
         )
 
 

@@ -8,23 +8,13 @@ from __future__ import annotations
 import struct
 from typing import Literal
 
+from edge_agent.errors import ExceptionAnswer, MalformedAnswer
+
 Table = Literal["coil", "discrete", "input", "holding"]
 READ_FUNCTION: dict[Table, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 
 _ADDRESS_COUNT = struct.Struct(">BHH")
 _MULTIPLE = struct.Struct(">BHHB")
-
-
-class ExceptionAnswer(Exception):
-    """The device answered with a Modbus exception (`code`: 2 is "illegal data address")."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(f"modbus exception {code}")
-        self.code = code
-
-
-class MalformedAnswer(Exception):
-    """An answer that does not fit its request: another function, a wrong length, a bad frame."""
 
 
 def read_request(table: Table, start: int, count: int) -> bytes:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import struct
 
+from edge_agent.errors import MalformedAnswer
 from edge_agent.protocols.modbus import pdu
-from edge_agent.protocols.modbus.pdu import MalformedAnswer, Table
+from edge_agent.protocols.modbus.pdu import Table
 
 _HEADER = struct.Struct(">HHHB")  # transaction, protocol (0), length (unit + PDU), unit
 _MAX_LENGTH = 254  # a unit id and the longest PDU (253 bytes)

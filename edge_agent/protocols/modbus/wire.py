@@ -6,18 +6,18 @@ an RS-485 bus or through a serial gateway, go through pymodbus (PymodbusWire), w
 CRC handling are worth having; those wires are bound by the baud rate, not the CPU.
 
 Every wire raises the same errors: ExceptionAnswer (the device refused), MalformedAnswer (garbage), and
-ConnectionError (no connection, or it broke). No wire bounds its own calls: the link does.
+ConnectionError (no connection, or it broke); pymodbus' own become these in errors.py. No wire bounds its own
+calls: the link does.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
-from pymodbus import ExceptionResponse
 from pymodbus.client.base import ModbusBaseClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from edge_agent.protocols.modbus.pdu import ExceptionAnswer, MalformedAnswer, Table
+from edge_agent.protocols.modbus.errors import answer
+from edge_agent.protocols.modbus.pdu import Table
 
 
 class Wire(Protocol):
@@ -65,33 +65,20 @@ class PymodbusWire:
             "input": client.read_input_registers,
             "holding": client.read_holding_registers,
         }[table]
-        answer = await _answer(read(start, count=count, device_id=unit))
-        return list(answer.bits if table in ("coil", "discrete") else answer.registers)
+        response = await answer(read(start, count=count, device_id=unit))
+        return list(response.bits if table in ("coil", "discrete") else response.registers)
 
     async def write_coil(self, unit: int, address: int, value: bool, *, multiple: bool) -> None:
         if multiple:
-            await _answer(self._client.write_coils(address, [value], device_id=unit))
+            await answer(self._client.write_coils(address, [value], device_id=unit))
         else:
-            await _answer(self._client.write_coil(address, value, device_id=unit))
+            await answer(self._client.write_coil(address, value, device_id=unit))
 
     async def write_registers(self, unit: int, address: int, words: list[int], *, multiple: bool) -> None:
         if len(words) == 1 and not multiple:
-            await _answer(self._client.write_register(address, words[0], device_id=unit))
+            await answer(self._client.write_register(address, words[0], device_id=unit))
         else:
-            await _answer(self._client.write_registers(address, words, device_id=unit))
+            await answer(self._client.write_registers(address, words, device_id=unit))
 
     def close(self) -> None:
         self._client.close()
-
-
-async def _answer(request: Any) -> Any:
-    """pymodbus' answer to an awaited request, its failures as the wire's errors."""
-    try:
-        response = await request
-    except (ConnectionException, ModbusIOException) as exc:
-        raise ConnectionError(f"no answer ({type(exc).__name__})") from exc
-    except ModbusException as exc:
-        raise MalformedAnswer(str(exc)) from exc
-    if isinstance(response, ExceptionResponse) or response.isError():
-        raise ExceptionAnswer(int(getattr(response, "exception_code", 0)))
-    return response
