@@ -1,18 +1,30 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 import structlog
+from hypothesis import settings
 
 from edge_agent.clock import ManualClock
 from edge_sim.simulator import Simulator
 from tests.support import Broker, free_base_port, run_mosquitto
 
 SIM_START = datetime.fromisoformat("2026-08-05T14:00+09:00")
+
+# Every run tries the same examples (a failure is the code's, not the draw's), and no example is failed for
+# its time: an example that starts an event loop or a buffer can take a second on a busy two-core machine
+# (pytest-timeout still bounds a test that hangs). HYPOTHESIS_PROFILE=explore draws new, and more, examples:
+# the way to look for new failures, e.g. `HYPOTHESIS_PROFILE=explore pytest -m "not integration"`.
+settings.register_profile("ci", derandomize=True, deadline=None, database=None, print_blob=True)
+settings.register_profile(
+    "explore", max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "1000")), deadline=None, print_blob=True
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture
