@@ -11,9 +11,9 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from tests.support import LOOPBACK, async_wait_until, free_base_port, run_mosquitto
+from tests.support import LOOPBACK, async_wait_until, central_subscriber, free_base_port, run_mosquitto
 from tests.test_end_to_end import AGENT_CONFIG, SIM_DEVICES_WITHOUT_SERIAL_BUS, process
-from tests.test_uplink import GATEWAY, subscribe
+from tests.test_uplink import GATEWAY
 
 KILLS = 5
 IN_FLIGHT = 2 * 4 * 500  # two lanes x mqtt.in_flight x mqtt.batch_size: the most a kill leaves unacknowledged
@@ -53,7 +53,7 @@ async def test_sigkill_across_outages_leaves_no_gap(tmp_path: Path) -> None:
     sim_args = ("-m", "edge_sim", "run", "--speed", "60", "--base-port", str(base), "--no-serial-bus")
     with run_mosquitto(broker_dir, port) as broker:
         async with (
-            subscribe(broker.port) as central,
+            central_subscriber(broker.port, GATEWAY) as central,
             process(*sim_args, ready_lines=SIM_DEVICES_WITHOUT_SERIAL_BUS),
         ):
             for kill in range(KILLS):
