@@ -17,11 +17,12 @@ from edge_agent.cli.app import app
 from edge_agent.cli.modbus_scan import compress, parse_units
 from edge_agent.clock import ManualClock
 from edge_agent.config import ModbusTcpDevice, parse_config
+from edge_sim.devices import modbus_servers
 from edge_sim.devices.modbus_servers import ModbusRtuMeterBus
 from edge_sim.simulator import Simulator
 from edge_sim.site_meters import RS485
 from tests.conftest import SIM_START
-from tests.support import LOOPBACK, free_base_port, free_port
+from tests.support import LOOPBACK, async_wait_until, free_base_port, free_port
 
 runner = CliRunner()
 
@@ -110,16 +111,27 @@ async def test_serial_bus_units_and_silent_ones(site_with_bus: Simulator) -> Non
     assert not units[4]["answered"]
 
 
-async def test_ctrl_c_stops_a_long_scan_with_what_it_found(site_with_bus: Simulator) -> None:
+async def test_ctrl_c_stops_a_long_scan_with_what_it_found(
+    site_with_bus: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int] = []  # unit ids the bus's meters were asked for, in order (the scan goes one by one)
+    check = modbus_servers._KnownUnits._check
+
+    def noting(self: modbus_servers._KnownUnits, device_id: int) -> None:
+        asked.append(device_id)
+        check(self, device_id)
+
+    monkeypatch.setattr(modbus_servers._KnownUnits, "_check", noting)
     command = [sys.executable, "-m", "edge_agent", "scan", "modbus", "--serial", bus_port(site_with_bus)]
     process = await asyncio.create_subprocess_exec(
         *command, "--timeout", "0.3", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     assert process.stderr is not None
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(30):
         header = await process.stderr.readline()
         assert b"units 1-247" in header
-        await asyncio.sleep(2.5)  # units 1-3 answer, then the silent ones take 0.3 s each
+        # Units 1-3 answer; interrupted once the scan has gone past them, into the silent ones (0.3 s each).
+        await async_wait_until(lambda: max(asked, default=0) >= 5, 20, "the scan past unit 4")
         process.send_signal(signal.SIGINT)
         out, err = await process.communicate()
     assert process.returncode == 130, err.decode()
