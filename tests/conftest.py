@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections.abc import AsyncIterator, Generator, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +26,51 @@ settings.register_profile(
     "explore", max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "1000")), deadline=None, print_blob=True
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# --- the integration marker, kept honest ---------------------------------------------------------------
+# A test that starts a server, a broker or a process, or opens a socket or a serial pty, is marked
+# `integration`, and so is one that simulates the building for days (a CPU-minute between them);
+# `pytest -m "not integration"` runs the rest in seconds. An unmarked test that does any of the first (in its
+# fixtures too) fails, naming what it did. Python's audit events see it wherever it happens in this process:
+# the simulator's servers, a client's connect, asyncio's subprocesses, a pty opened by its path.
+_OUTSIDE = {"socket.bind", "socket.connect", "subprocess.Popen", "os.posix_spawn", "os.fork", "os.exec"}
+_TTYS = ("/dev/pts/", "/dev/ptmx", "/dev/tty")
+
+
+class _Unmarked:
+    """While a test without the marker runs (set up, called, torn down): what it did that needs it."""
+
+    did: list[str] | None = None
+
+    @classmethod
+    def audit(cls, event: str, args: tuple[object, ...]) -> None:
+        if cls.did is None:
+            return
+        if event in _OUTSIDE:
+            cls.did.append(f"{event} {args[1] if event.startswith('socket') else args[0]!r}")
+        elif event == "open" and isinstance(args[0], str) and args[0].startswith(_TTYS):
+            cls.did.append(f"open {args[0]!r}")
+
+
+sys.addaudithook(_Unmarked.audit)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    _Unmarked.did = None if item.get_closest_marker("integration") else []
+    yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        yield
+    finally:
+        done, _Unmarked.did = sorted(set(_Unmarked.did or ())), None
+    if done:
+        more = f" and {len(done) - 5} more" if len(done) > 5 else ""
+        pytest.fail(f"not marked integration, yet it did: {'; '.join(done[:5])}{more}", pytrace=False)
 
 
 @pytest.fixture

@@ -55,6 +55,7 @@ def bus_port(sim: Simulator) -> str:
     return bus.client_port
 
 
+@pytest.mark.integration
 async def test_finds_the_gateways_meters_and_names_their_models(sim: Simulator) -> None:
     port = port_of(sim, "library-hvac-meter")  # the sub-meter gateway: 1 ABB B23, 2 and 3 SDM630
     result = await invoke(["scan", "modbus", "--host", LOOPBACK, "--port", port, "--units", "1-5", "--json"])
@@ -73,6 +74,7 @@ async def test_finds_the_gateways_meters_and_names_their_models(sim: Simulator) 
         assert "no such unit" in units[silent]["note"]
 
 
+@pytest.mark.integration
 async def test_table_progress_and_snippet(sim: Simulator) -> None:
     port = port_of(sim, "library-main-meter")  # iEM3255 at unit 1
     args = ["scan", "modbus", "--host", LOOPBACK, "--port", port, "--units", "1-3", "--snippet"]
@@ -92,6 +94,7 @@ async def test_table_progress_and_snippet(sim: Simulator) -> None:
     assert [p.device for p in config.pollers] == [device.name]
 
 
+@pytest.mark.integration
 async def test_a_tcp_scan_defaults_to_unit_1(sim: Simulator) -> None:
     port = port_of(sim, "info-centre-main-meter")
     result = await invoke(["scan", "modbus", "--host", LOOPBACK, "--port", port, "--json"])
@@ -101,6 +104,7 @@ async def test_a_tcp_scan_defaults_to_unit_1(sim: Simulator) -> None:
     assert by_unit(data)[1]["profile"] == "eastron-sdm630"
 
 
+@pytest.mark.integration
 async def test_serial_bus_units_and_silent_ones(site_with_bus: Simulator) -> None:
     args = ["scan", "modbus", "--serial", bus_port(site_with_bus), "--units", "1-5", "--timeout", "0.2"]
     result = await invoke([*args, "--json"])
@@ -111,6 +115,7 @@ async def test_serial_bus_units_and_silent_ones(site_with_bus: Simulator) -> Non
     assert not units[4]["answered"]
 
 
+@pytest.mark.integration
 async def test_ctrl_c_stops_a_long_scan_with_what_it_found(
     site_with_bus: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,6 +147,7 @@ async def test_ctrl_c_stops_a_long_scan_with_what_it_found(
     assert "schneider-iem3255" in table
 
 
+@pytest.mark.integration
 async def test_a_closed_port_or_missing_serial_port_exits_1_naming_it() -> None:
     closed = free_port()
     result = await invoke(["scan", "modbus", "--host", LOOPBACK, "--port", str(closed)])

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -23,6 +24,8 @@ from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.site.site import Site
 from tests.conftest import SIM_START
 from tests.support import LOOPBACK, Broker, async_wait_until, free_port, in_background, running_agent
+
+pytestmark = pytest.mark.integration
 
 GATEWAY = "gw-commands"
 BASE = f"edge/{GATEWAY}"

@@ -12,9 +12,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.support import LOOPBACK, async_wait_until, central_subscriber, free_base_port, run_mosquitto
 from tests.test_end_to_end import AGENT_CONFIG, SIM_DEVICES_WITHOUT_SERIAL_BUS, process
 from tests.test_uplink import GATEWAY
+
+pytestmark = pytest.mark.integration
 
 KILLS = 5
 IN_FLIGHT = 2 * 4 * 500  # two lanes x mqtt.in_flight x mqtt.batch_size: the most a kill leaves unacknowledged

@@ -27,6 +27,8 @@ from tests.support import (
 )
 from tests.test_uplink import GATEWAY
 
+pytestmark = pytest.mark.integration
+
 SIM_DEVICES_WITHOUT_SERIAL_BUS = len([m for m in METERS if m.host != RS485]) + 14  # meters + controllers
 
 AGENT_CONFIG = """

@@ -27,6 +27,8 @@ from edge_sim.site_meters import RS485
 from tests.conftest import SIM_START
 from tests.support import LOOPBACK, async_wait_until, free_base_port, free_port
 
+pytestmark = pytest.mark.integration
+
 SDM630_POWER = ModbusPoint(name="power", table="input", address=0x34, unit="W")
 B23_POWER = ModbusPoint(name="power", table="holding", address=0x5B14, type="int32", scale=0.01, unit="W")
 IEM3255_POWER = ModbusPoint(name="power", table="holding", address=3059, scale=1000, unit="W")

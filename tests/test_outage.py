@@ -9,11 +9,15 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from edge_agent.config import AgentConfig
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from tests.support import LOOPBACK, Broker, async_wait_until, central_subscriber, running_agent
+
+pytestmark = pytest.mark.integration
 
 GATEWAY = "gw-outage"
 METERS = 10

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edge_agent.config import AgentConfig, MqttConfig
 from edge_agent.store.buffer import Buffer
 from edge_agent.uplink.payloads import Birth, Death, device_infos
@@ -18,6 +20,8 @@ from edge_agent.uplink.session import Uplink, UplinkState
 from tests.mqtt_proxy import mqtt311_front
 from tests.support import LOOPBACK, Broker, async_wait_until, central_subscriber, in_background
 from tests.test_buffer import readings
+
+pytestmark = pytest.mark.integration
 
 GATEWAY = "gw-sessions"
 DEVICES = device_infos(

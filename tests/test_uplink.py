@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from edge_agent.config import MqttConfig
 from edge_agent.readings import Quality, Reading
 from edge_agent.store.buffer import Buffer
@@ -24,6 +26,8 @@ from tests.support import (
     run_mosquitto,
 )
 from tests.test_buffer import readings
+
+pytestmark = pytest.mark.integration
 
 GATEWAY = "gw-test"
 
