@@ -1,11 +1,12 @@
-"""Test helpers: free loopback ports, a real mosquitto broker, bounded waiting, and the agent in a process of
-its own."""
+"""Test helpers: free loopback ports, a real mosquitto broker, a central server's subscriber, bounded waiting,
+and the agent in a process of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import getpass
+import json
 import random
 import re
 import shutil
@@ -15,12 +16,15 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import aiomqtt
+
 from edge_agent.config import AgentConfig
 from edge_agent.service.agent import Agent
+from edge_agent.uplink.payloads import ReadingsBatch
 from edge_sim.layout import PORTS_USED
 
 LOOPBACK = "127.0.0.1"
@@ -124,6 +128,56 @@ def run_mosquitto(workdir: Path, port: int | None = None, extra: str = "") -> It
             process.wait()
         if process.stderr:
             process.stderr.close()
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One readings message at the central subscriber."""
+
+    at: float  # event-loop time of its arrival
+    payload: dict[str, Any]  # its JSON, as it came
+    batch: ReadingsBatch  # the same, read as the contract says
+
+
+@dataclass
+class Central:
+    """What a central server subscribed to one gateway sees: every readings batch, and every status message
+    (births and deaths), in order of arrival."""
+
+    arrivals: list[Arrival] = field(default_factory=list)
+    status: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def batches(self) -> list[dict[str, Any]]:
+        """Each readings message's JSON, as it came."""
+        return [arrival.payload for arrival in self.arrivals]
+
+    @property
+    def seqs(self) -> list[int]:
+        """Every reading's sequence number, in order of arrival, duplicates included."""
+        return [reading.seq for arrival in self.arrivals for reading in arrival.batch.readings]
+
+
+@contextlib.asynccontextmanager
+async def central_subscriber(port: int, gateway: str) -> AsyncIterator[Central]:
+    """Subscribe to edge/GATEWAY/# on the broker at `port` as the central platform would, at QoS 1, until the
+    block ends. Its own connection outlives a paused broker (long keepalive)."""
+    seen = Central()
+    async with aiomqtt.Client(LOOPBACK, port, identifier="central", keepalive=600) as client:
+        await client.subscribe(f"edge/{gateway}/#", qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                if str(message.topic).endswith("/readings"):
+                    at = asyncio.get_running_loop().time()
+                    batch = ReadingsBatch.model_validate_json(message.payload)
+                    seen.arrivals.append(Arrival(at, json.loads(message.payload), batch))
+                elif str(message.topic).endswith("/status"):
+                    seen.status.append(json.loads(message.payload))
+
+        async with in_background(collect()):
+            yield seen
 
 
 async def mbpoll_float(port: int, register: int, table: int = 3) -> float:

@@ -28,6 +28,8 @@ from edge_sim.simulator import Simulator
 from edge_sim.site.site import Site
 from tests.support import LOOPBACK, free_port
 
+pytestmark = pytest.mark.integration
+
 POINTS = [
     BacnetPoint(name="zone_temperature", object="analog-input,1", unit="degC"),
     BacnetPoint(name="cooling_setpoint", object="analog-value,1", unit="degC"),

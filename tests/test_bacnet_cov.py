@@ -27,6 +27,8 @@ from edge_sim.physics.sun import KST
 from edge_sim.site.site import Site
 from tests.support import LOOPBACK, async_wait_until, free_port
 
+pytestmark = pytest.mark.integration
+
 OPEN_HOURS = SCENARIOS["summer"].start + timedelta(hours=14)
 POINTS = [
     BacnetPoint(name="zone_temperature", object="analog-input,1", unit="degC"),

@@ -26,6 +26,8 @@ from edge_sim.physics.sun import KST
 from edge_sim.site.site import Site
 from tests.support import LOOPBACK, free_port
 
+pytestmark = pytest.mark.integration
+
 OPEN_HOURS = SCENARIOS["summer"].start + timedelta(hours=14)
 
 

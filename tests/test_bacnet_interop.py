@@ -21,6 +21,8 @@ from edge_sim.physics.sun import KST
 from edge_sim.site.site import Site
 from tests.support import LOOPBACK, free_port
 
+pytestmark = pytest.mark.integration
+
 INTEROP = Path(__file__).parent / "interop"
 SCRIPT = INTEROP / "bacnet_client.mjs"
 OPEN_HOURS = SCENARIOS["summer"].start + timedelta(hours=14)  # Monday 14:00, library open

@@ -22,19 +22,23 @@ from edge_agent.store.buffer import Buffer
 
 runner = CliRunner()
 
-# Two hours old, on a whole second; sub-second parts are binary fractions, which the buffer stores exactly.
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+
+@pytest.fixture
+def t0() -> datetime:
+    """The oldest reading's time: two hours before the test starts (the stats show its age), on a whole
+    second; sub-second parts are binary fractions, which the buffer stores exactly."""
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
 
-def known_readings() -> list[Reading]:
+def known_readings(t0: datetime) -> list[Reading]:
     meter = [
-        Reading("meter-main", "total_power", value, "W", quality, T0 + timedelta(seconds=i, milliseconds=250))
+        Reading("meter-main", "total_power", value, "W", quality, t0 + timedelta(seconds=i, milliseconds=250))
         for i, (value, quality) in enumerate(
             [(230.1, Quality.GOOD), (1 / 3, Quality.GOOD), (1e-300, Quality.STALE), (None, Quality.BAD)] * 3
         )
     ]
     rooms = [
-        Reading("vav-1", "zone_temperature", 24.5 + i / 10, "degC", Quality.GOOD, T0 + timedelta(seconds=i))
+        Reading("vav-1", "zone_temperature", 24.5 + i / 10, "degC", Quality.GOOD, t0 + timedelta(seconds=i))
         for i in range(6)
     ]
     return sorted(meter + rooms, key=lambda r: r.ts)
@@ -52,10 +56,10 @@ async def _depth(path: Path) -> int:
 
 
 @pytest.fixture
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A configuration whose buffer holds known_readings(); exports read it in pages of 4 rows."""
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, t0: datetime) -> Path:
+    """A configuration whose buffer holds known_readings(t0); exports read it in pages of 4 rows."""
     monkeypatch.setattr(buffer_reader, "PAGE_ROWS", 4)
-    asyncio.run(_write(tmp_path / "buffer.db", known_readings()))
+    asyncio.run(_write(tmp_path / "buffer.db", known_readings(t0)))
     path = tmp_path / "agent.toml"
     path.write_text(f'[buffer]\npath = "{tmp_path / "buffer.db"}"\ncap_mb = 64\n')
     return path
@@ -96,7 +100,7 @@ def parse_csv(text: str) -> list[tuple[int, Reading]]:
     ]
 
 
-def test_stats_shows_depth_oldest_age_and_readings_per_device(config: Path) -> None:
+def test_stats_shows_depth_oldest_age_and_readings_per_device(config: Path, t0: datetime) -> None:
     result = runner.invoke(app, ["buffer", "stats", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "18 readings waiting" in result.stdout
@@ -109,7 +113,7 @@ def test_stats_shows_depth_oldest_age_and_readings_per_device(config: Path) -> N
     shown = json.loads(runner.invoke(app, ["buffer", "stats", "-c", str(config), "--json"]).stdout)
     assert shown["depth"] == 18
     assert shown["oldest"]["seq"] == 1
-    assert datetime.fromisoformat(shown["oldest"]["ts"]) == T0
+    assert datetime.fromisoformat(shown["oldest"]["ts"]) == t0
     assert 7200 <= shown["oldest"]["age_s"] < 7260
     assert shown["cap_bytes"] == 64 * 1024 * 1024
     assert 0 < shown["used_bytes"] <= shown["file_bytes"]
@@ -119,7 +123,7 @@ def test_stats_shows_depth_oldest_age_and_readings_per_device(config: Path) -> N
 
 @pytest.mark.parametrize(("fmt", "parse"), [("jsonl", parse_jsonl), ("csv", parse_csv)])
 def test_export_round_trips_the_exact_readings_and_leaves_them_buffered(
-    config: Path, tmp_path: Path, fmt: str, parse: Callable[[str], list[tuple[int, Reading]]]
+    config: Path, tmp_path: Path, t0: datetime, fmt: str, parse: Callable[[str], list[tuple[int, Reading]]]
 ) -> None:
     out = tmp_path / f"export.{fmt}"
     result = runner.invoke(
@@ -128,15 +132,15 @@ def test_export_round_trips_the_exact_readings_and_leaves_them_buffered(
     assert result.exit_code == 0, result.output
     assert "18 readings exported" in result.stderr
     exported = parse(out.read_text())
-    assert exported == list(enumerate(known_readings(), 1))  # every value to the last bit, seq, ts, quality
+    assert exported == list(enumerate(known_readings(t0), 1))  # every value to the last bit, seq, ts, quality
     assert asyncio.run(_depth(tmp_path / "buffer.db")) == 18  # still waiting for the broker
 
     to_stdout = runner.invoke(app, ["buffer", "export", "-c", str(config), "--format", fmt])
     assert to_stdout.stdout == out.read_text()
 
 
-def test_export_filters_by_device_and_time(config: Path) -> None:
-    since, until = T0 + timedelta(seconds=2), T0 + timedelta(seconds=5)
+def test_export_filters_by_device_and_time(config: Path, t0: datetime) -> None:
+    since, until = t0 + timedelta(seconds=2), t0 + timedelta(seconds=5)
     args = ["buffer", "export", "-c", str(config), "--device", "vav-1"]
     args += [
         "--since",
@@ -147,7 +151,7 @@ def test_export_filters_by_device_and_time(config: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     exported = [r for _, r in parse_jsonl(result.stdout)]
-    expected = [r for r in known_readings() if r.device == "vav-1" and since <= r.ts < until]
+    expected = [r for r in known_readings(t0) if r.device == "vav-1" and since <= r.ts < until]
     assert exported == expected
     assert len(expected) == 3
 

@@ -191,6 +191,8 @@ def meter_port(sim: Simulator, name: str) -> str:
     return endpoint.address.rsplit(":", 1)[1]
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 async def test_live_read_marks_the_meters_voltage_at_its_address(sim: Simulator) -> None:
     port = meter_port(sim, "library-main-meter")
     args = ["decode", "--host", LOOPBACK, "--port", port, "--address", str(IEM3255_VOLTAGE_L1)]
@@ -208,6 +210,8 @@ async def test_live_read_marks_the_meters_voltage_at_its_address(sim: Simulator)
     assert "holding, unit 1" in table.stdout
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 async def test_live_read_of_a_scaled_integer_skips_a_refused_register(sim: Simulator) -> None:
     port = meter_port(sim, "library-hvac-meter")  # ABB B23, unit 1 behind the sub-meter gateway
     args = ["decode", "--host", LOOPBACK, "--port", port, "--address", hex(B23_VOLTAGE_L1), "--scale", "0.1"]
@@ -220,6 +224,8 @@ async def test_live_read_of_a_scaled_integer_skips_a_refused_register(sim: Simul
     assert not right["plausible"]["scale_assumed"]
 
 
+@pytest.mark.integration
+@pytest.mark.integration
 async def test_live_read_failures_exit_1_naming_host_and_unit(sim: Simulator) -> None:
     port = meter_port(sim, "library-main-meter")
     absent = await invoke(["decode", "--host", LOOPBACK, "--port", port, "--unit", "7", "--address", "3027"])

@@ -12,6 +12,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from edge_agent.cli import local as cli_local
@@ -39,6 +40,7 @@ async def status(config: Path) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.integration
 async def test_status_and_control_from_the_command_line(broker: Broker, tmp_path: Path) -> None:
     clock = ScaledClock(datetime.fromisoformat(START), SPEED)
     async with Simulator(clock, free_base_port(), serial_bus=False, control=False) as sim:

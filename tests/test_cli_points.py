@@ -18,6 +18,8 @@ from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, async_wait_until, free_port
 
+pytestmark = pytest.mark.integration
+
 ROOM = "library-reading-1-vav"
 SITE = """
 [bacnet]

@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from edge_agent.cli.app import app
 from tests.support import LOOPBACK, free_port, wait_until
+
+pytestmark = pytest.mark.integration
 
 runner = CliRunner()
 

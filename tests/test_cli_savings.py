@@ -63,6 +63,7 @@ def export(path: Path) -> None:
                 out.write(json.dumps(line) + "\n")
 
 
+@pytest.mark.integration
 def test_fit_writes_a_baseline_the_agent_loads(site: Path, tmp_path: Path) -> None:
     readings = tmp_path / "readings.jsonl"
     export(readings)

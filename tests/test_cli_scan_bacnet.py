@@ -21,6 +21,8 @@ from edge_sim.simulator import Simulator
 from tests.support import free_port
 from tests.test_bacnet_discovery import bbmd_application, rooms
 
+pytestmark = pytest.mark.integration
+
 runner = CliRunner()
 
 

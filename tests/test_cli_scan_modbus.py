@@ -17,11 +17,12 @@ from edge_agent.cli.app import app
 from edge_agent.cli.modbus_scan import compress, parse_units
 from edge_agent.clock import ManualClock
 from edge_agent.config import ModbusTcpDevice, parse_config
+from edge_sim.devices import modbus_servers
 from edge_sim.devices.modbus_servers import ModbusRtuMeterBus
 from edge_sim.simulator import Simulator
 from edge_sim.site_meters import RS485
 from tests.conftest import SIM_START
-from tests.support import LOOPBACK, free_base_port, free_port
+from tests.support import LOOPBACK, async_wait_until, free_base_port, free_port
 
 runner = CliRunner()
 
@@ -54,6 +55,7 @@ def bus_port(sim: Simulator) -> str:
     return bus.client_port
 
 
+@pytest.mark.integration
 async def test_finds_the_gateways_meters_and_names_their_models(sim: Simulator) -> None:
     port = port_of(sim, "library-hvac-meter")  # the sub-meter gateway: 1 ABB B23, 2 and 3 SDM630
     result = await invoke(["scan", "modbus", "--host", LOOPBACK, "--port", port, "--units", "1-5", "--json"])
@@ -72,6 +74,7 @@ async def test_finds_the_gateways_meters_and_names_their_models(sim: Simulator) 
         assert "no such unit" in units[silent]["note"]
 
 
+@pytest.mark.integration
 async def test_table_progress_and_snippet(sim: Simulator) -> None:
     port = port_of(sim, "library-main-meter")  # iEM3255 at unit 1
     args = ["scan", "modbus", "--host", LOOPBACK, "--port", port, "--units", "1-3", "--snippet"]
@@ -91,6 +94,7 @@ async def test_table_progress_and_snippet(sim: Simulator) -> None:
     assert [p.device for p in config.pollers] == [device.name]
 
 
+@pytest.mark.integration
 async def test_a_tcp_scan_defaults_to_unit_1(sim: Simulator) -> None:
     port = port_of(sim, "info-centre-main-meter")
     result = await invoke(["scan", "modbus", "--host", LOOPBACK, "--port", port, "--json"])
@@ -100,6 +104,7 @@ async def test_a_tcp_scan_defaults_to_unit_1(sim: Simulator) -> None:
     assert by_unit(data)[1]["profile"] == "eastron-sdm630"
 
 
+@pytest.mark.integration
 async def test_serial_bus_units_and_silent_ones(site_with_bus: Simulator) -> None:
     args = ["scan", "modbus", "--serial", bus_port(site_with_bus), "--units", "1-5", "--timeout", "0.2"]
     result = await invoke([*args, "--json"])
@@ -110,16 +115,28 @@ async def test_serial_bus_units_and_silent_ones(site_with_bus: Simulator) -> Non
     assert not units[4]["answered"]
 
 
-async def test_ctrl_c_stops_a_long_scan_with_what_it_found(site_with_bus: Simulator) -> None:
+@pytest.mark.integration
+async def test_ctrl_c_stops_a_long_scan_with_what_it_found(
+    site_with_bus: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int] = []  # unit ids the bus's meters were asked for, in order (the scan goes one by one)
+    check = modbus_servers._KnownUnits._check
+
+    def noting(self: modbus_servers._KnownUnits, device_id: int) -> None:
+        asked.append(device_id)
+        check(self, device_id)
+
+    monkeypatch.setattr(modbus_servers._KnownUnits, "_check", noting)
     command = [sys.executable, "-m", "edge_agent", "scan", "modbus", "--serial", bus_port(site_with_bus)]
     process = await asyncio.create_subprocess_exec(
         *command, "--timeout", "0.3", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     assert process.stderr is not None
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(30):
         header = await process.stderr.readline()
         assert b"units 1-247" in header
-        await asyncio.sleep(2.5)  # units 1-3 answer, then the silent ones take 0.3 s each
+        # Units 1-3 answer; interrupted once the scan has gone past them, into the silent ones (0.3 s each).
+        await async_wait_until(lambda: max(asked, default=0) >= 5, 20, "the scan past unit 4")
         process.send_signal(signal.SIGINT)
         out, err = await process.communicate()
     assert process.returncode == 130, err.decode()
@@ -130,6 +147,7 @@ async def test_ctrl_c_stops_a_long_scan_with_what_it_found(site_with_bus: Simula
     assert "schneider-iem3255" in table
 
 
+@pytest.mark.integration
 async def test_a_closed_port_or_missing_serial_port_exits_1_naming_it() -> None:
     closed = free_port()
     result = await invoke(["scan", "modbus", "--host", LOOPBACK, "--port", str(closed)])

@@ -118,6 +118,7 @@ class FakeAgent:
     write_blocks: bool = False
     rebirth_error: Exception | None = None
     status_tree: object = STATUS
+    writing: asyncio.Event = field(default_factory=asyncio.Event)  # set once a write has begun
 
     def status(self) -> object:
         return self.status_tree
@@ -130,6 +131,7 @@ class FakeAgent:
         return None
 
     async def write(self, ref: str, value: float | None, priority: int | None) -> None:
+        self.writing.set()
         if self.write_blocks:
             await asyncio.Event().wait()
         if self.write_error is not None:
@@ -419,8 +421,10 @@ async def test_a_write_that_hangs_times_out(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 async def test_cancellation_is_not_swallowed() -> None:
-    task = asyncio.create_task(send(FakeAgent(write_blocks=True), write("room-101", "cooling_setpoint", 24)))
-    await asyncio.sleep(0.01)
+    agent = FakeAgent(write_blocks=True)
+    task = asyncio.create_task(send(agent, write("room-101", "cooling_setpoint", 24)))
+    async with asyncio.timeout(5):
+        await agent.writing.wait()  # cancelled while the write hangs
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -23,6 +24,8 @@ from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.site.site import Site
 from tests.conftest import SIM_START
 from tests.support import LOOPBACK, Broker, async_wait_until, free_port, in_background, running_agent
+
+pytestmark = pytest.mark.integration
 
 GATEWAY = "gw-commands"
 BASE = f"edge/{GATEWAY}"
@@ -120,8 +123,9 @@ async def agent_with_room(broker: Broker, tmp_path: Path) -> AsyncIterator[tuple
 
 
 async def test_commands_are_answered_where_the_sender_asked(broker: Broker, tmp_path: Path) -> None:
+    # No settling needed: the agent's uplink is connected only once its command subscription is acknowledged,
+    # and central() yields once its own reply subscription is.
     async with agent_with_room(broker, tmp_path) as (agent, device), central(broker.port) as seen:
-        await asyncio.sleep(0.3)  # the agent's subscription is in place once connected; let ours settle
         reply = await seen.ask(
             {"id": "t-1", "command": "set_demand_target", "args": {"kw": 180}},
             response_topic=f"{BASE}/reply/central-1",
@@ -213,7 +217,6 @@ JUNK: list[Callable[[random.Random], bytes]] = [
 async def test_junk_commands_never_crash_the_agent_nor_write(broker: Broker, tmp_path: Path) -> None:
     rng = random.Random(5)
     async with agent_with_room(broker, tmp_path) as (agent, device), central(broker.port) as seen:
-        await asyncio.sleep(0.3)
         for _ in range(150):
             await seen.send(rng.choice(JUNK)(rng))
         await async_wait_until(lambda: len(seen.replies) >= 150, 30, "a reply to every junk command")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 
 from edge_agent.clock import ScaledClock
 from edge_agent.config import AgentConfig, BacnetConfig, BacnetDevice
@@ -23,6 +24,8 @@ from edge_agent.protocols.bacnet.client import BacnetClient, local_stack
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, Broker, async_wait_until, free_base_port, in_background
 from tests.test_service_notify import messages
+
+pytestmark = pytest.mark.integration
 
 START = "2026-08-05T14:00:00+09:00"  # a hot Wednesday afternoon, the library open
 SPEED = 60.0  # one control step (60 s of building time) per wall-clock second

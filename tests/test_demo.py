@@ -10,7 +10,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.support import Broker, free_base_port
+
+pytestmark = pytest.mark.integration
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

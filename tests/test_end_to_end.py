@@ -16,8 +16,18 @@ import pytest
 from edge_agent.config import BacnetConfig
 from edge_agent.protocols.bacnet.client import local_stack
 from edge_sim.site_meters import METERS, RS485
-from tests.support import LOOPBACK, Broker, async_wait_until, free_base_port, mbpoll_float
-from tests.test_uplink import GATEWAY, Subscriber, subscribe
+from tests.support import (
+    LOOPBACK,
+    Broker,
+    Central,
+    async_wait_until,
+    central_subscriber,
+    free_base_port,
+    mbpoll_float,
+)
+from tests.test_uplink import GATEWAY
+
+pytestmark = pytest.mark.integration
 
 SIM_DEVICES_WITHOUT_SERIAL_BUS = len([m for m in METERS if m.host != RS485]) + 14  # meters + controllers
 
@@ -87,7 +97,7 @@ async def process(*args: str, ready_lines: int = 0) -> AsyncIterator[asyncio.sub
         assert proc.returncode == 0, f"{args[1]} exited {proc.returncode}: {err.decode()[-2000:]}"
 
 
-def latest(central: Subscriber, point: str) -> dict[str, object] | None:
+def latest(central: Central, point: str) -> dict[str, object] | None:
     found = [r for b in central.batches for r in b["readings"] if r["point"] == point]
     return found[-1] if found else None
 
@@ -117,7 +127,7 @@ async def test_readings_travel_from_simulator_to_subscriber(broker: Broker, tmp_
     # A slow building clock: values stay put while the independent clients read them.
     sim_args = ("-m", "edge_sim", "run", "--speed", "0.001", "--base-port", str(base), "--no-serial-bus")
     async with (
-        subscribe(broker.port) as central,
+        central_subscriber(broker.port, GATEWAY) as central,
         process(*sim_args, ready_lines=SIM_DEVICES_WITHOUT_SERIAL_BUS),
         process("-m", "edge_agent", "run", "--config", str(config)),
     ):

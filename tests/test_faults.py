@@ -22,6 +22,8 @@ from tests.support import LOOPBACK
 from tests.test_bacnet import reading_room
 from tests.test_modbus import SDM630_POINTS, meter, sdm630_port
 
+pytestmark = pytest.mark.integration
+
 METER = "info-centre-main-meter"
 POWER = [SDM630_POINTS[0]]  # total_power, float32 at 30053
 

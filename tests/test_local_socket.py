@@ -12,6 +12,8 @@ import structlog
 from edge_agent.service.local_socket import request, serving
 from edge_agent.uplink.commands import MAX_COMMAND_BYTES
 
+pytestmark = pytest.mark.integration
+
 
 async def echo(payload: bytes) -> bytes:
     return json.dumps({"got": len(payload)}).encode()

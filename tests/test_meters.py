@@ -98,6 +98,7 @@ async def meters() -> AsyncIterator[ModbusTcpMeterServer]:
 # --- Eastron SDM630: input registers 3xxxx, float32 high word first -------------------------------------
 
 
+@pytest.mark.integration
 async def test_sdm630_shows_power_and_energy(meters: ModbusTcpMeterServer) -> None:
     await meters.show(1, READING)
     port = meters.port
@@ -112,6 +113,7 @@ async def test_sdm630_shows_power_and_energy(meters: ModbusTcpMeterServer) -> No
     assert demand_period == 15.0
 
 
+@pytest.mark.integration
 async def test_sdm630_block_read_of_40_parameters(meters: ModbusTcpMeterServer) -> None:
     """The meter's limit of 40 parameters per request, read as one block from 30001."""
     await meters.show(1, READING)
@@ -129,6 +131,7 @@ async def test_sdm630_block_read_of_40_parameters(meters: ModbusTcpMeterServer) 
     assert ILLEGAL_ADDRESS in beyond.output
 
 
+@pytest.mark.integration
 async def test_sdm630_demand_registers_after_a_demand_profile(meters: ModbusTcpMeterServer) -> None:
     """60 kW for 20 minutes then 30 kW for 10: the last 15 minutes average 40 kW, the peak window 60 kW."""
     demand = SlidingDemand()
@@ -152,6 +155,7 @@ async def test_sdm630_demand_registers_after_a_demand_profile(meters: ModbusTcpM
 # --- Schneider iEM3255: holding registers, number - 1 on the wire, kW and int64 Wh ----------------------
 
 
+@pytest.mark.integration
 async def test_iem3255_shows_power_in_kw_and_energy_in_wh(meters: ModbusTcpMeterServer) -> None:
     await meters.show(2, READING)
     port = meters.port
@@ -170,6 +174,7 @@ async def test_iem3255_shows_power_in_kw_and_energy_in_wh(meters: ModbusTcpMeter
     assert integer(energy[4:], signed=True) == round(READING.export_kwh * 1000)
 
 
+@pytest.mark.integration
 async def test_iem3255_answers_its_block_and_nothing_else(meters: ModbusTcpMeterServer) -> None:
     port = str(meters.port)
     for start in ("3000", "3087"):  # registers 3000-3211 in two requests of 125
@@ -183,6 +188,7 @@ async def test_iem3255_answers_its_block_and_nothing_else(meters: ModbusTcpMeter
 # --- ABB B23: holding registers at the manual's hex addresses, scaled big-endian integers ---------------
 
 
+@pytest.mark.integration
 async def test_abb_b23_shows_power_energy_and_scaled_values(meters: ModbusTcpMeterServer) -> None:
     await meters.show(3, READING)
     port = meters.port
@@ -208,6 +214,7 @@ async def test_abb_b23_shows_power_energy_and_scaled_values(meters: ModbusTcpMet
     assert power == -123450
 
 
+@pytest.mark.integration
 async def test_abb_b23_quantities_it_does_not_measure_read_not_available(
     meters: ModbusTcpMeterServer,
 ) -> None:
@@ -224,6 +231,7 @@ async def test_abb_b23_quantities_it_does_not_measure_read_not_available(
     assert len(await tcp_read(port, 3, "-0", "-t", "4:hex", "-r", str(0x5B00), "-c", "62")) == 62
 
 
+@pytest.mark.integration
 async def test_tcp_server_rejects_unknown_units(meters: ModbusTcpMeterServer) -> None:
     poll = await mbpoll("-m", "tcp", "-p", str(meters.port), "-a", "9", "-t", "4", "-r", "3060", LOOPBACK)
     assert poll.returncode != 0
@@ -243,6 +251,7 @@ def rtu_reading(unit: int) -> MeterReading:
     )
 
 
+@pytest.mark.integration
 async def test_rtu_bus_serves_several_meters_and_cleans_up() -> None:
     async with ModbusRtuMeterBus([Sdm630(1), Iem3255(2), AbbB23(3)], baudrate=9600) as bus:
         for unit in (1, 2, 3):
@@ -277,6 +286,7 @@ async def test_rtu_bus_serves_several_meters_and_cleans_up() -> None:
     assert_cleaned_up(socat_pid, client_port)
 
 
+@pytest.mark.integration
 async def test_rtu_bus_cleans_up_when_the_body_fails() -> None:
     bus = ModbusRtuMeterBus([Sdm630(1)])
     started: list[tuple[int | None, Path]] = []

@@ -46,6 +46,7 @@ def sdm630_port(sim: Simulator) -> int:
     return server.port
 
 
+@pytest.mark.integration
 async def test_reads_what_the_meter_shows(sim: Simulator, clock: ManualClock) -> None:
     clock.advance(600)
     await sim.step()
@@ -73,6 +74,7 @@ def test_planner_splits_register_tables() -> None:
     assert tables == ["input", "input", "holding"]
 
 
+@pytest.mark.integration
 async def test_word_order_little_reads_the_words_swapped(sim: Simulator) -> None:
     """A point configured low-word-first decodes the meter's high-word-first float as CDAB would."""
     swapped = ModbusPoint(name="p", table="input", address=0x34, order="CDAB")
@@ -84,6 +86,7 @@ async def test_word_order_little_reads_the_words_swapped(sim: Simulator) -> None
     assert result.value != pytest.approx(sim.circuit("info-centre-main-meter").power_w(), rel=1e-3)
 
 
+@pytest.mark.integration
 async def test_illegal_address_is_a_per_point_error_naming_the_register(sim: Simulator) -> None:
     points = [*SDM630_POINTS[:1], ModbusPoint(name="bogus", table="input", address=0x1000)]
     async with ModbusClient(meter(sdm630_port(sim), points)) as client:
@@ -96,6 +99,7 @@ async def test_illegal_address_is_a_per_point_error_naming_the_register(sim: Sim
     assert error.device == "meter-main"
 
 
+@pytest.mark.integration
 async def test_holding_register_write_and_read_back(sim: Simulator) -> None:
     period = ModbusPoint(name="demand_period", table="holding", address=2, unit="min")
     async with ModbusClient(meter(sdm630_port(sim), [period])) as client:
@@ -104,6 +108,7 @@ async def test_holding_register_write_and_read_back(sim: Simulator) -> None:
         assert (await client.read(["demand_period"]))[0].value == 30.0
 
 
+@pytest.mark.integration
 async def test_nobody_listening_is_unreachable() -> None:
     with pytest.raises(DeviceUnreachable) as caught:
         async with ModbusClient(meter(free_port())):
@@ -111,12 +116,14 @@ async def test_nobody_listening_is_unreachable() -> None:
     assert "meter-main" in str(caught.value)
 
 
+@pytest.mark.integration
 async def test_mbpoll_reads_the_same_power(sim: Simulator) -> None:
     """An independent client (mbpoll, libmodbus) agrees with the datasheet's register 30053."""
     power = await mbpoll_float(sdm630_port(sim), 53)
     assert power == pytest.approx(sim.circuit("info-centre-main-meter").power_w(), rel=1e-5)
 
 
+@pytest.mark.integration
 async def test_illegal_address_in_a_merged_block_is_split_and_remembered(sim: Simulator) -> None:
     points = [
         ModbusPoint(name="total_energy", table="input", address=0x0156, unit="kWh"),
@@ -135,6 +142,7 @@ async def test_illegal_address_in_a_merged_block_is_split_and_remembered(sim: Si
     assert second["total_energy"].error is None
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("multiple", [False, True], ids=["05-06", "15-16"])
 async def test_writes_with_single_or_multiple_functions(sim: Simulator, multiple: bool) -> None:
     points = [

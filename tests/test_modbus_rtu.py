@@ -25,7 +25,9 @@ from edge_sim.faults import Fault, FaultKind
 from edge_sim.simulator import Simulator
 from edge_sim.site_meters import RS485
 from tests.conftest import SIM_START
-from tests.support import LOOPBACK, free_base_port, free_port
+from tests.support import LOOPBACK, async_wait_until, free_base_port, free_port
+
+pytestmark = pytest.mark.integration
 
 SDM630_POWER = ModbusPoint(name="power", table="input", address=0x34, unit="W")
 B23_POWER = ModbusPoint(name="power", table="holding", address=0x5B14, type="int32", scale=0.01, unit="W")
@@ -106,9 +108,10 @@ async def test_writes_go_ahead_of_queued_reads(site_with_bus: Simulator) -> None
     device = unit(site_with_bus, 1)
     order: list[str] = []
     async with shared_link(device) as link:
-        hold = asyncio.Event()
+        holding, hold = asyncio.Event(), asyncio.Event()
 
         async def holder(_client: object) -> None:
+            holding.set()
             await hold.wait()
 
         async def record(name: str) -> None:
@@ -118,11 +121,12 @@ async def test_writes_go_ahead_of_queued_reads(site_with_bus: Simulator) -> None
             await link.call(operation, timeout_s=5, write=name.startswith("write"))
 
         first = asyncio.create_task(link.call(holder, timeout_s=5))
-        await asyncio.sleep(0.05)
+        async with asyncio.timeout(5):
+            await holding.wait()  # the first call has the link
         queued = [
             asyncio.create_task(record(n)) for n in ("read-1", "read-2", "write-1", "read-3", "write-2")
         ]
-        await asyncio.sleep(0.05)
+        await async_wait_until(lambda: link.statistics().waiting == 5, 5, "the five calls queued")
         hold.set()
         async with asyncio.timeout(5):
             await asyncio.gather(first, *queued)

@@ -137,6 +137,7 @@ def power_meter(port: int) -> ModbusTcpDevice:
     )
 
 
+@pytest.mark.integration
 async def test_a_stray_answer_is_not_taken_for_the_one_awaited() -> None:
     """A gateway that sends a stale answer (an older transaction) before the right one."""
 
@@ -149,6 +150,7 @@ async def test_a_stray_answer_is_not_taken_for_the_one_awaited() -> None:
     assert values == [1.0, 2.0, 3.0]
 
 
+@pytest.mark.integration
 async def test_an_answer_split_across_segments_and_two_in_one_segment() -> None:
     def answer(transaction: int, _request: bytes) -> list[bytes]:
         frame = mbap(transaction, registers_answer([230]))
@@ -159,6 +161,7 @@ async def test_an_answer_split_across_segments_and_two_in_one_segment() -> None:
     assert [r[0].value for r in results] == [230.0] * 3
 
 
+@pytest.mark.integration
 async def test_a_device_that_is_not_modbus_is_garbage_and_the_next_read_reconnects() -> None:
     answers = iter([[b"HTTP/1.1 400 Bad Request\r\n\r\n"]])
 

@@ -81,6 +81,7 @@ def test_a_model_answering_nan_fails_at_decide_naming_the_knob(tmp_path: Path) -
         policy.decide(AFTERNOON)
 
 
+@pytest.mark.integration
 def test_the_shipped_model_on_a_summer_day_lowers_the_peak_without_discomfort() -> None:
     baseline_run = run_scenario("summer", seed=0, days=1)
     baseline = baseline_run.kpis[SITE]

@@ -7,54 +7,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiomqtt
+import pytest
 
 from edge_agent.config import AgentConfig
-from edge_agent.uplink.payloads import ReadingsBatch
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
-from tests.support import LOOPBACK, Broker, async_wait_until, in_background, running_agent
+from tests.support import LOOPBACK, Broker, async_wait_until, central_subscriber, running_agent
+
+pytestmark = pytest.mark.integration
 
 GATEWAY = "gw-outage"
 METERS = 10
 OUTAGE_READINGS = 30_000
 BATCH = 500
 IN_FLIGHT = 4
-
-
-@dataclass
-class Arrival:
-    at: float  # event-loop time at the subscriber
-    batch: ReadingsBatch
-
-
-@dataclass
-class Central:
-    arrivals: list[Arrival] = field(default_factory=list)
-
-    def seqs(self) -> list[int]:
-        return [r.seq for a in self.arrivals for r in a.batch.readings]
-
-
-@contextlib.asynccontextmanager
-async def central(port: int) -> AsyncIterator[Central]:
-    """A subscriber whose own connection outlives the broker's pause (long keepalive)."""
-    seen = Central()
-    async with aiomqtt.Client(LOOPBACK, port, identifier="central", keepalive=600) as client:
-        await client.subscribe(f"edge/{GATEWAY}/readings", qos=1)
-
-        async def collect() -> None:
-            async for message in client.messages:
-                assert isinstance(message.payload, bytes)
-                batch = ReadingsBatch.model_validate_json(message.payload)
-                seen.arrivals.append(Arrival(asyncio.get_running_loop().time(), batch))
-
-        async with in_background(collect()):
-            yield seen
 
 
 @contextlib.asynccontextmanager
@@ -67,7 +36,7 @@ async def meters() -> AsyncIterator[int]:
 
 
 async def test_outage_backlog_arrives_exactly_once_while_live_flows(broker: Broker, tmp_path: Path) -> None:
-    async with meters() as port, central(broker.port) as seen:
+    async with meters() as port, central_subscriber(broker.port, GATEWAY) as seen:
         config = AgentConfig.model_validate(
             {
                 "gateway": {"id": GATEWAY},
@@ -96,7 +65,7 @@ async def test_outage_backlog_arrives_exactly_once_while_live_flows(broker: Brok
             }
         )
         async with running_agent(config) as agent:
-            await async_wait_until(lambda: len(seen.seqs()) > 1000, 20, "live readings")
+            await async_wait_until(lambda: len(seen.seqs) > 1000, 20, "live readings")
             broker.pause()
             outage_from = agent.buffer.last_seq
             await async_wait_until(
@@ -113,10 +82,10 @@ async def test_outage_backlog_arrives_exactly_once_while_live_flows(broker: Brok
                 "the backlog sent",
             )
             target = agent.buffer.last_seq
-            await async_wait_until(lambda: max(seen.seqs()) >= target, 30, "live readings after the backlog")
-            await async_wait_until(lambda: set(range(1, target + 1)) <= set(seen.seqs()), 30, "every reading")
+            await async_wait_until(lambda: max(seen.seqs) >= target, 30, "live readings after the backlog")
+            await async_wait_until(lambda: set(range(1, target + 1)) <= set(seen.seqs), 30, "every reading")
 
-    seqs = seen.seqs()
+    seqs = seen.seqs
     unique = set(seqs)
     assert unique >= set(range(1, target + 1))  # nothing lost
     assert max(unique) == len(unique)  # and no gap anywhere

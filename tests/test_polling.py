@@ -21,6 +21,8 @@ from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from tests.support import LOOPBACK, async_wait_until, free_port
 from tests.test_modbus import SDM630_POINTS, meter
 
+pytestmark = pytest.mark.integration
+
 
 @contextlib.asynccontextmanager
 async def meter_on(port: int, power_w: float) -> AsyncIterator[ModbusTcpMeterServer]:

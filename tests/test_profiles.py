@@ -88,6 +88,7 @@ def test_a_meter_profile_needs_a_tenth_of_a_request_per_point(name: str) -> None
     assert len(blocks) * 10 <= len(device.points), [b.describe() for b in blocks]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(METER_PROFILES))
 async def test_a_meter_profile_reads_its_simulated_meter(sim: Simulator, name: str) -> None:
     host, unit_id = METER_PROFILES[name]

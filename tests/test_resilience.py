@@ -16,6 +16,8 @@ from edge_sim.faults import Fault, FaultKind
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, async_wait_until, free_port, running_agent
 
+pytestmark = pytest.mark.integration
+
 VICTIM = "library-lighting-meter"
 INTERVAL_S = 0.5
 RUN_S = 3.0

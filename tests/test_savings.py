@@ -29,6 +29,7 @@ def library_hours() -> OpeningHours:
     return opening_hours(Site(SCENARIOS["summer"].start).building(LIBRARY))
 
 
+@pytest.mark.integration
 def test_towt_predicts_unseen_weather_within_guideline_14(tmp_path: Path) -> None:
     hours = library_hours()
     training = [
@@ -48,6 +49,7 @@ def test_towt_predicts_unseen_weather_within_guideline_14(tmp_path: Path) -> Non
         assert abs(nmbe) <= 0.10, (scenario, nmbe)
 
 
+@pytest.mark.integration
 def test_daily_reports_of_a_controlled_week_add_up_to_the_kpis() -> None:
     baseline_run = record("summer", LIBRARY, seed=0)
     tracker = SavingsTracker("gw", RecordedBaseline(baseline_run))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 
 from edge_agent.clock import ScaledClock
 from edge_agent.control.savings.baseline import fit_towt
@@ -20,6 +21,8 @@ from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, Broker, agent_process, free_base_port
 from tests.test_cli_local import status
 from tests.test_control_bacnet import GATEWAY, agent_toml
+
+pytestmark = pytest.mark.integration
 
 START = "2026-08-05T23:52:00+09:00"
 SPEED = 600.0  # ten building minutes a second: midnight comes after about a second

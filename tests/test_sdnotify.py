@@ -33,6 +33,7 @@ def received(sock: socket.socket) -> str:
     return sock.recv(4096).decode()
 
 
+@pytest.mark.integration
 def test_ready_status_watchdog_stopping_arrive_as_systemd_reads_them(
     systemd_socket: tuple[socket.socket, str],
 ) -> None:
@@ -50,6 +51,7 @@ def test_ready_status_watchdog_stopping_arrive_as_systemd_reads_them(
     assert received(sock) == "STOPPING=1"
 
 
+@pytest.mark.integration
 def test_abstract_namespace_socket() -> None:
     name = f"edge-agent-test-{uuid.uuid4().hex}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
@@ -73,6 +75,7 @@ def test_without_notify_socket_nothing_is_sent_and_nothing_fails(monkeypatch: py
     assert logs == []
 
 
+@pytest.mark.integration
 def test_watchdog_meant_for_another_process_is_ignored(systemd_socket: tuple[socket.socket, str]) -> None:
     _, path = systemd_socket
     env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "30000000"}
@@ -82,6 +85,7 @@ def test_watchdog_meant_for_another_process_is_ignored(systemd_socket: tuple[soc
     )
 
 
+@pytest.mark.integration
 def test_a_stalled_or_missing_systemd_neither_blocks_nor_raises_and_is_logged_once(
     systemd_socket: tuple[socket.socket, str],
 ) -> None:
@@ -123,6 +127,7 @@ def test_heartbeats_turn_unhealthy_when_one_loop_stops_beating() -> None:
         beats.beat("poll:meter-1")
 
 
+@pytest.mark.integration
 async def test_keep_alive_withholds_the_watchdog_while_a_loop_is_stuck(
     systemd_socket: tuple[socket.socket, str],
 ) -> None:
@@ -171,6 +176,7 @@ async def test_keep_alive_withholds_the_watchdog_while_a_loop_is_stuck(
     assert events == [("watchdog withheld", ["poll"]), ("watchdog resumed", None)]
 
 
+@pytest.mark.integration
 async def test_keep_alive_returns_at_once_without_a_watchdog(
     systemd_socket: tuple[socket.socket, str],
 ) -> None:

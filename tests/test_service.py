@@ -6,11 +6,15 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from edge_agent.clock import ManualClock
 from edge_agent.config import AgentConfig, BufferConfig, ModbusPoint, MqttConfig, PollerConfig
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK, async_wait_until, free_port, running_agent
 from tests.test_modbus import SDM630_POINTS, meter, sdm630_port
+
+pytestmark = pytest.mark.integration
 
 
 async def test_stop_commits_every_accepted_reading(sim: Simulator, tmp_path: Path) -> None:

@@ -13,9 +13,13 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from tests.support import LOOPBACK, agent_process, free_port, notify_socket
+
+pytestmark = pytest.mark.integration
 
 
 async def messages(sock: socket.socket, until: str, timeout_s: float) -> list[str]:

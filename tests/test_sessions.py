@@ -5,22 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
+import pytest
 
 from edge_agent.config import AgentConfig, MqttConfig
 from edge_agent.store.buffer import Buffer
-from edge_agent.uplink.payloads import Birth, Death, ReadingsBatch, device_infos
+from edge_agent.uplink.payloads import Birth, Death, device_infos
 from edge_agent.uplink.session import Uplink, UplinkState
 from tests.mqtt_proxy import mqtt311_front
-from tests.support import LOOPBACK, Broker, async_wait_until, in_background
+from tests.support import LOOPBACK, Broker, async_wait_until, central_subscriber, in_background
 from tests.test_buffer import readings
+
+pytestmark = pytest.mark.integration
 
 GATEWAY = "gw-sessions"
 DEVICES = device_infos(
@@ -40,34 +41,6 @@ DEVICES = device_infos(
 )
 
 
-class Central:
-    """What a central subscriber sees: status messages (births and deaths) and readings batches."""
-
-    def __init__(self) -> None:
-        self.status: list[dict[str, Any]] = []
-        self.batches: list[ReadingsBatch] = []
-        self.arrived: list[float] = []  # event-loop time of each batch's arrival
-
-
-@contextlib.asynccontextmanager
-async def central(port: int) -> AsyncIterator[Central]:
-    seen = Central()
-    async with aiomqtt.Client(LOOPBACK, port, identifier="central", keepalive=600) as client:
-        await client.subscribe(f"edge/{GATEWAY}/#", qos=1)
-
-        async def collect() -> None:
-            async for message in client.messages:
-                assert isinstance(message.payload, bytes)
-                if str(message.topic).endswith("/readings"):
-                    seen.batches.append(ReadingsBatch.model_validate_json(message.payload))
-                    seen.arrived.append(asyncio.get_running_loop().time())
-                elif str(message.topic).endswith("/status"):
-                    seen.status.append(json.loads(message.payload))
-
-        async with in_background(collect()):
-            yield seen
-
-
 @contextlib.asynccontextmanager
 async def running(uplink: Uplink) -> AsyncIterator[Uplink]:
     async with in_background(uplink.run()):
@@ -79,7 +52,7 @@ def mqtt(port: int, **settings: Any) -> MqttConfig:
 
 
 async def test_each_session_is_born_and_dies_with_its_own_bdseq(broker: Broker, tmp_path: Path) -> None:
-    async with Buffer(tmp_path / "b.db") as buffer, central(broker.port) as seen:
+    async with Buffer(tmp_path / "b.db") as buffer, central_subscriber(broker.port, GATEWAY) as seen:
         for _ in range(2):
             async with running(Uplink(mqtt(broker.port), GATEWAY, buffer, DEVICES)) as uplink:
                 await async_wait_until(lambda: uplink.statistics().state is UplinkState.CONNECTED, 5, "up")
@@ -103,7 +76,7 @@ async def test_the_last_will_carries_the_session_of_a_killed_agent(broker: Broke
         f'[gateway]\nid = "{GATEWAY}"\n[buffer]\npath = "{tmp_path / "b.db"}"\n'
         f'[mqtt]\nurl = "{broker.url}"\nkeepalive_s = 5\n'
     )
-    async with central(broker.port) as seen:
+    async with central_subscriber(broker.port, GATEWAY) as seen:
         for _ in range(2):
             agent = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "edge_agent", "run", "--config", str(config),
@@ -121,7 +94,7 @@ async def test_a_broker_without_mqtt5_is_spoken_to_in_311(broker: Broker, tmp_pa
     async with (
         mqtt311_front(broker.port) as front,
         Buffer(tmp_path / "b.db") as buffer,
-        central(broker.port) as seen,
+        central_subscriber(broker.port, GATEWAY) as seen,
     ):
         await buffer.append(readings(10))
         async with running(Uplink(mqtt(front.port), GATEWAY, buffer, DEVICES)) as uplink:
@@ -129,7 +102,7 @@ async def test_a_broker_without_mqtt5_is_spoken_to_in_311(broker: Broker, tmp_pa
             assert uplink.statistics().mqtt == "3.1.1"
         assert front.refused_v5 == 1  # asked once, then remembered
         assert Birth.model_validate(seen.status[0]).mqtt == "3.1.1"
-        assert [r.seq for b in seen.batches for r in b.readings] == list(range(1, 11))
+        assert seen.seqs == list(range(1, 11))
 
 
 async def test_mqtt5_only_never_falls_back(broker: Broker, tmp_path: Path) -> None:
@@ -148,19 +121,20 @@ async def test_backlog_drains_behind_live_readings_within_its_rate(broker: Broke
     """3,000 readings wait from an outage; once connected they go as historical batches at no more than
     20 messages/s, while readings taken after the connect go first, as live batches."""
     settings = {"batch_size": 100, "backlog_messages_per_s": 20.0}
-    async with Buffer(tmp_path / "b.db") as buffer, central(broker.port) as seen:
+    async with Buffer(tmp_path / "b.db") as buffer, central_subscriber(broker.port, GATEWAY) as seen:
         await buffer.append(readings(3000))
         async with running(Uplink(mqtt(broker.port, **settings), GATEWAY, buffer)) as uplink:
             await async_wait_until(lambda: uplink.statistics().state is UplinkState.CONNECTED, 5, "up")
             await buffer.append(readings(50, start=3000))
             await async_wait_until(lambda: buffer.statistics().depth == 0, 20, "everything sent")
-    historical = [b for b in seen.batches if b.historical]
-    current = [b for b in seen.batches if not b.historical]
+    batches = [a.batch for a in seen.arrivals]
+    historical = [b for b in batches if b.historical]
+    current = [b for b in batches if not b.historical]
     assert [r.seq for b in historical for r in b.readings] == list(range(1, 3001))
     assert [r.seq for b in current for r in b.readings] == list(range(3001, 3051))
-    assert all(b.backlog_last == 3000 for b in seen.batches)
-    assert seen.batches.index(current[0]) < seen.batches.index(historical[-1])  # live did not wait
+    assert all(b.backlog_last == 3000 for b in batches)
+    assert batches.index(current[0]) < batches.index(historical[-1])  # live did not wait
     # 30 batches at 20/s after a burst of 20: the limiter spread the backlog over about half a second.
-    times = [t for t, b in zip(seen.arrived, seen.batches, strict=True) if b.historical]
+    times = [a.at for a in seen.arrivals if a.batch.historical]
     assert times[-1] - times[0] >= 0.4
     assert uplink.statistics().historical_published == 3000

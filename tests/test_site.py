@@ -104,6 +104,7 @@ def test_co2_falls_with_ventilation() -> None:
     assert excess_lots == pytest.approx(excess_little / 2, rel=0.01)
 
 
+@pytest.mark.integration
 def test_baseline_keeps_occupied_comfort_on_a_summer_week() -> None:
     result = run_scenario("summer", seed=0, days=3)
     site = result.kpis[SITE]
@@ -112,6 +113,7 @@ def test_baseline_keeps_occupied_comfort_on_a_summer_week() -> None:
     assert 0.3 < site.load_factor < 0.7
 
 
+@pytest.mark.integration
 def test_raising_the_cooling_setpoint_lowers_demand() -> None:
     def shed(site: Site) -> None:
         for building in site.buildings.values():

@@ -11,6 +11,8 @@ from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.simulator import Simulator
 from tests.support import LOOPBACK
 
+pytestmark = pytest.mark.integration
+
 IEM3255 = [
     ModbusPoint(name="power", table="holding", address=3059, type="float32", scale=1000, unit="W"),
     ModbusPoint(name="energy", table="holding", address=3203, type="int64", scale=0.001, unit="kWh"),

@@ -19,6 +19,8 @@ from edge_agent.uplink.session import Uplink, UplinkState
 from tests.support import LOOPBACK, async_wait_until, free_port, run_mosquitto
 from tests.test_buffer import readings
 
+pytestmark = pytest.mark.integration
+
 
 def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)

@@ -8,47 +8,28 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import aiomqtt
+import pytest
 
 from edge_agent.config import MqttConfig
 from edge_agent.readings import Quality, Reading
 from edge_agent.store.buffer import Buffer
 from edge_agent.uplink.payloads import ReadingsBatch
 from edge_agent.uplink.session import Uplink, UplinkState, encode_batch, encode_envelope
-from tests.support import LOOPBACK, Broker, async_wait_until, free_port, in_background, run_mosquitto
+from tests.support import (
+    LOOPBACK,
+    Broker,
+    async_wait_until,
+    central_subscriber,
+    free_port,
+    in_background,
+    run_mosquitto,
+)
 from tests.test_buffer import readings
 
+pytestmark = pytest.mark.integration
+
 GATEWAY = "gw-test"
-
-
-class Subscriber:
-    """A central server's view: every readings payload, and the retained status."""
-
-    def __init__(self) -> None:
-        self.batches: list[dict[str, Any]] = []
-        self.status: list[dict[str, Any]] = []
-
-    @property
-    def seqs(self) -> list[int]:
-        return [r["seq"] for b in self.batches for r in b["readings"]]
-
-
-@contextlib.asynccontextmanager
-async def subscribe(port: int) -> AsyncIterator[Subscriber]:
-    seen = Subscriber()
-    async with aiomqtt.Client(LOOPBACK, port, identifier="central") as client:
-        await client.subscribe(f"edge/{GATEWAY}/#", qos=1)
-
-        async def collect() -> None:
-            async for message in client.messages:
-                body = json.loads(bytes(message.payload))
-                target = seen.batches if str(message.topic).endswith("/readings") else seen.status
-                target.append(body)
-
-        async with in_background(collect()):
-            yield seen
 
 
 @contextlib.asynccontextmanager
@@ -60,7 +41,7 @@ async def running_uplink(buffer: Buffer, port: int) -> AsyncIterator[Uplink]:
 
 
 async def test_batches_reach_the_subscriber_then_leave_the_buffer(broker: Broker, tmp_path: Path) -> None:
-    async with Buffer(tmp_path / "b.db") as buffer, subscribe(broker.port) as central:
+    async with Buffer(tmp_path / "b.db") as buffer, central_subscriber(broker.port, GATEWAY) as central:
         await buffer.append(readings(250))
         async with running_uplink(buffer, broker.port) as uplink:
             await async_wait_until(lambda: len(central.seqs) == 250, 10, "250 readings at the subscriber")
@@ -88,7 +69,7 @@ async def test_batches_reach_the_subscriber_then_leave_the_buffer(broker: Broker
 async def test_nothing_leaves_the_buffer_before_its_puback(broker: Broker, tmp_path: Path) -> None:
     async with (
         Buffer(tmp_path / "b.db") as buffer,
-        subscribe(broker.port) as central,
+        central_subscriber(broker.port, GATEWAY) as central,
         running_uplink(buffer, broker.port) as uplink,
     ):
         await async_wait_until(lambda: uplink.statistics().state is UplinkState.CONNECTED, 5, "connected")
@@ -148,7 +129,7 @@ async def test_cap_hit_during_an_outage_is_reported_exactly(tmp_path: Path) -> N
         stats = buffer.statistics()
         assert stats.dropped > 0
         with run_mosquitto(tmp_path, port):
-            async with subscribe(port) as central, running_uplink(buffer, port):
+            async with central_subscriber(port, GATEWAY) as central, running_uplink(buffer, port):
                 await async_wait_until(lambda: buffer.statistics().depth == 0, 60, "the backlog to drain")
                 await async_wait_until(
                     lambda: len(set(central.seqs)) == stats.depth, 10, "every kept reading"

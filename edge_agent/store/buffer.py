@@ -78,12 +78,16 @@ class EncodedBatch:
 
 
 # One JSON object per reading, built inside SQLite. Values with 17 significant digits (SQLite's JSON would
-# round to 15; 17 always parse back to the same double), timestamps truncated to milliseconds as Python's
-# isoformat(timespec="milliseconds") does.
+# round to 15), which parse back to the same double when they are the correctly rounded ones; SQLite's printf
+# is not always correctly rounded (here, about 1% of the doubles above 1e200 came out one unit in the last
+# place off, and SQLite then reads its own text back as another double): those take 18 digits, which do.
+# Timestamps truncated to milliseconds as Python's isoformat(timespec="milliseconds") does.
 _ENCODED_SELECT = """
 SELECT MIN(seq), MAX(seq), COUNT(*), json_group_array(json_object(
     'seq', seq, 'device', device, 'point', point,
-    'value', CASE WHEN value IS NULL THEN NULL ELSE json(printf('%!.17g', value)) END,
+    'value', CASE WHEN value IS NULL THEN NULL ELSE json(
+        CASE WHEN CAST(printf('%!.17g', value) AS REAL) = value THEN printf('%!.17g', value)
+        ELSE printf('%!.18g', value) END) END,
     'unit', unit, 'quality', quality,
     'ts', strftime('%Y-%m-%dT%H:%M:%fZ', (ts_us / 1000) / 1000.0, 'unixepoch')))
 FROM (SELECT * FROM readings WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)
