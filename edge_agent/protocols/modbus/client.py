@@ -35,7 +35,6 @@ EXCEPTION_NAMES = {
     11: "gateway target failed to respond",
 }
 T = TypeVar("T")
-_new = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +141,7 @@ class ModbusClient(ClientContext):
         append, isfinite = results.append, math.isfinite
         for name, value in zip(request.names, values, strict=True):
             if isinstance(value, float) and isfinite(value):
-                append(_new(PointResult, (name, value, None, False)))  # as PointResult(name, value), quicker
+                append(PointResult(name, value))
             elif value is None:
                 append(PointResult(name, None, unavailable=True))
             else:
