@@ -254,7 +254,7 @@ def _toml(config: dict[str, Any]) -> str:
             return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
         return str(v)
 
-    for table in ("buffer", "mqtt", "bacnet", "log"):
+    for table in ("gateway", "buffer", "mqtt", "bacnet", "log"):
         if table in config:
             lines.append(f"[{table}]")
             lines += [f"{k} = {value(v)}" for k, v in config[table].items()]

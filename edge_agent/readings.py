@@ -30,7 +30,7 @@ class _Fields(NamedTuple):
     ts: datetime
 
 
-_new = tuple.__new__
+_new = tuple.__new__  # Reading.__new__ only: every other module makes a Reading through the constructor
 
 
 class Reading(_Fields):

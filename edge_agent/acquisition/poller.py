@@ -23,7 +23,6 @@ from edge_agent.readings import Quality, Reading, utc_now
 
 log = structlog.get_logger("edge_agent.polling")
 _GOOD, _BAD, _UNAVAILABLE = Quality.GOOD, Quality.BAD, Quality.UNAVAILABLE
-_new = tuple.__new__
 
 ReadingSink = Callable[[list[Reading]], Awaitable[None]]
 ClientFactory = Callable[[], ProtocolClient]
@@ -223,18 +222,14 @@ class DevicePoller:
         now = utc_now()
         self._polls += 1
         device, units = self.device.name, self._units  # (this runs for every point of every poll)
-        # Made as tuples, skipping Reading's timestamp check: `now` is aware. (A third of the cost.)
-        readings: list[Reading] = [
-            _new(
-                Reading,
-                (
-                    device,
-                    point,
-                    value,
-                    units[point],
-                    _BAD if failure is not None else _UNAVAILABLE if unavailable else _GOOD,
-                    now,
-                ),
+        readings = [
+            Reading(
+                device,
+                point,
+                value,
+                units[point],
+                _BAD if failure is not None else _UNAVAILABLE if unavailable else _GOOD,
+                now,
             )
             for point, value, failure, unavailable in results
         ]

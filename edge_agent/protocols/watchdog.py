@@ -3,7 +3,9 @@
 asyncio.timeout arms a timer and a Timeout object for every section (about 3.5 us); a poller runs one
 section per request. A Watchdog keeps one timer and moves it only when it fires early (the section then
 running ends later) or when a section must end sooner than it is set for: while sections end in time, it
-fires about once per timeout period, whatever their number.
+fires about once per timeout period, whatever their number. It pays at a building's load too: polling 50
+SDM630 meters x 13 points each second, the agent took 6-7% more CPU with asyncio.timeout in its place
+(bench/building_load.py).
 
     watchdog = Watchdog()
     with watchdog.within(2.0):   # TimeoutError if the section takes longer

@@ -24,7 +24,6 @@ from edge_agent.protocols.modbus.planner import PlanLimits, ReadBlock, plan_read
 from edge_agent.protocols.modbus.wire import Wire
 
 T = TypeVar("T")
-_new = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +130,7 @@ class ModbusClient(ClientContext):
         append, isfinite = results.append, math.isfinite
         for name, value in zip(request.names, values, strict=True):
             if isinstance(value, float) and isfinite(value):
-                append(_new(PointResult, (name, value, None, False)))  # as PointResult(name, value), quicker
+                append(PointResult(name, value))
             elif value is None:
                 append(PointResult(name, None, unavailable=True))
             else:
