@@ -20,12 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
+from tests.reference_batches import Batch, encode_batch
 from tests.support import LOOPBACK, run_mosquitto
 
 from edge_agent.config import MqttConfig
 from edge_agent.readings import Quality, Reading
-from edge_agent.store.buffer import Batch, Buffer, StoredReading
-from edge_agent.uplink.session import Uplink, encode_batch
+from edge_agent.store.buffer import Buffer
+from edge_agent.store.reader import StoredReading
+from edge_agent.uplink.session import Uplink
 
 BATCH = 500
 T0 = datetime(2026, 8, 5, tzinfo=UTC)
@@ -120,7 +122,7 @@ async def soak(workdir: Path, total: int) -> list[float]:
         done = 0
         while done < total:
             await buffer.append(batch(done))
-            await buffer.ack(await buffer.next_batch(BATCH))
+            await buffer.ack(await buffer.next_encoded(BATCH))
             done += BATCH
             if done % 100_000 == 0:
                 samples.append(rss_mib())

@@ -14,7 +14,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.readings import Quality, Reading
-from edge_agent.store.buffer import Buffer
+from edge_agent.store.buffer import Buffer, EncodedBatch
+from tests.reference_batches import next_batch
 
 T0 = datetime(2026, 8, 5, 5, 0, tzinfo=UTC)
 
@@ -33,16 +34,20 @@ def readings(n: int, start: int = 0) -> list[Reading]:
     ]
 
 
+def values(batch: EncodedBatch) -> list[float | None]:
+    return [r["value"] for r in json.loads(batch.readings_json)]
+
+
 async def test_batches_come_out_in_order_and_leave_only_on_ack(tmp_path: Path) -> None:
     async with Buffer(tmp_path / "b.db") as buffer:
         await buffer.append(readings(10))
-        first = await buffer.next_batch(4)
-        again = await buffer.next_batch(4)
-        assert [s.reading.value for s in first.readings] == [0.0, 1.0, 2.0, 3.0]
+        first = await buffer.next_encoded(4)
+        again = await buffer.next_encoded(4)
+        assert values(first) == [0.0, 1.0, 2.0, 3.0]
         assert again == first  # not acknowledged: still there
         await buffer.ack(first)
-        second = await buffer.next_batch(100)
-        assert [s.reading.value for s in second.readings] == [float(i) for i in range(4, 10)]
+        second = await buffer.next_encoded(100)
+        assert values(second) == [float(i) for i in range(4, 10)]
         assert second.first_seq == first.last_seq + 1
         assert buffer.statistics().depth == 6
 
@@ -51,34 +56,33 @@ async def test_readings_and_sequence_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     async with Buffer(path) as buffer:
         await buffer.append(readings(5))
-        batch = await buffer.next_batch(5)
-        await buffer.ack(batch)
+        await buffer.ack(await buffer.next_encoded(5))
         await buffer.append(readings(3, start=5))
     async with Buffer(path) as reopened:
         assert reopened.statistics().depth == 3
-        batch = await reopened.next_batch(10)
+        batch = next_batch(reopened, 10)
         assert [s.seq for s in batch.readings] == [6, 7, 8]  # never reused, even after the deletes
         assert batch.readings[0].reading == readings(1, start=5)[0]
-        await reopened.ack(batch)
+        await reopened.ack(await reopened.next_encoded(10))
         await reopened.append(readings(1, start=8))
-        assert (await reopened.next_batch(1)).first_seq == 9
+        assert (await reopened.next_encoded(1)).first_seq == 9
 
 
-async def test_next_batch_waits_for_data(tmp_path: Path) -> None:
+async def test_next_encoded_waits_for_data(tmp_path: Path) -> None:
     async with Buffer(tmp_path / "b.db") as buffer:
-        waiter = asyncio.create_task(buffer.next_batch(10))
+        waiter = asyncio.create_task(buffer.next_encoded(10))
         await asyncio.sleep(0.05)
         assert not waiter.done()
         await buffer.append(readings(2))
         batch = await asyncio.wait_for(waiter, 2)
-        assert len(batch.readings) == 2
+        assert batch.count == 2
 
 
 async def test_bad_quality_and_missing_value_round_trip(tmp_path: Path) -> None:
     bad = Reading("room-101", "zone_temperature", None, "degC", Quality.BAD, T0)
     async with Buffer(tmp_path / "b.db") as buffer:
         await buffer.append([bad])
-        assert (await buffer.next_batch(1)).readings[0].reading == bad
+        assert next_batch(buffer, 1).readings[0].reading == bad
 
 
 async def test_committed_readings_are_visible_to_another_connection(tmp_path: Path) -> None:
@@ -107,9 +111,9 @@ async def test_cap_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
         assert stats.dropped > 0
         assert stats.depth + stats.dropped == 40_000  # every reading is either kept or counted as dropped
         assert stats.size_bytes <= CAP
-        first = (await buffer.next_batch(1)).first_seq
+        first = next_batch(buffer, 1).first_seq
         assert first == stats.last_dropped_seq + 1  # the receiver's gap is exactly the dropped range
-        newest = (await buffer.next_batch(stats.depth)).readings[-1].reading
+        newest = next_batch(buffer, stats.depth).readings[-1].reading
         assert newest.value == 39_999.0  # the newest are kept
     assert path.stat().st_size <= CAP * 1.1
     async with Buffer(path, cap_bytes=CAP) as reopened:  # the count survives a restart
@@ -124,7 +128,7 @@ async def test_a_drained_buffer_gives_its_disk_back(tmp_path: Path) -> None:
             await buffer.append(readings(1000, start=start))
         full = buffer.statistics().size_bytes
         while buffer.statistics().depth:
-            await buffer.ack(await buffer.next_batch(5000))
+            await buffer.ack(await buffer.next_encoded(5000))
         assert buffer.statistics().size_bytes < full / 10
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -143,7 +147,7 @@ async def test_a_damaged_file_is_moved_aside_and_replaced(tmp_path: Path) -> Non
         assert buffer.moved_aside is not None
         assert buffer.moved_aside.read_bytes().startswith(b"this is not a database")  # kept for diagnosis
         await buffer.append(readings(3))
-        assert (await buffer.next_batch(3)).first_seq == 1
+        assert next_batch(buffer, 3).first_seq == 1
 
 
 async def test_a_new_file_releases_free_pages(tmp_path: Path) -> None:
@@ -181,7 +185,7 @@ async def test_what_goes_in_comes_out_whatever_the_names_values_and_qualities(
     async with Buffer(tmp_path_factory.mktemp("rows") / "b.db") as buffer:
         await buffer.append(batch)
         await buffer.append(batch)  # the second time through the kept row heads
-        stored = await buffer.next_batch(100)
+        stored = next_batch(buffer, 100)
         encoded = await buffer.next_encoded(100)
     assert [s.reading for s in stored.readings] == expected * 2
     assert [r["value"] for r in json.loads(encoded.readings_json)] == [r.value for r in expected] * 2

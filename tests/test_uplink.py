@@ -15,7 +15,8 @@ from edge_agent.config import MqttConfig
 from edge_agent.readings import Quality, Reading
 from edge_agent.store.buffer import Buffer
 from edge_agent.uplink.payloads import ReadingsBatch
-from edge_agent.uplink.session import Uplink, UplinkState, encode_batch, encode_envelope
+from edge_agent.uplink.session import Uplink, UplinkState, encode_envelope
+from tests.reference_batches import encode_batch, next_batch
 from tests.support import (
     LOOPBACK,
     Broker,
@@ -110,7 +111,7 @@ async def test_sqlite_encoded_readings_match_the_python_encoding(tmp_path: Path)
     ]
     async with Buffer(tmp_path / "b.db") as buffer:
         await buffer.append(tricky)
-        python = encode_batch(GATEWAY, await buffer.next_batch(10), dropped=3, last_dropped_seq=2)
+        python = encode_batch(GATEWAY, next_batch(buffer, 10), dropped=3, last_dropped_seq=2)
         sqlite = encode_envelope(GATEWAY, await buffer.next_encoded(10), dropped=3, last_dropped_seq=2)
     assert json.loads(sqlite)["readings"] == json.loads(python)["readings"]  # to the last bit of every double
     checked = ReadingsBatch.model_validate_json(sqlite)  # and it is what the contract says

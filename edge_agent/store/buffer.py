@@ -22,7 +22,7 @@ from typing import Literal, ParamSpec, Self, TypeVar
 import structlog
 
 from edge_agent.errors import StartupError
-from edge_agent.readings import Quality, Reading
+from edge_agent.readings import Reading
 from edge_agent.store.errors import translated
 from edge_agent.store.rows import INSERT_ROWS, RowEncoder
 
@@ -43,27 +43,6 @@ CREATE TABLE IF NOT EXISTS readings (
     ts_us   INTEGER NOT NULL
 );
 """
-
-
-@dataclass(frozen=True, slots=True)
-class StoredReading:
-    seq: int
-    reading: Reading
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """Consecutive buffered readings, oldest first; `first_seq`..`last_seq` covers all of them."""
-
-    readings: tuple[StoredReading, ...]
-
-    @property
-    def first_seq(self) -> int:
-        return self.readings[0].seq
-
-    @property
-    def last_seq(self) -> int:
-        return self.readings[-1].seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,25 +252,6 @@ class Buffer:
         if self._oldest_ts is None:
             self._refresh_oldest()
 
-    def _select(self, limit: int, after_seq: int = 0) -> Batch | None:
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT seq, device, point, value, unit, quality, ts_us FROM readings WHERE seq > ?"
-                " ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            )
-            .fetchall()
-        )
-        if not rows:
-            return None
-        return Batch(
-            tuple(
-                StoredReading(seq, Reading(device, point, value, unit, Quality(quality), _from_us(ts_us)))
-                for seq, device, point, value, unit, quality, ts_us in rows
-            )
-        )
-
     def _select_encoded(self, limit: int, after_seq: int, up_to_seq: int = NO_LIMIT) -> EncodedBatch | None:
         first, last, count, readings_json = (
             self._conn().execute(_ENCODED_SELECT, (after_seq, up_to_seq, limit)).fetchone()
@@ -331,18 +291,9 @@ class Buffer:
         await self._run(self._insert, self._rows(readings), len(readings))
         self._changed.set()
 
-    async def next_batch(self, limit: int, after_seq: int = 0) -> Batch:
-        """The oldest `limit` readings with a sequence number above `after_seq` (those below are in
-        flight); waits until there is at least one."""
-        while True:
-            self._changed.clear()
-            batch = await self._run(self._select, limit, after_seq)
-            if batch is not None:
-                return batch
-            await self._changed.wait()
-
     async def next_encoded(self, limit: int, after_seq: int = 0) -> EncodedBatch:
-        """As next_batch, already encoded as JSON (the uplink's path)."""
+        """The oldest `limit` readings with a sequence number above `after_seq` (those below are in
+        flight), encoded as JSON; waits until there is at least one."""
         while True:
             self._changed.clear()
             batch = await self._run(self._select_encoded, limit, after_seq)
@@ -367,7 +318,7 @@ class Buffer:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('bd_seq', ?)", (session,))
         return int(session)
 
-    async def ack(self, batch: Batch | EncodedBatch) -> None:
+    async def ack(self, batch: EncodedBatch) -> None:
         """The broker acknowledged the batch: delete it."""
         await self._run(self._delete, batch.first_seq, batch.last_seq)
 

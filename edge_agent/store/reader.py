@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 from edge_agent.errors import BufferUnreadable
 from edge_agent.readings import Quality, Reading
-from edge_agent.store.buffer import StoredReading
 from edge_agent.store.errors import translated
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -31,6 +30,12 @@ PAGE_ROWS = 5000  # readings per read transaction while exporting
 BUSY_TIMEOUT_S = 2.0  # a reader waits this long at most for SQLite's brief WAL-index locks
 ExportFormat = Literal["jsonl", "csv"]
 COLUMNS = ("seq", "device", "point", "value", "unit", "quality", "ts")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    seq: int
+    reading: Reading
 
 
 @dataclass(frozen=True, slots=True)

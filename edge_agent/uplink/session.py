@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 import aiomqtt
 import structlog
@@ -34,7 +33,7 @@ from edge_agent import __version__
 from edge_agent.backoff import Backoff
 from edge_agent.config import MqttConfig
 from edge_agent.readings import utc_now
-from edge_agent.store.buffer import Batch, Buffer, EncodedBatch
+from edge_agent.store.buffer import Buffer, EncodedBatch
 from edge_agent.uplink.payloads import Birth, Death, DeviceInfo
 from edge_agent.uplink.token_bucket import TokenBucket
 
@@ -75,27 +74,6 @@ class UplinkStatistics:
 
 def _iso(ts: datetime) -> str:
     return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def encode_batch(gateway_id: str, batch: Batch, **envelope: Any) -> bytes:
-    """A readings batch encoded by Python from Reading objects: the reference the SQLite-built payload is
-    tested against (and the benchmark's raw loop sends)."""
-    readings = [
-        {
-            "seq": item.seq,
-            "device": item.reading.device,
-            "point": item.reading.point,
-            "value": item.reading.value,
-            "unit": item.reading.unit,
-            "quality": item.reading.quality.value,
-            "ts": _iso(item.reading.ts),
-        }
-        for item in batch.readings
-    ]
-    encoded = EncodedBatch(
-        batch.first_seq, batch.last_seq, len(readings), json.dumps(readings, separators=(",", ":"))
-    )
-    return encode_envelope(gateway_id, encoded, **envelope)
 
 
 def encode_envelope(
