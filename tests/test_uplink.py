@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from tests.support import (
     in_background,
     run_mosquitto,
 )
-from tests.test_buffer import readings
+from tests.test_buffer import EDGE_VALUES, T0, bits, readings
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +119,20 @@ async def test_sqlite_encoded_readings_match_the_python_encoding(tmp_path: Path)
     assert [r.seq for r in checked.readings] == [1, 2, 3, 4]
     assert checked.dropped == 3
     assert checked.readings[1].value is None
+
+
+async def test_the_subscriber_gets_every_double_bit_for_bit(broker: Broker, tmp_path: Path) -> None:
+    """Through a buffer file and the broker, -0.0, the largest doubles and the smallest come out as they
+    went in, as json.loads reads them; whatever is not finite arrives as null (docs/mqtt.md)."""
+    sent = [*EDGE_VALUES, math.nan, math.inf, -math.inf]
+    good = [Reading("m", f"p{i}", v, "W", Quality.GOOD, T0) for i, v in enumerate(sent)]
+    bad = [r._replace(quality=Quality.BAD) for r in good]  # kept for diagnosis, through json.dumps
+    async with Buffer(tmp_path / "b.db") as buffer, central_subscriber(broker.port, GATEWAY) as central:
+        await buffer.append(good + bad)
+        async with running_uplink(buffer, broker.port):
+            await async_wait_until(lambda: len(central.seqs) == 2 * len(sent), 10, "every reading")
+    received = {r["seq"]: r["value"] for b in central.batches for r in b["readings"]}
+    assert bits([received[seq] for seq in sorted(received)]) == bits([*EDGE_VALUES, None, None, None] * 2)
 
 
 async def test_cap_hit_during_an_outage_is_reported_exactly(tmp_path: Path) -> None:

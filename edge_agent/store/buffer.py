@@ -24,7 +24,7 @@ import structlog
 from edge_agent.errors import StartupError
 from edge_agent.readings import Reading
 from edge_agent.store.errors import translated
-from edge_agent.store.rows import INSERT_ROWS, RowEncoder
+from edge_agent.store.rows import INSERT_ROWS, SET_TEXTS, RowEncoder
 
 log = structlog.get_logger("edge_agent.buffer")
 
@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS readings (
     value   REAL,
     unit    TEXT    NOT NULL,
     quality TEXT    NOT NULL,
-    ts_us   INTEGER NOT NULL
+    ts_us   INTEGER NOT NULL,
+    value_text TEXT  -- the value's repr where the REAL column cannot give it back exactly (rows.py)
 );
 """
 
@@ -57,16 +58,14 @@ class EncodedBatch:
 
 
 # One JSON object per reading, built inside SQLite. Values with 17 significant digits (SQLite's JSON would
-# round to 15), which parse back to the same double when they are the correctly rounded ones; SQLite's printf
-# is not always correctly rounded (here, about 1% of the doubles above 1e200 came out one unit in the last
-# place off, and SQLite then reads its own text back as another double): those take 18 digits, which do.
-# Timestamps truncated to milliseconds as Python's isoformat(timespec="milliseconds") does.
+# round to 15), which parse back to the same double where SQLite's printf rounds them correctly, or the repr
+# kept where it does not (value_text, rows.py); timestamps truncated to milliseconds as Python's
+# isoformat(timespec="milliseconds") does.
 _ENCODED_SELECT = """
 SELECT MIN(seq), MAX(seq), COUNT(*), json_group_array(json_object(
     'seq', seq, 'device', device, 'point', point,
-    'value', CASE WHEN value IS NULL THEN NULL ELSE json(
-        CASE WHEN CAST(printf('%!.17g', value) AS REAL) = value THEN printf('%!.17g', value)
-        ELSE printf('%!.18g', value) END) END,
+    'value', CASE WHEN value_text IS NOT NULL THEN json(value_text)
+                  WHEN value IS NOT NULL THEN json(printf('%!.17g', value)) END,
     'unit', unit, 'quality', quality,
     'ts', strftime('%Y-%m-%dT%H:%M:%fZ', (ts_us / 1000) / 1000.0, 'unixepoch')))
 FROM (SELECT * FROM readings WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)
@@ -186,6 +185,8 @@ class Buffer:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.durability.upper()}")
         db.executescript(_SCHEMA)
+        if "value_text" not in {column[1] for column in db.execute("PRAGMA table_info(readings)")}:
+            db.execute("ALTER TABLE readings ADD COLUMN value_text TEXT")  # a file from before it existed
         self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
         self._depth = db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
@@ -238,12 +239,14 @@ class Buffer:
         row = self._conn().execute("SELECT ts_us FROM readings ORDER BY seq LIMIT 1").fetchone()
         self._oldest_ts = None if row is None else _from_us(row[0])
 
-    def _insert(self, rows_json: str, count: int) -> None:
+    def _insert(self, rows_json: str, texts_json: str | None, count: int) -> None:
         db = self._conn()
         with db:  # one transaction, one fsync, for the whole batch
             db.execute("BEGIN IMMEDIATE")
-            inserted = db.execute(INSERT_ROWS, (rows_json,))
-        self._last_seq = inserted.lastrowid or self._last_seq  # the seq of the batch's last row
+            last = db.execute(INSERT_ROWS, (rows_json,)).lastrowid or self._last_seq  # the batch's last row
+            if texts_json is not None:  # one writer: the batch's seqs are consecutive
+                db.execute(SET_TEXTS, (texts_json, last - count + 1))
+        self._last_seq = last
         self._depth += count
         self._appended += count
         self._measure()
@@ -288,7 +291,8 @@ class Buffer:
         """Store readings durably; returns once they are committed."""
         if not readings:
             return
-        await self._run(self._insert, self._rows(readings), len(readings))
+        rows_json, texts_json = self._rows(readings)
+        await self._run(self._insert, rows_json, texts_json, len(readings))
         self._changed.set()
 
     async def next_encoded(self, limit: int, after_seq: int = 0) -> EncodedBatch:

@@ -5,7 +5,9 @@ is never created and nothing is ever written. The buffer runs in WAL mode, where
 writer. Export reads in short pages (keyset on the sequence number), each its own read transaction, so a
 slow consumer (a pipe, an SD card) neither holds the memory of millions of rows nor pins the agent's WAL.
 
-The schema is buffer.py's: `readings(seq, device, point, value, unit, quality, ts_us)` and `meta(key, value)`.
+The schema is buffer.py's: `readings(seq, device, point, value, unit, quality, ts_us, value_text)` and
+`meta(key, value)`. Export reads the REAL `value` (a -0.0 comes out as 0.0), not `value_text`, which files
+from before it lack.
 """
 
 from __future__ import annotations
