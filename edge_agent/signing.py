@@ -36,7 +36,7 @@ def load_private_key(pem: bytes) -> Ed25519PrivateKey:
     except (ValueError, TypeError) as exc:
         raise ValueError(f"not an unencrypted PEM private key ({exc})") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"an {type(key).__name__}, not an Ed25519 key")
+        raise ValueError(f"an {type(key).__name__}, not an Ed25519 key")  # noqa: TRY004 - one error type for callers
     return key
 
 
