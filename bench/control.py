@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.control.model_trust import ModelTrust
 from edge_agent.control.onnx_policy import load_policy
 from edge_agent.control.policy import Policy
 from edge_agent.control.rules import RuleBasedPolicy
@@ -32,6 +33,7 @@ from edge_sim.site.specs import BUILDINGS, BuildingSpec, ZoneSpec
 from edge_sim.study import SITE, run_scenario
 
 MODEL = Path(__file__).parents[1] / "models" / "load_shaving.onnx"
+BENCH_TRUST = ModelTrust(allow_unsigned=True)  # measures a model, in no building (a .sig must match)
 SCENARIOS = ("summer", "winter", "shoulder")
 GOAL_SCENARIOS = ("summer", "winter")
 CONTROLLERS = ("baseline", "rules", "onnx")
@@ -95,7 +97,7 @@ def run_job(job: tuple[str, Plant, str, dict[str, float], str]) -> tuple[dict[st
         return run_scenario(scenario, seed=plant.seed, specs=specs).kpis, []
 
     def policy() -> Policy:
-        return RuleBasedPolicy() if controller == "rules" else load_policy(model)
+        return RuleBasedPolicy() if controller == "rules" else load_policy(model, BENCH_TRUST)
 
     result, loops = run_controlled(scenario, policy, targets, seed=plant.seed, specs=specs)
     return result.kpis, [s for loop in loops for s in loop.decision_s]
@@ -156,7 +158,7 @@ def say_goals(met: dict[str, bool]) -> str:
 
 def main() -> None:
     model = sys.argv[1] if len(sys.argv) > 1 else str(MODEL)
-    info = load_policy(model).info  # refuses a mismatched model before any simulation
+    info = load_policy(model, BENCH_TRUST).info  # refuses a mismatched model before any simulation
     print(f"model {info.path}: {info.version}, training fingerprint {info.fingerprint[:16]}...")
     plants = (NOMINAL, *HELD_OUT)
     cases = [(s, p) for p in plants for s in SCENARIOS]

@@ -1,4 +1,5 @@
-"""Small ONNX models for tests: the agent's signature (or a deliberately wrong one), a constant output."""
+"""Small ONNX models for tests: the agent's signature (or a deliberately wrong one), a constant output; and
+a test key to sign them with, as `edge-agent model sign` does."""
 
 from __future__ import annotations
 
@@ -8,11 +9,26 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper, numpy_helper
 
+from edge_agent import signing
 from edge_agent.control.features import FEATURE_UNITS
 from edge_agent.control.limits import KNOBS
+from edge_agent.control.model_trust import signature_line, signature_path
 from edge_agent.control.onnx_policy import FINGERPRINT_KEY, INPUTS_KEY, OUTPUTS_KEY, VERSION_KEY
+
+SIGNER = signing.new_private_key()
+TRUSTED = signing.public_key_text(SIGNER)  # what a test's [control] model_keys lists
+
+
+def signed(model: Path, key: Ed25519PrivateKey = SIGNER, data: bytes | None = None) -> Path:
+    """`model` (written with `data` first, if given), with its `.sig` file by `key`."""
+    if data is not None:
+        model.write_bytes(data)
+    signature = signing.sign(key, model.read_bytes())
+    signature_path(model).write_text(signature_line(signing.public_key_text(key), signature))
+    return model
 
 
 def small_model(

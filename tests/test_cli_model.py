@@ -1,5 +1,5 @@
 """`edge-agent model info|check`: what the committed model says about itself, and the agent's verdict on a
-model before it is deployed (the same loader, the same reasons)."""
+model before it is deployed (the same loader, the same reasons). Signatures: tests/test_cli_keys.py."""
 
 from __future__ import annotations
 
@@ -12,10 +12,17 @@ from typer.testing import CliRunner
 
 from edge_agent.cli.app import app
 from edge_agent.control.features import FEATURE_UNITS
-from tests.onnx_models import small_model
+from tests.onnx_models import TRUSTED, signed, small_model
 
 runner = CliRunner()
 COMMITTED = Path(__file__).resolve().parents[1] / "models" / "load_shaving.onnx"
+
+
+def unsigned_ok(tmp_path: Path) -> str:
+    """A configuration that runs unsigned models (the committed one is unsigned: models/README.md)."""
+    config = tmp_path / "unsigned-ok.toml"
+    config.write_text("[control]\nallow_unsigned_model = true\n")
+    return str(config)
 
 
 def test_info_shows_the_committed_models_version_inputs_and_digest() -> None:
@@ -40,15 +47,20 @@ def test_info_shows_the_committed_models_version_inputs_and_digest() -> None:
     )
 
 
-def test_check_accepts_the_committed_model_and_decides_once() -> None:
-    result = runner.invoke(app, ["model", "check", str(COMMITTED)])
+def test_check_accepts_the_committed_model_and_decides_once(tmp_path: Path) -> None:
+    config = unsigned_ok(tmp_path)
+    result = runner.invoke(app, ["model", "check", str(COMMITTED), "-c", config])
     assert result.exit_code == 0, result.output
     assert "accepted by the agent (version load_shaving 1.0)" in result.stdout
+    assert "signature  UNSIGNED, allowed by [control] allow_unsigned_model" in result.stdout
+    assert f"sha256     {hashlib.sha256(COMMITTED.read_bytes()).hexdigest()}" in result.stdout
     assert "plant_limit" in result.stdout
     assert "inference  first" in result.stdout
 
-    verdict = json.loads(runner.invoke(app, ["model", "check", str(COMMITTED), "--json"]).stdout)
+    as_json = runner.invoke(app, ["model", "check", str(COMMITTED), "-c", config, "--json"])
+    verdict = json.loads(as_json.stdout)
     assert verdict["accepted"] is True
+    assert verdict["signed_by"] is None
     assert 50.0 <= verdict["decision"]["plant_limit"] <= 100.0
     assert 0 < verdict["median_inference_s"] < 0.1
 
@@ -57,11 +69,12 @@ def test_check_refuses_wrong_input_names_with_the_agents_reason(tmp_path: Path) 
     names = [[n, u] for n, u in FEATURE_UNITS.items()]
     names[3] = ["occupied", "people"]
     model = small_model(tmp_path / "renamed.onnx", inputs=names)
-    result = runner.invoke(app, ["model", "check", str(model)])
+    config = unsigned_ok(tmp_path)
+    result = runner.invoke(app, ["model", "check", str(model), "-c", config])
     assert result.exit_code == 2
     assert "input 3 is 'occupied' (people), the agent's is 'open' (1 while open)" in result.stderr
 
-    verdict = json.loads(runner.invoke(app, ["model", "check", str(model), "--json"]).stdout)
+    verdict = json.loads(runner.invoke(app, ["model", "check", str(model), "-c", config, "--json"]).stdout)
     assert verdict["accepted"] is False
     assert verdict["reason"].startswith("input 3 is 'occupied'")
 
@@ -74,7 +87,7 @@ def test_corrupt_or_missing_model_exits_2(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(COMMITTED.read_bytes()[:1000])  # a copy cut short
     for command in ("info", "check"):
-        result = runner.invoke(app, ["model", command, str(corrupt)])
+        result = runner.invoke(app, ["model", command, str(corrupt), "-c", unsigned_ok(tmp_path)])
         assert result.exit_code == 2, result.output
         assert f"model {corrupt}: not a valid ONNX model" in result.stderr
     missing = runner.invoke(app, ["model", "check", str(tmp_path / "absent.onnx")])
@@ -83,9 +96,10 @@ def test_corrupt_or_missing_model_exits_2(tmp_path: Path) -> None:
 
 
 def test_default_is_the_configured_model(tmp_path: Path) -> None:
-    model = small_model(tmp_path / "site.onnx")
+    model = signed(small_model(tmp_path / "site.onnx"))
     config = tmp_path / "agent.toml"
-    config.write_text(f'[control]\nmodel = "{model}"\n')
+    config.write_text(f'[control]\nmodel = "{model}"\nmodel_keys = ["{TRUSTED}"]\n')
     result = runner.invoke(app, ["model", "check", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert f"{model}: accepted by the agent (version test)" in result.stdout
+    assert f"signature  signed by {TRUSTED}" in result.stdout

@@ -1,9 +1,11 @@
 """The control loop when something it depends on fails: stale meter data releases every write, and a
-corrupt model, a model with the wrong signature or a NaN from the model hand the decision to the
-rule-based limiter. Each says so in one log line and one event upstream."""
+corrupt model, a model with the wrong inputs, one not signed by a trusted key or changed after signing,
+or a NaN from the model hand the decision to the rule-based limiter. Each says so in one log line and one
+event upstream, and `status` says why."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from edge_agent import signing
 from edge_agent.acquisition.latest import LatestValues
 from edge_agent.clock import ManualClock
 from edge_agent.config.control import ControlConfig
@@ -21,7 +24,7 @@ from edge_agent.control.points import Holder
 from edge_agent.control.settings import ControlMode
 from edge_agent.readings import Quality, Reading, utc_now
 from edge_agent.service.control_setup import control_settings, control_setup
-from tests.onnx_models import small_model
+from tests.onnx_models import TRUSTED, signed, small_model
 
 START = datetime.fromisoformat("2026-08-05T14:00:00+09:00")  # open, hot
 POLL_S = 1.0
@@ -52,9 +55,14 @@ class Building:
         return Holder(prioritised=True)
 
 
-def control_loop(model: Path | None, events: list[dict[str, object]]) -> tuple[ControlLoop, Building]:
+def control_loop(
+    model: Path | None, events: list[dict[str, object]], **trust: object
+) -> tuple[ControlLoop, Building]:
+    """`trust`: [control] model_keys and allow_unsigned_model; by default the test key is trusted."""
     config = ControlConfig.model_validate(
         {
+            "model_keys": [TRUSTED],
+            **trust,
             "mode": "active",
             "demand_target_kw": 100.0,  # below the demand: the limiter sheds
             "model": model,
@@ -125,14 +133,14 @@ async def test_stale_meter_data_releases_every_write_with_one_line_and_one_event
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
-        (lambda p: p.write_bytes(small_model(p).read_bytes()[:100]) and p, "not a valid ONNX model"),
+        (lambda p: signed(p.write_bytes(small_model(p).read_bytes()[:100]) and p), "not a valid ONNX model"),
         (
-            lambda p: small_model(
-                p, inputs=[("outdoor_temperature", "degF"), *list(FEATURE_UNITS.items())[1:]]
+            lambda p: signed(
+                small_model(p, inputs=[("outdoor_temperature", "degF"), *list(FEATURE_UNITS.items())[1:]])
             ),
             "input 0",
         ),
-        (lambda p: small_model(p, width=19), "shape"),
+        (lambda p: signed(small_model(p, width=19)), "shape"),
     ],
     ids=["corrupt", "wrong-names", "wrong-shape"],
 )
@@ -154,7 +162,7 @@ async def test_a_refused_model_hands_over_to_the_rules(tmp_path: Path, make: obj
 
 async def test_a_nan_from_the_model_hands_the_step_to_the_rules(tmp_path: Path) -> None:
     events: list[dict[str, object]] = []
-    loop, _ = control_loop(small_model(tmp_path / "nan.onnx", bias=float("nan")), events)
+    loop, _ = control_loop(signed(small_model(tmp_path / "nan.onnx", bias=float("nan"))), events)
     loop.load_model()
     assert loop.policy.model is not None  # the model itself is well formed
     with structlog.testing.capture_logs() as logs:
@@ -169,11 +177,93 @@ async def test_a_nan_from_the_model_hands_the_step_to_the_rules(tmp_path: Path) 
 
 async def test_a_sound_model_decides(tmp_path: Path) -> None:
     events: list[dict[str, object]] = []
-    loop, _ = control_loop(small_model(tmp_path / "ok.onnx"), events)
+    model = signed(small_model(tmp_path / "ok.onnx"))
+    loop, _ = control_loop(model, events)
     loop.load_model()
     await loop.step()
     assert decided_by(events) == ["onnx"]
     assert loop.fallback is None
+    status = loop.status()
+    assert status.model_trust == f"signed by {TRUSTED}"
+    assert status.model_sha256 == hashlib.sha256(model.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("where", [0, 0.5, -1], ids=["first-byte", "middle-byte", "last-byte"])
+async def test_a_model_changed_after_signing_is_refused_and_the_rules_decide(
+    tmp_path: Path, where: float
+) -> None:
+    model = signed(small_model(tmp_path / "model.onnx"))
+    data = bytearray(model.read_bytes())
+    at = int(where * len(data)) if where >= 0 else len(data) - 1
+    data[at] ^= 0x01
+    model.write_bytes(bytes(data))
+    events: list[dict[str, object]] = []
+    loop, _ = control_loop(model, events)
+    with structlog.testing.capture_logs() as logs:
+        loop.load_model()
+        await loop.step()
+    refused = [line for line in logs if line["event"] == "model refused: the rule-based limiter decides"]
+    assert len(refused) == 1
+    assert "changed after it was signed" in str(refused[0]["reason"])
+    assert decided_by(events) == ["rules"]
+    assert "vav/cooling_setpoint" in loop.actuator.held  # the rules run the building
+    status = loop.status()
+    assert status.policy == "rules"
+    assert status.fallback is not None
+    assert status.fallback.startswith("model refused: the file does not match its signature")
+    assert status.model_trust is None
+
+
+async def test_an_unsigned_model_is_refused_unless_the_configuration_allows_it(tmp_path: Path) -> None:
+    model = small_model(tmp_path / "unsigned.onnx")
+    events: list[dict[str, object]] = []
+    refused, _ = control_loop(model, events)
+    refused.load_model()
+    await refused.step()
+    assert decided_by(events) == ["rules"]
+    assert refused.status().fallback == (
+        "model refused: unsigned: no signature file unsigned.onnx.sig (sign it with `edge-agent model sign`,"
+        " or set [control] allow_unsigned_model = true)"
+    )
+    events.clear()
+    allowed, _ = control_loop(model, events, allow_unsigned_model=True)
+    allowed.load_model()
+    await allowed.step()
+    assert decided_by(events) == ["onnx"]
+    assert allowed.status().model_trust == "UNSIGNED, allowed by [control] allow_unsigned_model"
+
+
+async def test_a_signature_that_fails_is_refused_even_where_unsigned_models_are_allowed(
+    tmp_path: Path,
+) -> None:
+    model = signed(small_model(tmp_path / "model.onnx"))
+    small_model(model, bias=0.25)  # other weights, the same version and fingerprint, the old .sig
+    events: list[dict[str, object]] = []
+    loop, _ = control_loop(model, events, allow_unsigned_model=True)
+    loop.load_model()
+    await loop.step()
+    assert decided_by(events) == ["rules"]
+    assert "changed after it was signed" in str(loop.fallback)
+
+
+async def test_a_model_signed_by_an_untrusted_key_is_refused(tmp_path: Path) -> None:
+    stranger = signing.new_private_key()
+    model = signed(small_model(tmp_path / "model.onnx"), stranger)
+    events: list[dict[str, object]] = []
+    loop, _ = control_loop(model, events)
+    loop.load_model()
+    await loop.step()
+    assert decided_by(events) == ["rules"]
+    assert loop.fallback == (
+        f"model refused: signed by {signing.public_key_text(stranger)}, a key [control] model_keys does not"
+        " trust"
+    )
+    events.clear()
+    trusting, _ = control_loop(model, events, model_keys=[TRUSTED, signing.public_key_text(stranger)])
+    trusting.load_model()
+    await trusting.step()
+    assert decided_by(events) == ["onnx"]
+    assert trusting.status().model_trust == f"signed by {signing.public_key_text(stranger)}"
 
 
 async def test_shadow_writes_nothing_and_off_gives_everything_back() -> None:

@@ -17,6 +17,7 @@ import typer
 
 from edge_agent.cli import bacnet as cli_bacnet
 from edge_agent.cli import data as cli_data
+from edge_agent.cli import keys as cli_keys
 from edge_agent.cli import local as cli_local
 from edge_agent.cli import modbus as cli_modbus
 from edge_agent.cli import points as cli_points
@@ -158,7 +159,7 @@ def config_default() -> None:
     typer.echo(builtin_config_text(), nl=False)
 
 
-for commands in (cli_modbus, cli_bacnet, cli_points, cli_local, cli_data, cli_savings):
+for commands in (cli_modbus, cli_bacnet, cli_points, cli_local, cli_data, cli_savings, cli_keys):
     commands.register(app, config_app)
 
 

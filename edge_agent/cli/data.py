@@ -1,7 +1,8 @@
 """`buffer stats|export` and `model info|check`: the buffer file and the ONNX model, from a shell.
 
 Both buffer commands only read (SQLite read-only, never blocking the running agent); the model commands
-read the file (`info`) or load it exactly as the agent does (`check`).
+read the file (`info`) or load it exactly as the agent does (`check`, its signature first); `model sign`
+is in keys.py.
 """
 
 from __future__ import annotations
@@ -283,13 +284,16 @@ def _card_lines(card: ModelCard) -> Iterator[str]:
 
 @model_app.command("check")
 def model_check(path: ModelPath = None, config: ConfigOption = None, json: JsonOption = False) -> None:
-    """Load the model as the agent does (exit 2 with its reason if it would refuse it) and decide once
-    on a representative summer-afternoon feature vector; exit 0 when the agent would use it."""
-    from edge_agent.cli.model_card import trial
+    """Load the model as the agent does: its signature under the configuration's [control] model_keys,
+    then its inputs and outputs (exit 2 with the reason if it would refuse it); then decide once on a
+    representative summer-afternoon feature vector; exit 0 when the agent would use it."""
+    from edge_agent.cli.model_card import default_model_path, trial
+    from edge_agent.service.control_setup import model_trust
 
-    model = _model_path(path, config)
+    control = load_or_exit(config).control
+    model = path if path is not None else default_model_path(control.model)
     try:
-        result = trial(model)
+        result = trial(model, model_trust(control))
     except InferenceFailed as failure:  # loads, fails when run: the agent would fall back to the rules
         typer.echo(f"edge-agent: {failure.error}", err=True)
         raise typer.Exit(EXIT_FAILURE) from None
@@ -311,6 +315,9 @@ def _trial_json(t: Trial) -> dict[str, Any]:
         "accepted": True,
         "version": t.version,
         "fingerprint": t.fingerprint,
+        "sha256": t.trust.sha256,
+        "signed_by": t.trust.signer,
+        "trust": t.trust.describe(),
         "features": dict(zip(FEATURE_UNITS, _feature_values(t), strict=True)),
         "decision": t.decision.values(),
         "first_inference_s": t.first_inference_s,
@@ -326,6 +333,8 @@ def _trial_lines(t: Trial) -> Iterator[str]:
     from edge_agent.control.limits import KNOBS
 
     yield f"model      {t.path}: accepted by the agent (version {t.version})"
+    yield f"signature  {t.trust.describe()}"
+    yield f"sha256     {t.trust.sha256}"
     f = t.features
     day = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")[int(f.day_of_week)]
     hours, minutes = divmod(round(f.hour_of_day * 60), 60)

@@ -2,8 +2,8 @@
 
 `describe` reads the ONNX file's outer protobuf fields itself (IR version, opsets, producer, metadata, the
 graph's input and output tensors): no onnxruntime, so it also describes a model the agent would refuse.
-`trial` loads the file with the agent's own loader (onnx_policy.load_policy) and runs one decision on a
-representative feature vector.
+`trial` loads the file with the agent's own loader (onnx_policy.load_policy: the signature first, under the
+configuration's trust) and runs one decision on a representative feature vector.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edge_agent.control.decision import Decision
 from edge_agent.control.features import Features
+from edge_agent.control.model_trust import ModelTrust, Verdict
 from edge_agent.errors import InferenceFailed, ModelError
 
 # onnx_policy.py's metadata keys, repeated here: importing it would load onnxruntime for `model info`.
@@ -70,6 +71,7 @@ class Trial:
     path: str
     version: str
     fingerprint: str
+    trust: Verdict  # its sha256, and who signed it (or that it runs unsigned)
     features: Features
     decision: Decision
     first_inference_s: float  # includes onnxruntime's lazy set-up
@@ -275,12 +277,13 @@ def representative_features() -> Features:
     )
 
 
-def trial(path: Path) -> Trial:
+def trial(path: Path, trust: ModelTrust) -> Trial:
     """Load the model as the agent does and decide once, then time more decisions. ModelError with the
-    agent's reason when it would refuse the file; InferenceFailed (a ModelError too) when a decision fails."""
+    agent's reason when it would refuse the file (not trusted, or not matching); InferenceFailed (a
+    ModelError too) when a decision fails."""
     from edge_agent.control.onnx_policy import load_policy  # onnxruntime: only for a trial
 
-    policy = load_policy(path)
+    policy = load_policy(path, trust)
     features = representative_features()
     times = []
     try:
@@ -292,6 +295,14 @@ def trial(path: Path) -> Trial:
         raise InferenceFailed(error) from error
     first = times.pop(0)
     info = policy.info
+    assert info.trust is not None  # load_policy checked it
     return Trial(
-        str(path), info.version, info.fingerprint, features, decision, first, statistics.median(times)
+        str(path),
+        info.version,
+        info.fingerprint,
+        info.trust,
+        features,
+        decision,
+        first,
+        statistics.median(times),
     )

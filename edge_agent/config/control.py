@@ -11,16 +11,26 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from edge_agent.config.base import Strict
 from edge_agent.control.calendar import OpeningHours
 from edge_agent.control.limits import DEFAULT_LIMITS, MAX_OFFSET_K
+from edge_agent.signing import load_public_key
 
 DEFAULT_HOURS = OpeningHours()
 
 PointRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}/[A-Za-z0-9_.-]{1,64}$")]
 """'device/point'."""
+
+
+def _public_key(text: str) -> str:
+    load_public_key(text)  # ValueError says what is wrong with it
+    return text
+
+
+PublicKey = Annotated[str, AfterValidator(_public_key)]
+"""'ed25519:<base64>', as `edge-agent keys new` prints it."""
 
 
 class ZoneControl(Strict):
@@ -48,6 +58,10 @@ class ControlConfig(Strict):
     """Building time between decisions."""
     model: Path | None = None
     """The ONNX policy; None or unusable: the rule-based demand limiter."""
+    model_keys: list[PublicKey] = Field(default_factory=list)
+    """Keys a model must be signed by (`<model>.sig`, written by `edge-agent model sign`)."""
+    allow_unsigned_model: bool = False
+    """Use a model that has no signature file (status shows it); a signature that fails is refused anyway."""
     baseline: Path | None = None
     """The building's baseline (a TOWT model file, docs/savings.md); None: no daily savings report."""
     write_priority: Annotated[int, Field(ge=9, le=15)] = 10

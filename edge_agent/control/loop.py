@@ -24,6 +24,7 @@ from edge_agent.control.actuator import Actuator
 from edge_agent.control.core import ControlState, decide
 from edge_agent.control.events import ControlEvent, EventKind
 from edge_agent.control.guards import Targets
+from edge_agent.control.model_trust import Verdict
 from edge_agent.control.observation import Observation, ZoneObservation
 from edge_agent.control.points import Points
 from edge_agent.control.policy import ModelOrRules
@@ -55,6 +56,8 @@ class ControlStatus:
     policy: str  # who decided the last step: 'onnx' or 'rules'
     fallback: str | None  # why the rules decide instead of the model; None when the model decides
     model: str | None
+    model_sha256: str | None  # of the file in use: version and fingerprint are only what the file claims
+    model_trust: str | None  # who signed the model in use, or that it runs unsigned
     steps: int  # decisions made since start
     last_decision: dict[str, float] | None
     writes: list[HeldWrite]  # what control holds on the building's controllers now
@@ -93,6 +96,7 @@ class ControlLoop:
         self._mode: ControlMode | None = None
         self.steps = 0
         self.last_decision: dict[str, float] | None = None
+        self.model_trust: Verdict | None = None  # why the model in use may be used (its signature)
 
     @property
     def fallback(self) -> str | None:
@@ -101,12 +105,15 @@ class ControlLoop:
 
     def status(self) -> ControlStatus:
         held = self.actuator.held
+        trust = self.model_trust if self.policy.model is not None else None
         return ControlStatus(
             mode=str(self.settings.mode),
             demand_target_kw=self.settings.demand_target_kw,
             policy="rules" if self.policy.model is None or self.fallback is not None else "onnx",
             fallback=self.fallback,
             model=None if self.setup.model is None else str(self.setup.model),
+            model_sha256=None if trust is None else trust.sha256,
+            model_trust=None if trust is None else trust.describe(),
             steps=self.steps,
             last_decision=self.last_decision,
             writes=[
@@ -132,7 +139,7 @@ class ControlLoop:
         from edge_agent.control.onnx_policy import load_policy  # onnxruntime: only when a model is set
 
         try:
-            model = load_policy(self.setup.model)
+            model = load_policy(self.setup.model, self.setup.model_trust)
         except ModelError as error:
             log.error(  # noqa: TRY400 - the reason says it all
                 "model refused: the rule-based limiter decides", model=str(error.path), reason=error.reason
@@ -143,7 +150,10 @@ class ControlLoop:
             )
             return
         self.policy.model, self.policy.fallback = model, None
-        log.info("model loaded", model=str(self.setup.model), version=model.info.version)
+        self.model_trust = model.info.trust
+        info = model.info
+        trust = "" if info.trust is None else info.trust.describe()
+        log.info("model loaded", model=info.path, version=info.version, sha256=info.sha256, trust=trust)
 
     def _policy_changed(self, reason: str | None, previous: str | None) -> None:
         if reason is not None:

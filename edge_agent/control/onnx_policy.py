@@ -4,15 +4,18 @@ The model takes one float32 input [batch, 20] in FEATURE_UNITS' order and gives 
 [batch, 7] in KNOBS' order. Its metadata names both with units ("edge_agent.inputs", "edge_agent.outputs",
 JSON lists of [name, unit]) and says which model it is ("edge_agent.version",
 "edge_agent.training_fingerprint"). Any difference is refused with a ModelError saying what differs; the
-caller falls back to the rule-based limiter.
+caller falls back to the rule-based limiter. Before any of that, `load_policy` checks that the configuration
+trusts the file (model_trust.py: its signature); the bytes checked are the bytes loaded. Version and
+fingerprint are only what the file claims: its sha256 is what tells two files apart.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,8 @@ import onnxruntime as ort
 from edge_agent.control.decision import Decision
 from edge_agent.control.features import FEATURE_UNITS, Features
 from edge_agent.control.limits import KNOBS
+from edge_agent.control.model_trust import ModelTrust, Verdict
+from edge_agent.control.model_trust import check as check_trust
 from edge_agent.errors import ModelError
 
 INPUTS_KEY, OUTPUTS_KEY = "edge_agent.inputs", "edge_agent.outputs"
@@ -28,13 +33,15 @@ VERSION_KEY, FINGERPRINT_KEY = "edge_agent.version", "edge_agent.training_finger
 FLOAT_TENSOR = "tensor(float)"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ModelInfo:
     path: str
     version: str
     fingerprint: str
     inputs: tuple[tuple[str, str], ...]  # (name, unit)
     outputs: tuple[tuple[str, str], ...]
+    sha256: str  # of the file's exact bytes
+    trust: Verdict | None = None  # why the agent may use it; None: loaded from bytes, unchecked (training)
 
 
 class OnnxPolicy:
@@ -55,13 +62,17 @@ class OnnxPolicy:
             raise ModelError(self.info.path, f"output {exc}") from exc
 
 
-def load_policy(path: str | Path) -> OnnxPolicy:
-    """The model at `path`, checked; ModelError when it is missing, corrupt or does not match."""
+def load_policy(path: str | Path, trust: ModelTrust) -> OnnxPolicy:
+    """The model at `path`, checked; ModelError when it is missing, not trusted (unsigned, changed after
+    signing, signed by an unknown key), corrupt or does not match."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ModelError(str(path), f"cannot be read ({exc.strerror or exc})") from exc
-    return policy_from_bytes(data, str(path))
+    verdict = check_trust(Path(path), data, trust)
+    policy = policy_from_bytes(data, str(path))
+    policy.info = dataclasses.replace(policy.info, trust=verdict)
+    return policy
 
 
 def policy_from_bytes(data: bytes, path: str) -> OnnxPolicy:
@@ -80,7 +91,14 @@ def policy_from_bytes(data: bytes, path: str) -> OnnxPolicy:
     for key in (VERSION_KEY, FINGERPRINT_KEY):
         if not meta.get(key):
             raise ModelError(path, f"metadata has no {key}")
-    info = ModelInfo(path, meta[VERSION_KEY], meta[FINGERPRINT_KEY], tuple(inputs), tuple(outputs))
+    info = ModelInfo(
+        path,
+        meta[VERSION_KEY],
+        meta[FINGERPRINT_KEY],
+        tuple(inputs),
+        tuple(outputs),
+        hashlib.sha256(data).hexdigest(),
+    )
     return OnnxPolicy(session, info)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.control.limits import Limits
+from edge_agent.control.model_trust import ModelTrust
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +46,4 @@ class ControlSetup:
     lease_s: float  # wall-clock seconds a write stands without a renewing decision
     model: Path | None  # the ONNX policy; None or unusable: the rule-based limiter
     baseline: Path | None  # the savings baseline (docs/savings.md); None: no savings report
+    model_trust: ModelTrust = field(default_factory=ModelTrust)  # default: only signed models, no key trusted

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from edge_agent.config import AgentConfig, ControlConfig
 from edge_agent.control.calendar import KOREAN_HOLIDAYS_2026, OpeningHours
 from edge_agent.control.limits import Limits
+from edge_agent.control.model_trust import ModelTrust
 from edge_agent.control.settings import ControlMode, ControlSettings
 from edge_agent.control.setup import ControlPoints, ControlSetup, ZonePoints
 
@@ -33,6 +34,10 @@ def control_limits(config: ControlConfig) -> Limits:
         co2_limit_ppm=config.co2_limit_ppm,
         illuminance_floor_lux=config.illuminance_floor_lux,
     )
+
+
+def model_trust(config: ControlConfig) -> ModelTrust:
+    return ModelTrust(tuple(config.model_keys), config.allow_unsigned_model)
 
 
 def control_settings(config: ControlConfig) -> ControlSettings:
@@ -70,6 +75,7 @@ def control_setup(
         lease_s=config.lease_s,
         model=config.model,
         baseline=config.baseline,
+        model_trust=model_trust(config),
     )
 
 
