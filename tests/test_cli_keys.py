@@ -10,12 +10,15 @@ import shutil
 import stat
 import subprocess
 import sys
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from edge_agent import signing
+from edge_agent.cli import local as cli_local
 from edge_agent.cli.app import app
 
 runner = CliRunner()
@@ -156,3 +159,18 @@ def test_the_installed_command_makes_keys_and_signs(tmp_path: Path) -> None:
     checked = edge_agent("model", "check", "-c", site_config(tmp_path, model, line))
     assert checked.returncode == 0, checked.stderr
     assert f"signed by {line}" in checked.stdout
+
+
+def test_status_shows_who_signed_the_model_in_use_or_that_it_runs_unsigned() -> None:
+    state = {
+        "mode": "active", "demand_target_kw": 100.0, "policy": "onnx", "fallback": None, "steps": 3,
+        "model": "/var/lib/edge-agent/load_shaving.onnx", "model_sha256": "ab" * 32,
+        "model_trust": "UNSIGNED, allowed by [control] allow_unsigned_model",
+        "missing_inputs": [], "writes": [], "backed_off": [],
+    }  # fmt: skip
+    out = StringIO()
+    cli_local._print_control(state, Console(file=out, width=300, markup=False))
+    assert (
+        "model /var/lib/edge-agent/load_shaving.onnx: UNSIGNED, allowed by [control] allow_unsigned_model,"
+        f" sha256 {'ab' * 32}"
+    ) in out.getvalue()

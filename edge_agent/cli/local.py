@@ -148,6 +148,8 @@ def _print_control(state: dict[str, Any], console: Console) -> None:
         return
     decided = state["policy"] + (f" (fallback: {state['fallback']})" if state["fallback"] else "")
     console.print(f"{line}, decided by {decided}, {state['steps']} steps")
+    if state.get("model_trust"):  # the model in use: who signed it (or UNSIGNED), and which file exactly
+        console.print(f"  model {state['model']}: {state['model_trust']}, sha256 {state['model_sha256']}")
     if state["missing_inputs"]:
         console.print(f"  inputs missing or stale: {', '.join(state['missing_inputs'])}")
     for write in state["writes"]:
