@@ -84,7 +84,7 @@ def test_keys_new_sign_and_configure_round_trip_then_one_changed_byte_is_refused
     model.write_bytes(bytes(data))
     code, output, verdict = check(config)
     assert code == 2
-    assert "the file does not match its signature: changed after it was signed" in output
+    assert f"the file does not match its signature by {line}: changed after it was signed" in output
     assert verdict["accepted"] is False
     assert f"by {line}" in str(verdict["reason"])
 

@@ -18,7 +18,7 @@ from tests.test_cli_local import cli, status
 from tests.test_control_bacnet import SPEED, START, agent_toml, eventually, slots
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "load_shaving.onnx"
-CHANGED = "model refused: the file does not match its signature: changed after it was signed"
+CHANGED = f"model refused: the file does not match its signature by {TRUSTED}: changed after it was signed"
 
 
 @pytest.mark.integration

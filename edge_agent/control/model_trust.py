@@ -100,15 +100,16 @@ def _public_key(text: str, path: str) -> Ed25519PublicKey:
 
 def _why_not(signer: str | None, data: bytes, signature: str, trust: ModelTrust, digest: str) -> str:
     """No trusted key verifies: the file changed after signing, or the signer is not trusted."""
-    changed = f"the file does not match its signature: changed after it was signed (sha256 {digest})"
+    changed = f"changed after it was signed (sha256 now {digest})"
+    untrusted = "a key [control] model_keys does not trust"
     if signer is None:
-        return f"{changed}, or signed by a key [control] model_keys does not trust"
+        return f"the file does not match its signature: {changed}, or signed by {untrusted}"
     if signer in trust.keys:
-        return f"{changed} by {signer}"
+        return f"the file does not match its signature by {signer}: {changed}"
     try:
         signed_this = signing.verify([signing.load_public_key(signer)], data, signature)
     except ValueError:
         signed_this = False
     if signed_this:
-        return f"signed by {signer}, a key [control] model_keys does not trust"
-    return f"{changed}, by {signer}, a key [control] model_keys does not trust either"
+        return f"signed by {signer}, {untrusted}"
+    return f"the file does not match its signature by {signer}, {untrusted} either: {changed}"
