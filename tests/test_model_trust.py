@@ -25,7 +25,9 @@ def test_a_bare_signature_over_the_exact_bytes_is_accepted_and_names_the_trusted
 
 
 @pytest.mark.parametrize(
-    "text", ["", "two words", "ed25519:AAAA sig extra"], ids=["empty", "no-key-prefix", "three-words"]
+    "text",
+    ["", "two words", "ed25519:AAAA sig extra", "A" * 5000],
+    ids=["empty", "no-key-prefix", "three-words", "too-long"],
 )
 def test_a_signature_file_that_is_not_one_is_refused_naming_it(tmp_path: Path, text: str) -> None:
     model = tmp_path / "m.onnx"

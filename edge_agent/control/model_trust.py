@@ -22,6 +22,7 @@ from edge_agent import signing
 from edge_agent.errors import ModelError
 
 SIGNATURE_SUFFIX = ".sig"
+MAX_SIGNATURE_FILE = 1024  # bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,9 @@ def check(model: Path, data: bytes, trust: ModelTrust) -> Verdict:
     path, digest = str(model), hashlib.sha256(data).hexdigest()
     sig_file = signature_path(model)
     try:
-        text = sig_file.read_text(encoding="ascii")
+        with sig_file.open("rb") as sig:
+            raw = sig.read(MAX_SIGNATURE_FILE + 1)  # a signature line is ~150 bytes: never read a big file
+        text = raw.decode("ascii") if len(raw) <= MAX_SIGNATURE_FILE else ""
     except FileNotFoundError:
         if trust.allow_unsigned:
             return Verdict(digest, None)
