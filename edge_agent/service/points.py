@@ -13,7 +13,7 @@ from edge_agent.acquisition.latest import LatestValues
 from edge_agent.acquisition.poller import DevicePoller
 from edge_agent.config import BacnetDevice, ModbusPoint
 from edge_agent.control.holds import Hold, HoldJournal
-from edge_agent.control.points import Holder
+from edge_agent.control.points import Holder, Points
 from edge_agent.errors import DeviceUnreachable, JournalError
 from edge_agent.protocols.bacnet.client import active_priority
 from edge_agent.readings import Reading, utc_now
@@ -74,7 +74,7 @@ class CentralWrites:
     before it is sent (a BACnet relinquish takes it out once done). The agent never releases these on
     its own; `status` lists them. A write the journal cannot record is refused, not sent."""
 
-    def __init__(self, points: DevicePoints, journal: HoldJournal) -> None:
+    def __init__(self, points: Points, journal: HoldJournal) -> None:
         self._points = points
         self._journal = journal
 
