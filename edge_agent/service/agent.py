@@ -134,7 +134,7 @@ class Agent:
             )
             for device in config.devices
         ]
-        devices = DevicePoints(self.latest, self.pollers)
+        self._devices = devices = DevicePoints(self.latest, self.pollers)
         self.journal = open_journal(config.buffer.resolved_path().parent / HOLDS_JOURNAL)
         self.points = CentralWrites(devices, self.journal)  # central's write_point commands, journaled
         self.controller: ControlLoop | None = None
@@ -190,6 +190,7 @@ class Agent:
         """Run until `stop` is set, then shut down without losing an accepted reading."""
         async with contextlib.AsyncExitStack() as resources:
             await resources.enter_async_context(self.buffer)
+            resources.callback(self.journal.close)
             for link in self._links.values():
                 resources.callback(link.close)
             if any(isinstance(d, BacnetDevice) for d in self.config.devices):
@@ -203,7 +204,8 @@ class Agent:
                 resources.callback(setattr, self, "_bacnet", None)
             await resources.enter_async_context(serving(socket_path(self.config), self._command))
             if self.controller is None:  # control's holds from a run when it was configured: given back
-                leftover = Recovery(self.journal, self.points, lambda *_args, **_fields: None)
+                devices = self._devices
+                leftover = Recovery(self.journal, devices, lambda *_args, **_fields: None, devices.stored)
                 if leftover.pending:
                     resources.callback(asyncio.create_task(leftover.settle(), name="recovery").cancel)
             log.info(
