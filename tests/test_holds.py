@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import structlog
+from rich.console import Console
 
 from edge_agent.acquisition.latest import LatestValues
 from edge_agent.acquisition.poller import DevicePoller
+from edge_agent.cli.local import _print_control
 from edge_agent.clock import ManualClock
 from edge_agent.config import AgentConfig, ControlConfig
 from edge_agent.control.actuator import Actuator
@@ -102,10 +104,10 @@ def hold(point: str, value: float, *, priority: int | None = 10, **fields: float
     )
 
 
-def journal_with(tmp_path: Path, *holds: Hold) -> HoldFile:
+async def journal_with(tmp_path: Path, *holds: Hold) -> HoldFile:
     journal = HoldFile(tmp_path / "holds.db")
     for each in holds:
-        journal.record(each)
+        await journal.record(each)
     journal.close()
     return HoldFile(tmp_path / "holds.db")  # as the next start opens it
 
@@ -129,6 +131,8 @@ async def test_a_write_is_on_the_disk_before_the_device_sees_it_and_gone_once_re
     actuator = Actuator(devices, recorder(events), priority=10, lease_s=300, journal=journal)
     await actuator.apply({"vav/cooling_setpoint": 27.0})
     assert devices.writes == [("vav/cooling_setpoint", 27.0, 10)]
+    assert journal._connection is not None
+    assert journal._connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: synced on commit
     [on_disk] = devices.journaled[0]  # what a kill -9 during the write would have left
     assert (on_disk.point, on_disk.priority, on_disk.value, on_disk.owner) == (
         "vav/cooling_setpoint",
@@ -182,7 +186,7 @@ async def test_a_release_the_device_did_not_take_stays_in_the_journal(tmp_path: 
 async def test_the_next_start_relinquishes_a_bacnet_slot_that_still_has_our_value(tmp_path: Path) -> None:
     devices = Devices(arrays={"vav/cooling_setpoint": held_at(10, 26.7)})
     events: list[dict[str, object]] = []
-    journal = journal_with(tmp_path, hold("vav/cooling_setpoint", 26.7))
+    journal = await journal_with(tmp_path, hold("vav/cooling_setpoint", 26.7))
     journal.load()
     recovery = Recovery(journal, devices, recorder(events), lambda _ref, value: real(value))
     await recovery.attempt()
@@ -196,7 +200,7 @@ async def test_the_next_start_relinquishes_a_bacnet_slot_that_still_has_our_valu
 async def test_a_change_in_flight_when_killed_is_ours_either_way(tmp_path: Path) -> None:
     """Killed after the journal took 28 and before the device did: the slot still shows our 27."""
     devices = Devices(arrays={"vav/cooling_setpoint": held_at(10, 27.0)})
-    journal = journal_with(tmp_path, hold("vav/cooling_setpoint", 28.0, previous=27.0))
+    journal = await journal_with(tmp_path, hold("vav/cooling_setpoint", 28.0, previous=27.0))
     journal.load()
     await Recovery(journal, devices, recorder([])).attempt()
     assert devices.arrays["vav/cooling_setpoint"] == free()
@@ -207,7 +211,7 @@ async def test_a_bacnet_slot_someone_else_changed_is_left_alone_and_logged(tmp_p
     slots[7] = 25.5  # and an operator at 8
     devices = Devices(arrays={"vav/cooling_setpoint": list(slots)})
     events: list[dict[str, object]] = []
-    journal = journal_with(tmp_path, hold("vav/cooling_setpoint", 26.7))
+    journal = await journal_with(tmp_path, hold("vav/cooling_setpoint", 26.7))
     journal.load()
     with structlog.testing.capture_logs() as logs:
         await Recovery(journal, devices, recorder(events)).attempt()
@@ -223,7 +227,7 @@ async def test_a_bacnet_slot_someone_else_changed_is_left_alone_and_logged(tmp_p
 async def test_the_next_start_restores_a_modbus_register_that_still_reads_our_value(tmp_path: Path) -> None:
     devices = Devices(registers={"valve/position": 77.0})
     events: list[dict[str, object]] = []
-    journal = journal_with(tmp_path, hold("valve/position", 77.0, priority=None, restore=10.0))
+    journal = await journal_with(tmp_path, hold("valve/position", 77.0, priority=None, restore=10.0))
     journal.load()
     await Recovery(journal, devices, recorder(events)).attempt()
     assert devices.writes == [("valve/position", 10.0, None)]
@@ -236,7 +240,7 @@ async def test_the_next_start_restores_a_modbus_register_that_still_reads_our_va
 async def test_a_modbus_register_someone_else_changed_is_left_alone(tmp_path: Path) -> None:
     devices = Devices(registers={"valve/position": 42.0})
     events: list[dict[str, object]] = []
-    journal = journal_with(tmp_path, hold("valve/position", 77.0, priority=None, restore=10.0))
+    journal = await journal_with(tmp_path, hold("valve/position", 77.0, priority=None, restore=10.0))
     journal.load()
     with structlog.testing.capture_logs() as logs:
         await Recovery(journal, devices, recorder(events)).attempt()
@@ -274,7 +278,7 @@ async def test_a_modbus_register_is_judged_at_its_resolution(tmp_path: Path) -> 
     stored = DevicePoints(LatestValues({}), [poller]).stored
     assert stored("ahu/sat", 22.37) == pytest.approx(22.4)
     devices = Devices(registers={"ahu/sat": 22.4})
-    journal = journal_with(tmp_path, hold("ahu/sat", 22.37, priority=None, restore=18.0))
+    journal = await journal_with(tmp_path, hold("ahu/sat", 22.37, priority=None, restore=18.0))
     journal.load()
     await Recovery(journal, devices, recorder([]), stored).attempt()
     assert devices.registers["ahu/sat"] == 18.0
@@ -282,7 +286,7 @@ async def test_a_modbus_register_is_judged_at_its_resolution(tmp_path: Path) -> 
 
 async def test_a_hold_whose_device_is_down_waits_and_is_given_back_when_it_answers(tmp_path: Path) -> None:
     devices = Devices(arrays={"plant/demand_limit": held_at(10, 60.0)}, down={"plant"})
-    journal = journal_with(tmp_path, hold("plant/demand_limit", 60.0))
+    journal = await journal_with(tmp_path, hold("plant/demand_limit", 60.0))
     journal.load()
     recovery = Recovery(journal, devices, recorder([]))
     await recovery.attempt()
@@ -356,7 +360,9 @@ async def test_control_gives_back_the_previous_runs_holds_before_its_first_step(
         arrays={"vav/cooling_setpoint": held_at(10, 27.0), "plant/demand_limit": held_at(10, 60.0)},
         down={"plant"},
     )
-    journal = journal_with(tmp_path, hold("vav/cooling_setpoint", 27.0), hold("plant/demand_limit", 60.0))
+    journal = await journal_with(
+        tmp_path, hold("vav/cooling_setpoint", 27.0), hold("plant/demand_limit", 60.0)
+    )
     journal.load()
     events: list[dict[str, object]] = []
     loop = control_loop(devices, journal, events)
@@ -405,3 +411,44 @@ async def test_central_writes_are_journaled_listed_and_never_given_back_by_the_a
     ]
     await CentralWrites(devices, next_start).write("plant/demand_limit", None, 12)  # central relinquishes
     assert HoldFile(tmp_path / "holds.db").load() == []
+
+
+def test_control_lists_every_hold_with_its_holder_since_and_lease() -> None:
+    state = {
+        "mode": "active",
+        "demand_target_kw": 180.0,
+        "policy": "rules",
+        "fallback": None,
+        "steps": 3,
+        "missing_inputs": [],
+        "backed_off": [],
+        "writes": [
+            {
+                "point": "plant/demand_limit",
+                "value": 60.0,
+                "priority": 10,
+                "since": "2026-08-05T05:00:00Z",
+                "lease_until": "2026-08-05T05:05:00Z",
+                "holder": "recovered",
+            },
+            {
+                "point": "valve/position",
+                "value": 10.0,
+                "priority": None,
+                "since": "2026-08-05T05:01:00+00:00",
+                "lease_until": None,
+                "holder": "central",
+            },
+        ],
+    }
+    console = Console(record=True, width=200, markup=False)
+    _print_control(state, console)
+    lines = console.export_text().splitlines()
+    assert lines[1] == (
+        "  holds (a previous run's, not given back yet) plant/demand_limit = 60 at priority 10, "
+        "since 2026-08-05 05:00:00 UTC, lease until 2026-08-05 05:05:00 UTC"
+    )
+    assert lines[2] == (
+        "  holds for central (write_point, never released by the agent) valve/position = 10, "
+        "since 2026-08-05 05:01:00 UTC, no lease"
+    )

@@ -75,7 +75,7 @@ class Actuator:
                 continue
             held = self.held.get(ref)
             if held is not None and held.confirmed and abs(held.value - value) < 1e-6:
-                self._renew(held)
+                await self._renew(held)
                 continue
             await self._write(ref, value, held, prioritised=prioritised)
 
@@ -92,7 +92,7 @@ class Actuator:
             lease_until=now + timedelta(seconds=self.lease_s),
         )
         try:
-            self.journal.record(hold)  # on the disk before the device sees the write
+            await self.journal.record(hold)  # on the disk before the device sees the write
         except JournalError as error:
             log.error("control write not sent: the journal cannot record it", point=ref, error=str(error))  # noqa: TRY400
             self._emit("error", f"write of {ref} not sent", point=ref, value=value, reason=str(error))
@@ -111,7 +111,7 @@ class Actuator:
         held.value, held.renewed, held.hold, held.confirmed = value, self._monotonic(), hold, True
         self._emit("write", f"{ref} = {value:g}", point=ref, value=value, priority=self.priority)
 
-    def _renew(self, held: _Held) -> None:
+    async def _renew(self, held: _Held) -> None:
         """The same value wanted again: the lease starts over (the journal's copy once half of it ran)."""
         held.renewed = self._monotonic()
         now, lease_until = self._wall(), held.hold.lease_until
@@ -119,7 +119,7 @@ class Actuator:
             return
         hold = replace(held.hold, lease_until=now + timedelta(seconds=self.lease_s))
         try:
-            self.journal.record(hold)
+            await self.journal.record(hold)
         except JournalError as error:  # the write itself is recorded: only the lease shown is older
             log.warning("lease not renewed in the journal", point=hold.point, error=str(error))
             return
@@ -164,7 +164,7 @@ class Actuator:
             self._emit("error", f"release of {ref} failed", point=ref, reason=str(error))
             return False
         del self.held[ref]
-        forget(self.journal, held.hold)
+        await forget(self.journal, held.hold)
         self._emit("release", f"{ref} released: {reason}", point=ref, value=value, reason=reason)
         return True
 
@@ -184,9 +184,9 @@ class Actuator:
             await self.release(ref, "lease expired")
 
 
-def forget(journal: HoldJournal, hold: Hold) -> None:
+async def forget(journal: HoldJournal, hold: Hold) -> None:
     """Take a released hold out of the journal; if the disk refuses, the next start checks the device."""
     try:
-        journal.remove(hold)
+        await journal.remove(hold)
     except JournalError as error:
         log.error("released hold not taken out of the journal", point=hold.point, error=str(error))  # noqa: TRY400

@@ -43,11 +43,11 @@ class Hold:
 
 
 class HoldJournal(Protocol):
-    def record(self, hold: Hold) -> None:
+    async def record(self, hold: Hold) -> None:
         """Durably (on disk when this returns); JournalError when it cannot: the write must not be sent."""
         ...
 
-    def remove(self, hold: Hold) -> None:
+    async def remove(self, hold: Hold) -> None:
         """Forget a hold the device gave back; JournalError when it cannot (the next start checks again)."""
         ...
 
@@ -62,10 +62,10 @@ class MemoryJournal:
     def __init__(self, holds: list[Hold] | None = None) -> None:
         self._holds = {h.key: h for h in holds or []}
 
-    def record(self, hold: Hold) -> None:
+    async def record(self, hold: Hold) -> None:
         self._holds[hold.key] = hold
 
-    def remove(self, hold: Hold) -> None:
+    async def remove(self, hold: Hold) -> None:
         self._holds.pop(hold.key, None)
 
     def holds(self) -> list[Hold]:

@@ -68,7 +68,7 @@ class Recovery:
                 continue
             if outcome is None:
                 continue
-            forget(self._journal, hold)
+            await forget(self._journal, hold)
             self.pending.remove(hold)
 
     async def settle(self, within_s: float | None = None) -> None:

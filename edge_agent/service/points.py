@@ -89,7 +89,7 @@ class CentralWrites:
         if value is None:
             await self._points.write(ref, value, priority)
             if held is not None:
-                self._forget(held)
+                await self._forget(held)
             return
         current = self._points.latest(ref)
         hold = Hold(
@@ -103,14 +103,14 @@ class CentralWrites:
             owner="central",
         )
         try:
-            self._journal.record(hold)
+            await self._journal.record(hold)
         except JournalError as error:
             device, _, point = ref.partition("/")
             raise DeviceUnreachable(device, point, f"not sent: {error}", "journal") from error
         await self._points.write(ref, value, priority)
 
-    def _forget(self, hold: Hold) -> None:
+    async def _forget(self, hold: Hold) -> None:
         try:
-            self._journal.remove(hold)
+            await self._journal.remove(hold)
         except JournalError as error:
             log.error("relinquished hold not taken out of the journal", point=hold.point, error=str(error))  # noqa: TRY400

@@ -1,15 +1,19 @@
 """The write journal's file (control/holds.py's HoldJournal): a small SQLite file beside the buffer.
 
 Every statement commits on its own with synchronous=FULL, so a hold is on the disk before `record` returns
-and the write it describes is sent. A file that cannot be opened or written (disk full, permissions) raises
-JournalError, and control sends nothing it could not write down; the next call tries the file again.
+and the write it describes is sent. The commit (an fsync, tens of milliseconds on an SD card) runs in a
+worker thread, one at a time, so polling does not wait for it. A file that cannot be opened or written (disk
+full, permissions) raises JournalError, and nothing is sent that could not be written down; the next call
+tries the file again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -43,14 +47,22 @@ class HoldFile:
         self.path = path
         self._connection: sqlite3.Connection | None = None
         self._holds: dict[tuple[str, int, str], Hold] = {}
+        self._lock = threading.Lock()  # one statement at a time, from whichever worker thread
 
     def load(self) -> list[Hold]:
         """Open the file (made if missing) and read what it holds; JournalError when it cannot."""
-        self._connect()
+        with self._lock, self._translated("open"):
+            self._connect()
         return self.holds()
 
-    def record(self, hold: Hold) -> None:
-        with self._translated("record a hold"):
+    async def record(self, hold: Hold) -> None:
+        await asyncio.to_thread(self._record, hold)
+
+    async def remove(self, hold: Hold) -> None:
+        await asyncio.to_thread(self._remove, hold)
+
+    def _record(self, hold: Hold) -> None:
+        with self._lock, self._translated("record a hold"):
             self._connect().execute(
                 f"INSERT OR REPLACE INTO holds ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -64,17 +76,21 @@ class HoldFile:
                     None if hold.lease_until is None else hold.lease_until.isoformat(),
                 ),
             )
-        self._holds[hold.key] = hold
+            self._holds = {**self._holds, hold.key: hold}  # a new dict: the event loop reads the old one
 
-    def remove(self, hold: Hold) -> None:
-        with self._translated("forget a hold"):
+    def _remove(self, hold: Hold) -> None:
+        with self._lock, self._translated("forget a hold"):
             self._connect().execute("DELETE FROM holds WHERE point = ? AND slot = ? AND owner = ?", hold.key)
-        self._holds.pop(hold.key, None)
+            self._holds = {k: h for k, h in self._holds.items() if k != hold.key}
 
     def holds(self) -> list[Hold]:
         return sorted(self._holds.values(), key=lambda h: h.since)
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -82,18 +98,17 @@ class HoldFile:
     def _connect(self) -> sqlite3.Connection:
         if self._connection is not None:
             return self._connection
-        with self._translated("open"):
-            made = not self.path.exists()
-            connection = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
-            try:
-                connection.execute("PRAGMA synchronous=FULL")
-                connection.execute(_SCHEMA)
-                rows = connection.execute(f"SELECT {_COLUMNS} FROM holds").fetchall()
-                if made:  # the new file's name durable too
-                    _sync_directory(self.path.parent)
-            except BaseException:
-                connection.close()
-                raise
+        made = not self.path.exists()
+        connection = sqlite3.connect(self.path, isolation_level=None, timeout=5.0, check_same_thread=False)
+        try:
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute(_SCHEMA)
+            rows = connection.execute(f"SELECT {_COLUMNS} FROM holds").fetchall()
+            if made:  # the new file's name durable too
+                _sync_directory(self.path.parent)
+        except BaseException:
+            connection.close()
+            raise
         holds = [_hold(row) for row in rows]
         self._holds = {h.key: h for h in holds}
         self._connection = connection
@@ -104,7 +119,7 @@ class HoldFile:
         try:
             yield
         except (sqlite3.Error, OSError) as exc:
-            self.close()  # opened afresh next time: the disk may have room again
+            self._close()  # opened afresh next time: the disk may have room again
             raise JournalError(self.path, f"cannot {doing}: {exc}") from exc
 
 
