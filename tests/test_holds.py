@@ -48,6 +48,7 @@ class Devices:
     registers: dict[str, float] = field(default_factory=dict)
     values: LatestValues = field(default_factory=lambda: LatestValues({}))
     down: set[str] = field(default_factory=set)
+    unanswered: set[str] = field(default_factory=set)  # devices that take a write and never say so
     journal: Path | None = None
     writes: list[tuple[str, float | None, int | None]] = field(default_factory=list)
     journaled: list[list[Hold]] = field(default_factory=list)
@@ -67,6 +68,8 @@ class Devices:
             self.arrays[ref][priority - 1] = None if value is None else real(value)
         elif value is not None:
             self.registers[ref] = value
+        if ref.split("/", maxsplit=1)[0] in self.unanswered:
+            raise DeviceUnreachable(ref, "", "no answer", "timeout")
 
     async def holder(self, ref: str) -> Holder:
         self._reachable(ref)
@@ -177,6 +180,21 @@ async def test_a_release_the_device_did_not_take_stays_in_the_journal(tmp_path: 
     devices.down.clear()
     assert await actuator.release("valve/position", "test")
     assert devices.registers["valve/position"] == 10.0
+    assert HoldFile(tmp_path / "holds.db").load() == []
+
+
+async def test_a_write_that_got_no_answer_is_still_given_back(tmp_path: Path) -> None:
+    """It may have arrived: control treats it as held, writes it again, and releases it like any other."""
+    devices = Devices(arrays={"vav/cooling_setpoint": free()}, unanswered={"vav"})
+    journal = HoldFile(tmp_path / "holds.db")
+    actuator = Actuator(devices, recorder([]), journal=journal)
+    await actuator.apply({"vav/cooling_setpoint": 27.0})
+    assert devices.arrays["vav/cooling_setpoint"] == held_at(10, 27.0)
+    await actuator.apply({"vav/cooling_setpoint": 27.0})
+    assert len(devices.writes) == 2  # not taken for confirmed: written again
+    devices.unanswered.clear()
+    await actuator.apply({"vav/cooling_setpoint": None})
+    assert devices.arrays["vav/cooling_setpoint"] == free()
     assert HoldFile(tmp_path / "holds.db").load() == []
 
 

@@ -86,7 +86,7 @@ class Actuator:
             ref,
             self.priority if prioritised else None,
             value,
-            previous=None if held is None or not held.confirmed else held.value,
+            previous=None if held is None else held.value,  # ours until the device takes the new one
             restore=restore if held is None else held.restore,
             since=now if held is None else held.hold.since,
             lease_until=now + timedelta(seconds=self.lease_s),
