@@ -10,6 +10,7 @@ EdgeAgentError
 ├── ModelError             a policy model or savings baseline that cannot be used (path, reason)
 │   └── InferenceFailed    the model loads, and fails when it is run (error: the ModelError)
 ├── BufferUnreadable       a buffer file the read-only tools cannot read (path, reason)
+├── JournalError           the write journal cannot be written: the write it was to record is not sent
 ├── Refused                a command-line request refused before anything was sent: usage or policy
 ├── CommandRefused         an MQTT command refused: the reply's code, and the request's field at fault
 ├── ExceptionAnswer        a Modbus exception answer on the wire (code)
@@ -17,8 +18,8 @@ EdgeAgentError
 
 Library errors are translated into this tree at the protocol boundary, one module per library:
 protocols/modbus/errors.py (pymodbus, and our own Modbus TCP wire), protocols/bacnet/errors.py (bacpypes3),
-store/errors.py (sqlite3), control/onnx_policy.py (onnxruntime); the uplink keeps aiomqtt's MqttError
-inside uplink/session.py, which retries on it and never lets it out.
+store/errors.py (sqlite3), store/holds.py (sqlite3, the write journal), control/onnx_policy.py (onnxruntime);
+the uplink keeps aiomqtt's MqttError inside uplink/session.py, which retries on it and never lets it out.
 
 Signals that never leave their home are drawn all the same, so that this is the one place to look:
 - ExceptionAnswer, MalformedAnswer: what every Modbus wire raises; ModbusClient turns them into DeviceErrors.
@@ -95,6 +96,15 @@ class BufferUnreadable(EdgeAgentError):
 
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"buffer {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class JournalError(EdgeAgentError):
+    """The write journal (control/holds.py) could not record or forget a hold: which file, and why."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"write journal {path}: {reason}")
         self.path = path
         self.reason = reason
 

@@ -153,7 +153,27 @@ def _print_control(state: dict[str, Any], console: Console) -> None:
     if state["missing_inputs"]:
         console.print(f"  inputs missing or stale: {', '.join(state['missing_inputs'])}")
     for write in state["writes"]:
-        at = "" if write["priority"] is None else f" at priority {write['priority']}"
-        console.print(f"  holds {write['point']} = {write['value']:g}{at}")
+        console.print(_hold_line(write))
     for point in state["backed_off"]:
         console.print(f"  backs off {point}: an operator holds it")
+
+
+_HOLDERS = {
+    "control": "holds",
+    "recovered": "holds (a previous run's, not given back yet)",
+    "central": "holds for central (write_point, never released by the agent)",
+}
+
+
+def _hold_line(write: dict[str, Any]) -> str:
+    """One write we hold on a device: whose, where, since when, and its lease."""
+    holder = write.get("holder", "control")
+    at = "" if write["priority"] is None else f" at priority {write['priority']}"
+    since, lease = write.get("since"), write.get("lease_until")
+    when = "" if since is None else f", since {_clock_time(since)}"
+    until = "no lease" if lease is None else f"lease until {_clock_time(lease)}"
+    return f"  {_HOLDERS.get(holder, holder)} {write['point']} = {write['value']:g}{at}{when}, {until}"
+
+
+def _clock_time(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -6,7 +6,8 @@ Each step is `core.decide`, the same function the simulator study and training c
 model or the rules, is policy.py's ModelOrRules (one log line and one event each time the reason changes).
 Missing or stale inputs release every write: control does not act on what it cannot see. Mode off releases
 and computes nothing; shadow decides and logs, and writes nothing. Control reaches the devices only
-through `Points`.
+through `Points`. Before the first step, what a previous run left held (its journal, holds.py) is given
+back (recovery.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -24,10 +25,12 @@ from edge_agent.control.actuator import Actuator
 from edge_agent.control.core import ControlState, decide
 from edge_agent.control.events import ControlEvent, EventKind
 from edge_agent.control.guards import Targets
+from edge_agent.control.holds import Hold, HoldJournal
 from edge_agent.control.model_trust import Verdict
 from edge_agent.control.observation import Observation, ZoneObservation
 from edge_agent.control.points import Points
 from edge_agent.control.policy import ModelOrRules
+from edge_agent.control.recovery import Recovery, Stored
 from edge_agent.control.rules import RuleBasedPolicy
 from edge_agent.control.savings.baseline import load_towt
 from edge_agent.control.savings.ledger import SavingsLedger
@@ -40,6 +43,7 @@ from edge_agent.readings import Quality
 log = structlog.get_logger("edge_agent.control")
 
 LEASE_CHECK_S = 5.0
+RECOVER_WITHIN_S = 30.0  # how long the first step waits for devices to answer about a previous run's holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,14 @@ class HeldWrite:
     point: str  # 'device/point'
     value: float
     priority: int | None  # BACnet: the priority written at; None for Modbus (restored on release)
+    since: datetime | None = None  # wall clock (UTC) of the first write
+    lease_until: datetime | None = None  # wall clock; None: no lease (central's)
+    holder: Literal["control", "recovered", "central"] = "control"  # recovered: a previous run's, not
+    # given back yet; central: a write_point command's, never released by the agent
+
+    @classmethod
+    def of(cls, hold: Hold, holder: Literal["control", "recovered", "central"]) -> HeldWrite:
+        return cls(hold.point, hold.value, hold.priority, hold.since, hold.lease_until, holder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +72,8 @@ class ControlStatus:
     model_trust: str | None  # who signed the model in use, or that it runs unsigned
     steps: int  # decisions made since start
     last_decision: dict[str, float] | None
-    writes: list[HeldWrite]  # what control holds on the building's controllers now
+    writes: list[HeldWrite]  # what we hold on the building's controllers now: control's, a previous
+    # run's not given back yet, central's
     backed_off: list[str]  # points an operator (a higher priority) holds: control keeps off them
     missing_inputs: list[str]  # stale or missing inputs: control holds nothing while any is listed
     savings_today: DailySavings | None  # against the baseline, so far today; None without a baseline
@@ -78,6 +91,8 @@ class ControlLoop:
         send_event: Callable[[bytes], None] | None = None,
         send_savings: Callable[[bytes], None] | None = None,
         ledger: SavingsLedger | None = None,
+        journal: HoldJournal | None = None,
+        stored: Stored | None = None,
     ) -> None:
         self._gateway = gateway
         self.setup = setup
@@ -91,7 +106,10 @@ class ControlLoop:
         self._tracked_at: datetime | None = None  # end of the last step counted in the savings
         self.policy = ModelOrRules(None, RuleBasedPolicy(), clock.now, self._policy_changed)
         self.state = ControlState(self.policy, settings.demand_target_kw)
-        self.actuator = Actuator(points, self.emit, priority=setup.write_priority, lease_s=setup.lease_s)
+        self.actuator = Actuator(
+            points, self.emit, priority=setup.write_priority, lease_s=setup.lease_s, journal=journal
+        )
+        self.recovery = Recovery(self.actuator.journal, points, self.emit, stored)
         self._missing: list[str] = []
         self._mode: ControlMode | None = None
         self.steps = 0
@@ -104,7 +122,9 @@ class ControlLoop:
         return self.policy.fallback
 
     def status(self) -> ControlStatus:
-        held = self.actuator.held
+        held = [HeldWrite.of(h.hold, "control") for h in self.actuator.held.values()]
+        held += [HeldWrite.of(h, "recovered") for h in self.recovery.pending]
+        held += [HeldWrite.of(h, "central") for h in self.actuator.journal.holds() if h.owner == "central"]
         trust = self.model_trust if self.policy.model is not None else None
         return ControlStatus(
             mode=str(self.settings.mode),
@@ -116,10 +136,7 @@ class ControlLoop:
             model_trust=None if trust is None else trust.describe(),
             steps=self.steps,
             last_decision=self.last_decision,
-            writes=[
-                HeldWrite(ref, h.value, self.actuator.priority if h.prioritised else None)
-                for ref, h in sorted(held.items())
-            ],
+            writes=sorted(held, key=lambda w: (w.point, w.holder)),
             backed_off=sorted(self.actuator.operator_held),
             missing_inputs=list(self._missing),
             savings_today=None if self.savings is None else self.savings.today(),
@@ -183,16 +200,33 @@ class ControlLoop:
         """Decide every step until cancelled; the caller releases (stop())."""
         self.load_model()
         self.load_baseline()
+        await self.recover()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._leases())
             while True:
                 await self.step()
                 await asyncio.sleep(self.setup.step_s / self._clock.speed)
 
+    async def recover(self) -> None:
+        """Give back what a previous run left held before the first step; what its device does not answer
+        about within RECOVER_WITHIN_S is retried with the leases, and control keeps off those points."""
+        if not self.recovery.pending:
+            return
+        await self.recovery.settle(RECOVER_WITHIN_S)
+        if self.recovery.pending:
+            log.error(
+                "control starts with a previous run's holds not given back: it keeps off them",
+                points=sorted(self.recovery.points()),
+            )
+        else:
+            log.info("the previous run's holds are resolved: control starts")
+
     async def _leases(self) -> None:
         while True:
             await asyncio.sleep(LEASE_CHECK_S)
             await self.actuator.expire()
+            if self.recovery.pending:
+                await self.recovery.attempt()
 
     async def stop(self, reason: str = "agent stopping") -> bool:
         """Release every write; True when every device took its point back."""
@@ -240,7 +274,10 @@ class ControlLoop:
             guards=list(step.targets.notes),
         )
         if mode is ControlMode.ACTIVE:
-            await self.actuator.apply(self.wanted(step.targets))
+            wanted = self.wanted(step.targets)
+            for ref in self.recovery.points():  # a previous run's hold there is not resolved yet
+                wanted.pop(ref, None)
+            await self.actuator.apply(wanted)
         else:
             await self.actuator.release_all("shadow mode")
 

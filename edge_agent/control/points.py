@@ -11,10 +11,12 @@ from edge_agent.readings import Reading
 
 class Holder(NamedTuple):
     """Who commands a point now. `priority` is the active BACnet priority (1 highest), None when every
-    slot is relinquished; points without priorities (Modbus) have `prioritised` False."""
+    slot is relinquished; points without priorities (Modbus) have `prioritised` False. `slots`: the
+    priority array as read (index 0 is priority 1), when there is one."""
 
     prioritised: bool
     priority: int | None = None
+    slots: tuple[float | None, ...] | None = None
 
 
 class Points(Protocol):

@@ -24,6 +24,7 @@ from edge_agent.acquisition.poller import ClientFactory, DevicePoller, PollerSta
 from edge_agent.clock import Clock, WallClock
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
 from edge_agent.control.loop import ControlLoop, ControlStatus
+from edge_agent.control.recovery import Recovery
 from edge_agent.control.savings.ledger import SAVINGS_LEDGER, SavingsLedger
 from edge_agent.control.settings import ControlSettings
 from edge_agent.protocols.bacnet.app import BacnetApplication
@@ -35,9 +36,10 @@ from edge_agent.protocols.modbus.client import ModbusClient
 from edge_agent.protocols.modbus.link import ModbusLink, link_for
 from edge_agent.service.control_setup import agent_control_setup, control_settings
 from edge_agent.service.local_socket import serving, socket_path
-from edge_agent.service.points import DevicePoints
+from edge_agent.service.points import CentralWrites, DevicePoints
 from edge_agent.service.sdnotify import Heartbeats, Notifier, keep_alive
 from edge_agent.store.buffer import Buffer, BufferStatistics
+from edge_agent.store.holds import HOLDS_JOURNAL, open_journal
 from edge_agent.uplink.commands import CommandRouter
 from edge_agent.uplink.payloads import device_infos
 from edge_agent.uplink.session import Uplink, UplinkStatistics
@@ -132,18 +134,22 @@ class Agent:
             )
             for device in config.devices
         ]
-        self.points = DevicePoints(self.latest, self.pollers)
+        self._devices = devices = DevicePoints(self.latest, self.pollers)
+        self.journal = open_journal(config.buffer.resolved_path().parent / HOLDS_JOURNAL)
+        self.points = CentralWrites(devices, self.journal)  # central's write_point commands, journaled
         self.controller: ControlLoop | None = None
         if config.control.configured:
             self.controller = ControlLoop(
                 config.gateway.id,
                 agent_control_setup(config),
                 self.control,
-                self.points,
+                devices,
                 clock=self.clock,
                 send_event=self.uplink.send_event,
                 send_savings=self.uplink.send_savings,
                 ledger=SavingsLedger(config.buffer.resolved_path().parent / SAVINGS_LEDGER),
+                journal=self.journal,
+                stored=devices.stored,
             )
 
     def _client_factory(self, device: ModbusDevice | BacnetDevice) -> ClientFactory:
@@ -184,6 +190,7 @@ class Agent:
         """Run until `stop` is set, then shut down without losing an accepted reading."""
         async with contextlib.AsyncExitStack() as resources:
             await resources.enter_async_context(self.buffer)
+            resources.callback(self.journal.close)
             for link in self._links.values():
                 resources.callback(link.close)
             if any(isinstance(d, BacnetDevice) for d in self.config.devices):
@@ -196,6 +203,11 @@ class Agent:
                 self._bacnet = await resources.enter_async_context(stack)
                 resources.callback(setattr, self, "_bacnet", None)
             await resources.enter_async_context(serving(socket_path(self.config), self._command))
+            if self.controller is None:  # control's holds from a run when it was configured: given back
+                devices = self._devices
+                leftover = Recovery(self.journal, devices, lambda *_args, **_fields: None, devices.stored)
+                if leftover.pending:
+                    resources.callback(asyncio.create_task(leftover.settle(), name="recovery").cancel)
             log.info(
                 "agent started",
                 version=__version__,
