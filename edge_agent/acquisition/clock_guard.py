@@ -124,7 +124,8 @@ class ClockGuard:
         self._monotonic = monotonic
         self._minimum = floor
         saved = saved_time(last_time) if last_time is not None else None
-        self.floor = floor if saved is None else max(floor, saved)
+        # (less the tolerance: NTP may have stepped a right clock back a little since it was saved)
+        self.floor = floor if saved is None else max(floor, saved - timedelta(seconds=STEP_TOLERANCE_S))
         self._sync_flag = sync_flag
         self._last_time = last_time
         self._max_held = max_held
