@@ -20,7 +20,6 @@ A Raspberry Pi has no real-time clock: it boots at the time it last saved, or at
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -100,12 +99,11 @@ def saved_time(path: Path) -> datetime | None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """The whole new text or the old one, even across a power cut."""
+    """The whole new text or the old one. No fsync: this runs on the event loop, where a flush could stall
+    polling on a busy SD card; ext4 writes a file replaced by rename before the rename itself, and a file
+    lost anyway only lowers the floor to this release's date (saved_time says so)."""
     part = path.with_name(f"{path.name}.part")
-    with part.open("w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
+    part.write_text(text, encoding="utf-8")
     part.replace(path)
 
 
