@@ -1,8 +1,9 @@
 """The clock of a running `edge-agent run` stepped under libfaketime (3 days back, then 5 years ahead, each
 undone): each step is logged with its size and direction, `status` says `stepped`, and every reading the
 buffer took meanwhile is marked uncertain-time, not good; once the step is undone readings are good again,
-and none is lost. The wall clock alone is faked (FAKETIME_DONT_FAKE_MONOTONIC): the monotonic clock stays
-true, as it does when NTP or an operator steps a real clock. (The rules in detail: test_clock_guard.py.)"""
+and none is lost. A clock behind the time the last run saved holds readings until NTP sets it. The wall
+clock alone is faked (FAKETIME_DONT_FAKE_MONOTONIC): the monotonic clock stays true, as it does when NTP or
+an operator steps a real clock. (The rules in detail: test_clock_guard.py.)"""
 
 from __future__ import annotations
 
@@ -62,6 +63,10 @@ def log_events(log: Path) -> list[dict[str, Any]]:
     return events
 
 
+def logged(log: Path, event: str) -> Callable[[], bool]:
+    return lambda: event in {e["event"] for e in log_events(log)}
+
+
 def at_least(buffer: Path, count: int, quality: str, after_seq: int) -> Callable[[], bool]:
     """Whether the buffer has committed `count` readings of `quality` after `after_seq`."""
     return lambda: sum(r.quality == quality for r in rows(buffer, after_seq)) >= count
@@ -118,8 +123,7 @@ async def test_steps_back_and_ahead_are_logged_and_readings_taken_meanwhile_are_
         ModbusTcpMeterServer(LOOPBACK, 0, [Sdm630(unit_id=1)]) as meter,
         agent_on_a_fake_clock(tmp_path, meter.port) as (offset, log),
     ):
-        started = lambda: "agent started" in {e["event"] for e in log_events(log)}  # noqa: E731
-        await async_wait_until(started, 30, "the agent started")
+        await async_wait_until(logged(log, "agent started"), 30, "the agent started")
         await async_wait_until(at_least(buffer, 1, "good", 0), 30, "readings in the buffer")
         assert (await status(config))["clock"]["state"] in {"synchronized", "unsynchronized"}
         for fake, step_s, direction in (("-3d", -3 * 86400, "back"), ("+5y", 5 * 365 * 86400, "ahead")):
@@ -156,3 +160,37 @@ async def test_steps_back_and_ahead_are_logged_and_readings_taken_meanwhile_are_
     assert sum(r.quality == "good" for r in right) > 0.9 * len(right)
     saved = datetime.fromisoformat((tmp_path / "b.db.clock").read_text().strip())  # the next start's floor
     assert abs(saved - now) < timedelta(minutes=1)  # saved at stop: the trusted time, not a stepped one
+
+
+async def test_a_clock_behind_the_time_saved_by_the_last_run_holds_readings_until_it_is_set(
+    tmp_path: Path,
+) -> None:
+    """The floor is the last run's saved time, not a fixed date: an hour behind it (a power cut, the time
+    restored from an older save), readings are held; when NTP steps the clock 2 hours ahead, they go out with
+    their times corrected by the step."""
+    buffer, config = tmp_path / "b.db", tmp_path / "agent.toml"
+    started_at = datetime.now(UTC)
+    (tmp_path / "b.db.clock").write_text((started_at + timedelta(hours=1)).isoformat() + "\n")
+    async with (
+        ModbusTcpMeterServer(LOOPBACK, 0, [Sdm630(unit_id=1)]) as meter,
+        agent_on_a_fake_clock(tmp_path, meter.port) as (offset, log),
+    ):
+        not_set = logged(log, "clock not set: readings are held until it is")
+        await async_wait_until(not_set, 30, "the clock taken as not set")
+        clock: dict[str, Any] = {"held": 0}
+        async with asyncio.timeout(30):
+            while clock["held"] < 50:
+                clock = (await status(config))["clock"]
+                assert clock["state"] == "not set"
+        assert rows(buffer) == []
+        offset.write_text("+2h\n")  # NTP sets the clock
+        await async_wait_until(at_least(buffer, 50, "good", 0), 30, "the held readings released")
+        clock = (await status(config))["clock"]
+        assert (clock["state"], clock["held"]) == ("unsynchronized", 0)
+        assert clock["corrected"] >= 50
+    stored = rows(buffer)
+    assert {r.quality for r in stored} == {"good"}
+    assert min(r.ts for r in stored) > started_at + timedelta(hours=2) - timedelta(seconds=5)  # corrected
+    assert [r.seq for r in stored] == list(range(1, len(stored) + 1))
+    events = [e for e in log_events(log) if e["event"] == "clock stepped"]
+    assert [e["direction"] for e in events] == ["ahead"]
