@@ -193,14 +193,16 @@ def test_a_second_step_while_uncertain_is_logged_and_undoing_both_ends_it(tmp_pa
 
 
 def test_the_saved_time_is_the_floor_at_the_next_start(tmp_path: Path) -> None:
-    saved = tmp_path / "buffer.db.clock"
+    saved, flag = tmp_path / "buffer.db.clock", tmp_path / "synchronized"
+    flag.touch()
     clocks = Clocks()
-    guard = running_guard(clocks, last_time=saved, sync_flag=tmp_path / "none")
+    guard = running_guard(clocks, last_time=saved, sync_flag=flag)
     clocks.run(600)
     guard.admit(poll(clocks, 1.0))  # saved once a minute at most, while the clock is trusted
     guard.save()  # and at stop
-    assert saved.read_text() == (TRUE_BOOT + timedelta(seconds=600)).isoformat() + "\n"
+    assert saved.read_text() == f"{(TRUE_BOOT + timedelta(seconds=600)).isoformat()} synchronized\n"
     assert not list(tmp_path.glob("*.part"))  # replaced whole
+    flag.unlink()  # (it lives in /run)
 
     # Power cut; the Pi boots with fake-hwclock's hourly saved time, 40 minutes behind the saved floor.
     clocks = Clocks()
@@ -222,7 +224,7 @@ def test_the_saved_time_is_the_floor_at_the_next_start(tmp_path: Path) -> None:
 
 def test_a_clock_that_passes_the_floor_unset_sends_the_early_readings_uncertain(tmp_path: Path) -> None:
     saved = tmp_path / "buffer.db.clock"
-    saved.write_text((TRUE_BOOT + timedelta(seconds=5)).isoformat())
+    saved.write_text(f"{(TRUE_BOOT + timedelta(seconds=5)).isoformat()} synchronized")
     clocks = Clocks()
     clocks.wall = TRUE_BOOT  # no NTP at this site: the clock only runs
     guard = ClockGuard(
@@ -242,10 +244,19 @@ def test_nothing_is_saved_while_the_clock_is_stepped(tmp_path: Path) -> None:
     clocks.run(3600)
     guard.admit(poll(clocks, 1.0))
     guard.save()
-    assert saved.read_text() == TRUE_BOOT.isoformat() + "\n"  # the floor stays the last trusted time
+    assert saved.read_text() == f"{TRUE_BOOT.isoformat()} unsynchronized\n"  # the last trusted time
 
 
-@pytest.mark.parametrize("content", ["", "yesterday", "2026-12-01T00:00:00", "\xff"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "yesterday synchronized",
+        "2026-12-01T00:00:00 synchronized",  # no UTC offset
+        "2026-12-01T00:00:00+00:00 maybe",
+        "\xff",
+    ],
+)
 def test_an_unreadable_saved_time_falls_back_to_the_release_date(tmp_path: Path, content: str) -> None:
     saved = tmp_path / "buffer.db.clock"
     saved.write_bytes(content.encode("latin-1"))
@@ -258,7 +269,7 @@ def test_an_unreadable_saved_time_falls_back_to_the_release_date(tmp_path: Path,
 
 def test_a_saved_time_before_the_release_date_does_not_lower_the_floor(tmp_path: Path) -> None:
     saved = tmp_path / "buffer.db.clock"
-    saved.write_text("1970-01-01T00:00:42+00:00")
+    saved.write_text("1970-01-01T00:00:42+00:00 synchronized")
     assert ClockGuard(last_time=saved, sync_flag=tmp_path / "none").floor == TIME_FLOOR
 
 
@@ -269,3 +280,35 @@ def test_a_file_that_cannot_be_written_is_logged_once_and_readings_flow(tmp_path
         clocks.run(120)
         assert qualities(guard, clocks, 1.0) == [Quality.GOOD]
     assert [e["event"] for e in logs].count("clock: cannot save the time") == 1
+
+
+def test_behind_an_unsynchronised_saved_time_nothing_is_held_and_readings_are_marked_until_it_passes(
+    tmp_path: Path,
+) -> None:
+    """A site without NTP: the last run's clock may have been the wrong one, so readings flow, marked."""
+    saved = tmp_path / "buffer.db.clock"
+    saved.write_text(f"{(TRUE_BOOT + timedelta(seconds=4)).isoformat()} unsynchronized\n")  # floor: +3 s
+    clocks = Clocks()
+    clocks.wall = TRUE_BOOT  # behind it
+    with structlog.testing.capture_logs() as logs:
+        guard = ClockGuard(
+            now=clocks.now, monotonic=clocks.monotonic, sync_flag=tmp_path / "none", last_time=saved
+        )
+        assert guard.statistics().state is ClockState.STEPPED
+    assert logs[0]["event"].startswith("clock behind the unsynchronised time the last run saved")
+    assert qualities(guard, clocks, 1.0, 2.0, 3.0) == [Quality.UNCERTAIN_TIME] * 2 + [Quality.GOOD]
+    clocks.wall -= timedelta(seconds=10)  # once past it, the floor no longer applies: a step is a step
+    assert qualities(guard, clocks, 4.0) == [Quality.UNCERTAIN_TIME]
+    assert guard.statistics().steps == 1
+
+
+def test_behind_an_unsynchronised_saved_time_ntp_vouches_for_the_clock(tmp_path: Path) -> None:
+    saved, flag = tmp_path / "buffer.db.clock", tmp_path / "synchronized"
+    saved.write_text(f"{(TRUE_BOOT + timedelta(days=5 * 365)).isoformat()} unsynchronized\n")
+    clocks = Clocks()
+    clocks.wall = TRUE_BOOT
+    guard = ClockGuard(now=clocks.now, monotonic=clocks.monotonic, sync_flag=flag, last_time=saved)
+    assert qualities(guard, clocks, 1.0) == [Quality.UNCERTAIN_TIME]
+    flag.touch()
+    assert qualities(guard, clocks, 2.0) == [Quality.GOOD]
+    assert guard.statistics().state is ClockState.SYNCHRONIZED

@@ -158,19 +158,19 @@ async def test_steps_back_and_ahead_are_logged_and_readings_taken_meanwhile_are_
     # Readings stamped right are good, except the few of a batch that straddled an undo.
     right = [r for r in stored if abs(r.ts - now) <= DAY]
     assert sum(r.quality == "good" for r in right) > 0.9 * len(right)
-    saved = datetime.fromisoformat((tmp_path / "b.db.clock").read_text().strip())  # the next start's floor
+    saved = datetime.fromisoformat((tmp_path / "b.db.clock").read_text().split()[0])  # the next start's floor
     assert abs(saved - now) < timedelta(minutes=1)  # saved at stop: the trusted time, not a stepped one
 
 
 async def test_a_clock_behind_the_time_saved_by_the_last_run_holds_readings_until_it_is_set(
     tmp_path: Path,
 ) -> None:
-    """The floor is the last run's saved time, not a fixed date: an hour behind it (a power cut, the time
-    restored from an older save), readings are held; when NTP steps the clock 2 hours ahead, they go out with
-    their times corrected by the step."""
+    """The floor is the last run's saved time, not a fixed date: an hour behind a time NTP had synchronised
+    (a power cut, the time restored from an older save), readings are held; when NTP steps the clock 2 hours
+    ahead, they go out with their times corrected by the step."""
     buffer, config = tmp_path / "b.db", tmp_path / "agent.toml"
     started_at = datetime.now(UTC)
-    (tmp_path / "b.db.clock").write_text((started_at + timedelta(hours=1)).isoformat() + "\n")
+    (tmp_path / "b.db.clock").write_text(f"{(started_at + timedelta(hours=1)).isoformat()} synchronized\n")
     async with (
         ModbusTcpMeterServer(LOOPBACK, 0, [Sdm630(unit_id=1)]) as meter,
         agent_on_a_fake_clock(tmp_path, meter.port) as (offset, log),

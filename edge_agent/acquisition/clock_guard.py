@@ -2,11 +2,14 @@
 
 A Raspberry Pi has no real-time clock: it boots at the time it last saved, or at 1970, until NTP sets it.
 - The floor is the latest trusted time the agent saw (saved beside the buffer, at most SAVE_INTERVAL_S old,
-  and at stop), never earlier than TIME_FLOOR (this release's date). Before it at start, the clock is
-  certainly behind: poll results are held in memory (at most MAX_HELD readings, the oldest dropped and
-  counted) with the monotonic time they were taken at. When the clock is set, each one's timestamp is
-  corrected by the jump (its true time is now minus the monotonic time elapsed since) and they go to the
-  buffer ahead of the new ones; one still stamped before the floor goes out as `uncertain-time`.
+  and at stop, with whether NTP had synchronised the clock), never earlier than TIME_FLOOR (this release's
+  date). Before TIME_FLOOR, or before a synchronised saved time, at start, the clock is certainly behind:
+  poll results are held in memory (at most MAX_HELD readings, the oldest dropped and counted) with the
+  monotonic time they were taken at. When the clock is set, each one's timestamp is corrected by the jump
+  (its true time is now minus the monotonic time elapsed since) and they go to the buffer ahead of the new
+  ones; one still stamped before the floor goes out as `uncertain-time`. Before an unsynchronised saved
+  time (a site without NTP: either clock may be the wrong one) nothing is held: the state is `stepped`
+  until the clock passes it or NTP synchronises it.
 - After it, the clock may still be unsynchronised (restored from the last shutdown). systemd-timesyncd marks
   a synchronisation with SYNC_FLAG_FILE; without it the status says `unsynchronized` and one log line says
   so, but readings flow: a site without NTP must still report.
@@ -60,6 +63,7 @@ _MESSAGES = {
     ClockState.SYNCHRONIZED: "clock synchronised",
     ClockState.STEPPED: "clock stepped: readings are marked uncertain-time until it is confirmed",
 }
+BEHIND = "clock behind the unsynchronised time the last run saved: readings are marked uncertain-time"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,13 @@ class ClockStatistics:
     steps: int  # clock steps seen since start
     last_step_s: float | None  # the last one's size, seconds: negative back, positive ahead
     uncertain: int  # readings sent as uncertain-time since start
-    floor: datetime  # before it at start, the clock is taken as not set
+    floor: datetime  # before it at start, the clock is taken as not set (or as stepped, see module doc)
+
+
+@dataclass(frozen=True, slots=True)
+class SavedTime:
+    time: datetime
+    synchronized: bool  # NTP had synchronised the clock that read it
 
 
 def last_time_file(buffer: Path) -> Path:
@@ -79,8 +89,9 @@ def last_time_file(buffer: Path) -> Path:
     return buffer.with_name(f"{buffer.name}.clock")
 
 
-def saved_time(path: Path) -> datetime | None:
-    """The time saved in `path` by a previous run; None (and a log line) when there is none to trust."""
+def saved_time(path: Path) -> SavedTime | None:
+    """The time saved in `path` by a previous run ('<ISO 8601 time> synchronized|unsynchronized'); None (and
+    a log line) when there is none to trust."""
     try:
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -88,14 +99,15 @@ def saved_time(path: Path) -> datetime | None:
     except (OSError, UnicodeDecodeError) as error:
         log.warning("clock: saved time unreadable, ignored", file=str(path), error=str(error))
         return None
+    time_text, _, sync = text.partition(" ")
     try:
-        saved = datetime.fromisoformat(text)
+        saved = datetime.fromisoformat(time_text)
     except ValueError:
         saved = None
-    if saved is None or saved.tzinfo is None:
-        log.warning("clock: saved time is not an ISO 8601 UTC time, ignored", file=str(path), text=text[:40])
+    if saved is None or saved.tzinfo is None or sync not in {"synchronized", "unsynchronized"}:
+        log.warning("clock: saved time unreadable, ignored", file=str(path), text=text[:60])
         return None
-    return saved
+    return SavedTime(saved, sync == "synchronized")
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -123,7 +135,8 @@ class ClockGuard:
         self._minimum = floor
         saved = saved_time(last_time) if last_time is not None else None
         # (less the tolerance: NTP may have stepped a right clock back a little since it was saved)
-        self.floor = floor if saved is None else max(floor, saved - timedelta(seconds=STEP_TOLERANCE_S))
+        self.floor = floor if saved is None else max(floor, saved.time - timedelta(seconds=STEP_TOLERANCE_S))
+        self._floor_certain = saved is None or saved.synchronized  # before it: not set, else unconfirmed
         self._sync_flag = sync_flag
         self._last_time = last_time
         self._max_held = max_held
@@ -181,7 +194,8 @@ class ClockGuard:
     def _observe(self) -> ClockState:
         now, monotonic = self._now(), self._monotonic()
         offset = now.timestamp() - monotonic
-        not_set = now < self._minimum or (not self._seen_set and now < self.floor)
+        before_floor = not self._seen_set and now < self.floor
+        not_set = now < self._minimum or (before_floor and self._floor_certain)
         if self._offset is not None and abs(offset - self._offset) > STEP_TOLERANCE_S:
             self._stepped(offset - self._offset, now, setting=not_set or self._state is ClockState.NOT_SET)
         self._offset = offset
@@ -190,9 +204,11 @@ class ClockGuard:
             self._reference = None
         if monotonic >= self._next_flag_check:
             self._check_flag(monotonic)
+        # before an unsynchronised floor: unconfirmed, unless NTP vouches for the clock
+        behind = before_floor and not self._floor_certain and not self._synchronized
         if not_set:
             state = ClockState.NOT_SET
-        elif self._reference is not None:
+        elif self._reference is not None or behind:
             state = ClockState.STEPPED
         else:
             self._seen_set = True
@@ -200,7 +216,9 @@ class ClockGuard:
         if state is not self._state:
             self._state = state
             (log.info if state is ClockState.SYNCHRONIZED else log.warning)(
-                _MESSAGES[state], now=now.isoformat(), floor=self.floor.isoformat()
+                BEHIND if behind and self._reference is None else _MESSAGES[state],
+                now=now.isoformat(),
+                floor=self.floor.isoformat(),
             )
         if monotonic >= self._next_save and state in _TRUSTED:
             self._save(now, monotonic)
@@ -242,7 +260,8 @@ class ClockGuard:
         if self._last_time is None:
             return
         try:
-            _write_atomically(self._last_time, now.isoformat() + "\n")
+            sync = "synchronized" if self._synchronized else "unsynchronized"
+            _write_atomically(self._last_time, f"{now.isoformat()} {sync}\n")
         except OSError as error:
             if not self._save_failed:
                 log.warning("clock: cannot save the time", file=str(self._last_time), error=str(error))
