@@ -19,6 +19,7 @@ class Quality(StrEnum):
     )
     STALE = "stale"  # the last good value, older than its poll interval allows
     UNAVAILABLE = "unavailable"  # the device answered, and said it has no value for this quantity
+    UNCERTAIN_TIME = "uncertain-time"  # a good value, but the clock had stepped: its timestamp may be wrong
 
 
 class _Fields(NamedTuple):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares this checkout: a virtualenv in .venv with edge-agent installed (editable, with the dev tools),
 # socat (the simulator's virtual RS-485 bus), and with --test-tools what the test suite talks to:
-# mosquitto and mbpoll from Debian, and @bacnet-js/client from npm (scripts/install_interop.sh).
+# mosquitto, mbpoll and libfaketime (clock steps) from Debian, and @bacnet-js/client from npm
+# (scripts/install_interop.sh).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ command -v socat >/dev/null || missing+=(socat)
 if [ "${1:-}" = "--test-tools" ]; then
     [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
     command -v mbpoll >/dev/null || missing+=(mbpoll)
+    compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(libfaketime)  # test_clock_steps
     command -v systemd-analyze >/dev/null || missing+=(systemd)  # the unit files are verified
 fi
 if [ ${#missing[@]} -gt 0 ]; then

@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
@@ -49,10 +50,11 @@ class ReadingPath:
         buffer: Buffer,
         filters: dict[str, PointFilters],
         working: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        clock_file: Path | None = None,  # the clock guard's saved time (its floor at the next start)
     ) -> None:
         self.latest = latest
         self.buffer = buffer
-        self.clock_guard = ClockGuard()
+        self.clock_guard = ClockGuard(last_time=clock_file)
         self._checks, self._deadband = point_pipelines(filters)
         self._working = working  # around each commit: systemd's watchdog sees a commit that hangs
         self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)

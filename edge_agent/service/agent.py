@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from edge_agent import __version__
-from edge_agent.acquisition.clock_guard import ClockStatistics
+from edge_agent.acquisition.clock_guard import ClockStatistics, last_time_file
 from edge_agent.acquisition.latest import LatestValues
 from edge_agent.acquisition.path import QueueStatistics, ReadingPath
 from edge_agent.acquisition.pipeline import PointFilters
@@ -127,6 +127,7 @@ class Agent:
             self.buffer,
             _point_filters(config),
             lambda: self._heartbeats.working("buffer writer"),
+            last_time_file(config.buffer.resolved_path()),
         )
         self.pollers = [
             DevicePoller(
@@ -247,6 +248,7 @@ class Agent:
                         await self.path.drain()
                 except TimeoutError:
                     log.error("shutdown: readings not committed", readings=self.path.waiting)  # noqa: TRY400
+                self.path.clock_guard.save()  # the next start's floor
                 await self.uplink.flush_events(OFFLINE_EVENTS_S)  # the releases' audit trail
                 writer.cancel()
                 uplink.cancel()

@@ -65,7 +65,7 @@ class ReadingOut(_Payload):
     point: str
     value: float | None
     unit: str
-    quality: Literal["good", "bad", "stale", "unavailable"]
+    quality: Literal["good", "bad", "stale", "unavailable", "uncertain-time"]
     ts: datetime
 
 
