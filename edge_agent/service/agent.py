@@ -187,28 +187,32 @@ class Agent:
     def rebirth(self) -> None:
         self.uplink.request_rebirth()
 
+    async def _open(self, resources: contextlib.AsyncExitStack) -> None:
+        """Buffer, journal, links, BACnet stack and local socket, each closed by `resources`."""
+        await resources.enter_async_context(self.buffer)
+        resources.callback(self.journal.close)
+        for link in self._links.values():
+            resources.callback(link.close)
+        if any(isinstance(d, BacnetDevice) for d in self.config.devices):
+            bacnet = self.config.bacnet
+            stack = (
+                local_stack(bacnet)
+                if bacnet.bbmd is None
+                else foreign_device_stack(bacnet, bacnet.bbmd, bacnet.bbmd_ttl_s)
+            )
+            self._bacnet = await resources.enter_async_context(stack)
+            resources.callback(setattr, self, "_bacnet", None)
+        await resources.enter_async_context(serving(socket_path(self.config), self._command))
+        if self.controller is None:  # control's holds from a run when it was configured: given back
+            devices = self._devices
+            leftover = Recovery(self.journal, devices, lambda *_args, **_fields: None, devices.stored)
+            if leftover.pending:
+                resources.callback(asyncio.create_task(leftover.settle(), name="recovery").cancel)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down without losing an accepted reading."""
         async with contextlib.AsyncExitStack() as resources:
-            await resources.enter_async_context(self.buffer)
-            resources.callback(self.journal.close)
-            for link in self._links.values():
-                resources.callback(link.close)
-            if any(isinstance(d, BacnetDevice) for d in self.config.devices):
-                bacnet = self.config.bacnet
-                stack = (
-                    local_stack(bacnet)
-                    if bacnet.bbmd is None
-                    else foreign_device_stack(bacnet, bacnet.bbmd, bacnet.bbmd_ttl_s)
-                )
-                self._bacnet = await resources.enter_async_context(stack)
-                resources.callback(setattr, self, "_bacnet", None)
-            await resources.enter_async_context(serving(socket_path(self.config), self._command))
-            if self.controller is None:  # control's holds from a run when it was configured: given back
-                devices = self._devices
-                leftover = Recovery(self.journal, devices, lambda *_args, **_fields: None, devices.stored)
-                if leftover.pending:
-                    resources.callback(asyncio.create_task(leftover.settle(), name="recovery").cancel)
+            await self._open(resources)
             log.info(
                 "agent started",
                 version=__version__,
