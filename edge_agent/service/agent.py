@@ -229,7 +229,8 @@ class Agent:
                             await control.stop()
                 for task in polls:
                     task.cancel()
-                await asyncio.wait(polls, timeout=SHUTDOWN_STEP_S)
+                if polls:  # a configuration may have no devices
+                    await asyncio.wait(polls, timeout=SHUTDOWN_STEP_S)
                 try:  # every accepted reading committed, unless the disk refuses for too long
                     async with asyncio.timeout(SHUTDOWN_STEP_S):
                         await self.path.drain()
