@@ -49,15 +49,14 @@ log = structlog.get_logger("edge_agent.bacnet_cov")
 
 DEFAULT_LIFETIME_S = 300
 RENEW_FRACTION = 0.75  # renew when three quarters of the lifetime have passed
+RETRY_S = 5.0  # after a failed renewal, try again this soon (capped by the renewal interval)
+QUEUE_SIZE = 1000  # notifications held for a slow consumer; the oldest go first
+COV_PROPERTY = "present-value"
 
 
 def renewal_interval_s(lifetime_s: float) -> float:
     """How often a subscription is renewed, and so how often a silent point's value is confirmed."""
     return lifetime_s * RENEW_FRACTION
-
-RETRY_S = 5.0  # after a failed renewal, try again this soon (capped by the renewal interval)
-QUEUE_SIZE = 1000  # notifications held for a slow consumer; the oldest go first
-COV_PROPERTY = "present-value"
 
 
 @dataclass(frozen=True, slots=True)
