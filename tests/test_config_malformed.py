@@ -133,6 +133,10 @@ CASES: list[tuple[str, str, str]] = [
     ("empty device name", edit('name = "meter"', 'name = ""'), "devices[0].name"),
     ("no points", edit('points = [{ name = "power", table = "input", address = 0 }]', "points = []"), "devices[1].points"),
     ("poller with no points", edit('points = ["temp"]', "points = []"), "pollers[1].points"),
+    ("empty buffer path", '[buffer]\npath = ""\n', "buffer.path"),
+    ("socket path is a directory name", '[gateway]\nsocket = "/run/.."\n', "gateway.socket"),
+    ("MQTT url with a password", edit('"mqtt://127.0.0.1:1883"', '"mqtt://user:secret@127.0.0.1:1883"'), "mqtt.url"),
+    ("MQTT url with a path", edit('"mqtt://127.0.0.1:1883"', '"mqtt://127.0.0.1:1883/edge"'), "mqtt.url"),
     ("huge site text", '[gateway]\nsite = "' + "x" * 100_000 + '"\n', "gateway.site"),
     ("huge unit", edit('unit = "kW"', 'unit = "' + "W" * 1000 + '"'), "devices[0].points[0].unit"),
     # duplicates and references to what does not exist

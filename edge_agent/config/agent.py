@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from edge_agent.config.base import HostPort, LocalAddress, Name, Strict
 from edge_agent.config.control import ControlConfig
@@ -30,16 +30,22 @@ from edge_agent.errors import ConfigError
 BUILTIN_CONFIG = "builtin:default.toml"
 
 
+def _file_name(path: Path) -> Path:
+    if path.name in ("", ".", ".."):
+        raise ValueError(f"{str(path)!r} names no file")
+    return path
+
+
 class GatewayConfig(Strict):
     id: Name = "edge-gateway"
     site: Annotated[str, Field(max_length=256)] = ""
-    socket: Path = Path("edge-agent.sock")
+    socket: Annotated[Path, AfterValidator(_file_name)] = Path("edge-agent.sock")
     """The local UNIX socket `edge-agent status` and `control` talk to. Relative paths resolve against
     $RUNTIME_DIRECTORY (systemd: /run/edge-agent) or else the buffer file's directory."""
 
 
 class BufferConfig(Strict):
-    path: Path = Path("edge-agent-buffer.db")
+    path: Annotated[Path, AfterValidator(_file_name)] = Path("edge-agent-buffer.db")
     """Relative paths resolve against $STATE_DIRECTORY (systemd) or else the working directory."""
     cap_mb: Annotated[float, Field(ge=1, le=1_000_000)] = 1024.0
     """The most disk the buffer may take; beyond it the oldest readings are dropped and counted."""
@@ -82,6 +88,11 @@ class MqttConfig(Strict):
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+        if parts.username is not None or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(
+                "expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], without a user, path or query "
+                "(credentials go in username and password_file)"
+            )
         try:
             port = parts.port
         except ValueError as exc:
