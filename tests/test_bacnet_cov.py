@@ -186,6 +186,22 @@ async def test_subscriptions_are_renewed_before_the_lifetime_ends(
     assert room.subscriptions() == 0
 
 
+async def test_a_renewal_confirms_a_value_the_device_does_not_send_again(
+    room: Room, stack: BacnetApplication
+) -> None:
+    """A device that notifies only on change (not on renewal): each acknowledged renewal confirms the last
+    value, so the point stays fresh while it does not change."""
+    cov = CovSubscriber(BacnetClient(room.device(), stack), ["zone_temperature"], lifetime_s=2)
+    async with cov:
+        initial = await next_result(cov)
+        for detection in room.app._cov_detections.values():  # from now on: silence, renewals acknowledged
+            detection.send_cov_notifications = lambda subscription=None: None
+        confirmed = await next_result(cov, timeout_s=4.0)  # renewed at 1.5 s
+        assert confirmed == PointResult("zone_temperature", initial.value)
+        assert cov.statistics().renewals >= 1
+        assert cov.statistics().notifications == 1
+
+
 async def test_silent_device_fails_open_within_its_timeout(stack: BacnetApplication) -> None:
     device = BacnetDevice(
         name="room-101", protocol="bacnet-ip", host=f"{LOOPBACK}:{free_port()}", instance=1301, points=POINTS,

@@ -95,3 +95,23 @@ def test_an_rs485_site_starts_and_stops_cleanly(tmp_path: Path) -> None:
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=30) == 0, log.read_text()[-2000:]
     assert "agent stopped" in log.read_text()
+
+
+def test_a_site_without_devices_starts_and_stops_cleanly(tmp_path: Path) -> None:
+    """Zero devices is a valid (if idle) gateway: it starts, and SIGTERM stops it with exit 0."""
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[buffer]\npath = "{tmp_path / "b.db"}"\n[gateway]\nsocket = "{tmp_path / "agent.sock"}"\n'
+        f'[mqtt]\nurl = "mqtt://{LOOPBACK}:{free_port()}"\n'
+    )
+    log = tmp_path / "agent.log"
+    with log.open("wb") as sink:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(config)], stdout=sink, stderr=sink
+        )
+    try:
+        wait_until(lambda: "agent started" in log.read_text(), 20, "the agent started")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0, log.read_text()[-2000:]
+    assert "agent stopped" in log.read_text()

@@ -170,7 +170,7 @@ class Answers:
     def __init__(self, registers: list[int]) -> None:
         self.registers = registers
 
-    def join(self) -> None:
+    def join(self, unit: str) -> None:
         pass
 
     async def call(self, operation: Callable[[Any], Awaitable[Any]], **_: object) -> Any:

@@ -133,6 +133,22 @@ async def test_writes_go_ahead_of_queued_reads(site_with_bus: Simulator) -> None
     assert order == ["write-1", "write-2", "read-1", "read-2", "read-3"]
 
 
+async def test_reconnecting_units_do_not_grow_the_bus(site_with_bus: Simulator) -> None:
+    """Every reconnect makes a new client for the unit (the poller's factory): the bus still counts three
+    units, so a read's time budget (every unit's turn ahead of it) stays three timeouts."""
+    devices = [unit(site_with_bus, u, timeout_s=0.5) for u in UNITS]
+    async with shared_link(devices[0]) as link:
+        budgets: list[float] = []
+        for _ in range(20):
+            for device in devices:
+                async with ModbusClient(device, link) as client:
+                    [result] = await client.read(["power"])
+                    assert result.error is None, result.error
+                    budgets.append(client.read_budget_s(["power"]))
+    assert link.units == 3
+    assert set(budgets[len(devices) :]) == {3 * 0.5}  # once every unit has joined: 2 s grew to 42 s
+
+
 async def test_a_silent_unit_does_not_starve_the_others(site_with_bus: Simulator) -> None:
     await site_with_bus.inject("info-centre-lighting-meter", Fault(FaultKind.OFFLINE))  # unit 2
     devices = [unit(site_with_bus, u, timeout_s=0.4) for u in UNITS]

@@ -24,12 +24,14 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterRequest,
 )
 
-from edge_agent.config import ModbusPoint, ModbusTcpDevice
+from edge_agent.acquisition.poller import DevicePoller, Health
+from edge_agent.config import ModbusPoint, ModbusTcpDevice, PollerConfig
 from edge_agent.errors import DeviceGarbage, ExceptionAnswer, MalformedAnswer
 from edge_agent.protocols.modbus import pdu
 from edge_agent.protocols.modbus.client import ModbusClient
 from edge_agent.protocols.modbus.planner import MAX_BITS, MAX_REGISTERS
-from tests.support import LOOPBACK
+from edge_agent.readings import Reading
+from tests.support import LOOPBACK, async_wait_until
 
 words = st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=MAX_REGISTERS)
 addresses = st.integers(0, 0xFFFF)
@@ -139,11 +141,12 @@ def power_meter(port: int) -> ModbusTcpDevice:
 
 @pytest.mark.integration
 async def test_a_stray_answer_is_not_taken_for_the_one_awaited() -> None:
-    """A gateway that sends a stale answer (an older transaction) before the right one."""
+    """A gateway that sends a stale answer (to the transaction before, sent on this connection) before the
+    right one. (An answer to a transaction never sent is garbage: see below.)"""
 
     def answer(transaction: int, _request: bytes) -> list[bytes]:
-        stale = mbap((transaction - 1) & 0xFFFF, registers_answer([666]))
-        return [stale, mbap(transaction, registers_answer([transaction]))]
+        stale = [mbap(transaction - 1, registers_answer([666]))] if transaction > 1 else []
+        return [*stale, mbap(transaction, registers_answer([transaction]))]
 
     async with device(answer) as port, ModbusClient(power_meter(port)) as client:
         values = [(await client.read(["power"]))[0].value for _ in range(3)]
@@ -175,3 +178,103 @@ async def test_a_device_that_is_not_modbus_is_garbage_and_the_next_read_reconnec
     assert "input registers 52+1" in str(first.error)
     assert "not a Modbus TCP frame" in str(first.error)
     assert second.value == 42.0
+
+
+@pytest.mark.integration
+async def test_an_answer_from_another_unit_is_garbage() -> None:
+    """A gateway that answers for unit 2 when unit 1 was asked: not unit 1's value."""
+    answers = iter([2, 0, 1])
+
+    def answer(transaction: int, _request: bytes) -> list[bytes]:
+        return [mbap(transaction, registers_answer([230]), unit=next(answers))]
+
+    async with device(answer) as port, ModbusClient(power_meter(port)) as client:
+        results = [(await client.read(["power"]))[0] for _ in range(3)]
+    assert [r.value for r in results] == [None, None, 230.0]
+    assert isinstance(results[0].error, DeviceGarbage)
+    assert "answered as unit 2 to a request for unit 1" in str(results[0].error)
+    assert "answered as unit 0 to a request for unit 1" in str(results[1].error)
+
+
+@pytest.mark.integration
+async def test_an_answer_to_a_transaction_never_sent_is_garbage() -> None:
+    offsets = iter([1000])  # the first answer names another transaction, the rest their own
+
+    def answer(transaction: int, _request: bytes) -> list[bytes]:
+        return [mbap((transaction + next(offsets, 0)) & 0xFFFF, registers_answer([230]))]
+
+    async with device(answer) as port, ModbusClient(power_meter(port)) as client:
+        results = [(await client.read(["power"]))[0] for _ in range(2)]
+    assert isinstance(results[0].error, DeviceGarbage)
+    assert "answered transaction 1001 (waiting for 1)" in str(results[0].error)
+    assert results[1].value == 230.0
+
+
+FLOOD_PER_CONNECTION = 2 * 1024 * 1024  # bytes the flooding device sends at most on one connection
+
+
+@contextlib.asynccontextmanager
+async def flooding_device() -> AsyncIterator[tuple[int, list[int]]]:
+    """A device that answers every request correctly and, meanwhile, streams frames nobody asked for
+    (bounded per connection). Yields its port and the bytes it flooded on each connection."""
+    flooded: list[int] = []
+    junk = b"".join(mbap(40000 + i, registers_answer([i])) for i in range(100))
+
+    async def flood(writer: asyncio.StreamWriter, index: int) -> None:
+        with contextlib.suppress(ConnectionError):
+            while flooded[index] < FLOOD_PER_CONNECTION:
+                writer.write(junk)
+                flooded[index] += len(junk)
+                await writer.drain()  # blocks while the agent reads nothing
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        flooded.append(0)
+        flooder = asyncio.create_task(flood(writer, len(flooded) - 1))
+        try:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                while True:
+                    transaction, _protocol, length = struct.unpack(">HHH", await reader.readexactly(6))
+                    await reader.readexactly(length)
+                    writer.write(mbap(transaction, registers_answer([230])))
+        finally:
+            flooder.cancel()
+            writer.close()
+
+    server = await asyncio.start_server(serve, LOOPBACK, 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1], flooded
+
+
+@pytest.mark.integration
+async def test_a_flooding_device_is_dropped_and_reported_while_the_others_are_polled() -> None:
+    polls = {"meter": 0, "flooder": 0}
+
+    def poller(meter: ModbusTcpDevice) -> DevicePoller:
+        async def sink(readings: list[Reading]) -> None:
+            polls[meter.name] += all(r.value is not None for r in readings)
+
+        config = [PollerConfig(device=meter.name, interval_s=0.2)]
+        return DevicePoller(meter, config, lambda: ModbusClient(meter), sink)
+
+    def good(transaction: int, _request: bytes) -> list[bytes]:
+        return [mbap(transaction, registers_answer([230]))]
+
+    async with device(good) as good_port, flooding_device() as (flood_port, flooded):
+        meter = power_meter(good_port)
+        flooder = power_meter(flood_port).model_copy(update={"name": "flooder"})
+        pollers = [poller(meter), poller(flooder)]
+        tasks = [asyncio.create_task(p.run()) for p in pollers]
+        try:
+            # The flooding connection is given up (and made again) rather than read without end.
+            await async_wait_until(lambda: len(flooded) >= 3, 30, "the flooding device reconnected twice")
+            reported = polls["meter"]
+            await async_wait_until(lambda: polls["meter"] >= reported + 10, 30, "ten more polls of the meter")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    statistics = pollers[1].statistics()
+    assert statistics.health in (Health.DEGRADED, Health.DOWN)
+    assert statistics.last_error is not None
+    assert "flooding" in statistics.last_error or "answered transaction 4" in statistics.last_error
+    assert pollers[0].statistics().health is Health.UP

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
-from edge_agent.config.base import Name, Strict
+from edge_agent.config.base import HostPort, LocalAddress, Name, Strict
 from edge_agent.config.control import ControlConfig
 from edge_agent.config.devices import (
     BacnetDevice,
@@ -30,16 +30,22 @@ from edge_agent.errors import ConfigError
 BUILTIN_CONFIG = "builtin:default.toml"
 
 
+def _file_name(path: Path) -> Path:
+    if path.name in ("", ".", ".."):
+        raise ValueError(f"{str(path)!r} names no file")
+    return path
+
+
 class GatewayConfig(Strict):
     id: Name = "edge-gateway"
-    site: str = ""
-    socket: Path = Path("edge-agent.sock")
+    site: Annotated[str, Field(max_length=256)] = ""
+    socket: Annotated[Path, AfterValidator(_file_name)] = Path("edge-agent.sock")
     """The local UNIX socket `edge-agent status` and `control` talk to. Relative paths resolve against
     $RUNTIME_DIRECTORY (systemd: /run/edge-agent) or else the buffer file's directory."""
 
 
 class BufferConfig(Strict):
-    path: Path = Path("edge-agent-buffer.db")
+    path: Annotated[Path, AfterValidator(_file_name)] = Path("edge-agent-buffer.db")
     """Relative paths resolve against $STATE_DIRECTORY (systemd) or else the working directory."""
     cap_mb: Annotated[float, Field(ge=1, le=1_000_000)] = 1024.0
     """The most disk the buffer may take; beyond it the oldest readings are dropped and counted."""
@@ -82,10 +88,17 @@ class MqttConfig(Strict):
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+        if parts.username is not None or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(
+                "expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], without a user, path or query "
+                "(credentials go in username and password_file)"
+            )
         try:
-            _ = parts.port
+            port = parts.port
         except ValueError as exc:
             raise ValueError(f"bad port in {url!r}") from exc
+        if port == 0:
+            raise ValueError(f"bad port in {url!r}: 1-65535")
         return url
 
     @property
@@ -129,13 +142,11 @@ class MqttConfig(Strict):
 
 
 class BacnetConfig(Strict):
-    local_address: Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?(:\d{1,5})?$")] = (
-        "0.0.0.0:47808"
-    )
+    local_address: LocalAddress = "0.0.0.0:47808"
     """Where the agent's own BACnet/IP stack binds: HOST:PORT (HOST may carry a /prefix)."""
     device_instance: Annotated[int, Field(ge=0, le=4194302)] = 4194000
     """The agent's own device instance on the BACnet network."""
-    bbmd: Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?$")] | None = None
+    bbmd: HostPort | None = None
     """A BBMD to register with as a foreign device, for a gateway on another subnet (HOST[:PORT])."""
     bbmd_ttl_s: Annotated[int, Field(ge=30, le=65535)] = 300
 
@@ -153,8 +164,8 @@ class PollerConfig(Strict):
 
     device: str
     interval_s: Annotated[float, Field(ge=0.1, le=86400)] = 5.0
-    points: list[str] | None = None
-    """Point names of the device; None reads all of them."""
+    points: Annotated[list[str], Field(min_length=1)] | None = None
+    """Point names of the device; None (left out) reads all of them."""
 
 
 class AgentConfig(Strict):
@@ -212,14 +223,36 @@ class AgentConfig(Strict):
                     problems.append(
                         f"pollers[{i}].points[{j}]: device {poller.device!r} has no point {point_name!r}"
                     )
+        problems += _same_addresses(self.devices)
         problems += _control_references(self.control, by_name)
         if problems:
             raise ValueError("\n".join(problems))
         return self
 
 
+def _same_addresses(devices: list[Device]) -> list[str]:
+    """Two entries for one device (one Modbus unit on one link, one BACnet instance) poll it twice and
+    publish its readings under two names: a copy-paste mistake."""
+    problems: list[str] = []
+    first: dict[str, int] = {}
+    for i, device in enumerate(devices):
+        if isinstance(device, BacnetDevice):
+            key, what = f"bacnet:{device.instance}", f"BACnet device instance {device.instance}"
+        else:
+            key, what = f"{device.link}:{device.unit_id}", device.address
+        if key in first:
+            field = "instance" if isinstance(device, BacnetDevice) else "unit_id"
+            problems.append(f"devices[{i}].{field}: {what} is already devices[{first[key]}]")
+        first.setdefault(key, i)
+    return problems
+
+
 def _control_references(control: ControlConfig, devices: dict[str, ModbusDevice | BacnetDevice]) -> list[str]:
     problems = []
+    zones: dict[str, int] = {}
+    for i, zone in enumerate(control.zones):
+        if zones.setdefault(zone.name, i) != i:
+            problems.append(f"control.zones[{i}].name: zone {zone.name!r} is defined twice")
     for path, ref, written in control.references():
         device_name, point_name = ref.split("/")
         device = devices.get(device_name)
@@ -254,8 +287,31 @@ def _problems(error: ValidationError) -> list[str]:
         elif item["type"] == "extra_forbidden":
             problems.append(f"{path}: unknown key")
         else:
-            problems.append(f"{path}: {item['msg']}" if path else item["msg"])
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(f"{path}: {message}" if path else message)
     return problems
+
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+"""A configuration file is text a person wrote: larger than this, it is the wrong file."""
+MAX_DEPTH = 16
+"""The deepest a configuration nests (devices[0].points[0].write_range[0] is 5 levels)."""
+
+
+def _unusable_values(value: object, path: str = "", depth: int = 0) -> list[str]:
+    """Values no field accepts but that would reach validation: NUL characters (which paths, serial
+    ports and hosts would carry to the operating system) and nesting bombs."""
+    if depth > MAX_DEPTH:
+        return [f"{path or 'file'}: nested more than {MAX_DEPTH} levels deep"]
+    if isinstance(value, str):
+        return [f"{path}: contains a NUL character"] if "\x00" in value else []
+    if isinstance(value, dict):
+        items: list[tuple[str, object]] = [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return []
+    return [problem for key, item in items for problem in _unusable_values(item, key, depth + 1)]
 
 
 def parse_config(text: str, source: str) -> AgentConfig:
@@ -264,6 +320,11 @@ def parse_config(text: str, source: str) -> AgentConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from exc
+    except RecursionError:  # tomllib parses arrays and inline tables recursively
+        raise ConfigError(source, [f"not valid TOML: nested more than {MAX_DEPTH} levels deep"]) from None
+    problems = _unusable_values(data)
+    if problems:
+        raise ConfigError(source, problems)
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
@@ -280,9 +341,16 @@ def load_config(path: Path | None) -> AgentConfig:
     if path is None:
         return parse_config(builtin_config_text(), BUILTIN_CONFIG)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)  # bounded: a device file such as /dev/zero never ends
     except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from exc
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror or exc}"]) from exc
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(
+            str(path), [f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB: not a configuration file"]
+        )
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [f"not UTF-8 text: {exc}"]) from exc
     return parse_config(text, str(path))

@@ -1,18 +1,54 @@
-"""What every configuration model shares: strictness and names."""
+"""What every configuration model shares: strictness, names and network addresses."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 """Device and point names end up in MQTT topics and payloads: no '/', '+', '#' or spaces."""
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities are never a setting: `inf` as an interval or `nan` as a setpoint would pass
+    # every range check (comparisons with NaN are false) and misbehave at run time.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-HostPort = Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?$")]
-"""An IPv4 address, optionally with a port: BACnet/IP addresses are numeric."""
+_IPV4 = r"(?P<ip>\d{1,3}(?:\.\d{1,3}){3})"
+
+
+def _ipv4_address(value: str, *, prefix: bool, port_zero: bool) -> str:
+    shape = _IPV4 + (r"(?:/(?P<prefix>\d{1,2}))?" if prefix else "") + r"(?::(?P<port>\d{1,5}))?"
+    match = re.fullmatch(shape, value)
+    if match is None:
+        raise ValueError(f"{value!r} is not IP{'[/prefix]' if prefix else ''}[:port]")
+    if any(int(octet) > 255 for octet in match["ip"].split(".")):
+        raise ValueError(f"{match['ip']!r} is not an IPv4 address (each number is 0-255)")
+    if prefix and match["prefix"] is not None and int(match["prefix"]) > 32:
+        raise ValueError(f"/{match['prefix']} is not an IPv4 prefix length (0-32)")
+    low = 0 if port_zero else 1
+    if match["port"] is not None and not low <= int(match["port"]) <= 65535:
+        raise ValueError(f"port {match['port']} is outside {low}-65535")
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(lambda v: _ipv4_address(v, prefix=False, port_zero=False))]
+"""An IPv4 address, optionally with a port (1-65535): BACnet/IP addresses are numeric."""
+
+LocalAddress = Annotated[str, AfterValidator(lambda v: _ipv4_address(v, prefix=True, port_zero=True))]
+"""Where a BACnet/IP stack binds: IP[/prefix][:port], port 0 for any free port."""
+
+
+def _host(value: str) -> str:
+    if re.fullmatch(r"[0-9.]+", value):
+        return _ipv4_address(value, prefix=False, port_zero=False)
+    if not re.fullmatch(r"[A-Za-z0-9_.:%-]{1,253}", value):
+        raise ValueError(f"{value!r} is not a host name or IP address")
+    return value
+
+
+Host = Annotated[str, AfterValidator(_host)]
+"""A host name, an IPv4 address or an IPv6 address, without a port."""

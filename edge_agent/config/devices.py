@@ -9,13 +9,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from edge_agent.config.base import HostPort, Name, Strict
+from edge_agent.config.base import Host, HostPort, Name, Strict
 from edge_agent.config.codec import DataType, Encoding, Order
 
 
 class _Point(Strict):
     name: Name
-    unit: str = ""
+    unit: Annotated[str, Field(max_length=32)] = ""
     """The unit published with every reading: 'W', 'kWh', 'degC', ..."""
     plausible: tuple[float, float] | None = None
     """[low, high]: a value outside is published with quality 'bad' (the value kept, for diagnosis)."""
@@ -63,6 +63,10 @@ class ModbusPoint(_Point):
                 else f"type 'bool' belongs to coil or discrete points, not {self.table}"
             )
         self.encoding()  # every other mistake: the codec names it
+        if self.address + self.registers > 0x10000:
+            raise ValueError(
+                f"{self.type} at address {self.address} needs {self.registers} registers and runs past 65535"
+            )
         return self
 
     @functools.cached_property
@@ -175,7 +179,7 @@ class _ModbusDevice(_Device):
 
 class ModbusTcpDevice(_ModbusDevice):
     protocol: Literal["modbus-tcp"]
-    host: str
+    host: Host
     port: Annotated[int, Field(ge=1, le=65535)] = 502
 
     @property
@@ -191,7 +195,7 @@ class ModbusRtuTcpDevice(_ModbusDevice):
     """RTU frames over TCP: a serial gateway that passes frames through; its units share the line."""
 
     protocol: Literal["modbus-rtu-tcp"]
-    host: str
+    host: Host
     port: Annotated[int, Field(ge=1, le=65535)] = 4001
     frame_gap_ms: Annotated[float, Field(ge=0, le=1000)] = 5.0
 
@@ -208,7 +212,8 @@ class ModbusRtuDevice(_ModbusDevice):
     """A unit on an RS-485 bus: every device on the same serial port takes turns on it."""
 
     protocol: Literal["modbus-rtu"]
-    serial_port: str
+    serial_port: Annotated[str, Field(pattern=r"^[^\x00-\x1f]{1,255}$")]
+    """The bus's device file, for example /dev/ttyUSB0."""
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1

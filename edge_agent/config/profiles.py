@@ -63,13 +63,31 @@ def load(name: str) -> ProfileFile:
     return profile
 
 
+def _shape_problem(name: object, only: object, overrides: object) -> str | None:
+    """What is not of the shape `expand` merges: names are strings, overrides are tables."""
+    if not isinstance(name, str):
+        return f"profile: expected a profile name, not {name!r}"
+    if only is not None and not (isinstance(only, list) and all(isinstance(n, str) for n in only)):
+        return "only_points: expected a list of point names"
+    if not (isinstance(overrides, list) and all(isinstance(p, dict) for p in overrides)):
+        return "points: expected a list of point tables"
+    for i, override in enumerate(overrides):
+        if not isinstance(override.get("name"), str):
+            return f"points[{i}].name: expected a point name"
+    return None
+
+
 def expand(entry: dict[str, Any], where: str) -> dict[str, Any]:
     """A device entry that names a profile, with the profile's settings and points merged in."""
     name = entry.get("profile")
     if name is None:
         return entry
+    only, overrides = entry.get("only_points"), entry.get("points", [])
+    shape = _shape_problem(name, only, overrides)
+    if shape:  # a ValueError, not a TypeError: pydantic reports only ValueErrors as problems
+        raise ValueError(f"{where}.{shape}")
     try:
-        profile = load(str(name))
+        profile = load(name)
     except KeyError:
         known = ", ".join(available()) or "none"
         raise ValueError(f"{where}.profile: no profile named {name!r} (available: {known})") from None
@@ -81,16 +99,12 @@ def expand(entry: dict[str, Any], where: str) -> dict[str, Any]:
     for key, value in profile.device.items():
         merged.setdefault(key, value)
     points = {p["name"]: dict(p) for p in profile.points}
-    only = entry.get("only_points")
     if only is not None:
         missing = [n for n in only if n not in points]
         if missing:
             raise ValueError(f"{where}.only_points: {name!r} has no point {missing[0]!r}")
         points = {n: points[n] for n in only}
-    for override in entry.get("points", []):
-        if isinstance(override, dict) and override.get("name") in points:
-            points[override["name"]] = {**points[override["name"]], **override}
-        elif isinstance(override, dict):
-            points[str(override.get("name"))] = override
+    for override in overrides:
+        points[override["name"]] = {**points.get(override["name"], {}), **override}
     merged["points"] = list(points.values())
     return merged

@@ -29,7 +29,7 @@ from edge_agent.control.savings.ledger import SAVINGS_LEDGER, SavingsLedger
 from edge_agent.control.settings import ControlSettings
 from edge_agent.protocols.bacnet.app import BacnetApplication
 from edge_agent.protocols.bacnet.client import BacnetClient, local_stack
-from edge_agent.protocols.bacnet.cov import CovSubscriber
+from edge_agent.protocols.bacnet.cov import CovSubscriber, renewal_interval_s
 from edge_agent.protocols.bacnet.discovery import foreign_device_stack
 from edge_agent.protocols.base import ProtocolClient
 from edge_agent.protocols.modbus.client import ModbusClient
@@ -79,13 +79,18 @@ def _subscribe(device: ModbusDevice | BacnetDevice) -> Subscribe | None:
 
 
 def _poll_intervals(config: AgentConfig) -> dict[str, float]:
-    """'device/point' -> the shortest interval it is polled at."""
+    """'device/point' -> the shortest interval it is polled at; a COV point's value is confirmed at each
+    renewal of its subscription instead (cov.py), however rarely it changes."""
     intervals: dict[str, float] = {}
     for poller in config.pollers:
         device = next(d for d in config.devices if d.name == poller.device)
+        cov = {p.name for p in device.points if p.cov} if isinstance(device, BacnetDevice) else set()
         for name in poller.points or [p.name for p in device.points]:
             key = f"{device.name}/{name}"
-            intervals[key] = min(intervals.get(key, poller.interval_s), poller.interval_s)
+            interval = poller.interval_s
+            if name in cov and isinstance(device, BacnetDevice):
+                interval = max(interval, renewal_interval_s(device.cov_lifetime_s))
+            intervals[key] = min(intervals.get(key, interval), interval)
     return intervals
 
 
@@ -246,7 +251,8 @@ class Agent:
                             await control.stop()
                 for task in polls:
                     task.cancel()
-                await asyncio.wait(polls, timeout=SHUTDOWN_STEP_S)
+                if polls:  # a configuration may have no devices
+                    await asyncio.wait(polls, timeout=SHUTDOWN_STEP_S)
                 try:  # every accepted reading committed, unless the disk refuses for too long
                     async with asyncio.timeout(SHUTDOWN_STEP_S):
                         await self.path.drain()

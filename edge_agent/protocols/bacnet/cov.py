@@ -7,6 +7,11 @@ property COV does not report (anything but present-value) is left to polling: `c
 iterator (or `get`/`get_nowait`), the subscriptions' initial values first. A renewal task re-subscribes every
 RENEW_FRACTION of the lifetime; `close` cancels every subscription on the device so none is left behind.
 
+A subscription that is alive reports every change, so no notification means no change: a renewal the device
+acknowledges confirms each point's last value. A point the device did not notify since the renewal before
+(devices need not answer a renewal with a notification) then gets that value again, as a fresh result:
+whoever judges freshness (LatestValues) sees a COV point fresh as long as its subscription lives.
+
 bacpypes3's own `app.change_of_value(address, object_id, ...)` context manager, measured on 0.0.110: it needs
 an Address (matched against each notification's source) and an ObjectIdentifier; given strings, the request
 dies in a background task and `__aenter__` never returns. Two subscriptions from one application to one
@@ -49,6 +54,11 @@ QUEUE_SIZE = 1000  # notifications held for a slow consumer; the oldest go first
 COV_PROPERTY = "present-value"
 
 
+def renewal_interval_s(lifetime_s: float) -> float:
+    """How often a subscription is renewed, and so how often a silent point's value is confirmed."""
+    return lifetime_s * RENEW_FRACTION
+
+
 @dataclass(frozen=True, slots=True)
 class CovStatistics:
     cov_points: int
@@ -69,6 +79,8 @@ class _Subscription:
         self.point = point
         self.process_id = process_id
         self.monitored_object_identifier = ObjectIdentifier(point.object)
+        self.last: float | None = None  # the last value notified
+        self.heard = False  # notified since the renewal before
 
     async def put(self, property_value: Any) -> None:
         self.owner._notified(self, property_value)
@@ -228,6 +240,7 @@ class CovSubscriber(ClientContext):
         try:
             value = _decode(subscription.monitored_object_identifier, property_value)
             result = PointResult(point.name, value)
+            subscription.last, subscription.heard = value, True
         except (TypeError, ValueError) as exc:
             error = DeviceGarbage(self.client.device.name, f"{point.object} cov", str(exc))
             result = PointResult(point.name, None, error)
@@ -284,7 +297,7 @@ class CovSubscriber(ClientContext):
             await self._request(request, f"{subscription.point.object} cancel-cov")
 
     async def _renew_forever(self) -> None:
-        interval = self.lifetime_s * RENEW_FRACTION
+        interval = renewal_interval_s(self.lifetime_s)
         delay = interval
         while True:
             await asyncio.sleep(delay)
@@ -312,10 +325,20 @@ class CovSubscriber(ClientContext):
                     "cov renewal refused", device=self.client.device.name, point=name, code=error.code
                 )
         self._renewals += 1
-        if self._failing:
+        if self._failing:  # unsubscribed for a while: a change may have gone unseen, wait for the device
             self._failing = False
             log.info("cov renewed again", device=self.client.device.name)
+        else:
+            self._confirm()
+        for subscription in self._subscriptions.values():
+            subscription.heard = False
         return True
+
+    def _confirm(self) -> None:
+        """The subscriptions lived through a renewal: their silent points' values still hold."""
+        for name, subscription in self._subscriptions.items():
+            if not subscription.heard and subscription.last is not None:
+                self._deliver(PointResult(name, subscription.last))
 
 
 def _running(stack: BacnetApplication) -> bool:

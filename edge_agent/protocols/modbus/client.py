@@ -54,7 +54,7 @@ class ModbusClient(ClientContext):
         self.device = device
         self._owns_link = link is None
         self._link = link or link_for(device)
-        self._link.join()
+        self._link.join(device.name)
         self._points = {p.name: p for p in device.points}
         self._encodings: dict[str, Encoding] = {p.name: p.codec for p in device.points}
         self._plans: dict[tuple[str, ...], list[_Request]] = {}  # emptied when `read_alone` grows

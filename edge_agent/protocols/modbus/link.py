@@ -87,14 +87,19 @@ class ModbusLink:
         self._last_frame_end = 0.0
         self._resync = False
         self._requests = 0
-        self.units = 0
+        self._units: set[str] = set()
 
     def statistics(self) -> LinkStatistics:
         return LinkStatistics(self.key, self._requests, len(self._turns), self._wire.connected)
 
-    def join(self) -> None:
-        """A unit that will take turns on this link (to size the wait for a turn)."""
-        self.units += 1
+    def join(self, unit: str) -> None:
+        """A unit (by device name) that will take turns on this link, to size the wait for a turn. A unit
+        joins again with every client made for it (every reconnect): it still counts once."""
+        self._units.add(unit)
+
+    @property
+    def units(self) -> int:
+        return len(self._units)
 
     async def call(
         self, operation: Callable[[Wire], Awaitable[T]], *, timeout_s: float, write: bool = False

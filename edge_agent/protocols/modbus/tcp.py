@@ -4,11 +4,17 @@ A request is one struct.pack and one future; its answer is matched by transactio
 a request the caller gave up on is dropped instead of being taken for the next one. A frame that is not
 Modbus TCP (another protocol, a length out of range) means the stream cannot be trusted: the connection is
 closed and the request fails as garbage.
+
+An answer must carry the request's unit id, and a frame must answer a transaction sent lately: anything
+else fails the waiting request as garbage from the device. Frames nobody waits for are counted: past
+UNSOLICITED_BYTES in a row the connection stops reading (TCP holds the device back) and is closed at the
+next request, which fails naming the flood; a device that floods cannot hold the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import struct
 
 from edge_agent.errors import MalformedAnswer
@@ -17,6 +23,9 @@ from edge_agent.protocols.modbus.pdu import Table
 
 _HEADER = struct.Struct(">HHHB")  # transaction, protocol (0), length (unit + PDU), unit
 _MAX_LENGTH = 254  # a unit id and the longest PDU (253 bytes)
+UNSOLICITED_BYTES = 4096
+"""Bytes of frames nobody asked for, in a row, after which a connection is given up as flooding."""
+_RECENT = 16  # transactions answered or given up on whose late or repeated answers are dropped quietly
 
 
 class TcpWire:
@@ -72,18 +81,25 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
         self._received = bytearray()
-        self._waiting: dict[int, asyncio.Future[bytes]] = {}  # by transaction id
+        self._waiting: dict[int, tuple[int, asyncio.Future[bytes]]] = {}  # by transaction id: unit, answer
+        self._recent: collections.deque[int] = collections.deque(maxlen=_RECENT)
+        self._unsolicited = 0  # bytes of frames nobody asked for, since the last answer
+        self._flooded: MalformedAnswer | None = None
         self.open = False
 
     async def exchange(self, transaction: int, unit: int, request: bytes) -> bytes:
         assert self._transport is not None
+        if self._flooded is not None:  # found while nobody waited: this request reports it
+            self.close()
+            raise self._flooded
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiting[transaction] = answer
+        self._waiting[transaction] = (unit, answer)
         self._transport.write(_HEADER.pack(transaction, 0, len(request) + 1, unit) + request)
         try:
             return await answer
         finally:
             del self._waiting[transaction]
+            self._recent.append(transaction)  # a late or repeated answer to it is stale, not a stranger's
 
     def close(self) -> None:
         self.open = False
@@ -99,10 +115,12 @@ class _Connection(asyncio.Protocol):
         self._fail(ConnectionError("the device closed the connection" if exc is None else str(exc)))
 
     def data_received(self, data: bytes) -> None:
+        if not self.open:  # closed: what was still in flight is not looked at
+            return
         received = self._received
         received += data
         while len(received) >= _HEADER.size:
-            transaction, protocol, length, _unit = _HEADER.unpack_from(received)
+            transaction, protocol, length, unit = _HEADER.unpack_from(received)
             if protocol != 0 or not 2 <= length <= _MAX_LENGTH:
                 self._fail(MalformedAnswer(f"not a Modbus TCP frame (protocol {protocol}, length {length})"))
                 self.close()
@@ -110,12 +128,44 @@ class _Connection(asyncio.Protocol):
             end = 6 + length
             if len(received) < end:
                 return
-            answer = self._waiting.get(transaction)
-            if answer is not None and not answer.done():
-                answer.set_result(bytes(received[_HEADER.size : end]))
-            del received[:end]  # (an answer nobody waits for any more is dropped)
+            waiting = self._waiting.get(transaction)
+            if waiting is not None and not waiting[1].done():
+                self._answer(waiting, unit, bytes(received[_HEADER.size : end]))
+            else:
+                self._unsolicited += end
+                if transaction not in self._recent:
+                    self._stranger(transaction)
+                # (a late or repeated answer to a recent request: dropped)
+            del received[:end]
+            if self._unsolicited > UNSOLICITED_BYTES:
+                self._flood()
+                return
+
+    def _answer(self, waiting: tuple[int, asyncio.Future[bytes]], unit: int, body: bytes) -> None:
+        expected, answer = waiting
+        self._unsolicited = 0
+        if unit == expected:
+            answer.set_result(body)
+        else:
+            answer.set_exception(MalformedAnswer(f"answered as unit {unit} to a request for unit {expected}"))
+
+    def _stranger(self, transaction: int) -> None:
+        """A frame for a transaction not sent on this connection lately: the waiting request fails."""
+        sent = ", ".join(str(t) for t in self._waiting) or "none"
+        self._fail(MalformedAnswer(f"answered transaction {transaction} (waiting for {sent})"))
+
+    def _flood(self) -> None:
+        self._flooded = MalformedAnswer(
+            f"flooding: more than {UNSOLICITED_BYTES} bytes of frames nobody asked for; reconnecting"
+        )
+        self._received.clear()
+        if self._waiting:
+            self._fail(self._flooded)
+            self.close()
+        elif self._transport is not None:
+            self._transport.pause_reading()  # the kernel's buffers fill and TCP holds the device back
 
     def _fail(self, error: Exception) -> None:
-        for answer in self._waiting.values():
+        for _, answer in self._waiting.values():
             if not answer.done():
                 answer.set_exception(error)
