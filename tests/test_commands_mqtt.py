@@ -126,7 +126,7 @@ class WriteCounter:
             self.count += 1
             await serve(apdu)
 
-        app.do_WritePropertyRequest = counted  # type: ignore[method-assign]
+        app.do_WritePropertyRequest = counted
 
 
 def agent_config(broker: Broker, tmp_path: Path, port: int, **sections: Any) -> AgentConfig:
