@@ -37,7 +37,13 @@ from edge_agent.config import MqttConfig
 from edge_agent.errors import CommandRefused
 from edge_agent.readings import utc_now
 from edge_agent.store.buffer import Buffer, EncodedBatch
-from edge_agent.uplink.commands import MAX_COMMAND_BYTES, CommandErrorCode, Delivery
+from edge_agent.uplink.commands import (
+    MAX_COMMAND_BYTES,
+    CommandErrorCode,
+    CommandReply,
+    Delivery,
+    ReplyError,
+)
 from edge_agent.uplink.payloads import Birth, Death, DeviceInfo
 from edge_agent.uplink.token_bucket import TokenBucket
 
@@ -369,9 +375,7 @@ class Uplink:
     async def _reply(self, client: aiomqtt.Client, delivery: Delivery, route: Route) -> None:
         """Answers one command. Nothing but a lost connection escapes: a reply that cannot be published
         where asked is replaced by an error reply on the reply topic."""
-        if self._commands is None:
-            return
-        reply = await self._commands(delivery)
+        reply = await self._reply_payload(delivery)
         self._command_count += 1
         topic, properties = route
         try:
@@ -383,11 +387,24 @@ class Uplink:
             message = f"the reply could not be published on {topic!r}: {exc}"
             failed = replace(delivery, refusal=CommandRefused(CommandErrorCode.INTERNAL, message))
             try:
-                await client.publish(self.reply_topic, await self._commands(failed), qos=1)
+                await client.publish(self.reply_topic, await self._reply_payload(failed), qos=1)
             except Exception as again:
                 if _connection_lost(again):
                     raise
                 log.error("command error reply not published", topic=self.reply_topic, error=str(again))  # noqa: TRY400
+
+    async def _reply_payload(self, delivery: Delivery) -> bytes:
+        """The handler's reply; should it ever fail (it should not), an internal error reply all the same."""
+        try:
+            if self._commands is not None:
+                return await self._commands(delivery)
+            raise RuntimeError("no command handler")  # noqa: TRY301 - answered below like any failure
+        except Exception:
+            log.exception("command handler failed")
+            error = ReplyError(
+                code=CommandErrorCode.INTERNAL, message="internal error; see the gateway's log"
+            )
+            return CommandReply(id=None, command=None, ok=False, error=error, ts=utc_now()).to_json()
 
     def _reply_route(self, message: aiomqtt.Message) -> tuple[Route, str | None]:
         """The MQTT 5 response topic when it is a concrete topic under our reply topic (the gateway
