@@ -22,8 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
+from typer.testing import CliRunner
 
 from edge_agent import signing
+from edge_agent.cli.app import app
 from edge_agent.config import AgentConfig, CommandsConfig, ConfigError, parse_config
 from edge_agent.control.points import Holder
 from edge_agent.control.settings import ControlMode, ControlSettings
@@ -913,3 +915,28 @@ def test_response_topics_must_be_concrete_topics_under_the_reply_topic(
 ) -> None:
     found = response_topic_problem(asked, REPLY)
     assert found is None if problem is None else problem in (found or "")
+
+
+async def test_command_sign_prints_an_envelope_the_gateway_admits(tmp_path: Path) -> None:
+    """`edge-agent command sign`: what it prints runs on the gateway it names, and only there."""
+    key = tmp_path / "central.pem"
+    key.write_bytes(signing.private_key_pem(EXAMPLE_KEY))
+    result = CliRunner().invoke(
+        app,
+        ["command", "sign", "--key", str(key), "--gateway", "gw-01", '{"id": "cli-1", "command": "status"}'],
+    )
+    assert result.exit_code == 0, result.output
+    envelope = result.stdout.strip().encode()
+    clock = datetime.now(UTC)
+    admission = CommandAdmission(
+        CommandsConfig(trusted_keys=[signing.public_key_text(EXAMPLE_KEY)]),
+        tmp_path / "c.db",
+        now=lambda: clock,
+    )
+    router = CommandRouter(FakeAgent(), admission=admission)
+    assert (await router.handle_delivery(Delivery(envelope, TOPIC))).ok
+    other = await router.handle_delivery(Delivery(envelope, "edge/gw-02/command"))
+    refused(other, CommandErrorCode.BAD_SIGNATURE)
+    missing = CliRunner().invoke(app, ["command", "sign", "--key", str(tmp_path / "none.pem"), "{}"])
+    assert missing.exit_code == 2
+    assert "none.pem" in missing.output
