@@ -319,6 +319,7 @@ class Uplink:
             if message.retain:
                 await self._clear_retained(client, str(message.topic))
             delivery, route = self._delivery(message)
+            del message  # an oversize payload is let go now, not after its reply
             if delivery is None:
                 continue
             if delivery.refusal is None:
