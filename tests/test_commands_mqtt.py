@@ -328,39 +328,52 @@ async def test_bad_response_topics_get_an_error_reply_and_the_agent_stays_up(
         assert writes.count == 0
 
 
-async def test_a_retained_command_is_refused_and_cleared_at_every_start(
-    broker: Broker, tmp_path: Path
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_retained_command_is_refused_and_cleared(
+    broker: Broker, tmp_path: Path, protocol: str
 ) -> None:
-    """A retained write, and a retained command with a wildcard response topic, left on the broker: the
-    agent answers them with an error, runs neither, clears them, and a restart finds nothing to replay."""
+    """A retained write left on the broker, and one published retained (with a wildcard response topic) while
+    the agent runs: neither is run when the broker replays it, each is answered with an error and cleared, and
+    a restart finds nothing to replay. MQTT 5 sees the retain flag of a live message too (retain as
+    published) and refuses it at once; 3.1.1 cannot tell it from a live command until it is replayed."""
     port = free_port()
     async with room(port) as controller, central(broker.port) as seen:
         writes = WriteCounter(controller)
         await seen.send(json.dumps(setpoint_write("kept-1", 27.5)).encode(), retain=True)
-        config = agent_config(broker, tmp_path, port)
+        config = agent_config(broker, tmp_path, port, mqtt={"url": broker.url, "protocol": protocol})
         async with agent_up(config) as agent:
             await async_wait_until(lambda: len(seen.replies) >= 1, 10, "the retained command's reply")
             _, reply, _ = seen.replies[0]
             assert (reply["id"], reply["ok"], reply["error"]["code"]) == ("kept-1", False, "retained")
-            # published live, it is answered like any other; retained it still never runs
-            await seen.send(
-                json.dumps(setpoint_write("kept-2", 27.0)).encode(),
-                response_topic=f"{BASE}/reply/#",
-                retain=True,
-            )
+            live = setpoint_write("kept-2", 27.0)
+            await seen.send(json.dumps(live).encode(), response_topic=f"{BASE}/reply/#", retain=True)
             await async_wait_until(lambda: len(seen.replies) >= 2, 10, "a reply to the second")
-            assert seen.replies[1][1]["error"]["code"] == "bad-response-topic"
-            assert agent.uplink.statistics().state == "connected"
-        async with agent_up(config) as agent:  # the second retained command is replayed at this subscribe
-            await async_wait_until(lambda: len(seen.replies) >= 3, 10, "the replayed retained command")
-            assert seen.replies[2][1]["error"]["code"] == "retained"
-            assert seen.replies[2][0] == f"{BASE}/reply"
+            assert seen.replies[1][0] == f"{BASE}/reply"
+            assert seen.replies[1][1]["id"] == "kept-2"
+            if protocol == "5":
+                assert seen.replies[1][1]["error"]["code"] == "retained"
+            else:  # no response topic in 3.1.1, and no retain flag on a live message: it ran
+                assert seen.replies[1][1]["ok"] is True
+            assert agent.uplink.statistics().connects == 1
+        async with agent_up(config):  # 3.1.1: the second is replayed, refused and cleared now
+            if protocol == "3.1.1":
+                await async_wait_until(lambda: len(seen.replies) >= 3, 10, "the replayed command's reply")
             assert (await seen.ask({"id": "alive", "command": "status"}))["ok"] is True
         async with agent_up(config):  # cleared: nothing is replayed any more
             assert (await seen.ask({"id": "alive-2", "command": "status"}))["ok"] is True
-        assert [r["id"] for _, r, _ in seen.replies] == ["kept-1", "kept-2", "kept-2", "alive", "alive-2"]
-        assert writes.count == 0
-        assert await priority_slots(config.devices[0]) == [None] * 16  # type: ignore[arg-type]
+        codes = [(r["id"], None if r["ok"] else r["error"]["code"]) for _, r, _ in seen.replies]
+        if protocol == "5":
+            assert codes == [
+                ("kept-1", "retained"),
+                ("kept-2", "retained"),
+                ("alive", None),
+                ("alive-2", None),
+            ]
+            assert writes.count == 0
+        else:
+            replayed = [("kept-1", "retained"), ("kept-2", None), ("kept-2", "retained")]
+            assert codes == [*replayed, ("alive", None), ("alive-2", None)]
+            assert writes.count == 1  # the live one, once
 
 
 async def test_a_replayed_command_id_runs_once_across_reconnects_and_restarts(

@@ -30,6 +30,7 @@ import structlog
 from paho.mqtt.client import MQTT_ERR_INVAL, MQTT_ERR_PAYLOAD_SIZE
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent import __version__
 from edge_agent.backoff import Backoff
@@ -289,7 +290,7 @@ class Uplink:
             try:
                 await client.publish(self.status_topic, self._birth(), qos=1, retain=True)
                 if self._commands is not None:
-                    await client.subscribe(self.command_topic, qos=1)
+                    await self._subscribe_commands(client)
                 self._state = UplinkState.CONNECTED
                 self._connects += 1
                 self._last_error = None
@@ -309,6 +310,15 @@ class Uplink:
                     async with asyncio.timeout(OFFLINE_TIMEOUT_S):
                         await client.publish(self.status_topic, self._death(), 1, True)
                 raise
+
+    async def _subscribe_commands(self, client: aiomqtt.Client) -> None:
+        """QoS 1; with MQTT 5 a retained command shows its retain flag even when it arrives live (so it is
+        refused at once, not only when the broker replays it), and our own clearing of it is not sent back."""
+        if self._mqtt != "5":
+            await client.subscribe(self.command_topic, qos=1)
+            return
+        options = SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True)
+        await client.subscribe(self.command_topic, options=options)
 
     async def _receive(self, client: aiomqtt.Client, commands: asyncio.Queue[tuple[Delivery, Route]]) -> None:
         """Takes commands in; raises MqttError as soon as the connection drops, even while idle. Whatever
