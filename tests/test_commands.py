@@ -4,37 +4,47 @@ malformed, hostile or out-of-range request does gets past the checks."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import math
 import re
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
+from typer.testing import CliRunner
 
-from edge_agent.config import AgentConfig
+from edge_agent import signing
+from edge_agent.cli.app import app
+from edge_agent.config import AgentConfig, CommandsConfig, ConfigError, parse_config
 from edge_agent.control.points import Holder
 from edge_agent.control.settings import ControlMode, ControlSettings
-from edge_agent.errors import DeviceRejected, DeviceUnreachable
+from edge_agent.errors import CommandRefused, DeviceRejected, DeviceUnreachable
 from edge_agent.readings import Quality, Reading
 from edge_agent.service.control_setup import control_settings
 from edge_agent.uplink import commands
+from edge_agent.uplink.admission import CommandAdmission, signed_bytes
+from edge_agent.uplink.command_log import CommandLog
 from edge_agent.uplink.commands import (
     COMMAND_NAMES,
     MAX_COMMAND_BYTES,
     CommandErrorCode,
     CommandReply,
     CommandRouter,
+    Delivery,
     command_schemas,
 )
+from edge_agent.uplink.session import response_topic_problem
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 NOW = datetime(2026, 8, 5, 5, 0, 0, 250_000, tzinfo=UTC)
@@ -731,3 +741,202 @@ async def test_every_write_at_the_boundaries_follows_the_rules() -> None:
     for (device, point), value, priority in itertools.product(targets, values, priorities):
         extra = {} if priority is absent else {"priority": priority}
         await handled_safely(write(device, point, value, **extra))
+
+
+# --- commands from the broker: admission (signature, expiry, once-only) --------------------------------
+
+TOPIC = "edge/gw-01/command"
+EXAMPLE_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # docs/mqtt.md's worked example
+EXAMPLE_TEXT = '{"id":"c-1","expires":"2026-12-07T17:00:00Z","command":"set_demand_target","args":{"kw":180}}'
+EXAMPLE_SIGNATURE = "i8zuXLdiL7MGhqVG1jt1KcsxE4bzdJWtxna5CQrxP31KYI+RlgGm618WvyN8x/9s6DUQprk4uH6QEMS653fmBA=="
+
+
+def mqtt_request(request_id: str, expires_in_s: float = 60, **body: Any) -> bytes:
+    expires = (NOW + timedelta(seconds=expires_in_s)).isoformat().replace("+00:00", "Z")
+    return json.dumps({"id": request_id, "expires": expires, "command": "status", **body}).encode()
+
+
+def admitted_router(
+    agent: FakeAgent, log_path: Path, now: datetime = NOW, **commands_config: Any
+) -> tuple[CommandRouter, CommandAdmission]:
+    admission = CommandAdmission(CommandsConfig(**commands_config), log_path, now=lambda: now)
+    return CommandRouter(agent, now=lambda: now, admission=admission), admission
+
+
+async def deliver(router: CommandRouter, payload: bytes, topic: str = TOPIC) -> CommandReply:
+    return await router.handle_delivery(Delivery(payload, topic))
+
+
+def test_the_documented_signature_example_holds() -> None:
+    """docs/mqtt.md's worked example: the bytes signed, the public key and the signature it shows."""
+    message = signed_bytes(TOPIC, EXAMPLE_TEXT)
+    assert message == b"edge-agent command v1\nedge/gw-01/command\n" + EXAMPLE_TEXT.encode()
+    assert signing.public_key_text(EXAMPLE_KEY) == "ed25519:A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
+    assert signing.sign(EXAMPLE_KEY, message) == EXAMPLE_SIGNATURE
+    docs = (SCHEMAS_DIR.parent / "mqtt.md").read_text(encoding="utf-8")
+    assert EXAMPLE_SIGNATURE in docs
+    assert json.dumps(EXAMPLE_TEXT)[1:-1] in docs  # the envelope's `signed` string, escaped as shown
+
+
+async def test_a_signed_command_runs_only_with_a_trusted_signature_for_its_topic(tmp_path: Path) -> None:
+    agent = FakeAgent()
+    key_text = signing.public_key_text(EXAMPLE_KEY)
+    router, _ = admitted_router(agent, tmp_path / "c.db", trusted_keys=[key_text])
+    text = mqtt_request("s-1", command="set_demand_target", args={"kw": 180}).decode()
+    envelope = {"signed": text, "signature": signing.sign(EXAMPLE_KEY, signed_bytes(TOPIC, text))}
+    refused(await deliver(router, text.encode()), CommandErrorCode.UNSIGNED)
+    for topic in ("edge/gw-02/command", "other/gw-01/command"):  # meant for another gateway
+        refused(await deliver(router, json.dumps(envelope).encode(), topic), CommandErrorCode.BAD_SIGNATURE)
+    tampered = {**envelope, "signed": text.replace("180", "480")}
+    refused(await deliver(router, json.dumps(tampered).encode()), CommandErrorCode.BAD_SIGNATURE, "signature")
+    refused(await deliver(router, json.dumps({**envelope, "x": 1}).encode()), CommandErrorCode.INVALID)
+    assert agent.control.demand_target_kw != 180
+    reply = await deliver(router, json.dumps(envelope).encode())
+    assert (reply.ok, reply.id) == (True, "s-1")
+    assert agent.control.demand_target_kw == 180
+
+
+async def test_without_trusted_keys_a_signed_envelope_is_opened_unchecked(tmp_path: Path) -> None:
+    router, _ = admitted_router(FakeAgent(), tmp_path / "c.db")
+    envelope = {"signed": mqtt_request("e-1").decode(), "signature": "not checked"}
+    assert (await deliver(router, json.dumps(envelope).encode())).ok
+
+
+def test_trusted_keys_are_checked_in_the_configuration() -> None:
+    key = signing.public_key_text(EXAMPLE_KEY)
+    with pytest.raises(ConfigError, match=r"commands\.trusted_keys: .*trusted_keys\[1\]: .*32 bytes"):
+        parse_config(f'[commands]\ntrusted_keys = ["{key}", "ed25519:AAAA"]\n', "t")
+
+
+@pytest.mark.parametrize(
+    ("offset_s", "accepted"),
+    [(-29, True), (-31, False), (3600 + 29, True), (3600 + 31, False), (0, True)],
+)
+async def test_expiry_is_checked_against_the_window_and_the_skew(
+    tmp_path: Path, offset_s: float, accepted: bool
+) -> None:
+    router, _ = admitted_router(FakeAgent(), tmp_path / "c.db", max_expiry_s=3600, clock_skew_s=30)
+    reply = await deliver(router, mqtt_request("x-1", offset_s))
+    if accepted:
+        assert reply.ok, reply
+    else:
+        refused(reply, CommandErrorCode.EXPIRED, "expires")
+
+
+async def test_a_command_over_mqtt_needs_an_expiry_the_local_socket_does_not(tmp_path: Path) -> None:
+    router, _ = admitted_router(FakeAgent(), tmp_path / "c.db")
+    payload = request("set_demand_target", {"kw": 100})
+    refused(await deliver(router, payload), CommandErrorCode.INVALID, "expires")
+    assert (await router.handle(payload)).ok
+    bad_date = mqtt_request("d-1").replace(b'"expires": "2026-08-05', b'"expires": "2026-02-30')
+    refused(await deliver(router, bad_date), CommandErrorCode.INVALID, "expires")
+
+
+async def test_a_replayed_id_gets_the_first_reply_and_does_not_run_again(tmp_path: Path) -> None:
+    agent = FakeAgent()
+    payload = mqtt_request("w-1", command="write_point", args={"device": "room-101",
+                           "point": "cooling_setpoint", "value": 25.0})  # fmt: skip
+    router, admission = admitted_router(agent, tmp_path / "c.db")
+    first = await deliver(router, payload)
+    assert first.ok
+    assert await deliver(router, payload) == first
+    admission.close()
+    restarted, _ = admitted_router(agent, tmp_path / "c.db", now=NOW + timedelta(seconds=5))
+    assert await deliver(restarted, payload) == first  # remembered on disk
+    other = payload.replace(b"25.0", b"26.0")
+    refused(await deliver(restarted, other), CommandErrorCode.DUPLICATE, "id")
+    assert agent.writes == [("room-101", "cooling_setpoint", 25.0, 12)]
+
+
+async def test_an_id_taken_by_a_command_that_never_finished_is_not_run_again(tmp_path: Path) -> None:
+    """The gateway stopped while the command ran: its outcome is unknown, so its replay is refused."""
+    payload = mqtt_request("w-2")
+    log = CommandLog(tmp_path / "c.db")
+    assert log.take("w-2", hashlib.sha256(payload).digest(), NOW.timestamp() + 600, NOW.timestamp()) is None
+    log.close()
+    router, _ = admitted_router(FakeAgent(), tmp_path / "c.db")
+    assert "outcome is unknown" in refused(await deliver(router, payload), CommandErrorCode.DUPLICATE)
+
+
+async def test_a_command_whose_id_cannot_be_recorded_is_not_run(tmp_path: Path) -> None:
+    agent = FakeAgent()
+    router, _ = admitted_router(agent, tmp_path / "missing" / "c.db")
+    payload = mqtt_request("n-1", command="set_demand_target", args={"kw": 100})
+    message = refused(await deliver(router, payload), CommandErrorCode.NOT_RECORDED)
+    assert "not run" in message
+    assert agent.control.demand_target_kw != 100
+
+
+def test_ids_are_forgotten_once_their_command_has_expired(tmp_path: Path) -> None:
+    log = CommandLog(tmp_path / "c.db")
+    for i in range(5):
+        assert log.take(f"old-{i}", b"d", forget_after=100.0 + i, now=50.0) is None
+    assert log.take("new", b"d", forget_after=1000.0, now=200.0) is None
+    log.close()
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        assert db.execute("SELECT id FROM taken").fetchall() == [("new",)]
+
+
+async def test_a_delivery_refused_by_the_uplink_is_answered_with_its_id_and_never_run(tmp_path: Path) -> None:
+    agent = FakeAgent()
+    router, _ = admitted_router(agent, tmp_path / "c.db")
+    payload = mqtt_request("b-1", command="set_demand_target", args={"kw": 100})
+    busy = CommandRefused(CommandErrorCode.BUSY, "32 commands are waiting")
+    reply = await router.handle_delivery(Delivery(payload, TOPIC, busy))
+    refused(reply, CommandErrorCode.BUSY)
+    assert (reply.id, reply.command) == ("b-1", "set_demand_target")
+    assert agent.control.demand_target_kw != 100
+    assert (await deliver(router, payload)).ok  # refused before it was recorded: it may come again
+
+
+REPLY = "edge/gw-01/reply"
+
+
+@pytest.mark.parametrize(
+    ("asked", "problem"),
+    [
+        (REPLY, None),
+        (f"{REPLY}/central-1/x", None),
+        (f"{REPLY}/+", "wildcard"),
+        (f"{REPLY}/a/#", "wildcard"),
+        (f"{REPLY}/a\0b", "NUL"),
+        (f"{REPLY}/", "empty level"),
+        (f"{REPLY}//a", "empty level"),
+        (f"{REPLY}/" + "x" * 65_535, "bytes"),
+        (f"{REPLY}/\ud800", "UTF-8"),
+        (f"{REPLY}x", "outside"),
+        ("edge/gw-02/reply", "outside"),
+        ("", "non-empty"),
+        (b"edge/gw-01/reply", "non-empty"),
+    ],
+)
+def test_response_topics_must_be_concrete_topics_under_the_reply_topic(
+    asked: object, problem: str | None
+) -> None:
+    found = response_topic_problem(asked, REPLY)
+    assert found is None if problem is None else problem in (found or "")
+
+
+async def test_command_sign_prints_an_envelope_the_gateway_admits(tmp_path: Path) -> None:
+    """`edge-agent command sign`: what it prints runs on the gateway it names, and only there."""
+    key = tmp_path / "central.pem"
+    key.write_bytes(signing.private_key_pem(EXAMPLE_KEY))
+    result = CliRunner().invoke(
+        app,
+        ["command", "sign", "--key", str(key), "--gateway", "gw-01", '{"id": "cli-1", "command": "status"}'],
+    )
+    assert result.exit_code == 0, result.output
+    envelope = result.stdout.strip().encode()
+    clock = datetime.now(UTC)
+    admission = CommandAdmission(
+        CommandsConfig(trusted_keys=[signing.public_key_text(EXAMPLE_KEY)]),
+        tmp_path / "c.db",
+        now=lambda: clock,
+    )
+    router = CommandRouter(FakeAgent(), admission=admission)
+    assert (await router.handle_delivery(Delivery(envelope, TOPIC))).ok
+    other = await router.handle_delivery(Delivery(envelope, "edge/gw-02/command"))
+    refused(other, CommandErrorCode.BAD_SIGNATURE)
+    missing = CliRunner().invoke(app, ["command", "sign", "--key", str(tmp_path / "none.pem"), "{}"])
+    assert missing.exit_code == 2
+    assert "none.pem" in missing.output

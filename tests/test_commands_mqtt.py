@@ -1,14 +1,18 @@
 """Central commands over a real mosquitto to a running agent that polls a simulated BACnet room
 controller: replies where the sender asked, writes within limits at the agent's priority, and junk that
-never crashes the agent nor writes anything."""
+never crashes the agent nor writes anything. Commands are untrusted input: bad response topics, retained
+commands, replays, expired, unsigned or altered commands, floods and oversize payloads are each answered
+with an error and change nothing on the device (counted device-side)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import random
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +21,12 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_agent import signing
 from edge_agent.config import AgentConfig, BacnetConfig, BacnetDevice
 from edge_agent.protocols.bacnet.client import BacnetClient, local_stack
 from edge_agent.service.agent import Agent
+from edge_agent.uplink.admission import signed_bytes
+from edge_agent.uplink.commands import MAX_COMMAND_BYTES
 from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.site.site import Site
 from tests.conftest import SIM_START
@@ -32,6 +39,13 @@ BASE = f"edge/{GATEWAY}"
 PRIORITY = 10  # the device's write_priority (the default)
 
 
+def expires(seconds: float = 60) -> str:
+    """An `expires` this many seconds from now, as central writes it."""
+    return (
+        (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+
+
 class Central:
     """A central server's MQTT 5 client: sends commands, collects replies with their properties."""
 
@@ -40,7 +54,12 @@ class Central:
         self.replies: list[tuple[str, dict[str, Any], bytes | None]] = []  # topic, reply, correlation
 
     async def send(
-        self, payload: bytes, response_topic: str | None = None, correlation: bytes | None = None
+        self,
+        payload: bytes,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+        *,
+        retain: bool = False,
     ) -> None:
         properties = None
         if response_topic is not None:
@@ -48,12 +67,16 @@ class Central:
             properties.ResponseTopic = response_topic
             if correlation is not None:
                 properties.CorrelationData = correlation
-        await self.client.publish(f"{BASE}/command", payload, qos=1, properties=properties)
+        await self.client.publish(f"{BASE}/command", payload, qos=1, properties=properties, retain=retain)
 
     async def ask(self, command: dict[str, Any], **route: Any) -> dict[str, Any]:
+        """Send a command (an `expires` a minute ahead added when it has none) and wait for a reply."""
+        return await self.ask_raw(json.dumps({"expires": expires(), **command}).encode(), **route)
+
+    async def ask_raw(self, payload: bytes, **route: Any) -> dict[str, Any]:
         count = len(self.replies)
-        await self.send(json.dumps(command).encode(), **route)
-        await async_wait_until(lambda: len(self.replies) > count, 10, f"a reply to {command}")
+        await self.send(payload, **route)
+        await async_wait_until(lambda: len(self.replies) > count, 10, f"a reply to {payload[:80]!r}")
         return self.replies[-1][1]
 
 
@@ -91,10 +114,24 @@ async def priority_slots(device: BacnetDevice) -> list[float | None]:
         return await client.read_priority_array("cooling_setpoint")
 
 
-@contextlib.asynccontextmanager
-async def agent_with_room(broker: Broker, tmp_path: Path) -> AsyncIterator[tuple[Agent, BacnetDevice]]:
-    port = free_port()
-    config = AgentConfig.model_validate(
+class WriteCounter:
+    """Counts the WriteProperty requests a simulated controller receives: the device's own record."""
+
+    def __init__(self, controller: RoomController) -> None:
+        self.count = 0
+        app = controller.stack.app
+        serve = app.do_WritePropertyRequest
+
+        async def counted(apdu: Any) -> None:
+            self.count += 1
+            await serve(apdu)
+
+        app.do_WritePropertyRequest = counted
+
+
+def agent_config(broker: Broker, tmp_path: Path, port: int, **sections: Any) -> AgentConfig:
+    """The agent of these tests, polling the room controller at `port`; `sections` replace whole sections."""
+    return AgentConfig.model_validate(
         {
             "gateway": {"id": GATEWAY},
             "buffer": {"path": str(tmp_path / "b.db")},
@@ -112,13 +149,26 @@ async def agent_with_room(broker: Broker, tmp_path: Path) -> AsyncIterator[tuple
                 }
             ],
             "pollers": [{"device": "vav", "interval_s": 1.0}],
+            **sections,
         }
     )
-    device = config.devices[0]
-    assert isinstance(device, BacnetDevice)
-    async with room(port), running_agent(config) as agent:
+
+
+@contextlib.asynccontextmanager
+async def agent_up(config: AgentConfig) -> AsyncIterator[Agent]:
+    async with running_agent(config) as agent:
         await async_wait_until(lambda: agent.uplink.statistics().state == "connected", 10, "the uplink")
         await async_wait_until(lambda: agent.pollers[0].statistics().health == "up", 10, "the device up")
+        yield agent
+
+
+@contextlib.asynccontextmanager
+async def agent_with_room(broker: Broker, tmp_path: Path) -> AsyncIterator[tuple[Agent, BacnetDevice]]:
+    port = free_port()
+    config = agent_config(broker, tmp_path, port)
+    device = config.devices[0]
+    assert isinstance(device, BacnetDevice)
+    async with room(port), agent_up(config) as agent:
         yield agent, device
 
 
@@ -136,8 +186,7 @@ async def test_commands_are_answered_where_the_sender_asked(broker: Broker, tmp_
         assert seen.replies[-1][2] == b"\x00corr-1"
         assert agent.control.demand_target_kw == 180.0
 
-        # A response topic outside the gateway's prefix is not used: the reply goes to the reply topic.
-        reply = await seen.ask({"id": "t-2", "command": "status"}, response_topic="central/replies")
+        reply = await seen.ask({"id": "t-2", "command": "status"})
         assert seen.replies[-1][0] == f"{BASE}/reply"
         assert reply["id"] == "t-2"
         assert reply["result"]["buffer"]["dropped"] == 0
@@ -185,12 +234,19 @@ async def test_commands_are_answered_where_the_sender_asked(broker: Broker, tmp_
         assert await priority_slots(device) == [None] * 16
 
 
+JUNK_IDS = itertools.count()
 VALID_ARGS: dict[str, Any] = {"device": "vav", "point": "cooling_setpoint", "value": 27.0}
 
 
 def write(**changes: Any) -> bytes:
     """A write_point command to the setpoint, with some of its arguments changed."""
-    return json.dumps({"id": "j", "command": "write_point", "args": {**VALID_ARGS, **changes}}).encode()
+    body = {
+        "id": f"j-{next(JUNK_IDS)}",
+        "expires": expires(),
+        "command": "write_point",
+        "args": {**VALID_ARGS, **changes},
+    }
+    return json.dumps(body).encode()
 
 
 JUNK: list[Callable[[random.Random], bytes]] = [
@@ -226,3 +282,213 @@ async def test_junk_commands_never_crash_the_agent_nor_write(broker: Broker, tmp
         reply = await seen.ask({"id": "alive", "command": "status"})  # and the agent still answers
         assert reply["ok"] is True
         assert agent.uplink.statistics().commands == 151
+
+
+# --- commands are untrusted input ------------------------------------------------------------------
+
+
+def setpoint_write(request_id: str, value: float | None, **fields: Any) -> dict[str, Any]:
+    args = {"device": "vav", "point": "cooling_setpoint", "value": value}
+    return {"id": request_id, "expires": expires(), "command": "write_point", "args": args, **fields}
+
+
+BAD_RESPONSE_TOPICS = [
+    f"{BASE}/reply/+",
+    f"{BASE}/reply/#",
+    f"{BASE}/reply/+/x",
+    f"{BASE}/reply/",
+    f"{BASE}/reply//x",
+    f"{BASE}/replyx",
+    "central/replies",
+    "edge/gw-other/reply",
+]
+
+
+async def test_bad_response_topics_get_an_error_reply_and_the_agent_stays_up(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Wildcards, empty levels and topics outside the gateway's reply topic: each command is answered with
+    an error on the reply topic and not run; the agent keeps answering."""
+    port = free_port()
+    async with room(port) as controller, central(broker.port) as seen:
+        writes = WriteCounter(controller)
+        async with agent_up(agent_config(broker, tmp_path, port)) as agent:
+            for i, topic in enumerate(BAD_RESPONSE_TOPICS):
+                reply = await seen.ask(
+                    setpoint_write(f"rt-{i}", 27.5), response_topic=topic, correlation=b"c"
+                )
+                assert seen.replies[-1][0] == f"{BASE}/reply", topic
+                assert seen.replies[-1][2] == b"c"  # the correlation data still comes back
+                assert reply["ok"] is False
+                assert reply["id"] == f"rt-{i}"
+                assert reply["error"]["code"] == "bad-response-topic", reply
+                assert reply["error"]["field"] == "response_topic"
+            assert (await seen.ask({"id": "alive", "command": "status"}))["ok"] is True
+            assert agent.uplink.statistics().connects == 1  # no session was lost on the way
+        assert writes.count == 0
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_retained_command_is_refused_and_cleared(
+    broker: Broker, tmp_path: Path, protocol: str
+) -> None:
+    """A retained write left on the broker, and one published retained (with a wildcard response topic) while
+    the agent runs: neither is run when the broker replays it, each is answered with an error and cleared, and
+    a restart finds nothing to replay. MQTT 5 sees the retain flag of a live message too (retain as
+    published) and refuses it at once; 3.1.1 cannot tell it from a live command until it is replayed."""
+    port = free_port()
+    async with room(port) as controller, central(broker.port) as seen:
+        writes = WriteCounter(controller)
+        await seen.send(json.dumps(setpoint_write("kept-1", 27.5)).encode(), retain=True)
+        config = agent_config(broker, tmp_path, port, mqtt={"url": broker.url, "protocol": protocol})
+        async with agent_up(config) as agent:
+            await async_wait_until(lambda: len(seen.replies) >= 1, 10, "the retained command's reply")
+            _, reply, _ = seen.replies[0]
+            assert (reply["id"], reply["ok"], reply["error"]["code"]) == ("kept-1", False, "retained")
+            live = setpoint_write("kept-2", 27.0)
+            await seen.send(json.dumps(live).encode(), response_topic=f"{BASE}/reply/#", retain=True)
+            await async_wait_until(lambda: len(seen.replies) >= 2, 10, "a reply to the second")
+            assert seen.replies[1][0] == f"{BASE}/reply"
+            assert seen.replies[1][1]["id"] == "kept-2"
+            if protocol == "5":
+                assert seen.replies[1][1]["error"]["code"] == "retained"
+            else:  # no response topic in 3.1.1, and no retain flag on a live message: it ran
+                assert seen.replies[1][1]["ok"] is True
+            assert agent.uplink.statistics().connects == 1
+        async with agent_up(config):  # 3.1.1: the second is replayed, refused and cleared now
+            if protocol == "3.1.1":
+                await async_wait_until(lambda: len(seen.replies) >= 3, 10, "the replayed command's reply")
+            assert (await seen.ask({"id": "alive", "command": "status"}))["ok"] is True
+        async with agent_up(config):  # cleared: nothing is replayed any more
+            assert (await seen.ask({"id": "alive-2", "command": "status"}))["ok"] is True
+        codes = [(r["id"], None if r["ok"] else r["error"]["code"]) for _, r, _ in seen.replies]
+        if protocol == "5":
+            assert codes == [
+                ("kept-1", "retained"),
+                ("kept-2", "retained"),
+                ("alive", None),
+                ("alive-2", None),
+            ]
+            assert writes.count == 0
+        else:
+            replayed = [("kept-1", "retained"), ("kept-2", None), ("kept-2", "retained")]
+            assert codes == [*replayed, ("alive", None), ("alive-2", None)]
+            assert writes.count == 1  # the live one, once
+
+
+async def test_a_replayed_command_id_runs_once_across_reconnects_and_restarts(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The issue's case: a write, then a newer one, then the first sent again (a replay): the replay gets
+    the first reply again and does not undo the newer write, after a reconnect and after a restart."""
+    port = free_port()
+    first = json.dumps(setpoint_write("w-1", 27.5)).encode()
+    async with room(port) as controller, central(broker.port) as seen:
+        writes = WriteCounter(controller)
+        config = agent_config(broker, tmp_path, port)
+        device = config.devices[0]
+        assert isinstance(device, BacnetDevice)
+        async with agent_up(config) as agent:
+            original = await seen.ask_raw(first)
+            assert original["ok"] is True
+            assert (await seen.ask(setpoint_write("w-2", 26.5)))["ok"] is True
+            assert writes.count == 2
+            assert await seen.ask_raw(first) == original  # the first reply again, not a second run
+            broker.pause()  # the session is lost and comes back
+            await async_wait_until(
+                lambda: agent.uplink.statistics().state != "connected", 30, "the link lost"
+            )
+            broker.resume()
+            await async_wait_until(lambda: agent.uplink.statistics().state == "connected", 30, "reconnected")
+            assert await seen.ask_raw(first) == original
+        async with agent_up(config):  # a restart: the ids are on disk
+            assert await seen.ask_raw(first) == original
+            reused = await seen.ask(setpoint_write("w-1", 26.0))  # the same id with other content
+            assert reused["error"]["code"] == "duplicate"
+        assert writes.count == 2
+        assert (await priority_slots(device))[PRIORITY - 1] == 26.5  # the newer write stands
+
+
+async def test_expired_and_far_future_commands_are_refused(broker: Broker, tmp_path: Path) -> None:
+    port = free_port()
+    async with room(port) as controller, central(broker.port) as seen:
+        writes = WriteCounter(controller)
+        async with agent_up(agent_config(broker, tmp_path, port, commands={"max_expiry_s": 600})):
+            cases = {"old": expires(-120), "far": expires(3600), "none": None, "garbled": "tomorrow"}
+            for name, when in cases.items():
+                command = setpoint_write(name, 27.5, expires=when)
+                if when is None:
+                    del command["expires"]
+                reply = await seen.ask_raw(json.dumps(command).encode())
+                assert reply["ok"] is False
+                assert reply["error"]["field"] == "expires", reply
+                assert reply["error"]["code"] == ("expired" if name in ("old", "far") else "invalid")
+            assert (await seen.ask(setpoint_write("in-time", 27.5)))["ok"] is True
+        assert writes.count == 1
+
+
+def signed(key: Any, command: dict[str, Any], topic: str = f"{BASE}/command") -> dict[str, str]:
+    text = json.dumps(command)
+    return {"signed": text, "signature": signing.sign(key, signed_bytes(topic, text))}
+
+
+async def test_with_signing_on_only_commands_signed_for_this_gateway_run(
+    broker: Broker, tmp_path: Path
+) -> None:
+    key, stranger = signing.new_private_key(), signing.new_private_key()
+    port = free_port()
+    async with room(port) as controller, central(broker.port) as seen:
+        writes = WriteCounter(controller)
+        trusted = {"trusted_keys": [signing.public_key_text(key)]}
+        async with agent_up(agent_config(broker, tmp_path, port, commands=trusted)):
+            unsigned = await seen.ask(setpoint_write("u-1", 27.5))
+            assert unsigned["error"]["code"] == "unsigned"
+            altered = signed(key, setpoint_write("a-1", 27.5))
+            altered["signed"] = altered["signed"].replace("27.5", "26.5")
+            other_gateway = signed(key, setpoint_write("o-1", 27.5), topic="edge/gw-other/command")
+            wrong_key = signed(stranger, setpoint_write("k-1", 27.5))
+            for envelope in (altered, other_gateway, wrong_key):
+                reply = await seen.ask_raw(json.dumps(envelope).encode())
+                assert (reply["ok"], reply["error"]["code"]) == (False, "bad-signature"), reply
+            assert writes.count == 0
+            reply = await seen.ask_raw(json.dumps(signed(key, setpoint_write("s-1", 27.5))).encode())
+            assert (reply["ok"], reply["id"]) == (True, "s-1")
+        assert writes.count == 1
+
+
+async def test_a_flood_gets_a_reply_for_every_command(broker: Broker, tmp_path: Path) -> None:
+    """1,000 commands sent as fast as the broker takes them: each is answered, done or "busy"."""
+    async with agent_with_room(broker, tmp_path) as (agent, _), central(broker.port) as seen:
+        for i in range(1000):
+            await seen.send(json.dumps({"id": f"f-{i}", "expires": expires(), "command": "status"}).encode())
+        await async_wait_until(lambda: len(seen.replies) >= 1000, 120, "a reply to every command")
+        replies = {r["id"]: r for _, r, _ in seen.replies}
+        assert sorted(replies) == sorted(f"f-{i}" for i in range(1000))
+        assert len(seen.replies) == 1000
+        busy = [r for r in replies.values() if not r["ok"]]
+        assert all(r["error"]["code"] == "busy" for r in busy)
+        assert agent.uplink.statistics().connects == 1
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_an_oversize_payload_is_refused_unread(broker: Broker, tmp_path: Path, protocol: str) -> None:
+    """Over MAX_COMMAND_BYTES: answered too-large with no id (it was not parsed); over the MQTT 5 maximum
+    packet size the broker does not even deliver it. The agent answers the next command."""
+    port = free_port()
+    async with room(port) as controller, central(broker.port) as seen:
+        writes = WriteCounter(controller)
+        config = agent_config(broker, tmp_path, port, mqtt={"url": broker.url, "protocol": protocol})
+        async with agent_up(config):
+            pad = "x" * (MAX_COMMAND_BYTES + 1)
+            reply = await seen.ask_raw(json.dumps({**setpoint_write("big", 27.5), "pad": pad}).encode())
+            assert (reply["id"], reply["error"]["code"]) == (None, "too-large")
+            huge = json.dumps({**setpoint_write("huge", 27.5), "pad": "x" * 10_000_000}).encode()
+            if protocol == "3.1.1":  # delivered, and refused unread
+                reply = await seen.ask_raw(huge)
+                assert (reply["id"], reply["error"]["code"]) == (None, "too-large")
+            else:  # the broker keeps it from us
+                await seen.send(huge)
+            reply = await seen.ask({"id": "after", "command": "status"})
+            assert (reply["id"], reply["ok"]) == ("after", True)
+            assert len(seen.replies) == (3 if protocol == "3.1.1" else 2)
+        assert writes.count == 0

@@ -18,7 +18,15 @@ from edge_agent.store.buffer import Buffer
 from edge_agent.uplink.payloads import Birth, Death, device_infos
 from edge_agent.uplink.session import Uplink, UplinkState
 from tests.mqtt_proxy import mqtt311_front
-from tests.support import LOOPBACK, Broker, async_wait_until, central_subscriber, in_background
+from tests.support import (
+    LOOPBACK,
+    Broker,
+    async_wait_until,
+    central_subscriber,
+    free_port,
+    in_background,
+    run_mosquitto,
+)
 from tests.test_buffer import readings
 
 pytestmark = pytest.mark.integration
@@ -138,3 +146,31 @@ async def test_backlog_drains_behind_live_readings_within_its_rate(broker: Broke
     times = [a.at for a in seen.arrivals if a.batch.historical]
     assert times[-1] - times[0] >= 0.4
     assert uplink.statistics().historical_published == 3000
+
+
+async def test_failed_connects_burn_no_session_number(tmp_path: Path) -> None:
+    """A broker that is not there yet: every attempt fails, and the first session that connects is still
+    bdSeq 1 (receivers see no gap in the session numbers)."""
+    port = free_port()
+    attempts = 0
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        await reader.read(1)  # the CONNECT begins
+        attempts += 1
+        writer.write(bytes([0x20, 3, 0, 0x87, 0]))  # MQTT 5 CONNACK: not authorized
+        await writer.drain()
+        writer.close()
+
+    async with Buffer(tmp_path / "b.db") as buffer:
+        uplink = Uplink(mqtt(port, protocol="5"), GATEWAY, buffer, DEVICES)
+        async with running(uplink):
+            server = await asyncio.start_server(refuse, LOOPBACK, port)
+            async with server:
+                await async_wait_until(lambda: attempts >= 3, 20, "three failed connects")
+            with run_mosquitto(tmp_path, port) as broker:
+                await async_wait_until(lambda: uplink.statistics().state is UplinkState.CONNECTED, 30, "up")
+                async with central_subscriber(broker.port, GATEWAY) as seen:  # the birth is retained
+                    await async_wait_until(lambda: bool(seen.status), 5, "the birth")
+                    assert Birth.model_validate(seen.status[-1]).bdSeq == 1
+                    assert uplink.statistics().session == 1

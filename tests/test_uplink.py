@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from edge_agent.config import MqttConfig
 from edge_agent.readings import Quality, Reading
 from edge_agent.store.buffer import Buffer
+from edge_agent.uplink.commands import Delivery
 from edge_agent.uplink.payloads import ReadingsBatch
 from edge_agent.uplink.session import Uplink, UplinkState, encode_envelope
 from tests.reference_batches import encode_batch, next_batch
@@ -159,3 +161,48 @@ async def test_cap_hit_during_an_outage_is_reported_exactly(tmp_path: Path) -> N
     }
     births = [s for s in central.status if s["online"]]  # the session's status says it too
     assert (births[0]["dropped"], births[0]["last_dropped_seq"]) == (stats.dropped, stats.last_dropped_seq)
+
+
+async def test_a_failing_command_handler_or_reply_never_ends_the_session(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A handler that raises, and a reply paho will not publish (it raises before sending): each command is
+    answered with an internal error on the reply topic, and the session goes on."""
+    handled: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> bytes:
+        handled.append(delivery)
+        if delivery.payload == b"raise":
+            raise RuntimeError("a bug")
+        if delivery.refusal is None:
+            return ["not", "bytes"]  # type: ignore[return-value]  # paho raises TypeError on publish
+        return json.dumps({"refused": delivery.refusal.code, "message": delivery.refusal.message}).encode()
+
+    config = MqttConfig(url=broker.url, protocol="5")
+    replies: list[dict[str, object]] = []
+    async with (
+        Buffer(tmp_path / "b.db") as buffer,
+        aiomqtt.Client(LOOPBACK, broker.port, identifier="central") as central,
+    ):
+        await central.subscribe(f"edge/{GATEWAY}/reply/#", qos=1)
+
+        async def collect() -> None:
+            async for message in central.messages:
+                assert isinstance(message.payload, bytes)
+                replies.append(json.loads(message.payload))
+
+        uplink = Uplink(config, GATEWAY, buffer, commands=handler)
+        async with in_background(uplink.run()), in_background(collect()):
+            await async_wait_until(lambda: uplink.statistics().state is UplinkState.CONNECTED, 10, "up")
+            await central.publish(f"edge/{GATEWAY}/command", b"raise", qos=1)
+            await async_wait_until(lambda: len(replies) == 1, 10, "the first reply")
+            assert replies[0]["ok"] is False
+            assert replies[0]["error"] == {
+                "code": "internal", "message": "internal error; see the gateway's log", "field": None
+            }  # fmt: skip
+            await central.publish(f"edge/{GATEWAY}/command", b"unpublishable", qos=1)
+            await async_wait_until(lambda: len(replies) == 2, 10, "the second reply")
+            assert replies[1]["refused"] == "internal"
+            assert "could not be published" in str(replies[1]["message"])
+            assert uplink.statistics().state is UplinkState.CONNECTED
+            assert uplink.statistics().connects == 1

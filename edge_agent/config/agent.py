@@ -26,6 +26,7 @@ from edge_agent.config.devices import (
 )
 from edge_agent.config.profiles import expand
 from edge_agent.errors import ConfigError
+from edge_agent.signing import load_public_key
 
 BUILTIN_CONFIG = "builtin:default.toml"
 
@@ -151,6 +152,31 @@ class BacnetConfig(Strict):
     bbmd_ttl_s: Annotated[int, Field(ge=30, le=65535)] = 300
 
 
+class CommandsConfig(Strict):
+    """What a command over MQTT must carry besides its id (docs/mqtt.md, "Commands")."""
+
+    trusted_keys: list[str] = Field(default_factory=list)
+    """Public keys (`ed25519:<base64>`, from `edge-agent keys new`); when any is set, a command over MQTT
+    must carry a valid signature by one of them. Empty: unsigned commands, the broker's ACL the only check."""
+    max_expiry_s: Annotated[float, Field(ge=10, le=7 * 86400)] = 3600.0
+    """A command's `expires` may lie at most this far ahead; its id is remembered until then."""
+    clock_skew_s: Annotated[float, Field(ge=0, le=600)] = 30.0
+    """Tolerance between central's clock and the gateway's, on both ends of the window."""
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, keys: list[str]) -> list[str]:
+        problems = []
+        for i, text in enumerate(keys):
+            try:
+                load_public_key(text)
+            except ValueError as exc:
+                problems.append(f"trusted_keys[{i}]: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return keys
+
+
 class LogConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -174,6 +200,7 @@ class AgentConfig(Strict):
     mqtt: MqttConfig = MqttConfig()
     bacnet: BacnetConfig = BacnetConfig()
     control: ControlConfig = ControlConfig()
+    commands: CommandsConfig = CommandsConfig()
     log: LogConfig = LogConfig()
     devices: list[Device] = Field(default_factory=list)
     pollers: list[PollerConfig] = Field(default_factory=list)

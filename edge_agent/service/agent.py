@@ -40,7 +40,9 @@ from edge_agent.service.points import CentralWrites, DevicePoints
 from edge_agent.service.sdnotify import Heartbeats, Notifier, keep_alive
 from edge_agent.store.buffer import Buffer, BufferStatistics
 from edge_agent.store.holds import HOLDS_JOURNAL, open_journal
-from edge_agent.uplink.commands import CommandRouter
+from edge_agent.uplink.admission import CommandAdmission
+from edge_agent.uplink.command_log import COMMAND_LOG
+from edge_agent.uplink.commands import CommandRouter, Delivery
 from edge_agent.uplink.payloads import device_infos
 from edge_agent.uplink.session import Uplink, UplinkStatistics
 
@@ -122,8 +124,13 @@ class Agent:
             durability=config.buffer.durability,
         )
         self.control = control_settings(config.control)
-        self._router = CommandRouter(self)
-        self.uplink = Uplink(config.mqtt, config.gateway.id, self.buffer, device_infos(config), self._command)
+        self._admission = CommandAdmission(
+            config.commands, config.buffer.resolved_path().parent / COMMAND_LOG
+        )
+        self._router = CommandRouter(self, admission=self._admission)
+        self.uplink = Uplink(
+            config.mqtt, config.gateway.id, self.buffer, device_infos(config), self._delivery
+        )
         self._bacnet: BacnetApplication | None = None
         self._links: dict[str, ModbusLink] = {}  # shared by the units of one RS-485 bus or RTU gateway
         self._heartbeats = Heartbeats()
@@ -189,13 +196,17 @@ class Agent:
     async def _command(self, payload: bytes) -> bytes:
         return (await self._router.handle(payload)).to_json()
 
+    async def _delivery(self, delivery: Delivery) -> bytes:
+        return (await self._router.handle_delivery(delivery)).to_json()
+
     def rebirth(self) -> None:
         self.uplink.request_rebirth()
 
     async def _open(self, resources: contextlib.AsyncExitStack) -> None:
-        """Buffer, journal, links, BACnet stack and local socket, each closed by `resources`."""
+        """Buffer, journals, links, BACnet stack and local socket, each closed by `resources`."""
         await resources.enter_async_context(self.buffer)
         resources.callback(self.journal.close)
+        resources.callback(self._admission.close)
         for link in self._links.values():
             resources.callback(link.close)
         if any(isinstance(d, BacnetDevice) for d in self.config.devices):

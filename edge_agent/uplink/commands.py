@@ -2,6 +2,8 @@
 
 Bytes in, a CommandReply out; nothing here knows MQTT. Every check runs before anything is touched, so a
 refused command changes nothing, and `CommandRouter.handle` always answers (only cancellation escapes).
+`handle` serves the trusted local socket; `handle_delivery` serves the broker's deliveries, which an
+Admission (admission.py: signature, expiry, once-only) checks before they run.
 The request and reply shapes are published as JSON Schemas in docs/schemas/ (scripts/write_schemas.py).
 """
 
@@ -10,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NoReturn, Protocol, get_args
@@ -32,6 +35,7 @@ MAX_COMMAND_BYTES = 16384  # larger payloads are refused unread
 WRITE_TIMEOUT_S = 30.0  # bound on one write_point, connection included
 COMMAND_PRIORITIES = (9, 15)  # BACnet priorities a command may write at: operator (8) and life safety win
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+EXPIRES_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"  # RFC 3339
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -82,40 +86,56 @@ class WritePointArgs(_Strict):
     """BACnet only, 9-15; default: the device's write_priority."""
 
 
-class _Request(_Strict):
+Expires = Annotated[str, Field(pattern=EXPIRES_PATTERN, json_schema_extra={"format": "date-time"})]
+
+
+class Request(_Strict):
     id: Annotated[str, Field(pattern=ID_PATTERN)]
-    """Chosen by the sender; the reply carries it back."""
+    """Chosen by the sender, unique for the command's lifetime; the reply carries it back."""
+    expires: Expires | None = None
+    """RFC 3339, UTC ('2026-12-07T17:00:00Z'): not run after this. Required over MQTT (the local socket
+    takes none); at most [commands] max_expiry_s ahead."""
+
+    def expiry(self) -> datetime | None:
+        """`expires` as an aware datetime (the pattern has already checked its form)."""
+        if self.expires is None:
+            return None
+        try:
+            return datetime.fromisoformat(self.expires)
+        except ValueError:  # 2026-02-30 fits the pattern
+            message = f"expires: {self.expires!r} is no date and time"
+            raise CommandRefused(CommandErrorCode.INVALID, message, "expires") from None
 
 
-class SetDemandTarget(_Request):
+class SetDemandTarget(Request):
     """Set the demand target the controller keeps the building under."""
 
     command: Literal["set_demand_target"]
     args: DemandTargetArgs
 
 
-class SetControlMode(_Request):
+class SetControlMode(Request):
     """Switch load shaving off, to shadow (decide, never write) or to active."""
 
     command: Literal["set_control_mode"]
     args: ControlModeArgs
 
 
-class WritePoint(_Request):
+class WritePoint(Request):
     """Write one point of one device, or relinquish it (BACnet)."""
 
     command: Literal["write_point"]
     args: WritePointArgs
 
 
-class Rebirth(_Request):
+class Rebirth(Request):
     """Publish the gateway's birth messages again."""
 
     command: Literal["rebirth"]
     args: NoArgs = NoArgs()
 
 
-class Status(_Request):
+class Status(Request):
     """Reply with the agent's status: devices, queue, buffer, uplink."""
 
     command: Literal["status"]
@@ -146,6 +166,16 @@ class CommandErrorCode(StrEnum):
     DEVICE_ERROR = "device-error"  # the device refused the write or could not be reached
     TIMEOUT = "timeout"  # no answer within WRITE_TIMEOUT_S
     INTERNAL = "internal"  # a bug: the gateway's log has the traceback
+    # refused before reading, by the uplink (docs/mqtt.md, "Commands")
+    RETAINED = "retained"  # a retained message: replayed by the broker at every subscribe, never run
+    BAD_RESPONSE_TOPIC = "bad-response-topic"  # not a concrete topic under the gateway's reply topic
+    BUSY = "busy"  # too many commands waiting: send it again later
+    # admission (admission.py)
+    UNSIGNED = "unsigned"  # trusted keys are configured and the command carries no signature
+    BAD_SIGNATURE = "bad-signature"  # not signed by a trusted key for this gateway's command topic
+    EXPIRED = "expired"  # `expires` has passed, or lies further ahead than max_expiry_s
+    DUPLICATE = "duplicate"  # the id was taken by other content, or its first run's outcome is unknown
+    NOT_RECORDED = "not-recorded"  # the id could not be recorded (disk): not run, rather than maybe twice
 
 
 class ReplyError(BaseModel):
@@ -188,34 +218,120 @@ class CommandReply(BaseModel):
 # --- the router -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A command as the broker delivered it: untrusted until an Admission has checked it."""
+
+    payload: bytes
+    topic: str  # the topic it came on, which a signature covers
+    refusal: CommandRefused | None = None  # the uplink's verdict before reading (retained, busy...)
+
+
+class Admission(Protocol):
+    """What a delivered command must pass, around the router's own checks (admission.py)."""
+
+    def opened(self, delivery: Delivery) -> bytes:
+        """The command's own bytes, its signature checked; raises CommandRefused."""
+        ...
+
+    async def admit(self, request: Request, body: bytes) -> CommandReply | None:
+        """Checks expiry and records the id before the command acts; raises CommandRefused. A replay of a
+        command already answered gets that first reply back, to send again instead of running it."""
+        ...
+
+    async def settle(self, request: Request, reply: CommandReply) -> None:
+        """Keep the reply for the id's replays; never raises."""
+        ...
+
+
 class CommandRouter:
-    def __init__(self, handlers: CommandHandlers, now: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        handlers: CommandHandlers,
+        now: Callable[[], datetime] = utc_now,
+        admission: Admission | None = None,
+    ) -> None:
         self._handlers = handlers
         self._now = now
+        self._admission = admission
 
     async def handle(self, payload: bytes) -> CommandReply:
-        """The reply to one request. Never raises, except asyncio.CancelledError."""
+        """The reply to one trusted request (the local socket). Never raises, except CancelledError."""
+        return await self._handle(payload, None)
+
+    async def handle_delivery(self, delivery: Delivery) -> CommandReply:
+        """The reply to one command from the broker, admitted first. Never raises, except CancelledError."""
+        return await self._handle(delivery.payload, delivery)
+
+    async def _handle(self, payload: bytes, delivery: Delivery | None) -> CommandReply:
         request_id: str | None = None
         name: str | None = None
+        admitted: Request | None = None
         try:
-            data = _parse(payload)
+            _check_size(payload)
+            if delivery is not None and delivery.refusal is not None:
+                request_id, name = self._names(delivery)
+                raise delivery.refusal  # noqa: TRY301 - answered like every other refusal
+            body = payload if delivery is None else self._admitted(delivery).opened(delivery)
+            data = parse_object(body)
             request_id = _readable_id(data)
             name = _known_name(data)
-            result = await self._run(_validate(data, name))
+            request = _validate(data, name)
+            if delivery is not None:
+                earlier = await self._admitted(delivery).admit(request, body)
+                if earlier is not None:
+                    log.info("command replayed: answered again, not run", id=request_id, command=name)
+                    return earlier
+                admitted = request
+            reply = await self._reply(request_id, name, self._run(request))
         except CommandRefused as refusal:
-            code = CommandErrorCode(refusal.code)
-            error = ReplyError(code=code, message=refusal.message, field=refusal.field)
-            return self._refusal(request_id, name, error)
+            reply = self._refused(request_id, name, refusal)
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # BaseException: bacpypes3's errors derive from it, and get a reply too
-            error = ReplyError(
-                code=CommandErrorCode.INTERNAL,
-                message=f"internal error ({type(exc).__name__}); the gateway's log has the details",
-            )
-            return self._refusal(request_id, name, error, exc)
+            reply = self._internal(request_id, name, exc)
+        if admitted is not None and self._admission is not None:
+            await self._admission.settle(admitted, reply)
+        return reply
+
+    def _admitted(self, delivery: Delivery) -> Admission:
+        if self._admission is None:
+            raise RuntimeError("a command from the broker, and no admission to check it")
+        return self._admission
+
+    def _names(self, delivery: Delivery) -> tuple[str | None, str | None]:
+        """The id and command name of a request refused before reading, when they can be read at all."""
+        try:
+            data = parse_object(self._admitted(delivery).opened(delivery))
+        except (CommandRefused, RuntimeError):
+            return None, None
+        name = data.get("command")
+        return _readable_id(data), name if name in COMMAND_NAMES else None
+
+    async def _reply(
+        self, request_id: str | None, name: str | None, running: Awaitable[dict[str, JsonValue]]
+    ) -> CommandReply:
+        try:
+            result = await running
+        except CommandRefused as refusal:
+            return self._refused(request_id, name, refusal)
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            return self._internal(request_id, name, exc)
         log.info("command done", id=request_id, command=name)
         return CommandReply(id=request_id, command=name, ok=True, result=result, ts=self._now())
+
+    def _refused(self, request_id: str | None, name: str | None, refusal: CommandRefused) -> CommandReply:
+        error = ReplyError(code=CommandErrorCode(refusal.code), message=refusal.message, field=refusal.field)
+        return self._refusal(request_id, name, error)
+
+    def _internal(self, request_id: str | None, name: str | None, exc: BaseException) -> CommandReply:
+        error = ReplyError(
+            code=CommandErrorCode.INTERNAL,
+            message=f"internal error ({type(exc).__name__}); the gateway's log has the details",
+        )
+        return self._refusal(request_id, name, error, exc)
 
     def _refusal(
         self, request_id: str | None, name: str | None, error: ReplyError, exc: BaseException | None = None
@@ -261,9 +377,14 @@ class CommandRouter:
         return {"device": args.device, "point": args.point, "value": args.value, "priority": priority}
 
 
-def _parse(payload: bytes) -> dict[str, Any]:
+def _check_size(payload: bytes) -> None:
     if len(payload) > MAX_COMMAND_BYTES:
         raise CommandRefused(CommandErrorCode.TOO_LARGE, f"{len(payload)} bytes, over {MAX_COMMAND_BYTES}")
+
+
+def parse_object(payload: bytes) -> dict[str, Any]:
+    """A JSON object from UTF-8 bytes no larger than MAX_COMMAND_BYTES; CommandRefused otherwise."""
+    _check_size(payload)
     try:
         data = json.loads(payload.decode("utf-8"), parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
@@ -357,9 +478,14 @@ def command_schemas() -> dict[str, JsonSchemaValue]:
     """docs/schemas/ file name -> JSON Schema (draft 2020-12) of the command request and of its reply."""
     documents = {
         "command.json": (
-            _COMMAND.json_schema(),
+            _over_mqtt(_COMMAND.json_schema()),
             "edge-agent command",
             "A command from the central platform to one gateway; the `command` field selects the `args`.",
+        ),
+        "signed_command.json": (
+            SignedCommand.model_json_schema(),
+            "edge-agent signed command",
+            "A command with its ed25519 signature; docs/mqtt.md says which bytes are signed.",
         ),
         "reply.json": (
             CommandReply.model_json_schema(mode="serialization"),
@@ -371,3 +497,24 @@ def command_schemas() -> dict[str, JsonSchemaValue]:
         name: {"$schema": JSON_SCHEMA_DIALECT, **schema, "title": title, "description": description}
         for name, (schema, title, description) in documents.items()
     }
+
+
+class SignedCommand(_Strict):
+    """The envelope of a signed command (admission.py); the gateway reads `signed` as a command."""
+
+    signed: str
+    """The command (command.json) as JSON text, exactly the text that was signed."""
+    signature: str
+    """base64 of the ed25519 signature over b"edge-agent command v1\\n" + topic + b"\\n" + signed (UTF-8)."""
+
+
+def _over_mqtt(schema: JsonSchemaValue) -> JsonSchemaValue:
+    """The commands' schema as the broker's senders must follow it: `expires` required, a string."""
+    for definition in schema["$defs"].values():
+        properties = definition.get("properties", {})
+        if "expires" in properties:
+            expires = properties["expires"]
+            properties["expires"] = {"title": expires["title"], "description": expires["description"]}
+            properties["expires"].update(expires["anyOf"][0])
+            definition["required"] = [*definition["required"], "expires"]
+    return schema

@@ -4,6 +4,7 @@ batch only after its PUBACK, and answering central commands. docs/mqtt.md is the
     {prefix}/{gateway}/status    birth (retained, on connect and on rebirth); death as the Last Will
     {prefix}/{gateway}/readings  batches: the live lane first, the backlog behind it through a token bucket
     {prefix}/{gateway}/command   commands in (commands.py), answered on .../reply or the MQTT 5 response topic
+                                 (a concrete topic under .../reply); retained ones are refused and cleared
     {prefix}/{gateway}/events    control's audit events: decisions, writes, releases, fallbacks
 
 At connect, everything already buffered is the backlog (seq up to `backlog_last`); what arrives after is
@@ -20,32 +21,45 @@ import sqlite3
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 import aiomqtt
 import structlog
+from paho.mqtt.client import MQTT_ERR_INVAL, MQTT_ERR_PAYLOAD_SIZE
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent import __version__
 from edge_agent.backoff import Backoff
 from edge_agent.config import MqttConfig
+from edge_agent.errors import CommandRefused
 from edge_agent.readings import utc_now
 from edge_agent.store.buffer import Buffer, EncodedBatch
+from edge_agent.uplink.commands import (
+    MAX_COMMAND_BYTES,
+    CommandErrorCode,
+    CommandReply,
+    Delivery,
+    ReplyError,
+)
 from edge_agent.uplink.payloads import Birth, Death, DeviceInfo
 from edge_agent.uplink.token_bucket import TokenBucket
 
 log = structlog.get_logger("edge_agent.uplink")
 
 OFFLINE_TIMEOUT_S = 1.0  # how long a shutdown waits to tell the broker it is going offline
-COMMAND_QUEUE = 32  # commands waiting for the router; more are dropped (and logged)
+COMMAND_QUEUE = 32  # commands waiting for the router; more are answered "busy"
+MAX_PACKET_BYTES = 256 * 1024  # MQTT 5: the broker sends us nothing larger; over 16 KiB is too-large
+MAX_TOPIC_BYTES = 65535
 EVENT_QUEUE = 1000  # control events waiting for the broker; the oldest are dropped (and counted)
 REFUSED_V5 = {1, 132}  # CONNACK codes of a broker that does not speak MQTT 5 (3.1.1's 1, MQTT 5's 0x84)
 
-CommandHandler = Callable[[bytes], Awaitable[bytes]]
-"""Takes a command payload, returns the reply payload; never raises (commands.py)."""
+CommandHandler = Callable[[Delivery], Awaitable[bytes]]
+"""Takes a delivered command, returns the reply payload; never raises (commands.py)."""
+Route = tuple[str, Properties | None]  # where a reply goes: topic, and MQTT 5 properties (correlation data)
 
 
 class UplinkState(StrEnum):
@@ -126,6 +140,7 @@ class Uplink:
         self._mqtt = "3.1.1" if config.protocol == "3.1.1" else "5"
         self._state = UplinkState.CONNECTING
         self._session_number = 0
+        self._pending_session: int | None = None  # bdSeq taken for a session not yet connected
         self._backlog_last = 0
         self._backlog_sent = 0
         self._batches = 0
@@ -243,6 +258,10 @@ class Uplink:
         except (OSError, ssl.SSLError) as exc:
             raise aiomqtt.MqttError(f"cannot read the broker credentials: {exc}") from exc
         v5 = self._mqtt == "5"
+        connect: Properties | None = None
+        if v5:
+            connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            connect.MaximumPacketSize = MAX_PACKET_BYTES  # oversize commands never reach us
         return aiomqtt.Client(
             self._config.host,
             self._config.port,
@@ -255,24 +274,29 @@ class Uplink:
             tls_context=tls_context,
             username=self._config.username,
             password=password,
+            properties=connect,
         )
 
     async def _session(self, backoff: Backoff) -> None:
-        self._session_number = await self._buffer.next_session()
+        # A connect that fails burns no session number: the pending one waits for the next attempt.
+        if self._pending_session is None:
+            self._pending_session = await self._buffer.next_session()
+        self._session_number = self._pending_session
         async with self._client() as client:
+            self._pending_session = None  # the broker holds our will with this bdSeq: it is used
             # The backlog is what was buffered before the broker accepted this session (a connect can wait
             # long on a broker that is stuck: what arrives meanwhile is still backlog).
             self._backlog_last, self._backlog_sent = self._buffer.last_seq, 0
             try:
                 await client.publish(self.status_topic, self._birth(), qos=1, retain=True)
                 if self._commands is not None:
-                    await client.subscribe(self.command_topic, qos=1)
+                    await self._subscribe_commands(client)
                 self._state = UplinkState.CONNECTED
                 self._connects += 1
                 self._last_error = None
                 backoff.reset()
                 log.info("uplink connected", broker=self.statistics().broker, mqtt=self._mqtt)
-                commands: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(COMMAND_QUEUE)
+                commands: asyncio.Queue[tuple[Delivery, Route]] = asyncio.Queue(COMMAND_QUEUE)
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self._receive(client, commands))
                     tasks.create_task(self._answer(client, commands))
@@ -287,40 +311,125 @@ class Uplink:
                         await client.publish(self.status_topic, self._death(), 1, True)
                 raise
 
-    async def _receive(self, client: aiomqtt.Client, commands: asyncio.Queue[aiomqtt.Message]) -> None:
-        """Takes commands in; raises MqttError as soon as the connection drops, even while idle."""
-        async for message in client.messages:
-            try:
-                commands.put_nowait(message)
-            except asyncio.QueueFull:
-                log.warning("command dropped: too many waiting", waiting=COMMAND_QUEUE)
+    async def _subscribe_commands(self, client: aiomqtt.Client) -> None:
+        """QoS 1; with MQTT 5 a retained command shows its retain flag even when it arrives live (so it is
+        refused at once, not only when the broker replays it), and our own clearing of it is not sent back."""
+        if self._mqtt != "5":
+            await client.subscribe(self.command_topic, qos=1)
+            return
+        options = SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True)
+        await client.subscribe(self.command_topic, options=options)
 
-    async def _answer(self, client: aiomqtt.Client, commands: asyncio.Queue[aiomqtt.Message]) -> None:
+    async def _receive(self, client: aiomqtt.Client, commands: asyncio.Queue[tuple[Delivery, Route]]) -> None:
+        """Takes commands in; raises MqttError as soon as the connection drops, even while idle. Whatever
+        cannot wait for the router (too large, retained, a bad response topic, no room) is answered here."""
+        async for message in client.messages:
+            if self._commands is None:
+                continue
+            if message.retain:
+                await self._clear_retained(client, str(message.topic))
+            delivery, route = self._delivery(message)
+            del message  # an oversize payload is let go now, not after its reply
+            if delivery is None:
+                continue
+            if delivery.refusal is None:
+                try:
+                    commands.put_nowait((delivery, route))
+                    continue
+                except asyncio.QueueFull:
+                    message_text = f"{COMMAND_QUEUE} commands are waiting: send it again later"
+                    delivery = replace(delivery, refusal=CommandRefused(CommandErrorCode.BUSY, message_text))
+            await self._reply(client, delivery, route)
+
+    def _delivery(self, message: aiomqtt.Message) -> tuple[Delivery | None, Route]:
+        """The command as the router takes it, with the uplink's own refusal if any, and its reply's route.
+        None for an empty message: it carries no command (it is how a retained one is cleared)."""
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        topic = str(message.topic)
+        route, problem = self._reply_route(message)
+        refusal: CommandRefused | None = None
+        if len(payload) > MAX_COMMAND_BYTES:  # refused unread, and not kept
+            size = len(payload)
+            payload = b""
+            refusal = CommandRefused(CommandErrorCode.TOO_LARGE, f"{size} bytes, over {MAX_COMMAND_BYTES}")
+        elif not payload:
+            return None, route
+        elif message.retain:
+            refusal = CommandRefused(
+                CommandErrorCode.RETAINED,
+                "a retained command is replayed by the broker at every subscribe: never run; publish "
+                "commands with retain off (the gateway clears it where the broker lets it)",
+                "retain",
+            )
+        elif problem is not None:
+            refusal = CommandRefused(CommandErrorCode.BAD_RESPONSE_TOPIC, problem, "response_topic")
+        return Delivery(payload, topic, refusal), route
+
+    async def _clear_retained(self, client: aiomqtt.Client, topic: str) -> None:
+        """An empty retained message deletes the retained command, where the broker's ACL allows it (QoS 0:
+        a broker that refuses says nothing, and nothing here fails)."""
+        try:
+            await client.publish(topic, b"", qos=0, retain=True)
+        except Exception as exc:  # only a lost connection ends the session
+            if _connection_lost(exc):
+                raise
+            log.warning("retained command not cleared", topic=topic, error=str(exc))
+        else:
+            log.warning("retained command cleared", topic=topic)
+
+    async def _answer(self, client: aiomqtt.Client, commands: asyncio.Queue[tuple[Delivery, Route]]) -> None:
         """One command at a time through the router, each answered where the sender asked."""
         while True:
-            message = await commands.get()
-            if self._commands is None or not isinstance(message.payload, bytes):
-                continue
-            reply = await self._commands(message.payload)
-            self._command_count += 1
-            topic, properties = self._reply_route(message)
-            await client.publish(topic, reply, qos=1, properties=properties)
+            delivery, route = await commands.get()
+            await self._reply(client, delivery, route)
 
-    def _reply_route(self, message: aiomqtt.Message) -> tuple[str, Properties | None]:
-        """The MQTT 5 response topic when it lies under our reply topic (the gateway publishes only under
-        its own prefix), else the reply topic; the correlation data goes back as it came."""
+    async def _reply(self, client: aiomqtt.Client, delivery: Delivery, route: Route) -> None:
+        """Answers one command. Nothing but a lost connection escapes: a reply that cannot be published
+        where asked is replaced by an error reply on the reply topic."""
+        reply = await self._reply_payload(delivery)
+        self._command_count += 1
+        topic, properties = route
+        try:
+            await client.publish(topic, reply, qos=1, properties=properties)
+        except Exception as exc:  # paho refuses some topics with ValueError
+            if _connection_lost(exc):
+                raise
+            log.warning("command reply not published", topic=topic, error=str(exc))
+            message = f"the reply could not be published on {topic!r}: {exc}"
+            failed = replace(delivery, refusal=CommandRefused(CommandErrorCode.INTERNAL, message))
+            try:
+                await client.publish(self.reply_topic, await self._reply_payload(failed), qos=1)
+            except Exception as again:
+                if _connection_lost(again):
+                    raise
+                log.error("command error reply not published", topic=self.reply_topic, error=str(again))  # noqa: TRY400
+
+    async def _reply_payload(self, delivery: Delivery) -> bytes:
+        """The handler's reply; should it ever fail (it should not), an internal error reply all the same."""
+        try:
+            if self._commands is not None:
+                return await self._commands(delivery)
+            raise RuntimeError("no command handler")  # noqa: TRY301 - answered below like any failure
+        except Exception:
+            log.exception("command handler failed")
+            error = ReplyError(
+                code=CommandErrorCode.INTERNAL, message="internal error; see the gateway's log"
+            )
+            return CommandReply(id=None, command=None, ok=False, error=error, ts=utc_now()).to_json()
+
+    def _reply_route(self, message: aiomqtt.Message) -> tuple[Route, str | None]:
+        """The MQTT 5 response topic when it is a concrete topic under our reply topic (the gateway
+        publishes only under its own prefix), else the reply topic and what is wrong with the one asked;
+        the correlation data goes back as it came."""
         asked = getattr(message.properties, "ResponseTopic", None)
         correlation = getattr(message.properties, "CorrelationData", None)
-        topic = self.reply_topic
-        if isinstance(asked, str) and (asked == topic or asked.startswith(f"{topic}/")):
-            topic = asked
-        elif asked:
-            log.warning("command response topic outside the gateway's prefix", asked=asked, used=topic)
+        problem = None if asked is None else response_topic_problem(asked, self.reply_topic)
+        topic = self.reply_topic if asked is None or problem is not None else asked
         if self._mqtt != "5" or correlation is None:
-            return topic, None
+            return (topic, None), problem
         properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         properties.CorrelationData = correlation
-        return topic, properties
+        return (topic, properties), problem
 
     async def _rebirths(self, client: aiomqtt.Client) -> None:
         while True:
@@ -404,3 +513,30 @@ class Uplink:
             await self._buffer.ack(batch)
         finally:
             window.release()
+
+
+def response_topic_problem(asked: object, reply_topic: str) -> str | None:
+    """What keeps `asked` from being a reply's topic: `reply_topic` itself or a concrete topic below it."""
+    if not isinstance(asked, str) or not asked:
+        return "the response topic must be a non-empty topic name"
+    shown = repr(asked[:200])
+    size = len(asked.encode(errors="surrogatepass"))
+    problems = (
+        (
+            asked != reply_topic and not asked.startswith(f"{reply_topic}/"),
+            f"response topic {shown} is outside the gateway's reply topic {reply_topic!r}",
+        ),
+        ("+" in asked or "#" in asked, f"response topic {shown} holds a wildcard (+ or #)"),
+        ("\0" in asked, f"response topic {shown} holds a NUL character"),
+        (any("\ud800" <= c <= "\udfff" for c in asked), f"response topic {shown} is not UTF-8 text"),
+        (size > MAX_TOPIC_BYTES, f"the response topic has {size} bytes, over MQTT's {MAX_TOPIC_BYTES}"),
+        ("" in asked.split("/"), f"response topic {shown} has an empty level"),
+    )
+    return next((message for wrong, message in problems if wrong), None)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """True for aiomqtt's errors that mean the session is over; not for a packet paho would not build."""
+    if isinstance(exc, aiomqtt.MqttCodeError) and exc.rc in (MQTT_ERR_PAYLOAD_SIZE, MQTT_ERR_INVAL):
+        return False
+    return isinstance(exc, aiomqtt.MqttError)
