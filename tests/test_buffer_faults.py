@@ -59,7 +59,7 @@ def settings(buffer: Path, broker: Broker, meter_port: int) -> dict[str, Any]:
                 "unit_id": 1,
                 "profile": "eastron-sdm630",
             }
-        ],  # fmt: skip
+        ],
         "pollers": [{"device": "meter", "interval_s": 0.2}],
     }
 
@@ -106,7 +106,8 @@ def assert_receiver_loses_nothing_new(central: Central, readable: set[int], lost
     got = set(central.seqs)
     assert readable - delivered <= got  # every reading SQLite could read arrived
     new = got - readable - delivered
-    assert new and min(new) > ISSUED  # numbered above every earlier reading: dedup keeps them all
+    assert new
+    assert min(new) > ISSUED  # numbered above every earlier reading: dedup keeps them all
     last_dropped = max(batch["last_dropped_seq"] for batch in central.batches)
     missing = set(range(1, max(got) + 1)) - got - delivered
     assert all(seq <= last_dropped for seq in missing)  # every gap is a counted, known loss
@@ -117,27 +118,46 @@ def no_file_moved_aside(directory: Path) -> bool:
     return not any(".corrupt-" in p.name for p in directory.iterdir())
 
 
-async def test_a_buffer_locked_for_5_s_at_start_is_waited_for(broker: Broker, tmp_path: Path) -> None:
-    path = tmp_path / "b.db"
-    await earlier_run(path)
-    readable = readable_seqs(path)
-    holder = subprocess.Popen(  # another process holds an exclusive lock for 5 s
+def locked(path: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """Another process holding an exclusive lock on the buffer for `seconds`, from when this returns."""
+    holder = subprocess.Popen(
         [sys.executable, "-c", (
             "import sqlite3, sys, time\n"
             "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
             "db.execute('PRAGMA locking_mode=EXCLUSIVE'); db.execute('BEGIN EXCLUSIVE')\n"
             "db.execute(\"INSERT OR REPLACE INTO meta VALUES ('held', 1)\")\n"
-            "print('locked', flush=True); time.sleep(5); db.execute('ROLLBACK')\n"
-        ), str(path)],
+            "print('locked', flush=True); time.sleep(float(sys.argv[2])); db.execute('ROLLBACK')\n"
+        ), str(path), str(seconds)],
         stdout=subprocess.PIPE,
     )  # fmt: skip
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == b"locked\n"
+    return holder
+
+
+def damage_the_log(path: Path) -> None:
+    """Noise in the page of a late frame of the write-ahead log: its checksum fails."""
+    wal = Path(f"{path}-wal").read_bytes()
+    page_size = int.from_bytes(wal[8:12], "big")
+    frames = (len(wal) - 32) // (24 + page_size)
+    damaged = 32 + (frames * 2 // 3) * (24 + page_size) + 24 + page_size // 2
+    Path(f"{path}-wal").write_bytes(wal[:damaged] + b"\xff" * 64 + wal[damaged + 64 :])
+
+
+async def test_a_buffer_locked_for_5_s_at_start_is_waited_for(broker: Broker, tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    await earlier_run(path)
+    readable = readable_seqs(path)
+    holder = locked(path, seconds=5)
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
-        async with meter() as port, central_subscriber(broker.port, GATEWAY) as central:
-            async with running_agent(AgentConfig.model_validate(settings(path, broker, port))):
-                await received_everything(central, readable)
+        async with (
+            meter() as port,
+            central_subscriber(broker.port, GATEWAY) as central,
+            running_agent(AgentConfig.model_validate(settings(path, broker, port))),
+        ):
+            await received_everything(central, readable)
     finally:
-        holder.communicate(timeout=10)
+        await asyncio.to_thread(holder.communicate, timeout=10)
     assert holder.returncode == 0  # the lock really was held until its end
     assert no_file_moved_aside(tmp_path)
     assert_receiver_loses_nothing_new(central, readable, lost=0)
@@ -149,9 +169,12 @@ async def test_a_zero_byte_buffer_continues_the_numbers_and_counts_the_loss(
     path = tmp_path / "b.db"
     await earlier_run(path)
     path.write_bytes(b"")
-    async with meter() as port, central_subscriber(broker.port, GATEWAY) as central:
-        async with running_agent(AgentConfig.model_validate(settings(path, broker, port))):
-            await received_everything(central, set())
+    async with (
+        meter() as port,
+        central_subscriber(broker.port, GATEWAY) as central,
+        running_agent(AgentConfig.model_validate(settings(path, broker, port))),
+    ):
+        await received_everything(central, set())
     assert_receiver_loses_nothing_new(central, set(), lost=ISSUED - DELIVERED)
 
 
@@ -164,16 +187,15 @@ async def test_a_damaged_write_ahead_log_keeps_what_sqlite_reads_and_counts_the_
         await fill(buffer)
         for name in ("b.db", "b.db-wal", "b.db.seq", "b.db.mark"):
             shutil.copy(running / name, tmp_path / name)
-    wal = Path(f"{path}-wal").read_bytes()
-    page_size = int.from_bytes(wal[8:12], "big")
-    frames = (len(wal) - 32) // (24 + page_size)
-    damaged = 32 + (frames * 2 // 3) * (24 + page_size) + 24 + page_size // 2  # inside a late frame's page
-    Path(f"{path}-wal").write_bytes(wal[:damaged] + b"\xff" * 64 + wal[damaged + 64 :])
+    damage_the_log(path)
     readable = readable_seqs(path)
     assert DELIVERED < max(readable) < ISSUED  # SQLite silently reads only the frames before the damage
-    async with meter() as port, central_subscriber(broker.port, GATEWAY) as central:
-        async with running_agent(AgentConfig.model_validate(settings(path, broker, port))):
-            await received_everything(central, readable)
+    async with (
+        meter() as port,
+        central_subscriber(broker.port, GATEWAY) as central,
+        running_agent(AgentConfig.model_validate(settings(path, broker, port))),
+    ):
+        await received_everything(central, readable)
     assert_receiver_loses_nothing_new(central, readable, lost=ISSUED - max(readable))
 
 
@@ -207,8 +229,9 @@ async def test_a_root_owned_buffer_stops_the_start_naming_the_fix_and_loses_noth
             fix = re.search(r"chown (\S+) (.+)$", stderr.decode().strip().splitlines()[-1])
             assert fix is not None, stderr.decode()
             assert no_file_moved_aside(directory)
-            assert set(seqs := readable_seqs_again(path)) == readable and seqs  # untouched
-            subprocess.run(["chown", fix.group(1), *fix.group(2).split()], check=True)  # the named fix
+            assert readable_seqs_again(path) == readable  # untouched
+            fix_it = ["chown", fix.group(1), *fix.group(2).split()]  # the fix the message names
+            await asyncio.to_thread(subprocess.run, fix_it, check=True)
             second = await agent_as_nobody(config)
             try:
                 await received_everything(central, readable)
