@@ -35,7 +35,7 @@ from edge_agent.store.ledger import Ledger
 from edge_agent.store.opening import check_access, is_locked, open_error, proves_damage
 from edge_agent.store.rows import INSERT_ROWS, SET_TEXTS, RowEncoder
 from edge_agent.store.salvage import salvage
-from edge_agent.store.space import SpaceReserve
+from edge_agent.store.space import SpaceReserve, wal_pages
 
 log = structlog.get_logger("edge_agent.buffer")
 
@@ -131,6 +131,7 @@ class Buffer:
         self._last_dropped_seq = 0
         self.moved_aside: Path | None = None  # a damaged file found at start, kept under this name
         self.disk_full = False
+        self._limit = cap_bytes  # the cap, or less: what the disk held when it filled
         self._ledger = Ledger(path)
         self._reserve = SpaceReserve(path)
         self._salvaged_meta: dict[str, int] = {}
@@ -223,6 +224,8 @@ class Buffer:
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective on a new file: free pages can be released
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.durability.upper()}")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute(f"PRAGMA wal_autocheckpoint={wal_pages(self.path.parent, page_size)}")
         db.executescript(_SCHEMA)
         if "value_text" not in {column[1] for column in db.execute("PRAGMA table_info(readings)")}:
             db.execute("ALTER TABLE readings ADD COLUMN value_text TEXT")  # a file from before it existed
@@ -343,10 +346,12 @@ class Buffer:
         return self._pages * self._page_size
 
     def _make_room(self) -> None:
-        """Over the cap: drop the oldest share of the readings, count them, and give the pages back."""
-        while self._size() > self.cap_bytes and self._depth > 0:
+        """Over the cap (or what a full disk holds): drop the oldest share of the readings, count them, and
+        give the pages back (on a full disk they are kept in the file, for the next readings)."""
+        while self._size() > self._limit and self._depth > 0:
             self._drop_oldest(max(1, int(self._depth * DROP_SHARE)))
-        self._conn().executescript("PRAGMA incremental_vacuum;")  # (execute() would free one page only)
+        if not self.disk_full:
+            self._conn().executescript("PRAGMA incremental_vacuum;")  # (execute() would free one page only)
 
     def _drop_oldest(self, count: int) -> None:
         """Delete the oldest `count` readings unsent, and count them (`dropped`, `last_dropped_seq`)."""
@@ -372,7 +377,9 @@ class Buffer:
         self._remember_counters()
 
     def _disk_filled(self, error: sqlite3.Error) -> None:
-        """The disk refused a write: release the reserve, fold the log into the file, drop the oldest."""
+        """The disk refused a write: release the reserve, fold the log into the file, drop the oldest, and
+        from then on keep within what the disk held (a cap of its own: the file stops growing, its free
+        pages take the next readings)."""
         if not self.disk_full:
             log.error("disk full: dropping the oldest readings to keep the newest (counted as dropped)",
                       buffer=str(self.path), error=str(error))  # fmt: skip
@@ -382,25 +389,32 @@ class Buffer:
         if self._depth == 0:
             raise error  # nothing of ours to drop: the disk is full of something else
         self._drop_oldest(max(1, int(self._depth * FULL_DROP_SHARE)))
+        self._limit = min(self.cap_bytes, self._size())
         self._checkpoint()
 
-    def _checkpoint(self) -> None:
-        """Copy the write-ahead log into the file and truncate it (its space back to the file system)."""
+    def _checkpoint(self, mode: str = "RESTART") -> None:
+        """Fold the write-ahead log into the file: RESTART (the log's space is then written over from its
+        start, no more disk needed), or TRUNCATE (its space back to the file system)."""
         with contextlib.suppress(sqlite3.Error):
-            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            self._conn().execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
 
     def _recover(self) -> None:
         """After a write that worked: what a full disk left pending, and the end of the disk-full state."""
         if self._pending_deletes:
             pending, self._pending_deletes = self._pending_deletes, []
             for first, last in pending:
-                self._delete(first, last)
+                try:
+                    self._delete(first, last)
+                except sqlite3.Error:
+                    self._pending_deletes.append((first, last))
         if self._ledger.unsaved or self._counters_pending:
             self._remember_counters()
-        if self.disk_full and self._depth == 0:
-            self._checkpoint()
+        if self.disk_full and self._size() < self._limit // 2:  # drained: give the disk back, try the reserve
+            self._conn().executescript("PRAGMA incremental_vacuum;")
+            self._checkpoint("TRUNCATE")
         if self.disk_full and self._reserve.make():
             self.disk_full = False
+            self._limit = self.cap_bytes
             log.info("disk has room again", buffer=str(self.path))
 
     def _conn(self) -> sqlite3.Connection:
@@ -423,8 +437,7 @@ class Buffer:
                     raise
                 self._disk_filled(error)
         self._ledger.write_mark(self._last_seq, self._depth)
-        if self.disk_full or self._pending_deletes or self._counters_pending or self._ledger.unsaved:
-            self._recover()
+        self._tidy()
 
     def _commit(self, rows_json: str, texts_json: str | None, count: int) -> None:
         db = self._conn()
@@ -436,11 +449,22 @@ class Buffer:
         self._last_seq = last
         self._depth += count
         self._appended += count
-        self._measure()
-        if self._size() > self.cap_bytes:
-            self._make_room()
-        if self._oldest_ts is None:
-            self._refresh_oldest()
+
+    def _tidy(self) -> None:
+        """After a commit: the cap, and what a full disk left pending. A failure here must neither undo nor
+        repeat the commit: it is logged and tried again after the next one."""
+        try:
+            self._measure()
+            if self._size() > self._limit:
+                self._make_room()
+            if self._oldest_ts is None:
+                self._refresh_oldest()
+            if self.disk_full or self._pending_deletes or self._counters_pending or self._ledger.unsaved:
+                self._recover()
+        except sqlite3.Error as error:
+            log.warning(
+                "buffer housekeeping failed: tried again later", buffer=str(self.path), error=str(error)
+            )
 
     def _select_encoded(self, limit: int, after_seq: int, up_to_seq: int = NO_LIMIT) -> EncodedBatch | None:
         first, last, count, readings_json = (
@@ -468,7 +492,7 @@ class Buffer:
                 self._checkpoint()
         self._ledger.write_mark(self._last_seq, self._depth)
         if self.disk_full or self._pending_deletes:
-            self._recover()
+            self._tidy()
 
     def _delete(self, first_seq: int, last_seq: int) -> int:
         db = self._conn()
@@ -486,12 +510,15 @@ class Buffer:
             db.execute(f"PRAGMA synchronous={self.durability.upper()}")
         self._depth -= deleted
         self._acknowledged += deleted
-        self._refresh_oldest()
-        if self._depth == 0:
-            db.executescript("PRAGMA incremental_vacuum;")  # drained: give the free pages back
-            if self.disk_full:
-                self._checkpoint()
-        self._measure()
+        try:
+            self._refresh_oldest()
+            if self._depth == 0:
+                db.executescript("PRAGMA incremental_vacuum;")  # drained: give the free pages back
+            self._measure()
+        except sqlite3.Error as error:  # the delete stands; the pages come back after a later one
+            log.warning(
+                "buffer housekeeping failed: tried again later", buffer=str(self.path), error=str(error)
+            )
         return deleted
 
     # --- event-loop side ------------------------------------------------------------------------

@@ -16,6 +16,16 @@ from pathlib import Path
 from edge_agent.store.opening import SQLITE_FULL, SQLITE_IOERR, primary_code
 
 RESERVE_BYTES = 256 * 1024
+WAL_SHARE = 16  # the write-ahead log is folded into the file before it takes 1/16 of the disk
+DEFAULT_WAL_PAGES = 1000  # SQLite's own default: what every disk of 64 MB or more keeps
+
+
+def wal_pages(directory: Path, page_size: int) -> int:
+    """The write-ahead log's size, in pages, at which it is folded into the file (wal_autocheckpoint): on a
+    small disk, a log of SQLite's default 4 MB could fill the disk alone, and folding it in (which needs
+    room for its pages in the file) could then never succeed."""
+    total = shutil.disk_usage(directory).total
+    return max(16, min(DEFAULT_WAL_PAGES, total // page_size // WAL_SHARE))
 
 
 class SpaceReserve:
