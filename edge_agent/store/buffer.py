@@ -417,6 +417,12 @@ class Buffer:
             self._limit = self.cap_bytes
             log.info("disk has room again", buffer=str(self.path))
 
+    def _housekeeping_failed(self, error: sqlite3.Error) -> None:
+        if not (self.disk_full and self._reserve.disk_is_full(error)):  # (a full disk is logged once)
+            log.warning(
+                "buffer housekeeping failed: tried again later", buffer=str(self.path), error=str(error)
+            )
+
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError(f"buffer {self.path} is not open")
@@ -462,9 +468,7 @@ class Buffer:
             if self.disk_full or self._pending_deletes or self._counters_pending or self._ledger.unsaved:
                 self._recover()
         except sqlite3.Error as error:
-            log.warning(
-                "buffer housekeeping failed: tried again later", buffer=str(self.path), error=str(error)
-            )
+            self._housekeeping_failed(error)
 
     def _select_encoded(self, limit: int, after_seq: int, up_to_seq: int = NO_LIMIT) -> EncodedBatch | None:
         first, last, count, readings_json = (
@@ -516,9 +520,7 @@ class Buffer:
                 db.executescript("PRAGMA incremental_vacuum;")  # drained: give the free pages back
             self._measure()
         except sqlite3.Error as error:  # the delete stands; the pages come back after a later one
-            log.warning(
-                "buffer housekeeping failed: tried again later", buffer=str(self.path), error=str(error)
-            )
+            self._housekeeping_failed(error)
         return deleted
 
     # --- event-loop side ------------------------------------------------------------------------
