@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 
 from edge_agent.config import AgentConfig
+from edge_agent.errors import ShutdownIncomplete
+from edge_agent.service.agent import Agent
 from edge_agent.store.buffer import Buffer
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
@@ -118,16 +120,17 @@ def no_file_moved_aside(directory: Path) -> bool:
     return not any(".corrupt-" in p.name for p in directory.iterdir())
 
 
-def locked(path: Path, seconds: float) -> subprocess.Popen[bytes]:
-    """Another process holding an exclusive lock on the buffer for `seconds`, from when this returns."""
+def locked(path: Path, seconds: float, mode: str = "EXCLUSIVE") -> subprocess.Popen[bytes]:
+    """Another process holding the buffer locked for `seconds`, from when this returns: EXCLUSIVE (no one
+    else may even read it), NORMAL (a write lock while the agent has it open)."""
     holder = subprocess.Popen(
         [sys.executable, "-c", (
             "import sqlite3, sys, time\n"
-            "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-            "db.execute('PRAGMA locking_mode=EXCLUSIVE'); db.execute('BEGIN EXCLUSIVE')\n"
+            "db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)\n"
+            "db.execute(f'PRAGMA locking_mode={sys.argv[3]}'); db.execute('BEGIN EXCLUSIVE')\n"
             "db.execute(\"INSERT OR REPLACE INTO meta VALUES ('held', 1)\")\n"
             "print('locked', flush=True); time.sleep(float(sys.argv[2])); db.execute('ROLLBACK')\n"
-        ), str(path), str(seconds)],
+        ), str(path), str(seconds), mode],
         stdout=subprocess.PIPE,
     )  # fmt: skip
     assert holder.stdout is not None
@@ -267,3 +270,22 @@ def toml(values: dict[str, Any]) -> str:
             lines.append(f"[[{section}]]" if isinstance(body, list) else f"[{section}]")
             lines += [f"{key} = {value!r}".replace("'", '"') for key, value in item.items()]
     return "\n".join(lines) + "\n"
+
+
+async def test_a_stop_that_cannot_commit_says_how_many_readings_it_lost(
+    broker: Broker, tmp_path: Path
+) -> None:
+    path = tmp_path / "b.db"
+    async with meter() as port:
+        agent = Agent(AgentConfig.model_validate(settings(path, broker, port)))
+        stop = asyncio.Event()
+        running = asyncio.create_task(agent.run(stop))
+        await async_wait_until(lambda: agent.buffer.last_seq > 20, 10, "readings committed")
+        holder = await asyncio.to_thread(locked, path, 15, "NORMAL")  # another process takes the write lock
+        await async_wait_until(lambda: agent.path.waiting > 0, 10, "readings waiting for the disk")
+        stop.set()
+        with pytest.raises(ShutdownIncomplete) as stopped:
+            await running
+        await asyncio.to_thread(holder.communicate, timeout=20)
+    assert stopped.value.readings > 0  # counted, reported, and a non-zero exit (cli/app.py)
+    assert stopped.value.readings == agent.path.waiting
