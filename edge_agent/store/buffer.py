@@ -309,13 +309,7 @@ class Buffer:
     def _remember_counters(self) -> None:
         """`dropped`, `last_dropped_seq` and bdSeq into the ledger (flushed) and the file's meta table (for
         the read-only tools); a full disk keeps them in memory until the next chance."""
-        values = self._ledger.values
-        values.dropped, values.last_dropped_seq, values.bd_seq = (
-            self._dropped,
-            self._last_dropped_seq,
-            self._bd_seq,
-        )
-        self._ledger.save()
+        self._save_ledger()
         db = self._conn()
         try:
             with db:
@@ -333,6 +327,15 @@ class Buffer:
             if not self._reserve.disk_is_full(exc):
                 raise
             self._counters_pending = True
+
+    def _save_ledger(self) -> None:
+        values = self._ledger.values
+        values.dropped, values.last_dropped_seq, values.bd_seq = (
+            self._dropped,
+            self._last_dropped_seq,
+            self._bd_seq,
+        )
+        self._ledger.save()
 
     def _sequence(self) -> int:
         """The last sequence number handed out (AUTOINCREMENT keeps it in sqlite_sequence)."""
@@ -356,9 +359,9 @@ class Buffer:
     def _drop_oldest(self, count: int) -> None:
         """Delete the oldest `count` readings unsent, and count them (`dropped`, `last_dropped_seq`)."""
         db = self._conn()
-        last = db.execute("SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?", (count - 1,)).fetchone()[
-            0
-        ]
+        (last,) = db.execute(
+            "SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?", (count - 1,)
+        ).fetchone()
         with db:
             db.execute("BEGIN IMMEDIATE")
             dropped = db.execute("DELETE FROM readings WHERE seq <= ?", (last,)).rowcount
@@ -374,7 +377,7 @@ class Buffer:
         self._depth -= dropped
         self._measure()
         self._refresh_oldest()
-        self._remember_counters()
+        self._save_ledger()  # (the file's meta table has them already)
 
     def _disk_filled(self, error: sqlite3.Error) -> None:
         """The disk refused a write: release the reserve, fold the log into the file, drop the oldest, and
