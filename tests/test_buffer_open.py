@@ -43,7 +43,7 @@ async def test_a_path_that_is_a_directory_names_the_fix_and_is_left_alone(tmp_pa
 
 
 async def test_a_missing_directory_names_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(StartupError, match="does not exist: create it") as raised:
+    with pytest.raises(StartupError, match=r"does not exist \(or is not a directory\): create it") as raised:
         async with Buffer(tmp_path / "not-mounted" / "b.db"):
             pass
     assert not raised.value.restart_helps

@@ -51,7 +51,8 @@ def check_access(path: Path) -> None:
     directory = path.parent
     if not directory.is_dir():
         raise StartupError(
-            f"buffer {path}: directory {directory} does not exist: create it for the agent's user "
+            f"buffer {path}: directory {directory} does not exist (or is not a directory): create it for "
+            "the agent's user "
             f"(install -d -o {pwd.getpwuid(os.geteuid()).pw_name} {directory}) or correct [buffer] path",
             restart_helps=False,
         )
