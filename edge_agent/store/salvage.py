@@ -17,6 +17,7 @@ import structlog
 log = structlog.get_logger("edge_agent.buffer")
 
 RANGE = 1024  # sequence numbers read at once
+SPLIT_BUDGET = 20_000  # failed reads spent on halving ranges: beyond it a failing range is skipped whole
 _COLUMNS = "seq, device, point, value, unit, quality, ts_us"
 _INSERT = (
     "INSERT OR IGNORE INTO readings (seq, device, point, value, unit, quality, ts_us, value_text)"
@@ -46,11 +47,11 @@ def salvage(damaged: Path, into: sqlite3.Connection, highest_hint: int) -> Salva
             return Salvaged(0, meta)
         select = f"SELECT {_COLUMNS}, {'value_text' if 'value_text' in columns else 'NULL'} FROM readings"
         low, high = _bounds(source, highest_hint)
-        copied = 0
+        copied, budget = 0, [SPLIT_BUDGET]
         with into:
             into.execute("BEGIN IMMEDIATE")
             for start in range(low, high + 1, RANGE):
-                rows = _read(source, select, start, min(high, start + RANGE - 1))
+                rows = _read(source, select, start, min(high, start + RANGE - 1), budget)
                 copied += into.executemany(_INSERT, rows).rowcount
         return Salvaged(copied, meta)
 
@@ -75,11 +76,15 @@ def _bounds(source: sqlite3.Connection, highest_hint: int) -> tuple[int, int]:
     return 1, highest_hint
 
 
-def _read(source: sqlite3.Connection, select: str, first: int, last: int) -> list[tuple[object, ...]]:
+def _read(
+    source: sqlite3.Connection, select: str, first: int, last: int, budget: list[int]
+) -> list[tuple[object, ...]]:
+    """The readable rows with seq from `first` to `last`; `budget`: failed reads left to spend on halving."""
     try:
         return source.execute(f"{select} WHERE seq BETWEEN ? AND ?", (first, last)).fetchall()
     except sqlite3.Error:
-        if first == last:
+        budget[0] -= 1
+        if first == last or budget[0] <= 0:
             return []  # unreadable: skipped
         middle = (first + last) // 2
-        return _read(source, select, first, middle) + _read(source, select, middle + 1, last)
+        return _read(source, select, first, middle, budget) + _read(source, select, middle + 1, last, budget)
