@@ -3,6 +3,7 @@
 EdgeAgentError
 ├── ConfigError            a configuration file that cannot be used (carries every problem found)
 ├── StartupError           the agent cannot start: an address it cannot bind, a buffer it cannot open
+├── ShutdownIncomplete     a stop that could not commit every accepted reading (how many)
 ├── DeviceError            a device did not give us what we asked for (device, address, code)
 │   ├── DeviceUnreachable  no connection, or no answer within the caller's time bound
 │   ├── DeviceRejected     the device answered with an error or exception code
@@ -47,7 +48,21 @@ class ConfigError(EdgeAgentError):
 
 
 class StartupError(EdgeAgentError):
-    """The agent cannot start: the message names the resource and the reason."""
+    """The agent cannot start: the message names the resource and the reason. `restart_helps` False: an
+    operator must fix it first (the message says how); the agent then exits 2 and systemd does not restart
+    it."""
+
+    def __init__(self, message: str, *, restart_helps: bool = True) -> None:
+        super().__init__(message)
+        self.restart_helps = restart_helps
+
+
+class ShutdownIncomplete(EdgeAgentError):
+    """The agent stopped without committing `readings` accepted readings to its buffer (they are lost)."""
+
+    def __init__(self, readings: int) -> None:
+        super().__init__(f"stopped with {readings} accepted readings not committed to the buffer: lost")
+        self.readings = readings
 
 
 class DeviceError(EdgeAgentError):

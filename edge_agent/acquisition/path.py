@@ -3,9 +3,11 @@
     poller ─▶ checks (plausibility) ─▶ LatestValues (control and status see every checked reading)
                                └─▶ deadband ─▶ clock guard ─▶ bounded queue ─▶ group-commit writer ─▶ Buffer
 
-Pollers wait when the queue is full. The writer commits everything waiting in one transaction, at most
-one per COMMIT_INTERVAL_S; a failed commit (disk full, I/O error, a lock held too long) keeps the readings
-and retries with backoff. `drain` waits until every accepted reading is committed (an orderly stop).
+Pollers never wait: when the queue is full (the buffer refuses writes), the oldest queued poll results are
+dropped, counted and logged. The writer commits everything waiting in one transaction, at most one per
+COMMIT_INTERVAL_S; a failed commit (I/O error, a lock held too long) keeps the readings and retries with
+backoff; a full disk is the buffer's to handle (it drops its oldest readings). `drain` waits until every
+accepted reading is committed (an orderly stop); `waiting` says how many are not.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from edge_agent.store.buffer import Buffer
 
 log = structlog.get_logger("edge_agent.service")
 
-QUEUE_BATCHES = 1000  # poll results waiting for the buffer writer; pollers wait when it is full
+QUEUE_BATCHES = 1000  # poll results waiting for the buffer writer; the oldest are dropped past this
 WRITE_BATCH_READINGS = 20_000  # readings committed in one transaction at most
 # Group commit: at most one transaction (one disk flush) per interval, whatever the load. An SD card
 # wears by flushes, and each commit costs the event loop thread hand-offs, not only disk time.
@@ -41,6 +43,7 @@ class QueueStatistics:
     batches_waiting: int
     capacity: int
     readings_accepted: int
+    readings_dropped: int = 0  # dropped from a full queue, oldest first (never numbered: not in `dropped`)
 
 
 class ReadingPath:
@@ -60,6 +63,7 @@ class ReadingPath:
         self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)
         self.waiting = 0  # readings in the queue
         self._accepted = 0  # readings taken from the pollers since start
+        self._dropped = 0  # readings dropped from a full queue since start
 
     async def accept(self, readings: list[Reading]) -> None:
         """A poll's readings (the pollers' callback)."""
@@ -68,12 +72,20 @@ class ReadingPath:
         forwarded = self.clock_guard.admit(self._deadband(checked))  # what moved (or a heartbeat), in time
         if not forwarded:
             return
-        await self._queue.put(forwarded)
+        if self._queue.full():  # the buffer is not keeping up: keep polling, lose the oldest, say so
+            oldest = self._queue.get_nowait()
+            self._queue.task_done()
+            self.waiting -= len(oldest)
+            self._accepted -= len(oldest)
+            if not self._dropped:
+                log.error("buffer queue full: dropping the oldest readings", buffer=str(self.buffer.path))
+            self._dropped += len(oldest)
+        self._queue.put_nowait(forwarded)
         self.waiting += len(forwarded)
         self._accepted += len(forwarded)
 
     def statistics(self) -> QueueStatistics:
-        return QueueStatistics(self._queue.qsize(), QUEUE_BATCHES, self._accepted)
+        return QueueStatistics(self._queue.qsize(), QUEUE_BATCHES, self._accepted, self._dropped)
 
     async def drain(self) -> None:
         """Until every accepted reading is committed (bound it with asyncio.timeout)."""
@@ -81,7 +93,7 @@ class ReadingPath:
 
     async def write(self) -> None:
         """The group-commit writer: runs until cancelled."""
-        backoff = Backoff(base_s=0.5, cap_s=30.0)
+        backoff = Backoff(base_s=0.5, cap_s=5.0)  # within a stop's time to commit (agent.SHUTDOWN_STEP_S)
         loop = asyncio.get_running_loop()
         next_commit = loop.time()
         while True:

@@ -26,7 +26,7 @@ from edge_agent.cli import savings as cli_savings
 from edge_agent.cli.common import EXIT_CONFIG, EXIT_FAILURE, ConfigOption, JsonOption, echo_json, load_or_exit
 from edge_agent.clock import Clock, ScaledClock
 from edge_agent.config import BacnetDevice, builtin_config_text
-from edge_agent.errors import StartupError
+from edge_agent.errors import ShutdownIncomplete, StartupError
 from edge_agent.service.gc_tuning import settle_after_startup
 
 if TYPE_CHECKING:
@@ -77,7 +77,10 @@ def run(
     configure_logging(settings.log)
     try:
         asyncio.run(_run_until_signalled(lambda: Agent(settings, clock)))
-    except StartupError as error:
+    except StartupError as error:  # exit 2 when an operator must fix it first (the unit does not restart)
+        typer.echo(f"edge-agent: {error}", err=True)
+        raise typer.Exit(EXIT_FAILURE if error.restart_helps else EXIT_CONFIG) from None
+    except ShutdownIncomplete as error:
         typer.echo(f"edge-agent: {error}", err=True)
         raise typer.Exit(EXIT_FAILURE) from None
 

@@ -124,9 +124,15 @@ def _print_status(status: dict[str, Any], now: datetime, console: Console) -> No
     console.print(
         f"buffer: {buffer['depth']} readings unsent, oldest {oldest}; "
         f"{buffer['size_bytes'] / 1e6:.1f} of {buffer['cap_bytes'] / 1e6:.0f} MB; "
-        f"dropped (disk full) {buffer['dropped']}"
+        f"dropped unsent {buffer['dropped']}"
+        + ("; disk full: dropping the oldest" if buffer.get("disk_full") else "")
     )
-    console.print(f"queue: {queue['batches_waiting']} of {queue['capacity']} batches waiting")
+    queue_dropped = (
+        f"; {queue['readings_dropped']} readings dropped (queue full)"
+        if queue.get("readings_dropped")
+        else ""
+    )
+    console.print(f"queue: {queue['batches_waiting']} of {queue['capacity']} batches waiting{queue_dropped}")
     session = f"MQTT {uplink['mqtt']}, session {uplink['session']}"
     console.print(
         f"uplink: {uplink['state']} to {uplink['broker']} ({session}); "

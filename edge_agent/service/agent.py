@@ -27,6 +27,7 @@ from edge_agent.control.loop import ControlLoop, ControlStatus
 from edge_agent.control.recovery import Recovery
 from edge_agent.control.savings.ledger import SAVINGS_LEDGER, SavingsLedger
 from edge_agent.control.settings import ControlSettings
+from edge_agent.errors import ShutdownIncomplete
 from edge_agent.protocols.bacnet.app import BacnetApplication
 from edge_agent.protocols.bacnet.client import BacnetClient, local_stack
 from edge_agent.protocols.bacnet.cov import CovSubscriber, renewal_interval_s
@@ -227,6 +228,7 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down without losing an accepted reading."""
+        uncommitted = 0
         async with contextlib.AsyncExitStack() as resources:
             await self._open(resources)
             log.info(
@@ -268,12 +270,15 @@ class Agent:
                     async with asyncio.timeout(SHUTDOWN_STEP_S):
                         await self.path.drain()
                 except TimeoutError:
-                    log.error("shutdown: readings not committed", readings=self.path.waiting)  # noqa: TRY400
+                    uncommitted = self.path.waiting
+                    log.error("shutdown: readings not committed, lost", readings=uncommitted)  # noqa: TRY400
                 self.path.clock_guard.save()  # the next start's floor
                 await self.uplink.flush_events(OFFLINE_EVENTS_S)  # the releases' audit trail
                 writer.cancel()
                 uplink.cancel()
             log.info("agent stopped", buffered=self.buffer.statistics().depth)
+        if uncommitted:
+            raise ShutdownIncomplete(uncommitted)  # a non-zero exit: the loss is reported, not hidden
 
     async def _ready(self, notifier: Notifier) -> None:
         """READY=1 once every device has had its first poll (answered or not), or after READY_WITHIN_S."""

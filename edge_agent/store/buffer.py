@@ -1,14 +1,21 @@
 """Store-and-forward in SQLite: readings wait here until the broker has acknowledged them.
 
 Every reading gets a gateway-wide sequence number (SQLite AUTOINCREMENT, never reused, persistent across
-restarts). The uplink takes the oldest rows as a batch, publishes it, and calls `ack` only after the broker's
-PUBACK; only then are the rows deleted. All SQLite work runs on one worker thread so the event loop never
-waits on a disk flush.
+restarts: the highest ever issued is also kept beside the file, ledger.py, so a lost or damaged file
+cannot make them start again). The uplink takes the oldest rows as a batch, publishes it, and calls `ack`
+only after the broker's PUBACK; only then are the rows deleted. All SQLite work runs on one worker thread
+so the event loop never waits on a disk flush.
+
+Opening tells causes apart (opening.py): a lock is waited out, then is a StartupError; a file or directory
+that is not ours to write is a StartupError naming the fix; only a file SQLite proves damaged is moved
+aside, after its readable rows are copied into the new one (salvage.py). A full disk is a state, not a
+hang: the oldest readings are dropped (and counted) to keep the newest, helped by a reserve (space.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +31,11 @@ import structlog
 from edge_agent.errors import StartupError
 from edge_agent.readings import Reading
 from edge_agent.store.errors import translated
+from edge_agent.store.ledger import Ledger
+from edge_agent.store.opening import check_access, is_locked, open_error, proves_damage
 from edge_agent.store.rows import INSERT_ROWS, SET_TEXTS, RowEncoder
+from edge_agent.store.salvage import salvage
+from edge_agent.store.space import SpaceReserve, wal_pages
 
 log = structlog.get_logger("edge_agent.buffer")
 
@@ -78,10 +89,11 @@ class BufferStatistics:
     appended: int
     acknowledged: int
     oldest_ts: datetime | None
-    dropped: int  # readings deleted unsent because the buffer was full, since the file was created
+    dropped: int  # readings deleted unsent (buffer cap, disk full, lost with a damaged file), ever
     last_dropped_seq: int  # the newest of them: every seq up to here that a receiver lacks was dropped
     size_bytes: int
     cap_bytes: int
+    disk_full: bool = False  # the disk refused a write: the oldest readings are dropped to keep the newest
 
 
 def _from_us(us: int) -> datetime:
@@ -94,6 +106,10 @@ Durability = Literal["full", "normal"]
 MIN_CAP_BYTES = 1 << 20
 NO_LIMIT = (1 << 63) - 1  # above every sequence number
 DROP_SHARE = 0.05  # when full, drop this share of the readings at once (not one by one)
+FULL_DROP_SHARE = 0.1  # when the disk is full: this share of the readings, each time a write is refused
+FULL_ROUNDS = 4  # times a refused write drops readings and tries again before it gives up (for now)
+LOCK_WAIT_S = 20.0  # a buffer locked by another process at start: waited out this long
+BUSY_TIMEOUT_MS = 5000  # once running: how long a statement waits for another process's lock
 
 
 class Buffer:
@@ -114,6 +130,14 @@ class Buffer:
         self._dropped = 0
         self._last_dropped_seq = 0
         self.moved_aside: Path | None = None  # a damaged file found at start, kept under this name
+        self.disk_full = False
+        self._limit = cap_bytes  # the cap, or less: what the disk held when it filled
+        self._ledger = Ledger(path)
+        self._reserve = SpaceReserve(path)
+        self._salvaged_meta: dict[str, int] = {}
+        self._bd_seq = 0
+        self._pending_deletes: list[tuple[int, int]] = []  # acknowledged, not yet deleted (a full disk)
+        self._counters_pending = False  # counters not yet in the file's meta table (a full disk)
         self._page_size = 4096
         self._pages = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
@@ -142,9 +166,15 @@ class Buffer:
 
     async def close(self) -> None:
         if self._db is not None:
-            await self._run(self._db.close)
-            self._db = None
+            await self._run(self._close_db)
         self._executor.shutdown(wait=True)
+
+    def _close_db(self) -> None:
+        if self._db is not None:
+            self._ledger.write_mark(self._last_seq, self._depth)
+            self._db.close()
+            self._db = None
+        self._ledger.close()
 
     async def _run(self, func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         loop = asyncio.get_running_loop()
@@ -153,48 +183,159 @@ class Buffer:
     # --- worker-thread side ---------------------------------------------------------------------
 
     def _open(self) -> None:
-        """Open the file; SQLite replays its write-ahead log after a crash. A file that is not a sound
-        database (a dying SD card, a half-copied file) is moved aside, kept for diagnosis, and replaced."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._open_file()
-        except sqlite3.DatabaseError as exc:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            for suffix in ("", "-wal", "-shm"):
-                source = Path(f"{self.path}{suffix}")
-                if source.exists():
-                    source.rename(Path(f"{aside}{suffix}"))
-            self.moved_aside = aside
-            log.error(  # noqa: TRY400 - the message and the error say it; no traceback needed
-                "buffer file damaged: moved aside, starting a new one",
-                buffer=str(self.path),
-                moved_to=str(aside),
-                error=str(exc),
-            )
-            self._open_file()
+        """Open the file; SQLite replays its write-ahead log after a crash. What stops the start is a
+        StartupError (opening.py); a file SQLite proves damaged is salvaged and replaced."""
+        check_access(self.path)
+        self._ledger.load()
+        damage = self._open_file()
+        if damage is not None:
+            self._replace_damaged(damage)
+        self._load_state()
+        self._continue_sequence()
+        self._reserve.make()
 
-    def _open_file(self) -> None:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+    def _open_file(self) -> str | None:
+        """Connect and prepare the file, waiting out another process's lock; why it is damaged, or None."""
+        deadline = time.monotonic() + LOCK_WAIT_S
+        waiting = False
+        while True:
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as exc:
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+                if is_locked(exc) and time.monotonic() < deadline:
+                    if not waiting:
+                        log.warning("buffer locked by another process: waiting", buffer=str(self.path))
+                        waiting = True
+                    time.sleep(0.2)
+                    continue
+                if proves_damage(exc):
+                    return str(exc)
+                raise open_error(self.path, exc, LOCK_WAIT_S) from exc
+
+    def _connect(self) -> str | None:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=1.0)
         self._db = db
-        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-            raise sqlite3.DatabaseError("quick_check failed")
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            return f"quick_check: {check}"
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective on a new file: free pages can be released
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.durability.upper()}")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute(f"PRAGMA wal_autocheckpoint={wal_pages(self.path.parent, page_size)}")
         db.executescript(_SCHEMA)
         if "value_text" not in {column[1] for column in db.execute("PRAGMA table_info(readings)")}:
             db.execute("ALTER TABLE readings ADD COLUMN value_text TEXT")  # a file from before it existed
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return None
+
+    def _replace_damaged(self, damage: str) -> None:
+        """Move the damaged file aside (kept for diagnosis), start a new one and copy in what it can read."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                source.rename(Path(f"{aside}{suffix}"))
+        self.moved_aside = aside
+        log.error("buffer file damaged: moved aside, salvaging its readings into a new one",
+                  buffer=str(self.path), moved_to=str(aside), error=damage)  # fmt: skip
+        if (again := self._open_file()) is not None:
+            raise StartupError(f"buffer {self.path}: a new file is damaged too ({again}): check the disk")
+        mark = self._ledger.mark
+        hint = max(self._ledger.values.reserved if mark is None else mark.issued, 0)
+        salvaged = salvage(aside, self._conn(), hint)
+        self._salvaged_meta = salvaged.meta
+        log.warning("buffer salvaged", buffer=str(self.path), readings=salvaged.rows, damaged=str(aside))
+
+    def _load_state(self) -> None:
+        db = self._conn()
         self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
         self._depth = db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        self._dropped = meta.get("dropped", 0)
-        self._last_dropped_seq = meta.get("last_dropped_seq", 0)
-        self._last_seq = self._sequence()
         self._refresh_oldest()
         self._measure()
+
+    def _continue_sequence(self) -> None:
+        """Sequence numbers, bdSeq and `dropped` continue from the highest ever kept, file or ledger. A range
+        issued before and missing now (an emptied or replaced file, a damaged log) is logged and counted
+        as dropped, and new readings are numbered above it: receivers then see a known loss, not a
+        restart whose readings they would discard as duplicates."""
+        db = self._conn()
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        kept, mark = self._ledger.values, self._ledger.mark
+
+        def most(key: str) -> int:
+            return max(int(meta.get(key, 0)), int(self._salvaged_meta.get(key, 0)), int(getattr(kept, key)))
+
+        self._dropped, self._last_dropped_seq, self._bd_seq = (
+            most("dropped"),
+            most("last_dropped_seq"),
+            most("bd_seq"),
+        )
+        found = max(self._sequence(), db.execute("SELECT COALESCE(MAX(seq), 0) FROM readings").fetchone()[0])
+        issued, lost, unknown = found, 0, False
+        if mark is not None and mark.issued >= found:  # the mark is exact (a stale one trails the file)
+            issued = mark.issued
+            lost = min(mark.depth, issued - found)
+            if self.moved_aside is not None:  # rows below `found` may have been unreadable too
+                lost = min(mark.depth, max(lost, mark.depth - self._depth))
+        elif mark is None and self._ledger.found and kept.reserved > found:
+            issued, unknown = kept.reserved, True  # numbers up to the ceiling may have been issued
+        if issued > found:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                if not db.execute(
+                    "UPDATE sqlite_sequence SET seq = ? WHERE name = 'readings'", (issued,)
+                ).rowcount:
+                    db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('readings', ?)", (issued,))
+        self._last_seq = issued
+        if lost or unknown:
+            self._dropped += lost
+            self._last_dropped_seq = max(self._last_dropped_seq, issued)
+            log.error(
+                "buffer readings lost before this start: counted as dropped, new readings numbered above",
+                buffer=str(self.path), first_seq=found + 1 if issued > found else None, last_seq=issued,
+                readings=lost if not unknown else "unknown (the exact position was not kept)",
+            )  # fmt: skip
+        self._ledger.reserve(issued)
+        self._remember_counters()
+        self._ledger.write_mark(self._last_seq, self._depth)
+
+    def _remember_counters(self) -> None:
+        """`dropped`, `last_dropped_seq` and bdSeq into the ledger (flushed) and the file's meta table (for
+        the read-only tools); a full disk keeps them in memory until the next chance."""
+        self._save_ledger()
+        db = self._conn()
+        try:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("dropped", self._dropped),
+                        ("last_dropped_seq", self._last_dropped_seq),
+                        ("bd_seq", self._bd_seq),
+                    ],
+                )
+            self._counters_pending = False
+        except sqlite3.OperationalError as exc:
+            if not self._reserve.disk_is_full(exc):
+                raise
+            self._counters_pending = True
+
+    def _save_ledger(self) -> None:
+        values = self._ledger.values
+        values.dropped, values.last_dropped_seq, values.bd_seq = (
+            self._dropped,
+            self._last_dropped_seq,
+            self._bd_seq,
+        )
+        self._ledger.save()
 
     def _sequence(self) -> int:
         """The last sequence number handed out (AUTOINCREMENT keeps it in sqlite_sequence)."""
@@ -208,27 +349,82 @@ class Buffer:
         return self._pages * self._page_size
 
     def _make_room(self) -> None:
-        """Over the cap: drop the oldest share of the readings, count them, and give the pages back."""
+        """Over the cap (or what a full disk holds): drop the oldest share of the readings, count them, and
+        give the pages back (on a full disk they are kept in the file, for the next readings)."""
+        while self._size() > self._limit and self._depth > 0:
+            self._drop_oldest(max(1, int(self._depth * DROP_SHARE)))
+        if not self.disk_full:
+            self._conn().executescript("PRAGMA incremental_vacuum;")  # (execute() would free one page only)
+
+    def _drop_oldest(self, count: int) -> None:
+        """Delete the oldest `count` readings unsent, and count them (`dropped`, `last_dropped_seq`)."""
         db = self._conn()
-        while self._size() > self.cap_bytes and self._depth > 0:
-            count = max(1, int(self._depth * DROP_SHARE))
-            row = db.execute(
-                "SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?", (count - 1,)
-            ).fetchone()
-            last = row[0]
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                dropped = db.execute("DELETE FROM readings WHERE seq <= ?", (last,)).rowcount
-                self._dropped += dropped
-                self._last_dropped_seq = max(self._last_dropped_seq, last)
-                db.executemany(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                    [("dropped", self._dropped), ("last_dropped_seq", self._last_dropped_seq)],
-                )
-            self._depth -= dropped
-            self._measure()
-        db.executescript("PRAGMA incremental_vacuum;")  # (execute() would free one page only)
+        (last,) = db.execute(
+            "SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?", (count - 1,)
+        ).fetchone()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            dropped = db.execute("DELETE FROM readings WHERE seq <= ?", (last,)).rowcount
+            db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("dropped", self._dropped + dropped),
+                    ("last_dropped_seq", max(self._last_dropped_seq, last)),
+                ],
+            )
+        self._dropped += dropped
+        self._last_dropped_seq = max(self._last_dropped_seq, last)
+        self._depth -= dropped
+        self._measure()
         self._refresh_oldest()
+        self._save_ledger()  # (the file's meta table has them already)
+
+    def _disk_filled(self, error: sqlite3.Error) -> None:
+        """The disk refused a write: release the reserve, fold the log into the file, drop the oldest, and
+        from then on keep within what the disk held (a cap of its own: the file stops growing, its free
+        pages take the next readings)."""
+        if not self.disk_full:
+            log.error("disk full: dropping the oldest readings to keep the newest (counted as dropped)",
+                      buffer=str(self.path), error=str(error))  # fmt: skip
+            self.disk_full = True
+        self._reserve.release()
+        self._checkpoint()
+        if self._depth == 0:
+            raise error  # nothing of ours to drop: the disk is full of something else
+        self._drop_oldest(max(1, int(self._depth * FULL_DROP_SHARE)))
+        self._limit = min(self.cap_bytes, self._size())
+        self._checkpoint()
+
+    def _checkpoint(self, mode: str = "RESTART") -> None:
+        """Fold the write-ahead log into the file: RESTART (the log's space is then written over from its
+        start, no more disk needed), or TRUNCATE (its space back to the file system)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._conn().execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+
+    def _recover(self) -> None:
+        """After a write that worked: what a full disk left pending, and the end of the disk-full state."""
+        if self._pending_deletes:
+            pending, self._pending_deletes = self._pending_deletes, []
+            for first, last in pending:
+                try:
+                    self._delete(first, last)
+                except sqlite3.Error:
+                    self._pending_deletes.append((first, last))
+        if self._ledger.unsaved or self._counters_pending:
+            self._remember_counters()
+        if self.disk_full and self._size() < self._limit // 2:  # drained: give the disk back, try the reserve
+            self._conn().executescript("PRAGMA incremental_vacuum;")
+            self._checkpoint("TRUNCATE")
+        if self.disk_full and self._reserve.make():
+            self.disk_full = False
+            self._limit = self.cap_bytes
+            log.info("disk has room again", buffer=str(self.path))
+
+    def _housekeeping_failed(self, error: sqlite3.Error) -> None:
+        if not (self.disk_full and self._reserve.disk_is_full(error)):  # (a full disk is logged once)
+            log.warning(
+                "buffer housekeeping failed: tried again later", buffer=str(self.path), error=str(error)
+            )
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -240,6 +436,19 @@ class Buffer:
         self._oldest_ts = None if row is None else _from_us(row[0])
 
     def _insert(self, rows_json: str, texts_json: str | None, count: int) -> None:
+        self._ledger.reserve(self._last_seq + count)  # (a flush once per block of sequence numbers)
+        for attempt in range(FULL_ROUNDS + 1):
+            try:
+                self._commit(rows_json, texts_json, count)
+                break
+            except sqlite3.OperationalError as error:
+                if attempt == FULL_ROUNDS or not self._reserve.disk_is_full(error):
+                    raise
+                self._disk_filled(error)
+        self._ledger.write_mark(self._last_seq, self._depth)
+        self._tidy()
+
+    def _commit(self, rows_json: str, texts_json: str | None, count: int) -> None:
         db = self._conn()
         with db:  # one transaction, one fsync, for the whole batch
             db.execute("BEGIN IMMEDIATE")
@@ -249,11 +458,20 @@ class Buffer:
         self._last_seq = last
         self._depth += count
         self._appended += count
-        self._measure()
-        if self._size() > self.cap_bytes:
-            self._make_room()
-        if self._oldest_ts is None:
-            self._refresh_oldest()
+
+    def _tidy(self) -> None:
+        """After a commit: the cap, and what a full disk left pending. A failure here must neither undo nor
+        repeat the commit: it is logged and tried again after the next one."""
+        try:
+            self._measure()
+            if self._size() > self._limit:
+                self._make_room()
+            if self._oldest_ts is None:
+                self._refresh_oldest()
+            if self.disk_full or self._pending_deletes or self._counters_pending or self._ledger.unsaved:
+                self._recover()
+        except sqlite3.Error as error:
+            self._housekeeping_failed(error)
 
     def _select_encoded(self, limit: int, after_seq: int, up_to_seq: int = NO_LIMIT) -> EncodedBatch | None:
         first, last, count, readings_json = (
@@ -262,6 +480,26 @@ class Buffer:
         if not count:
             return None
         return EncodedBatch(first, last, count, readings_json)
+
+    def _acknowledged_rows(self, first_seq: int, last_seq: int) -> None:
+        """Delete an acknowledged batch; on a full disk, try again after the reserve is released, then keep
+        it for later (until then it is resent after a reconnect: a duplicate the receiver drops)."""
+        for attempt in range(2):
+            try:
+                self._delete(first_seq, last_seq)
+                break
+            except sqlite3.OperationalError as error:
+                if not self._reserve.disk_is_full(error):
+                    raise
+                if attempt == 1:
+                    self._pending_deletes.append((first_seq, last_seq))
+                    return
+                self.disk_full = True
+                self._reserve.release()
+                self._checkpoint()
+        self._ledger.write_mark(self._last_seq, self._depth)
+        if self.disk_full or self._pending_deletes:
+            self._tidy()
 
     def _delete(self, first_seq: int, last_seq: int) -> int:
         db = self._conn()
@@ -279,10 +517,13 @@ class Buffer:
             db.execute(f"PRAGMA synchronous={self.durability.upper()}")
         self._depth -= deleted
         self._acknowledged += deleted
-        self._refresh_oldest()
-        if self._depth == 0:
-            db.executescript("PRAGMA incremental_vacuum;")  # drained: give the free pages back
-        self._measure()
+        try:
+            self._refresh_oldest()
+            if self._depth == 0:
+                db.executescript("PRAGMA incremental_vacuum;")  # drained: give the free pages back
+            self._measure()
+        except sqlite3.Error as error:  # the delete stands; the pages come back after a later one
+            self._housekeeping_failed(error)
         return deleted
 
     # --- event-loop side ------------------------------------------------------------------------
@@ -314,17 +555,19 @@ class Buffer:
         return await self._run(self._next_session)
 
     def _next_session(self) -> int:
-        db = self._conn()
-        with db:
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT value FROM meta WHERE key = 'bd_seq'").fetchone()
-            session = (row[0] if row else 0) + 1
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('bd_seq', ?)", (session,))
-        return int(session)
+        """Kept in memory first: saved to the ledger (and the file) when the disk lets it, never a reason
+        for the uplink not to connect."""
+        self._bd_seq += 1
+        try:
+            self._remember_counters()
+        except sqlite3.Error as error:
+            log.warning("session number not saved yet", buffer=str(self.path), error=str(error))
+            self._counters_pending = True
+        return self._bd_seq
 
     async def ack(self, batch: EncodedBatch) -> None:
         """The broker acknowledged the batch: delete it."""
-        await self._run(self._delete, batch.first_seq, batch.last_seq)
+        await self._run(self._acknowledged_rows, batch.first_seq, batch.last_seq)
 
     @property
     def last_seq(self) -> int:
@@ -341,4 +584,5 @@ class Buffer:
             self._last_dropped_seq,
             self._size(),
             self.cap_bytes,
+            self.disk_full,
         )

@@ -1,0 +1,157 @@
+"""Issue 17: a disk that fills before the buffer's cap is a state, not a hang. On a 2 MB tmpfs with the broker
+down, the real agent keeps polling, drops its oldest readings (counted), says "disk full" in `status`,
+reconnects and delivers as soon as the broker is back, and a stop commits every accepted reading."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sqlite3
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from edge_agent.cli.local import _print_status
+from edge_agent.config import AgentConfig
+from edge_agent.service.agent import Agent
+from edge_agent.service.local_socket import request, socket_path
+from edge_sim.devices.meters.base import MeterReading
+from edge_sim.devices.meters.sdm630 import Sdm630
+from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
+from tests.support import LOOPBACK, Broker, async_wait_until, central_subscriber, running_agent
+
+pytestmark = pytest.mark.integration
+
+GATEWAY = "gw-disk-full"
+METERS = 10
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs, unmounted afterwards."""
+    mountpoint = tmp_path / "disk"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a 2 MB tmpfs here (root and mount(8) needed): {mounted.stderr.decode()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
+
+
+@contextlib.asynccontextmanager
+async def meters() -> AsyncIterator[int]:
+    server = ModbusTcpMeterServer(LOOPBACK, 0, [Sdm630(unit_id=u) for u in range(1, METERS + 1)])
+    async with server:
+        for unit in range(1, METERS + 1):
+            await server.show(unit, MeterReading(40_000.0 + unit, 1234.5, 0.0, 39_000.0, 50_000.0))
+        yield server.port
+
+
+def config(disk: Path, broker: Broker, port: int) -> AgentConfig:
+    return AgentConfig.model_validate(
+        {
+            "gateway": {"id": GATEWAY},
+            "buffer": {"path": str(disk / "b.db"), "durability": "normal"},
+            "mqtt": {"url": broker.url, "keepalive_s": 5, "publish_timeout_s": 2},
+            "log": {"level": "warning"},
+            "devices": [
+                {
+                    "name": f"meter-{u}",
+                    "protocol": "modbus-tcp",
+                    "host": LOOPBACK,
+                    "port": port,
+                    "unit_id": u,
+                    "profile": "eastron-sdm630",
+                }
+                for u in range(1, METERS + 1)
+            ],
+            "pollers": [{"device": f"meter-{u}", "interval_s": 0.1} for u in range(1, METERS + 1)],
+        }
+    )
+
+
+def polls(agent: Agent) -> int:
+    return sum(s.polls for s in agent.status().devices)
+
+
+async def status_text(agent: Agent) -> str:
+    """What `edge-agent status` prints, asked over the agent's socket."""
+    payload = json.dumps({"id": "t", "command": "status", "args": {}}).encode()
+    reply = json.loads(await request(socket_path(agent.config), payload, 10))
+    printed = io.StringIO()
+    _print_status(reply["result"], datetime.now(UTC), Console(file=printed, width=300, markup=False))
+    return printed.getvalue()
+
+
+async def fill_the_disk(agent: Agent) -> None:
+    """Until the disk is full and the buffer has dropped readings to go on; polling goes on throughout."""
+    await async_wait_until(lambda: agent.buffer.statistics().disk_full, 60, "the disk to fill")
+    assert "disk full" in await status_text(agent)
+    dropped, polled = agent.buffer.statistics().dropped, polls(agent)
+    await async_wait_until(
+        lambda: agent.buffer.statistics().dropped > dropped and polls(agent) > polled + 100,
+        30,
+        "more readings polled and dropped while the disk is full",
+    )
+
+
+async def test_a_full_disk_drops_the_oldest_counted_and_delivers_when_the_broker_is_back(
+    broker: Broker, small_disk: Path
+) -> None:
+    async with meters() as port, central_subscriber(broker.port, GATEWAY) as central:
+        broker.pause()  # down before the agent starts: its first session cannot begin
+        async with running_agent(config(small_disk, broker, port)) as agent:
+            await fill_the_disk(agent)
+            broker.resume()
+            await async_wait_until(
+                lambda: len(central.seqs) > 0, 10, "data within 10 s of the broker's return"
+            )
+            await async_wait_until(
+                lambda: (
+                    agent.uplink.statistics().backlog_sent_up_to >= agent.uplink.statistics().backlog_last > 0
+                ),
+                60,
+                "the backlog delivered",
+            )
+            polled = polls(agent)
+            await async_wait_until(lambda: polls(agent) > polled + 50, 10, "polling going on")
+        stats = agent.buffer.statistics()
+        waiting = buffered_seqs(small_disk / "b.db")  # left for the next run
+
+        def missing() -> set[int]:
+            return set(range(1, agent.buffer.last_seq + 1)) - set(central.seqs) - waiting
+
+        await async_wait_until(
+            lambda: len(missing()) <= stats.dropped, 10, "the acknowledged at the subscriber"
+        )
+    queue = agent.path.statistics()
+    assert queue.readings_dropped == 0  # the pollers never lost a reading to a full queue
+    assert queue.readings_accepted == stats.appended  # the stop committed every accepted reading
+    assert stats.dropped > 0
+    assert len(missing()) == stats.dropped  # every missing sequence number is counted as dropped
+    assert max(missing()) <= stats.last_dropped_seq
+    assert max(b["dropped"] for b in central.batches) > 0  # and the receiver was told
+
+
+def buffered_seqs(path: Path) -> set[int]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return {int(row[0]) for row in db.execute("SELECT seq FROM readings")}
+
+
+async def test_a_stop_on_a_full_disk_commits_every_accepted_reading(broker: Broker, small_disk: Path) -> None:
+    broker.pause()
+    async with meters() as port, running_agent(config(small_disk, broker, port)) as agent:
+        await fill_the_disk(agent)
+    queue, stats = agent.path.statistics(), agent.buffer.statistics()
+    assert queue.readings_dropped == 0
+    assert queue.readings_accepted == stats.appended  # none lost on the way to the disk
+    assert stats.disk_full  # it stopped while full, and lost nothing it had not counted
