@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.support import free_base_port
 
-from bench.faults import buffer_attacks, command_attacks, device_attacks, uplink_attacks
+from bench.faults import buffer_attacks, clock_attacks, command_attacks, device_attacks, uplink_attacks
 from bench.faults.parts import simulator
 from bench.faults.rig import Rig, rig
 from bench.faults.table import Row, markdown
@@ -53,6 +53,7 @@ def attacks(quick: bool) -> dict[str, Callable[[Path, int | None], Row]]:
         "buffer": buffer_cases,
         "control": on_rig("control", lambda r: device_attacks.kill9_holding_a_write(r, 1 if quick else 2)),
         "modbus": on_rig("modbus", lambda r: device_attacks.misbehaving_modbus(r, 5 if quick else 10)),
+        "clock": on_rig("clock", lambda r: clock_attacks.clock_steps(r, 5 if quick else 10)),
     }
 
 

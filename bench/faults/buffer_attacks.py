@@ -12,17 +12,18 @@ import sys
 import time
 from pathlib import Path
 
+from bench.faults.parts import wait_for
 from bench.faults.rig import Rig
 from bench.faults.table import Row
 
 LOCK_S = 5.0
 HOLD_LOCK = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], timeout=1, isolation_level=None)
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
 conn.execute("PRAGMA locking_mode=EXCLUSIVE")
 conn.execute("BEGIN EXCLUSIVE")
 print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
+sys.stdin.read()  # until the bench closes it
 conn.execute("ROLLBACK")
 """
 
@@ -43,13 +44,21 @@ def locked_at_start(r: Rig, row: Row) -> None:
     unsent_backlog(r, 4)
     beyond = r.assigned()
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(r.buffer), str(LOCK_S)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD_LOCK, str(r.buffer)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None
-        holder.stdout.readline()
-        r.agent.start()
-        holder.wait(LOCK_S + 10)
+        assert holder.stdin is not None
+        if holder.stdout.readline().strip() != "locked":
+            row.miss("the bench could not lock the buffer")
+        r.agent.start()  # it meets the lock: held from before its start to LOCK_S after its first log line
+        wait_for(lambda: r.agent.log.stat().st_size > r.agent.log_offset or not r.agent.alive(), 30)
+        time.sleep(LOCK_S)
+        holder.stdin.close()
+        holder.wait(10)
     finally:
         if holder.poll() is None:
             holder.kill()

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -20,6 +21,17 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 LOOPBACK = "127.0.0.1"
+
+
+SKEW_S = 3600.0  # a reading stamped further than this from the observer's own clock is wrongly stamped
+
+
+def off_clock(ts: object) -> bool:
+    try:
+        stamped = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return abs(stamped.timestamp() - time.time()) > SKEW_S
 
 
 @dataclass
@@ -33,6 +45,8 @@ class Ledger:
     last_dropped_seq: int = 0  # the highest the gateway ever reported
     dropped_reported: int = 0  # the highest `dropped` count reported
     good: dict[str, int] = field(default_factory=dict)  # device -> readings of quality good
+    skewed: int = 0  # readings stamped more than SKEW_S away from the observer's clock
+    skewed_unmarked: int = 0  # of those, published with quality good
 
     def add(self, batch: dict[str, Any], now: float) -> None:
         self.last_dropped_seq = max(self.last_dropped_seq, int(batch.get("last_dropped_seq") or 0))
@@ -40,6 +54,9 @@ class Ledger:
         for reading in batch.get("readings", []):
             seq = int(reading["seq"])
             content = (reading.get("device"), reading.get("point"), reading.get("ts"), reading.get("value"))
+            if off_clock(reading.get("ts")):
+                self.skewed += 1
+                self.skewed_unmarked += reading.get("quality") == "good"
             if reading.get("quality") == "good":
                 self.good[str(reading.get("device"))] = self.good.get(str(reading.get("device")), 0) + 1
             seen = self.first.get(seq)
@@ -118,9 +135,13 @@ class Observer:
                 try:
                     self.ledger.add(json.loads(message.payload), now)
                 except (ValueError, KeyError, TypeError):
-                    self.messages.append(Message(now, "malformed-readings", bytes(message.payload), False, None))
+                    self.messages.append(
+                        Message(now, "malformed-readings", bytes(message.payload), False, None)
+                    )
                 return
-            self.messages.append(Message(now, message.topic, bytes(message.payload), message.retain, correlation))
+            self.messages.append(
+                Message(now, message.topic, bytes(message.payload), message.retain, correlation)
+            )
 
     def publish(
         self, topic: str, payload: bytes, *, retain: bool = False, response_topic: str | None = None,

@@ -74,8 +74,6 @@ class Broker:
         return f"mqtt://{LOOPBACK}:{self.port}"
 
     def start(self) -> None:
-        if self.alive():
-            raise RuntimeError("the bench started a second agent on the same buffer")
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.process = subprocess.Popen(
             [binary, "-c", str(self.workdir / "mosquitto.conf")], stderr=subprocess.DEVNULL
@@ -140,8 +138,9 @@ class ModbusDevice:
     def writes(self) -> list[dict[str, Any]]:
         return [r for r in self.records() if "fc" in r]
 
-    def reads_between(self, start: float, end: float) -> int:
-        return sum(r["reads"] for r in self.records() if "reads" in r and start <= r["t"] <= end)
+    def reads_between(self, start: float, end: float, what: str = "reads") -> int:
+        """Requests ("reads") or float32 values ("points") the device served between two unix times."""
+        return sum(r[what] for r in self.records() if "reads" in r and start <= r["t"] <= end)
 
 
 @contextlib.contextmanager
@@ -209,13 +208,14 @@ class AgentProcess:
     process: subprocess.Popen[bytes] | None = None
     crashes: int = 0
     exits: list[int] = field(default_factory=list)  # every unexpected exit code
-    _log_offset: int = 0
+    env: dict[str, str] = field(default_factory=dict)  # added to the environment (LD_PRELOAD, ...)
+    log_offset: int = 0
 
     def start(self) -> None:
         if self.alive():
             raise RuntimeError("the bench started a second agent on the same buffer")
-        self._log_offset = self.log.stat().st_size if self.log.exists() else 0
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.log_offset = self.log.stat().st_size if self.log.exists() else 0
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -251,7 +251,7 @@ class AgentProcess:
     def started(self) -> bool:
         """Whether this run has logged "agent started" (its signal handlers are in place by then)."""
         with self.log.open("rb") as log:
-            log.seek(self._log_offset)
+            log.seek(self.log_offset)
             return b'"agent started"' in log.read()
 
     def stop(self, timeout_s: float = 30) -> int | None:

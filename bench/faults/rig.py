@@ -95,12 +95,16 @@ class Rig:
             row.note(f"{ledger.dropped_reported} reported dropped")
 
 
-def buffered_seqs(buffer: Path) -> set[int]:
+def buffered_seqs(buffer: Path, device: str | None = None) -> set[int]:
+    """Seqs in the buffer file (of one device's readings when given), read with sqlite3."""
     if not buffer.exists():
         return set()
+    query, args = "SELECT seq FROM readings", ()
+    if device is not None:
+        query, args = query + " WHERE device = ?", (device,)  # type: ignore[assignment]
     try:
         with contextlib.closing(sqlite3.connect(f"file:{buffer}?mode=ro", uri=True, timeout=5)) as conn:
-            return {int(r[0]) for r in conn.execute("SELECT seq FROM readings")}
+            return {int(r[0]) for r in conn.execute(query, args)}
     except sqlite3.DatabaseError:
         return set()
 

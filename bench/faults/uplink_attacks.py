@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.faults.rig import Rig
+from bench.faults.parts import LOAD_POINTS
+from bench.faults.rig import Rig, buffered_seqs
 from bench.faults.table import Row
 
 DATA_WITHIN_S = 10  # the broker receives data this soon after it comes back (disk full)
@@ -101,8 +102,8 @@ def disk_full(r: Rig, full_s: float) -> Row:
         r.buffer = disk / "buffer.db"
         r.configure(interval_s=0.1)
         r.broker.stop()
-        r.agent.start()
         start = time.time()
+        r.agent.start()
         time.sleep(full_s)
         r.agent.check()
         late = r.load.reads_between(time.time() - 5, time.time())
@@ -119,4 +120,22 @@ def disk_full(r: Rig, full_s: float) -> Row:
         row.cases += 1
         time.sleep(5)
         r.finish(row)
+        unaccounted(r, row, start)
     return row
+
+
+IN_FLIGHT_POLLS = 2  # polls a stop may cut short on their way to the buffer
+
+
+def unaccounted(r: Rig, row: Row, start: float) -> None:
+    """Readings the load device served (its own log) that neither reached the observer, nor stayed in the
+    buffer, nor were reported dropped: accepted, then lost (e.g. at a stop)."""
+    time.sleep(1.5)  # the device logs its counts each second
+    served = r.load.reads_between(start, time.time(), "points")
+    ledger = r.observer.ledger
+    received = sum(1 for content in ledger.first.values() if content[0] == r.load.name)
+    kept = len(buffered_seqs(r.buffer, r.load.name))
+    missing = served - received - kept - ledger.dropped_reported - IN_FLIGHT_POLLS * (LOAD_POINTS + 1)
+    row.note(f"device served {served:,} values: {received:,} received, {kept:,} still buffered")
+    if missing > 0:
+        row.lost += missing

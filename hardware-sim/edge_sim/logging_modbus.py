@@ -5,7 +5,8 @@ It serves one unit: input registers 0-199 hold float32 values (ABCD) that change
 publishes something new each time; holding registers 0-199 hold what was last written (float32 0.0 at
 start). Every write (function 06 or 16) is appended to the log as one JSON line
 `{"t": unix time, "fc": 16, "unit": 1, "address": 100, "words": [...], "value": 12.5}` (`value`: the first two
-words as a float32), and every second with reads a line `{"t": ..., "reads": N}`.
+words as a float32), and every second with reads a line `{"t": ..., "reads": N, "points": P}` (P: float32
+values read, two registers each).
 
 | mode       | behaviour                                                               |
 |------------|-------------------------------------------------------------------------|
@@ -41,6 +42,7 @@ class LoggingModbusServer:
         self.log, self.mode, self.unit = log, mode, unit
         self.holding = [0] * REGISTERS
         self.reads = 0
+        self.points = 0  # float32 values read (two registers each)
         self.tick = 0
         self._rng = random.Random(17)
 
@@ -65,6 +67,7 @@ class LoggingModbusServer:
             if not 1 <= count <= 125 or start + count > REGISTERS:
                 return bytes([function | 0x80, 2])
             self.reads += 1
+            self.points += count // 2
             words = (
                 self.holding[start : start + count] if function == 3 else self._input_registers(start, count)
             )
@@ -128,8 +131,8 @@ class LoggingModbusServer:
         while True:
             await asyncio.sleep(1)
             if self.reads:
-                self._write_log({"t": time.time(), "reads": self.reads})
-                self.reads = 0
+                self._write_log({"t": time.time(), "reads": self.reads, "points": self.points})
+                self.reads = self.points = 0
 
 
 async def serve(port: int, log_path: Path, mode: str, unit: int) -> None:
