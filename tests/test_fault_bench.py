@@ -6,6 +6,9 @@ crash nothing: slow, so it runs only with --run-slow (as root, for the tmpfs of 
 
 from __future__ import annotations
 
+import asyncio
+import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,9 @@ import pytest
 from bench.faults.__main__ import attacks, run
 from bench.faults.observer import Ledger
 from bench.faults.table import markdown
+
+from edge_sim.logging_modbus import LoggingModbusServer
+from tests.support import LOOPBACK
 
 
 def batch(*seqs: int, value: float = 1.0, dropped: int = 0, last_dropped: int = 0) -> dict[str, Any]:
@@ -45,7 +51,9 @@ def test_a_gap_is_lost_unless_reported_dropped_or_still_buffered() -> None:
     ledger.add(batch(10, dropped=4, last_dropped=4), 1.0)
     assert ledger.lost(set()) == 3  # 2-4 dropped by the cap, and reported: known loss
     assert ledger.lost(set(), excused={6, 7}) == 1  # unreadable even to SQLite
-    assert ledger.lost(set(), expected={12}) == 4  # readable in a damaged buffer, never delivered
+    assert ledger.lost(set(), expected={12: ("d", "p", 1.0)}) == 4  # read in a buffer file, never delivered
+    assert ledger.lost(set(), expected={10: ("d", "p", 2.0)}) == 4  # another reading came under its seq
+    assert ledger.lost(set(), expected={10: ("d", "p", 1.0)}) == 3  # delivered
 
 
 def test_recovery_counts_only_readings_not_seen_before() -> None:
@@ -67,3 +75,33 @@ def test_the_short_fault_bench_loses_nothing_writes_nothing_wrong_and_stays_up(t
     assert [r.attack for r in rows if any(n.startswith("bench error") for n in r.notes)] == [], table
     assert len(rows) == len(attacks(quick=True)), table
     assert [r.attack for r in rows if r.failed] == [], table
+
+
+async def exchange(port: int, unit: int, pdu: bytes) -> tuple[int, bytes]:
+    """One Modbus TCP request; the answering unit id and the response PDU."""
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
+    try:
+        writer.write(struct.pack(">HHHB", 7, 0, len(pdu) + 1, unit) + pdu)
+        async with asyncio.timeout(5):
+            _, _, length, answered = struct.unpack(">HHHB", await reader.readexactly(7))
+            return answered, await reader.readexactly(length - 1)
+    finally:
+        writer.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["normal", "wrong-unit"])
+async def test_the_logging_modbus_server_logs_every_write(tmp_path: Path, mode: str) -> None:
+    with (tmp_path / "writes.jsonl").open("w") as log:
+        device = LoggingModbusServer(log, mode)
+        server = await asyncio.start_server(device.serve_client, LOOPBACK, 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            write = bytes([16]) + struct.pack(">HHB", 100, 2, 4) + struct.pack(">f", 42.5)
+            unit, answer = await exchange(port, 1, write)
+            _, read = await exchange(port, 1, bytes([3]) + struct.pack(">HH", 100, 2))
+    assert unit == (1 if mode == "normal" else 2)
+    assert answer == write[:5]
+    assert struct.unpack(">f", read[2:6]) == (42.5,)
+    records = [json.loads(line) for line in (tmp_path / "writes.jsonl").read_text().splitlines()]
+    assert [(r["fc"], r["address"], r["value"]) for r in records] == [(16, 100, 42.5)]

@@ -22,8 +22,8 @@ ROOM_OFFSET = 13  # edge-sim's port for room controller 1301 (library, first roo
 def buffer_cases(workdir: Path, room_port: int | None) -> Row:
     row = Row("buffer file at start: locked 5 s, 0 bytes, damaged WAL")
     with rig(workdir, "buffer-locked", room_port) as r:
-        buffer_attacks.locked_at_start(r, row)
-        r.finish(row)
+        unsent = buffer_attacks.locked_at_start(r, row)
+        r.finish(row, expected=unsent)
     with rig(workdir, "buffer-empty", room_port) as r:
         buffer_attacks.zero_bytes(r, row)
         r.finish(row)

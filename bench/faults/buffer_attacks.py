@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.faults.observer import Expected
 from bench.faults.parts import wait_for
 from bench.faults.rig import Rig
 from bench.faults.table import Row
@@ -38,11 +39,13 @@ def unsent_backlog(r: Rig, seconds: float) -> None:
     r.broker.start()
 
 
-def locked_at_start(r: Rig, row: Row) -> None:
+def locked_at_start(r: Rig, row: Row) -> Expected:
+    """The unsent readings in the buffer (as sqlite3 reads them) before the lock."""
     r.agent.start()
     r.new_readings()
     unsent_backlog(r, 4)
     beyond = r.assigned()
+    unsent = readable_copy(r.buffer, r.workdir / "copy")
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(r.buffer)],
         stdin=subprocess.PIPE,
@@ -71,6 +74,7 @@ def locked_at_start(r: Rig, row: Row) -> None:
         r.agent.start()
     row.recovery_s.append(r.recovery(removed, beyond))
     row.cases += 1
+    return unsent
 
 
 def zero_bytes(r: Rig, row: Row) -> None:
@@ -87,7 +91,7 @@ def zero_bytes(r: Rig, row: Row) -> None:
     row.cases += 1
 
 
-def damaged_wal(r: Rig, row: Row) -> tuple[set[int], set[int]]:
+def damaged_wal(r: Rig, row: Row) -> tuple[Expected, set[int]]:
     """(seqs SQLite can read from the damaged files, seqs it cannot) before the agent sees them."""
     r.agent.start()
     r.new_readings()
@@ -102,7 +106,7 @@ def damaged_wal(r: Rig, row: Row) -> tuple[set[int], set[int]]:
             f.write(b"\xa5" * 512)
     readable = readable_copy(r.buffer, r.workdir / "copy")
     received = set(r.observer.ledger.first)
-    unreadable = set(range(1, max(readable | received, default=0) + 1)) - readable - received
+    unreadable = set(range(1, max(set(readable) | received, default=0) + 1)) - set(readable) - received
     r.broker.start()
     removed = time.monotonic()
     r.agent.start()
@@ -116,8 +120,8 @@ def wal_and_shm(buffer: Path) -> list[Path]:
     return [buffer.with_name(buffer.name + "-wal"), buffer.with_name(buffer.name + "-shm")]
 
 
-def readable_copy(buffer: Path, where: Path) -> set[int]:
-    """The seqs sqlite3 reads from a copy of the buffer and its WAL (the original left untouched)."""
+def readable_copy(buffer: Path, where: Path) -> Expected:
+    """The readings sqlite3 reads from a copy of the buffer and its WAL (the original left untouched)."""
     where.mkdir(exist_ok=True)
     for path in (buffer, *wal_and_shm(buffer)):
         if path.exists():
@@ -126,5 +130,6 @@ def readable_copy(buffer: Path, where: Path) -> set[int]:
         contextlib.suppress(sqlite3.DatabaseError),
         contextlib.closing(sqlite3.connect(where / buffer.name, timeout=5)) as conn,
     ):
-        return {int(row[0]) for row in conn.execute("SELECT seq FROM readings")}
-    return set()
+        rows = conn.execute("SELECT seq, device, point, value FROM readings")
+        return {int(seq): (device, point, value) for seq, device, point, value in rows}
+    return {}

@@ -34,6 +34,9 @@ def off_clock(ts: object) -> bool:
     return abs(stamped.timestamp() - time.time()) > SKEW_S
 
 
+Expected = dict[int, tuple[str, str, float | None]]  # seq -> (device, point, value) found in a buffer file
+
+
 @dataclass
 class Ledger:
     """What a receiver applying docs/mqtt.md's dedup and gap rules holds for one gateway."""
@@ -42,6 +45,7 @@ class Ledger:
     first_at: dict[int, float] = field(default_factory=dict)  # seq -> monotonic time of first arrival
     duplicated: int = 0  # same seq, same content: at-least-once
     collisions: int = 0  # same seq, other content: a new reading the dedup rule throws away
+    collided: set[int] = field(default_factory=set)
     last_dropped_seq: int = 0  # the highest the gateway ever reported
     dropped_reported: int = 0  # the highest `dropped` count reported
     good: dict[str, int] = field(default_factory=dict)  # device -> readings of quality good
@@ -66,6 +70,7 @@ class Ledger:
                 self.duplicated += 1
             else:
                 self.collisions += 1
+                self.collided.add(seq)
 
     @property
     def highest(self) -> int:
@@ -77,13 +82,22 @@ class Ledger:
         return {s for s in range(self.last_dropped_seq + 1, top + 1) if s not in self.first}
 
     def lost(
-        self, pending: set[int], excused: set[int] | None = None, expected: set[int] | None = None
+        self, pending: set[int], excused: set[int] | None = None, expected: Expected | None = None
     ) -> int:
         """Readings a receiver will never have: gaps not dropped nor still buffered, seqs reused by new
         readings, and `expected` ones (e.g. readable in a damaged buffer) that never came. `excused`: seqs
         nobody could deliver (unreadable even to SQLite)."""
-        never = (self.missing() | (expected or set())) - set(self.first) - pending - (excused or set())
-        return len({s for s in never if s > self.last_dropped_seq}) + self.collisions
+        expected = expected or {}
+        never = (self.missing() | set(expected)) - set(self.first) - pending - (excused or set())
+        replaced = {  # delivered under its seq: another reading (the one in the buffer never will be)
+            s for s, (device, point, value) in expected.items()
+            if s in self.first and self.first[s][:2] + self.first[s][3:] != (device, point, value)
+        }  # fmt: skip
+        return (
+            len({s for s in never if s > self.last_dropped_seq})
+            + self.collisions
+            + len(replaced - self.collided)
+        )
 
     def new_since(self, moment: float, beyond: int = 0) -> float | None:
         """Seconds from `moment` to the first reading received after it that was not seen before it (and

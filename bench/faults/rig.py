@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.faults.commands import CommandFormat
-from bench.faults.observer import Observer
+from bench.faults.observer import Expected, Observer
 from bench.faults.parts import (
     GATEWAY,
     AgentProcess,
@@ -69,7 +69,7 @@ class Rig:
         """Seqs still in the buffer file, read with sqlite3 once the agent has stopped."""
         return buffered_seqs(self.buffer)
 
-    def finish(self, row: Row, excused: set[int] | None = None, expected: set[int] | None = None) -> None:
+    def finish(self, row: Row, excused: set[int] | None = None, expected: Expected | None = None) -> None:
         """A last run until the sequence has no gap (bounded), a clean stop, then the ledger's verdict."""
         if self.broker.process is None:
             self.broker.start()
@@ -84,7 +84,13 @@ class Rig:
             row.crashes += 1
             row.note(f"stop exited {code}")
         time.sleep(1)  # the last acknowledged batches reach the observer
-        row.lost += ledger.lost(self.pending(), excused, expected)
+        pending = self.pending()
+        lost = ledger.lost(pending, excused, expected)
+        row.lost += lost
+        if expected and lost > ledger.lost(pending, excused):
+            row.note(
+                f"{lost - ledger.lost(pending, excused)} readings read in the old buffer never delivered"
+            )
         row.duplicated += ledger.duplicated
         row.crashes += self.agent.crashes
         if self.agent.exits:
