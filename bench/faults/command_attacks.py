@@ -121,8 +121,8 @@ def topics_and_junk(s: Session) -> None:
 def out_of_limits(s: Session) -> None:
     """Writes out of limits: judged at the device's own log and on the controller."""
     r, row = s.r, s.row
-    for value in (150.0, -5.0, 1e308):
-        s.case(f"valve {value}", write_valve(r, value, id=f"limits-{value}"), f"limits-{value}")
+    for n, value in enumerate((150.0, -5.0, 1e308)):
+        s.case(f"valve {value}", write_valve(r, value, id=f"limits-{n}"), f"limits-{n}")
     s.case("valve NaN", b'{"id": "nan-1", "command": "write_point", "args": {"device": "load", '
            b'"point": "valve", "value": NaN}}', None)  # fmt: skip
     if r.room_port is not None:
