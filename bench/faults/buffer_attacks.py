@@ -46,26 +46,17 @@ def locked_at_start(r: Rig, row: Row) -> Expected:
     unsent_backlog(r, 4)
     beyond = r.assigned()
     unsent = readable_copy(r.buffer, r.workdir / "copy")
-    holder = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(r.buffer)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdin is not None
-        if holder.stdout.readline().strip() != "locked":
-            row.miss("the bench could not lock the buffer")
-        r.agent.start()  # it meets the lock: held from before its start to LOCK_S after its first log line
-        wait_for(lambda: r.agent.log.stat().st_size > r.agent.log_offset or not r.agent.alive(), 30)
-        time.sleep(LOCK_S)
-        holder.stdin.close()
-        holder.wait(10)
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
+    ) as holder:
+        try:
+            hold_the_lock(r, row, holder)
+        finally:
+            if holder.poll() is None:
+                holder.kill()
     if r.agent.process is not None and r.agent.process.poll() is not None:  # refused to start: by design
         row.note(f"locked: start refused, exit {r.agent.process.returncode}")
         r.agent.process = None
@@ -75,6 +66,20 @@ def locked_at_start(r: Rig, row: Row) -> Expected:
     row.recovery_s.append(r.recovery(removed, beyond))
     row.cases += 1
     return unsent
+
+
+def hold_the_lock(r: Rig, row: Row, holder: subprocess.Popen[str]) -> None:
+    """The agent started while `holder` has the buffer locked; the lock held until LOCK_S after the agent's
+    first log line (it has met the lock by then: the lock outlasts its start-up, however slow)."""
+    assert holder.stdout is not None
+    assert holder.stdin is not None
+    if holder.stdout.readline().strip() != "locked":
+        row.miss("the bench could not lock the buffer")
+    r.agent.start()
+    wait_for(lambda: r.agent.log.stat().st_size > r.agent.log_offset or not r.agent.alive(), 30)
+    time.sleep(LOCK_S)
+    holder.stdin.close()
+    holder.wait(10)
 
 
 def zero_bytes(r: Rig, row: Row) -> None:

@@ -191,5 +191,5 @@ class Observer:
             return [m for m in self.messages if test(m)]
 
     def close(self) -> None:
-        self._client.loop_stop()
         self._client.disconnect()
+        self._client.loop_stop()

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -97,21 +98,28 @@ class Broker:
 
 @contextlib.contextmanager
 def started(*args: str, ready: str, log: Path, timeout_s: float = 60) -> Iterator[subprocess.Popen[str]]:
-    """`python ARGS` until the block ends; ready once a stdout line starts with `ready`."""
-    process = subprocess.Popen(
-        [sys.executable, *args], stdout=subprocess.PIPE, stderr=log.open("w"), text=True
-    )
+    """`python ARGS` until the block ends; ready once a stdout line starts with `ready`. Its stdout is read
+    to the end (a full pipe would stall it), its stderr goes to `log`."""
+    with log.open("w") as errors:
+        process = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=errors, text=True)
+    assert process.stdout is not None
+    output = process.stdout
+    reader: threading.Thread | None = None
     try:
-        assert process.stdout is not None
         deadline = time.monotonic() + timeout_s
-        for line in process.stdout:
+        for line in output:
             if line.startswith(ready) or time.monotonic() > deadline:
                 break
         if process.poll() is not None:
             raise RuntimeError(f"{args[1]} exited {process.returncode}: see {log}")
+        reader = threading.Thread(target=output.read, daemon=True)
+        reader.start()
         yield process
     finally:
         stop_process(process, 20)
+        if reader is not None:
+            reader.join(5)
+        output.close()
 
 
 @contextlib.contextmanager
