@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bench.faults.__main__ import attacks, run
+from bench.faults.commands import CommandFormat, canonical
 from bench.faults.observer import Ledger
 from bench.faults.table import markdown
 
+from edge_agent import signing
 from edge_sim.logging_modbus import LoggingModbusServer
 from tests.support import LOOPBACK
 
@@ -64,6 +67,16 @@ def test_recovery_counts_only_readings_not_seen_before() -> None:
     ledger.add(batch(3), 12.5)
     assert ledger.new_since(10.5) == pytest.approx(2.0)
     assert ledger.new_since(10.5, beyond=3) is None
+
+
+def test_the_bench_signs_its_commands_over_their_json_without_the_signature() -> None:
+    key = signing.new_private_key()
+    body = CommandFormat(key=key).body("status", expires=datetime.now(UTC))
+    assert body["expires"].endswith("Z")
+    assert signing.verify([key.public_key()], canonical(body), body["signature"])
+    assert not signing.verify(
+        [key.public_key()], canonical({**body, "command": "rebirth"}), body["signature"]
+    )
 
 
 @pytest.mark.slow

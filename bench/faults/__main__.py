@@ -12,9 +12,11 @@ from pathlib import Path
 from tests.support import free_base_port
 
 from bench.faults import buffer_attacks, clock_attacks, command_attacks, device_attacks, uplink_attacks
+from bench.faults.commands import Signing
 from bench.faults.parts import simulator
 from bench.faults.rig import Rig, rig
 from bench.faults.table import Row, markdown
+from edge_agent import signing
 
 ROOM_OFFSET = 13  # edge-sim's port for room controller 1301 (library, first room), from its base port
 
@@ -83,7 +85,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter cases")
     parser.add_argument("--only", nargs="*", choices=list(attacks(False)), help="run only these attacks")
     parser.add_argument("--keep", type=Path, help="work in this (new) directory and keep it: logs, buffers")
+    parser.add_argument("--signing-key", type=Path, help="sign every command with this ed25519 key (PEM)")
     args = parser.parse_args()
+    if args.signing_key:
+        Signing.key = signing.load_private_key(args.signing_key.read_bytes())
     if args.keep:
         args.keep.mkdir(parents=True)
         rows = run(args.keep, args.quick, args.only)

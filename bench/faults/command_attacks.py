@@ -17,7 +17,6 @@ from bench.faults.table import Row
 
 COMMAND = f"edge/{GATEWAY}/command"
 REPLY = f"edge/{GATEWAY}/reply"
-PRIORITY = 10  # the agent's write priority (the device's default)
 
 
 def send(r: Rig, payload: bytes, **route: Any) -> float:

@@ -20,6 +20,12 @@ from edge_agent import signing
 LIFETIME = timedelta(minutes=5)
 
 
+class Signing:
+    """The key commands are signed with (`--signing-key`); None: unsigned."""
+
+    key: Ed25519PrivateKey | None = None
+
+
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -27,7 +33,7 @@ def rfc3339(moment: datetime) -> str:
 @dataclass
 class CommandFormat:
     with_expires: bool = False  # set by the probe: the agent knows the field
-    key: Ed25519PrivateKey | None = None  # sign when set
+    key: Ed25519PrivateKey | None = field(default_factory=lambda: Signing.key)  # sign when set
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def new_id(self) -> str:
