@@ -73,6 +73,20 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         pytest.fail(f"not marked integration, yet it did: {'; '.join(done[:5])}{more}", pytrace=False)
 
 
+# --- slow: soak tests, run only when asked (--run-slow), never in CI ------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (soak tests)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: a soak test, run with --run-slow")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     with run_mosquitto(tmp_path) as running:

@@ -1,0 +1,120 @@
+"""The fault bench (bench/faults, issue 17): its judge, and its short run as a soak test.
+
+The ledger is what decides "lost" and "duplicated" from outside the agent, so it is tested on its own. The
+short run repeats every attack on the real agent process and must lose nothing, write nothing wrong and
+crash nothing: slow, so it runs only with --run-slow (as root, for the tmpfs of the disk attack)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench.faults.__main__ import attacks, run
+from bench.faults.commands import CommandFormat, canonical
+from bench.faults.observer import Ledger
+from bench.faults.table import markdown
+
+from edge_agent import signing
+from edge_sim.logging_modbus import LoggingModbusServer
+from tests.support import LOOPBACK
+
+
+def batch(*seqs: int, value: float = 1.0, dropped: int = 0, last_dropped: int = 0) -> dict[str, Any]:
+    readings = [
+        {"seq": s, "device": "d", "point": "p", "ts": f"t{s}", "value": value, "quality": "good"}
+        for s in seqs
+    ]
+    return {"readings": readings, "dropped": dropped, "last_dropped_seq": last_dropped}
+
+
+def test_a_reading_received_again_is_a_duplicate_not_a_loss() -> None:
+    ledger = Ledger()
+    ledger.add(batch(1, 2, 3), 0.0)
+    ledger.add(batch(2, 3), 1.0)
+    assert (ledger.duplicated, ledger.lost(set())) == (2, 0)
+
+
+def test_a_new_reading_under_a_seq_already_delivered_is_lost() -> None:
+    ledger = Ledger()
+    ledger.add(batch(1, 2, 3), 0.0)
+    ledger.add(batch(1, 2, value=9.0), 1.0)  # a restarted sequence: the dedup rule discards these
+    assert (ledger.duplicated, ledger.lost(set())) == (0, 2)
+
+
+def test_a_gap_is_lost_unless_reported_dropped_or_still_buffered() -> None:
+    ledger = Ledger()
+    ledger.add(batch(1, 5, 9), 0.0)
+    assert ledger.lost(set()) == 6
+    assert ledger.lost({2, 3, 4}) == 3  # still in the buffer file after a clean stop: pending
+    ledger.add(batch(10, dropped=4, last_dropped=4), 1.0)
+    assert ledger.lost(set()) == 3  # 2-4 dropped by the cap, and reported: known loss
+    assert ledger.lost(set(), excused={6, 7}) == 1  # unreadable even to SQLite
+    assert ledger.lost(set(), expected={12: ("d", "p", 1.0)}) == 4  # read in a buffer file, never delivered
+    assert ledger.lost(set(), expected={10: ("d", "p", 2.0)}) == 4  # another reading came under its seq
+    assert ledger.lost(set(), expected={10: ("d", "p", 1.0)}) == 3  # delivered
+
+
+def test_recovery_counts_only_readings_not_seen_before() -> None:
+    ledger = Ledger()
+    ledger.add(batch(1, 2), 10.0)
+    ledger.add(batch(2), 11.0)  # a duplicate after the fault: not a recovery
+    assert ledger.new_since(10.5) is None
+    ledger.add(batch(3), 12.5)
+    assert ledger.new_since(10.5) == pytest.approx(2.0)
+    assert ledger.new_since(10.5, beyond=3) is None
+
+
+def test_the_bench_signs_its_commands_over_their_json_without_the_signature() -> None:
+    key = signing.new_private_key()
+    body = CommandFormat(key=key).body("status", expires=datetime.now(UTC))
+    assert body["expires"].endswith("Z")
+    assert signing.verify([key.public_key()], canonical(body), body["signature"])
+    assert not signing.verify(
+        [key.public_key()], canonical({**body, "command": "rebirth"}), body["signature"]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(1200)
+def test_the_short_fault_bench_loses_nothing_writes_nothing_wrong_and_stays_up(tmp_path: Path) -> None:
+    rows = run(tmp_path, quick=True)
+    table = markdown(rows)
+    assert [r.attack for r in rows if any(n.startswith("bench error") for n in r.notes)] == [], table
+    assert len(rows) == len(attacks(quick=True)), table
+    assert [r.attack for r in rows if r.failed] == [], table
+
+
+async def exchange(port: int, unit: int, pdu: bytes) -> tuple[int, bytes]:
+    """One Modbus TCP request; the answering unit id and the response PDU."""
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
+    try:
+        writer.write(struct.pack(">HHHB", 7, 0, len(pdu) + 1, unit) + pdu)
+        async with asyncio.timeout(5):
+            _, _, length, answered = struct.unpack(">HHHB", await reader.readexactly(7))
+            return answered, await reader.readexactly(length - 1)
+    finally:
+        writer.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["normal", "wrong-unit"])
+async def test_the_logging_modbus_server_logs_every_write(tmp_path: Path, mode: str) -> None:
+    with (tmp_path / "writes.jsonl").open("w") as log:
+        device = LoggingModbusServer(log, mode)
+        server = await asyncio.start_server(device.serve_client, LOOPBACK, 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            write = bytes([16]) + struct.pack(">HHB", 100, 2, 4) + struct.pack(">f", 42.5)
+            unit, answer = await exchange(port, 1, write)
+            _, read = await exchange(port, 1, bytes([3]) + struct.pack(">HH", 100, 2))
+    assert unit == (1 if mode == "normal" else 2)
+    assert answer == write[:5]
+    assert struct.unpack(">f", read[2:6]) == (42.5,)
+    records = [json.loads(line) for line in (tmp_path / "writes.jsonl").read_text().splitlines()]
+    assert [(r["fc"], r["address"], r["value"]) for r in records] == [(16, 100, 42.5)]
