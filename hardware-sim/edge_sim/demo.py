@@ -48,6 +48,8 @@ from edge_sim.simulator import Simulator
 
 REFRESH_S = 0.25
 STATUS_TIMEOUT_S = 2.0
+LOG_LINES = 6
+_OWN_STATUS = "id=demo"  # the agent logs each status command the demo sends: not shown
 _STATE_STYLE = {
     UplinkState.CONNECTED: "green",
     UplinkState.CONNECTING: "yellow",
@@ -79,7 +81,7 @@ def run_demo(config: AgentConfig, seconds: float | None, speed: float, base_port
             update={"buffer": BufferConfig(path=Path(state) / "buffer.db")}
         )
         config = with_control(config, Path(state))
-        log_lines: deque[str] = deque(maxlen=6)
+        log_lines: deque[str] = deque(maxlen=100)  # the newest LOG_LINES not about the demo's own asking
         configure_logging(config.log, capture=log_lines)
         try:
             return asyncio.run(
@@ -235,8 +237,9 @@ def _render(
         Panel(_control_panel(control, demand), title="control: library"),
         devices,
     ]
-    if log_lines:
-        parts.append(Panel("\n".join(log_lines), title="log"))
+    shown = [line for line in log_lines if _OWN_STATUS not in line][-LOG_LINES:]
+    if shown:
+        parts.append(Panel("\n".join(shown), title="log"))
     return Group(*parts)
 
 
