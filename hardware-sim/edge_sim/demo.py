@@ -237,9 +237,9 @@ def _render(
         Panel(_control_panel(control, demand), title="control: library"),
         devices,
     ]
-    shown = [line for line in log_lines if _OWN_STATUS not in line][-LOG_LINES:]
-    if shown:
-        parts.append(Panel("\n".join(shown), title="log"))
+    recent = [line for line in log_lines if _OWN_STATUS not in line][-LOG_LINES:]
+    if recent:
+        parts.append(Panel("\n".join(recent), title="log"))
     return Group(*parts)
 
 
