@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge_agent.control.savings.schema import savings_schemas
 from edge_agent.uplink.commands import command_schemas
 from edge_agent.uplink.payloads import payload_schemas
 
@@ -18,7 +19,7 @@ SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 
 def schemas() -> dict[str, dict[str, Any]]:
     """File name in docs/schemas/ -> its schema."""
-    return {**payload_schemas(), **command_schemas()}
+    return {**payload_schemas(), **command_schemas(), **savings_schemas()}
 
 
 def main() -> None:

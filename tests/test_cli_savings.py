@@ -102,3 +102,26 @@ def test_savings_prints_the_ledger(site: Path, tmp_path: Path) -> None:
     assert "123.4" in result.output
     as_json = runner.invoke(app, ["savings", "-c", str(site), "--json"])
     assert json.loads(as_json.output) == [report]
+
+
+def test_savings_shows_the_uncertainty_and_flags_noise(site: Path, tmp_path: Path) -> None:
+    def report(day: str, kwh: float, kwh_68: float) -> dict[str, object]:
+        uncertainty = {"kwh_68": kwh_68, "kwh_90": kwh_68 * 1.65, "fsu_68": kwh_68 / kwh}
+        uncertainty |= {"fsu_90": kwh_68 * 1.65 / kwh, "within_noise": kwh < kwh_68}
+        avoided = {"energy_kwh": kwh, "peak_kw": 20.5, "energy_cost_krw": 15000.0, "emissions_t": 0.05}
+        return {"day": day, "hours_covered": 24.0, "avoided": avoided, "uncertainty": uncertainty}
+
+    lines = [report("2026-08-05", 123.4, 41.2), report("2026-08-06", 12.0, 41.2)]
+    lines.append({**report("2026-08-07", 50.0, 1.0), "uncertainty": None})  # a baseline without residuals
+    (tmp_path / "savings.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    result = runner.invoke(app, ["savings", "-c", str(site)])
+    assert result.exit_code == 0, result.output
+    claim, noise, unknown = (line for line in result.output.splitlines() if line.startswith("2026-08-0"))
+    assert "41.2" in claim
+    assert "68.0" in claim  # at 90%
+    assert "33%/55%" in claim
+    assert "within noise" not in claim
+    assert noise.endswith("within noise")
+    assert "can" in result.output.splitlines()[-1]
+    assert "-" in unknown.split()
+    assert "within noise" not in unknown

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from edge_agent.control.savings.baseline import load_towt
+from edge_sim.demo_control import BASELINE_FILE, fit_library_baseline, library_hours
 from tests.support import Broker, free_base_port
 
 pytestmark = pytest.mark.integration
@@ -99,6 +101,53 @@ def test_demo_without_broker_shows_live_readings_and_a_growing_buffer() -> None:
     depths = [int(d.replace(",", "")) for d in re.findall(r"buffer depth\s+([\d,]+) readings", frames[-1][1])]
     assert len(depths) >= 2
     assert depths[-1] > max(depths[0], 0)  # nobody takes the readings: the buffer grows
+
+
+def control_lines(screen: str) -> dict[str, str]:
+    """The control panel's rows as the screen shows them: label -> text."""
+    panel = screen.split("control: library", 1)[1].split("Latest readings", 1)[0]
+    rows = re.findall(r"│ (mode|15-min demand|last decision|saving today)\s+(.*?)\s*│", panel)
+    return dict(rows)
+
+
+def test_demo_shows_control_at_work() -> None:
+    code, frames = run_demo_in_terminal(
+        "--base-port", str(free_base_port()), "--broker", "mqtt://127.0.0.1:9", seconds=20
+    )
+    assert code == 0
+    screen = last_screen(frames)
+    rows = control_lines(screen)
+    assert set(rows) == {"mode", "15-min demand", "last decision", "saving today"}, screen[-4000:]
+    mode = re.fullmatch(r"active, (\d+) decisions, demand target 30\.0 kW", rows["mode"])
+    assert mode is not None, rows["mode"]
+    assert int(mode[1]) > 0
+    demand = re.fullmatch(
+        r"([\d,.]+) kW since 14:(\d\d), (above|under) the 30\.0 kW target", rows["15-min demand"]
+    )
+    assert demand is not None, rows["15-min demand"]
+    assert 10 < float(demand[1].replace(",", "")) < 300  # the library's demand
+    assert int(demand[2]) % 15 == 0  # clock-aligned
+    assert demand[3] == ("above" if float(demand[1].replace(",", "")) > 30 else "under")
+    # 30 kW is below the library's afternoon demand: the rules shed, and say who decided and why
+    assert rows["last decision"].startswith("the rule-based limiter (no model configured) sheds ")
+    assert "sheds nothing" not in rows["last decision"]
+    assert re.search(r"cooling offset \+[\d.]+ K", rows["last decision"])
+    saving = re.match(
+        r"(-?[\d,.]+) kWh so far \+- ([\d,.]+) \(68%\), \+- ([\d,.]+) \(90%\)", rows["saving today"]
+    )
+    assert saving is not None, rows["saving today"]
+    assert float(saving[3]) > float(saving[2]) > 0  # the 90% band is the wider
+    first = frames[-1][1].split("edge-agent demo")[1]  # the first redraw: the agent is only starting
+    waiting = ("the agent's socket does not answer yet", "inputs missing", "no decision yet")
+    assert any(phrase in first for phrase in waiting), first[-3000:]
+
+
+def test_the_shipped_demo_baseline_is_the_library_fit() -> None:
+    shipped = load_towt(BASELINE_FILE, library_hours())
+    fitted = fit_library_baseline()
+    assert shipped.quality == fitted.quality
+    assert shipped.intercepts == fitted.intercepts
+    assert shipped.slopes == fitted.slopes
 
 
 def test_demo_with_broker_publishes(broker: Broker) -> None:

@@ -24,8 +24,8 @@ from tests.test_control_bacnet import GATEWAY, agent_toml
 
 pytestmark = pytest.mark.integration
 
-START = "2026-08-05T23:52:00+09:00"
-SPEED = 600.0  # ten building minutes a second: midnight comes after about a second
+START = "2026-08-05T23:45:00+09:00"
+SPEED = 300.0  # five building minutes a second: midnight comes after three seconds, once the agent is up
 
 
 async def test_a_closed_day_is_reported_upstream_and_in_the_ledger(broker: Broker, tmp_path: Path) -> None:
@@ -65,13 +65,18 @@ async def test_a_closed_day_is_reported_upstream_and_in_the_ledger(broker: Broke
     assert report["day"] == "2026-08-05"
     assert report["final"] is True
     assert report["baseline_model"] == "towt"
-    assert 0 < report["hours_covered"] <= 8 / 60 + 1e-6  # the agent saw the day's last eight minutes at most
+    assert 0 < report["hours_covered"] <= 15 / 60 + 1e-6  # the agent saw the day's last 15 minutes at most
     actual, expected = report["actual"], report["baseline"]
     assert 1 < actual["energy_kwh"] / report["hours_covered"] < 400  # the library's night-time demand, kW
     assert 0.5 < expected["energy_kwh"] / actual["energy_kwh"] < 2  # shadow mode: the baseline fits
     assert report["avoided"]["energy_kwh"] == expected["energy_kwh"] - actual["energy_kwh"]
     assert actual["emissions_t"] == actual["energy_kwh"] / 1000 * report["emission_factor_t_per_mwh"]
     assert report["emission_factor_t_per_mwh"] == 0.4173
+    uncertainty = report["uncertainty"]  # from the fitted baseline's residuals, over the minutes covered
+    assert uncertainty["reporting_hours"] == report["hours_covered"]
+    assert uncertainty["fit_hours"] == 7 * 24
+    assert 0 < uncertainty["kwh_68"] < uncertainty["kwh_90"]
+    assert uncertainty["within_noise"] == (abs(report["avoided"]["energy_kwh"]) < uncertainty["kwh_68"])
     ledger = (tmp_path / "savings.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in ledger] == [report]
     assert today["day"] == "2026-08-06"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -62,6 +62,13 @@ def baseline_fit(
         f"{output}: {q.samples} hours from {q.first} to {q.last}, outdoor {q.outdoor_range_c[0]:.1f} to "
         f"{q.outdoor_range_c[1]:.1f} C; CV(RMSE) {q.cv_rmse:.1%}, NMBE {q.nmbe:+.1%}"
     )
+    residuals = q.residuals()
+    if residuals is not None:  # what a day's savings uncertainty will come from (docs/savings.md)
+        typer.echo(
+            f"residuals: {residuals.parameters} parameters, CV(RMSE) over n - p {residuals.cv_rmse:.1%}, "
+            f"hour-to-hour autocorrelation {residuals.autocorrelation:.2f} "
+            f"({residuals.effective_samples:.0f} independent hours of {residuals.samples})"
+        )
     if q.cv_rmse > GUIDELINE_14_CV_RMSE:
         typer.echo(
             f"warning: CV(RMSE) above ASHRAE Guideline 14's {GUIDELINE_14_CV_RMSE:.0%} for hourly data: "
@@ -86,10 +93,29 @@ def savings(
     if as_json:
         echo_json(reports)
         return
-    typer.echo(f"{'day':<11}{'covered h':>10}{'avoided kWh':>13}{'peak kW':>9}{'KRW':>10}{'tCO2eq':>9}")
+    typer.echo(
+        f"{'day':<11}{'covered h':>10}{'avoided kWh':>13}{'+- 68%':>9}{'+- 90%':>9}{'FSU 68/90':>12}"
+        f"{'peak kW':>9}{'KRW':>10}{'tCO2eq':>9}"
+    )
     for r in reports:
         avoided = r["avoided"]
         typer.echo(
-            f"{r['day']:<11}{r['hours_covered']:>10.1f}{avoided['energy_kwh']:>13.1f}{avoided['peak_kw']:>9.1f}"
-            f"{avoided['energy_cost_krw']:>10,.0f}{avoided['emissions_t']:>9.4f}"
+            f"{r['day']:<11}{r['hours_covered']:>10.1f}{avoided['energy_kwh']:>13.1f}{_uncertainty(r)}"
+            f"{avoided['peak_kw']:>9.1f}{avoided['energy_cost_krw']:>10,.0f}{avoided['emissions_t']:>9.4f}"
+            + ("  within noise" if (r.get("uncertainty") or {}).get("within_noise") else "")
         )
+    if any((r.get("uncertainty") or {}).get("within_noise") for r in reports):
+        typer.echo(
+            "within noise: the avoided kWh are smaller than their 68% uncertainty (ASHRAE Guideline 14): "
+            "the baseline cannot tell that day's saving from its own error"
+        )
+
+
+def _uncertainty(report: dict[str, Any]) -> str:
+    """The avoided energy's absolute uncertainty at 68% and 90% and its FSU; dashes when unknown (a
+    baseline fitted before the uncertainty was kept, or a report written before)."""
+    u = report.get("uncertainty")
+    if not u:
+        return f"{'-':>9}{'-':>9}{'-':>12}"
+    fsu = "-" if u["fsu_68"] is None else f"{u['fsu_68']:.0%}/{u['fsu_90']:.0%}"
+    return f"{u['kwh_68']:>9.1f}{u['kwh_90']:>9.1f}{fsu:>12}"

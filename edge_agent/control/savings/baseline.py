@@ -15,7 +15,9 @@ It is fitted by least squares on hourly means of the building's demand and outdo
 without control (mode off or shadow, at least two weeks spanning the weather to come), and stored as JSON.
 `quality` carries the fit's CV(RMSE) and NMBE on its own data; ASHRAE Guideline 14 asks for at most 30% and
 within +-10% on hourly data. A prediction for an hour bin never seen in fitting is None, and one more than
-EXTRAPOLATION_K outside the fitted temperature range is flagged: the savings report counts both.
+EXTRAPOLATION_K outside the fitted temperature range is flagged: the savings report counts both. The fit
+also keeps what the savings' uncertainty needs (uncertainty.py): its parameter count and its residuals'
+lag-1 autocorrelation; a file written before it kept them gives savings without an uncertainty.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +33,7 @@ from typing import Protocol
 import numpy as np
 
 from edge_agent.control.calendar import OpeningHours
+from edge_agent.control.savings.uncertainty import Residuals
 from edge_agent.errors import ModelError
 
 KNOTS_C = (5.0, 12.0, 18.0, 24.0, 30.0)
@@ -73,6 +76,15 @@ class FitQuality:
     first: str  # ISO dates of the fitting period
     last: str
     outdoor_range_c: tuple[float, float]
+    parameters: int | None = None  # p: the design's rank; None in files from before it was kept
+    autocorrelation: float | None = None  # lag-1, of consecutive hours' residuals
+
+    def residuals(self) -> Residuals | None:
+        """The fit's error as Guideline 14 counts it (CV(RMSE) over n - p), for the savings' uncertainty."""
+        n, p = self.samples, self.parameters
+        if p is None or self.autocorrelation is None or n <= p:
+            return None
+        return Residuals(n, p, self.cv_rmse * (n / (n - p)) ** 0.5, self.autocorrelation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +137,7 @@ def fit_towt(samples: Iterable[HourSample], hours: OpeningHours) -> TowtBaseline
         raise ValueError(f"{len(data)} hours of data: a baseline needs at least a week, better two or more")
     x = np.array([_row(hours, s) for s in data])
     y = np.array([s.demand_kw for s in data])
-    coefficients, *_ = np.linalg.lstsq(x, y, rcond=None)
+    coefficients, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
     seen = x[:, :48].sum(axis=0) > 0
     fitted = x @ coefficients
     mean = float(y.mean())
@@ -144,8 +156,21 @@ def fit_towt(samples: Iterable[HourSample], hours: OpeningHours) -> TowtBaseline
         first=min(s.local for s in data).date().isoformat(),
         last=max(s.local for s in data).date().isoformat(),
         outdoor_range_c=(min(outdoor), max(outdoor)),
+        parameters=int(rank),
+        autocorrelation=_lag1_autocorrelation([s.local for s in data], y - fitted),
     )
     return TowtBaseline(intercepts, slopes, hours, quality)
+
+
+def _lag1_autocorrelation(hours: list[datetime], residuals: np.ndarray) -> float:
+    """sum(e_t e_t+1) / sum(e_t^2) over the pairs of samples an hour apart (a gap breaks the chain)."""
+    order = sorted(range(len(hours)), key=hours.__getitem__)
+    pairs = [(a, b) for a, b in pairwise(order) if hours[b] - hours[a] == timedelta(hours=1)]
+    energy = float(np.sum(residuals**2))
+    if not pairs or energy == 0:
+        return 0.0
+    lagged = sum(float(residuals[a] * residuals[b]) for a, b in pairs)
+    return lagged / energy * len(hours) / len(pairs)
 
 
 def load_towt(path: Path, hours: OpeningHours) -> TowtBaseline:
@@ -162,6 +187,8 @@ def load_towt(path: Path, hours: OpeningHours) -> TowtBaseline:
         quality = FitQuality(
             int(q["samples"]), float(q["cv_rmse"]), float(q["nmbe"]), str(q["first"]), str(q["last"]),
             (float(q["outdoor_range_c"][0]), float(q["outdoor_range_c"][1])),
+            None if q.get("parameters") is None else int(q["parameters"]),
+            None if q.get("autocorrelation") is None else float(q["autocorrelation"]),
         )  # fmt: skip
     except OSError as error:
         raise ModelError(str(path), f"cannot read: {error.strerror}") from None

@@ -5,7 +5,9 @@ been without control. Both are integrated over the same steps only (a step witho
 in `hours_without_baseline`, in neither total), split at the clock-aligned 15-minute intervals the tariff
 bills, so `avoided = baseline - actual` compares like with like. A day closes at local midnight and its
 report goes out once; `today()` is the open day so far. Month-to-date peaks give the demand charge avoided.
-A day the agent was not running throughout says so in `hours_covered`.
+A day the agent was not running throughout says so in `hours_covered`. The avoided energy carries its
+uncertainty at 68% and 90% confidence (ASHRAE Guideline 14, uncertainty.py) from the baseline fit's
+residuals, and whether it is within the baseline's noise.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
-from edge_agent.control.savings.baseline import Baseline
+from edge_agent.control.savings.baseline import Baseline, TowtBaseline
 from edge_agent.control.savings.tariff import GRID_EMISSION_FACTOR, EmissionFactor, Tariff, tariff_for, to_kst
+from edge_agent.control.savings.uncertainty import Residuals, SavingsUncertainty, savings_uncertainty
 
 INTERVAL = timedelta(minutes=15)
 
@@ -45,6 +48,7 @@ class DailySavings:
     actual: Totals
     baseline: Totals
     avoided: Totals  # baseline - actual
+    uncertainty: SavingsUncertainty | None  # of avoided energy; None: the baseline has no residual stats
     month_peak_kw: float  # month to date, metered
     month_baseline_peak_kw: float
     demand_charge_avoided_krw: float  # (baseline - metered) month-to-date peak x the demand rate
@@ -96,9 +100,14 @@ class SavingsTracker:
         *,
         tariff_for: Callable[[date], Tariff] = tariff_for,
         emission_factor: EmissionFactor = GRID_EMISSION_FACTOR,
+        residuals: Residuals | None = None,
     ) -> None:
+        """`residuals`: the baseline fit's, for the savings' uncertainty (default: a TOWT baseline's own)."""
         self._gateway = gateway
         self._baseline = baseline
+        if residuals is None and isinstance(baseline, TowtBaseline):
+            residuals = baseline.quality.residuals()
+        self._residuals = residuals
         self._tariff_for = tariff_for
         self._factor = emission_factor
         self._day: _Day | None = None
@@ -151,6 +160,7 @@ class SavingsTracker:
             max(earlier_baseline, baseline.peak_kw),
         )
         tariff = self._tariff_for(day.day)
+        avoided_kwh = baseline.energy_kwh - actual.energy_kwh
         return DailySavings(
             gateway=self._gateway,
             day=day.day,
@@ -161,11 +171,14 @@ class SavingsTracker:
             actual=actual,
             baseline=baseline,
             avoided=Totals(
-                baseline.energy_kwh - actual.energy_kwh,
+                avoided_kwh,
                 baseline.peak_kw - actual.peak_kw,
                 baseline.energy_cost_krw - actual.energy_cost_krw,
                 baseline.emissions_t - actual.emissions_t,
             ),
+            uncertainty=None
+            if self._residuals is None
+            else savings_uncertainty(self._residuals, baseline.energy_kwh, avoided_kwh, day.covered_s / 3600),
             month_peak_kw=month_peak,
             month_baseline_peak_kw=month_baseline_peak,
             demand_charge_avoided_krw=(month_baseline_peak - month_peak) * tariff.demand_krw_per_kw_month,
