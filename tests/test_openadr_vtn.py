@@ -8,18 +8,25 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from io import StringIO
+from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 from openleadr import OpenADRServer
+from rich.console import Console
 
+from edge_agent.cli import local as cli_local
 from edge_agent.clock import WallClock
+from edge_agent.config import parse_config
 from edge_agent.config.openadr import OpenAdrConfig
 from edge_agent.control.settings import ControlMode, ControlSettings
 from edge_agent.demand_response.schedule import DemandResponse
 from edge_agent.demand_response.signals import Levels
 from edge_agent.demand_response.ven import Ven
-from tests.support import async_wait_until, free_port, in_background
+from edge_agent.service.local_socket import request, socket_path
+from tests.support import Broker, async_wait_until, free_port, in_background, running_agent
 
 pytestmark = [
     pytest.mark.integration,
@@ -163,3 +170,46 @@ async def test_with_control_off_the_gateway_opts_out_and_keeps_its_target(vtn: V
         assert event.opt == "optOut"
         assert event.reason == "control is off"
     assert any(e.get("reason") == "control is off" for e in site.sent), site.sent
+
+
+async def test_the_agent_answers_the_vtn_shows_the_event_and_tells_central(
+    vtn: Vtn, broker: Broker, tmp_path: Path
+) -> None:
+    """The whole agent with [openadr] but no [control] points: it registers, opts out saying why, `status`
+    lists the event with the reason, and central hears it on `.../events`."""
+    config = parse_config(
+        f'[gateway]\nid = "gw-dr"\nsocket = "{tmp_path}/agent.sock"\n'
+        f'[buffer]\npath = "{tmp_path}/buffer.db"\n'
+        f'[mqtt]\nurl = "{broker.url}"\n'
+        f'[openadr]\nvtn_url = "{vtn.url}"\nven_name = "gw-dr"\n',
+        "agent.toml",
+    )
+    events: list[dict[str, Any]] = []
+    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="central") as central:
+        await central.subscribe("edge/gw-dr/events", qos=1)
+
+        async def collect() -> None:
+            async for message in central.messages:
+                assert isinstance(message.payload, bytes)
+                events.append(json.loads(message.payload))
+
+        async with in_background(collect()), running_agent(config) as agent:
+            assert agent.ven is not None
+            ven = agent.ven
+            await async_wait_until(lambda: ven.response.registered, 20, "the VTN to register the agent")
+            event_id = vtn.event(payload=1, starts_in_s=60, lasts_s=60)
+            await async_wait_until(lambda: bool(vtn.opts), 10, "the agent's answer to the event")
+            assert vtn.opts == [(event_id, "optOut")]
+
+            ask = b'{"id": "t", "command": "status", "args": {}}'
+            reply = json.loads(await request(socket_path(config), ask, 10))
+            printed = StringIO()
+            console = Console(file=printed, width=300, markup=False)
+            cli_local._print_status(reply["result"], datetime.now(UTC), console)
+            assert f"event {event_id}: pending" in printed.getvalue()
+            assert "optOut (no [control] points configured: nothing to shed with)" in printed.getvalue()
+
+            def told() -> bool:
+                return any(e["kind"] == "demand_response" and event_id in e["message"] for e in events)
+
+            await async_wait_until(told, 10, "central to hear of the event")

@@ -88,14 +88,14 @@ class DemandResponse:
         if plan.cancelled:
             self._emit(f"event {plan.event_id} cancelled by the VTN", reason=None)
             return self.opts.get(plan.event_id, (OPT_IN, None))[0]
-        reason = plan.refusal or self._cannot_shed() or self._outside_limits(plan)
+        reason = self._cannot_shed() or plan.refusal or self._outside_limits(plan)
         opt = OPT_OUT if reason else OPT_IN
         self.opts[plan.event_id] = (opt, reason)
         window = f"{_iso(plan.start)} to {_iso(plan.end)}"
         targets = sorted({w.target_kw for w in plan.windows if w.target_kw is not None})
-        what = ", ".join(f"{t:.1f}" for t in targets) or "none"
+        what = ", ".join(f"{t:.1f}" for t in targets) + " kW" if targets else "none"
         self._emit(
-            f"event {plan.event_id} (modification {plan.modification}) {window}: target {what} kW, {opt}",
+            f"event {plan.event_id} (modification {plan.modification}) {window}: target {what}, {opt}",
             reason=reason,
             value=targets[0] if targets else None,
         )

@@ -61,15 +61,14 @@ def plan_event(event: Mapping[str, Any], levels: Levels, reference_kw: float | N
     if signal is None:
         names = ", ".join(f"{s.get('signal_name')}/{s.get('signal_type')}" for s in signals) or "none"
         return EventPlan(event_id, modification, cancelled, (), f"no signal this gateway follows ({names})")
-    windows = []
+    windows, refusals = [], []
     for interval in signal.get("intervals") or []:
         start: datetime = interval["dtstart"]
         end = start + (interval.get("duration") or timedelta(0))
         target, refusal = _target(signal, float(interval["signal_payload"]), levels, reference_kw)
-        if refusal is not None:
-            return EventPlan(event_id, modification, cancelled, (), refusal)
-        windows.append(Window(start, end, target))
-    return EventPlan(event_id, modification, cancelled, tuple(windows), None)
+        windows.append(Window(start, end, target))  # a refused window keeps its times: status shows them
+        refusals += [] if refusal is None else [refusal]
+    return EventPlan(event_id, modification, cancelled, tuple(windows), refusals[0] if refusals else None)
 
 
 def _target(
