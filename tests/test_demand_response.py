@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from edge_agent.clock import WallClock
 from edge_agent.config import ConfigError, parse_config
+from edge_agent.config.openadr import OpenAdrConfig
 from edge_agent.control.settings import ControlMode, ControlSettings
 from edge_agent.demand_response.schedule import DemandResponse
 from edge_agent.demand_response.signals import Levels, plan_event
+from edge_agent.demand_response.ven import Ven
+from edge_agent.errors import StartupError
 
 T0 = datetime(2026, 8, 5, 5, 0, tzinfo=UTC)  # 14:00 in Seoul
 FRACTIONS = Levels("fraction", (0.9, 0.8, 0.7))
@@ -222,7 +227,7 @@ def test_the_openadr_section_is_optional_and_read_as_written() -> None:
     ("lines", "problem"),
     [
         ('vtn_url = "ftp://vtn"', "openadr.vtn_url: expected https://HOST[:PORT]/PATH"),
-        ('cert_file = "ven.pem"', "openadr: cert_file and key_file go together"),
+        ('cert_file = "ven.pem"', "openadr: cert_file, key_file and ca_file go together"),
         (
             "level_fractions = [0.9]\nlevel_kw = [400.0]",
             "openadr: level_fractions and level_kw",
@@ -243,3 +248,17 @@ def test_openadr_mistakes_name_the_key(lines: str, problem: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(text, "t.toml")
     assert any(p.startswith(problem) for p in error.value.problems), error.value.problems
+
+
+def test_a_certificate_that_cannot_be_read_stops_the_agent_at_start_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "ven.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    config = OpenAdrConfig(
+        vtn_url="https://vtn.example/OpenADR2/Simple/2.0b",
+        ven_name="gw",
+        cert_file=tmp_path / "ven.pem",
+        key_file=tmp_path / "missing.key",
+        ca_file=tmp_path / "ven.pem",
+    )
+    with pytest.raises(StartupError, match=r"\[openadr\] key_file: cannot read .*missing.key") as error:
+        Ven(config, Site().response, WallClock())
+    assert not error.value.restart_helps  # exit 2: an operator must fix it

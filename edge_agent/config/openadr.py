@@ -27,7 +27,7 @@ class OpenAdrConfig(Strict):
     """The gateway's client certificate (PEM) for TLS and message signing, with key_file."""
     key_file: Path | None = None
     ca_file: Path | None = None
-    """The CA that signed the VTN's certificate."""
+    """The CA that signed the VTN's certificate (with cert_file: openleadr checks the VTN against it)."""
     vtn_fingerprint: str | None = None
     """The VTN certificate's fingerprint: messages not signed by it are ignored."""
     poll_interval_s: Annotated[float, Field(ge=1, le=86400)] | None = None
@@ -49,8 +49,8 @@ class OpenAdrConfig(Strict):
 
     @model_validator(mode="after")
     def _pieces(self) -> OpenAdrConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
+        if not (self.cert_file is None) == (self.key_file is None) == (self.ca_file is None):
+            raise ValueError("cert_file, key_file and ca_file go together")
         if self.cert_file is not None and urlsplit(self.vtn_url).scheme != "https":
             raise ValueError("cert_file and key_file need an https:// vtn_url")
         if self.level_fractions is not None and self.level_kw is not None:
