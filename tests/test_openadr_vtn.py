@@ -4,7 +4,9 @@ the 15-minute demand and the reduction against the pre-event baseline reach the 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,9 +60,8 @@ class Vtn:
         return event_id
 
 
-@pytest.fixture
-async def vtn() -> AsyncIterator[Vtn]:
-    port = free_port()
+def openleadr_vtn(port: int) -> Vtn:
+    """openleadr's VTN on loopback `port`, answering as a utility's would; started by the caller."""
     server = OpenADRServer(
         vtn_id="TEST_VTN",
         http_host="127.0.0.1",
@@ -91,11 +92,17 @@ async def vtn() -> AsyncIterator[Vtn]:
 
     server.add_handler("on_create_party_registration", on_create_party_registration)
     server.add_handler("on_register_report", on_register_report)
-    await server.run()
+    return running
+
+
+@pytest.fixture
+async def vtn() -> AsyncIterator[Vtn]:
+    running = openleadr_vtn(free_port())
+    await running.server.run()
     try:
         yield running
     finally:
-        await server.stop()
+        await running.server.stop()
 
 
 @dataclass
@@ -106,7 +113,7 @@ class Site:
     power_kw: float = 450.0
     sent: list[dict[str, Any]] = field(default_factory=list)
 
-    def response(self, vtn_url: str, month_peak_kw: float = 400.0) -> Ven:
+    def response(self, vtn_url: str, month_peak_kw: float = 400.0, retry_s: float = 5.0) -> Ven:
         config = OpenAdrConfig(vtn_url=vtn_url, ven_name="gw-test", level_fractions=[0.9, 0.8, 0.7])
         kind, targets = config.levels()
         response = DemandResponse(
@@ -119,7 +126,7 @@ class Site:
             control_configured=True,
             send_event=lambda payload: self.sent.append(json.loads(payload)),
         )
-        return Ven(config, response, WallClock())
+        return Ven(config, response, WallClock(), retry_s)
 
 
 def _state(ven: Ven, event_id: str) -> str | None:
@@ -173,10 +180,11 @@ async def test_with_control_off_the_gateway_opts_out_and_keeps_its_target(vtn: V
 
 
 async def test_the_agent_answers_the_vtn_shows_the_event_and_tells_central(
-    vtn: Vtn, broker: Broker, tmp_path: Path
+    vtn: Vtn, broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The whole agent with [openadr] but no [control] points: it registers, opts out saying why, `status`
-    lists the event with the reason, and central hears it on `.../events`."""
+    lists the event with the reason, and central hears it on `.../events`. With no meter it sends the VTN
+    no (empty) report, which openleadr's VTN would fail on."""
     config = parse_config(
         f'[gateway]\nid = "gw-dr"\nsocket = "{tmp_path}/agent.sock"\n'
         f'[buffer]\npath = "{tmp_path}/buffer.db"\n'
@@ -213,3 +221,24 @@ async def test_the_agent_answers_the_vtn_shows_the_event_and_tells_central(
                 return any(e["kind"] == "demand_response" and event_id in e["message"] for e in events)
 
             await async_wait_until(told, 10, "central to hear of the event")
+            await asyncio.sleep(6)  # a report period (5 s) passes
+    assert vtn.reports == {}
+    failures = [r.getMessage() for r in caplog.records if r.name == "openleadr" and r.levelno >= logging.ERROR]
+    assert not failures
+
+
+async def test_a_vtn_away_at_start_is_retried_until_it_registers_the_gateway() -> None:
+    port = free_port()
+    site = Site(ControlSettings(ControlMode.ACTIVE, 500.0, (1.0, 100_000.0)))
+    late = openleadr_vtn(port)
+    ven = site.response(late.url, retry_s=0.5)
+    async with in_background(ven.run()) as running:
+        await async_wait_until(lambda: ven.client is not None, 10, "a first registration attempt")
+        await asyncio.sleep(1.0)  # nobody listens: attempts fail, the task carries on
+        assert not running.done()
+        assert not ven.response.registered
+        await late.server.run()
+        try:
+            await async_wait_until(lambda: ven.response.registered, 30, "registration once the VTN is up")
+        finally:
+            await late.server.stop()

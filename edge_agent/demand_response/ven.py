@@ -32,8 +32,11 @@ FASTEST, SLOWEST = timedelta(seconds=5), timedelta(minutes=15)  # the sampling r
 
 
 class Ven:
-    def __init__(self, config: OpenAdrConfig, response: DemandResponse, clock: Clock) -> None:
+    def __init__(
+        self, config: OpenAdrConfig, response: DemandResponse, clock: Clock, retry_s: float = 5.0
+    ) -> None:
         self.config, self.response, self._clock = config, response, clock
+        self._retry_s = retry_s  # the first retry's backoff; at most 300 s
         self.client: Any = None  # the openleadr client of the current registration
         for name in ("cert_file", "key_file", "ca_file"):  # an operator's mistake: said at start
             path = getattr(config, name)
@@ -57,12 +60,15 @@ class Ven:
     async def _ticking(self) -> None:
         while True:
             now = self._clock.now()
-            self.response.tick(now)
-            self.response.forget_done(now)
+            try:
+                self.response.tick(now)
+                self.response.forget_done(now)
+            except Exception as exc:  # logged: demand response must not stop the agent
+                log.error("demand response: tick failed", error=repr(exc))  # noqa: TRY400
             await asyncio.sleep(TICK_S)
 
     async def _registered(self) -> None:
-        backoff = Backoff(base_s=5.0, cap_s=300.0)
+        backoff = Backoff(base_s=self._retry_s, cap_s=300.0)
         while True:
             self.client = client = self._new_client()
             try:
@@ -73,6 +79,8 @@ class Ven:
                     log.info("openadr: registered", vtn=self.config.vtn_url, ven_id=client.ven_id)
                     await asyncio.Event().wait()  # the client polls on its own scheduler until cancelled
                 log.warning("openadr: the VTN did not register this gateway", vtn=self.config.vtn_url)
+            except Exception as exc:  # a VTN's fault never stops the agent: retried
+                log.error("openadr: registration failed", vtn=self.config.vtn_url, error=repr(exc))  # noqa: TRY400
             finally:
                 self.response.registered = False
                 await _stop(client)
@@ -91,6 +99,14 @@ class Ven:
             show_fingerprint=False,
             disable_signature=config.cert_file is None,
         )
+        send_report = client.update_report
+
+        async def update_report(report_request_id: str) -> None:
+            if self.response.demand_kw() is None:  # nothing measured yet: an empty report, a VTN may refuse
+                return
+            await send_report(report_request_id)
+
+        client.update_report = update_report  # what openleadr's report jobs call, looked up on the client
         client.add_handler("on_event", self._on_event)
         client.add_handler("on_update_event", self._on_event)
         values = {DEMAND_RID: self.response.demand_kw, REDUCTION_RID: self.response.reduction_kw}
