@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -22,6 +23,8 @@ from edge_agent.errors import StartupError
 with warnings.catch_warnings():  # signxml names DSA keys in its type hints; cryptography deprecates DSA
     warnings.filterwarnings("ignore", "DSA is deprecated")
     from openleadr import OpenADRClient, objects
+
+logging.getLogger("openleadr").setLevel(logging.WARNING)  # its INFO is every poll and report: noise here
 
 log = structlog.get_logger("edge_agent.demand_response")
 
