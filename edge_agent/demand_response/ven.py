@@ -29,6 +29,7 @@ logging.getLogger("openleadr").setLevel(logging.WARNING)  # its INFO is every po
 log = structlog.get_logger("edge_agent.demand_response")
 
 TICK_S = 1.0  # how often the schedule looks at the clock and the meter
+REGISTRATION_CHECK_S = 5.0  # how often the registration is checked for a cancellation by the VTN
 REPORT_ID = "edge-agent-demand"  # the report's specifier id: stable across restarts
 DEMAND_RID, REDUCTION_RID = "demand_15min", "reduction"  # the report's data points (also its resources)
 FASTEST, SLOWEST = timedelta(seconds=5), timedelta(minutes=15)  # the sampling rates the VTN may ask for
@@ -73,20 +74,26 @@ class Ven:
     async def _registered(self) -> None:
         backoff = Backoff(base_s=self._retry_s, cap_s=300.0)
         while True:
-            self.client = client = self._new_client()
+            client = None
             try:
+                self.client = client = self._new_client()
                 await client.run()  # registration, report registration, first poll; then its scheduler polls
                 if client.registration_id:
                     self.response.registered = True
                     self._set_poll_interval(client)
                     log.info("openadr: registered", vtn=self.config.vtn_url, ven_id=client.ven_id)
-                    await asyncio.Event().wait()  # the client polls on its own scheduler until cancelled
-                log.warning("openadr: the VTN did not register this gateway", vtn=self.config.vtn_url)
+                    backoff.reset()
+                    while client.registration_id:  # noqa: ASYNC110 - openleadr sets no event; the VTN may cancel it
+                        await asyncio.sleep(REGISTRATION_CHECK_S)
+                    log.warning("openadr: the VTN cancelled the registration", vtn=self.config.vtn_url)
+                else:
+                    log.warning("openadr: the VTN did not register this gateway", vtn=self.config.vtn_url)
             except Exception as exc:  # a VTN's fault never stops the agent: retried
                 log.error("openadr: registration failed", vtn=self.config.vtn_url, error=repr(exc))  # noqa: TRY400
             finally:
                 self.response.registered = False
-                await _stop(client)
+                if client is not None:
+                    await _stop(client)
             await asyncio.sleep(backoff.next_delay())
 
     def _new_client(self) -> Any:
