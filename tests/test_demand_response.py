@@ -111,6 +111,7 @@ def test_explicit_kilowatt_levels_need_no_peak() -> None:
 def test_a_signal_not_followed_or_a_peak_not_known_is_a_refusal_that_says_so() -> None:
     price = plan_event(event(signal=("ELECTRICITY_PRICE", "price")), FRACTIONS, 400.0)
     assert price.refusal == "no signal this gateway follows (ELECTRICITY_PRICE/price)"
+    assert (price.start, price.end) == (T0, T0 + timedelta(hours=1))  # its window still shown in status
     unknown = plan_event(event(), FRACTIONS, None)
     assert unknown.refusal == "SIMPLE level 2: this month's peak is not known yet"
 

@@ -60,7 +60,8 @@ def plan_event(event: Mapping[str, Any], levels: Levels, reference_kw: float | N
     signal = next((s for s in signals if (s.get("signal_name"), s.get("signal_type")) in SIGNALS), None)
     if signal is None:
         names = ", ".join(f"{s.get('signal_name')}/{s.get('signal_type')}" for s in signals) or "none"
-        return EventPlan(event_id, modification, cancelled, (), f"no signal this gateway follows ({names})")
+        unfollowed = f"no signal this gateway follows ({names})"
+        return EventPlan(event_id, modification, cancelled, _active_period(event), unfollowed)
     windows, refusals = [], []
     for interval in signal.get("intervals") or []:
         start: datetime = interval["dtstart"]
@@ -69,6 +70,15 @@ def plan_event(event: Mapping[str, Any], levels: Levels, reference_kw: float | N
         windows.append(Window(start, end, target))  # a refused window keeps its times: status shows them
         refusals += [] if refusal is None else [refusal]
     return EventPlan(event_id, modification, cancelled, tuple(windows), refusals[0] if refusals else None)
+
+
+def _active_period(event: Mapping[str, Any]) -> tuple[Window, ...]:
+    """The event's whole window, without a target (for an event whose signals are not followed)."""
+    period = event.get("active_period") or {}
+    start: datetime | None = period.get("dtstart")
+    if start is None:
+        return ()
+    return (Window(start, start + (period.get("duration") or timedelta(0)), None),)
 
 
 def _target(
