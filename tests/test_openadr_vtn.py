@@ -5,6 +5,7 @@ the 15-minute demand and the reduction against the pre-event baseline reach the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,8 @@ from typing import Any
 import aiomqtt
 import pytest
 from openleadr import OpenADRServer
+from openleadr.service.vtn_service import VTNService
+from openleadr.utils import certificate_fingerprint
 from rich.console import Console
 
 from edge_agent.cli import local as cli_local
@@ -28,6 +31,7 @@ from edge_agent.demand_response.schedule import DemandResponse
 from edge_agent.demand_response.signals import Levels
 from edge_agent.demand_response.ven import Ven
 from edge_agent.service.local_socket import request, socket_path
+from tests.openadr_pki import make_pki
 from tests.support import Broker, async_wait_until, free_port, in_background, running_agent
 
 pytestmark = [
@@ -60,8 +64,9 @@ class Vtn:
         return event_id
 
 
-def openleadr_vtn(port: int) -> Vtn:
-    """openleadr's VTN on loopback `port`, answering as a utility's would; started by the caller."""
+def openleadr_vtn(port: int, **tls: Any) -> Vtn:
+    """openleadr's VTN on loopback `port`, answering as a utility's would; started by the caller. `tls`:
+    the server's certificate arguments."""
     server = OpenADRServer(
         vtn_id="TEST_VTN",
         http_host="127.0.0.1",
@@ -69,8 +74,10 @@ def openleadr_vtn(port: int) -> Vtn:
         http_path_prefix=PREFIX,
         requested_poll_freq=timedelta(seconds=1),
         show_fingerprint=False,
+        **tls,
     )
-    running = Vtn(server, f"http://127.0.0.1:{port}{PREFIX}")
+    scheme = "https" if tls else "http"
+    running = Vtn(server, f"{scheme}://127.0.0.1:{port}{PREFIX}")
 
     async def on_create_party_registration(info: dict[str, Any]) -> tuple[str, str]:
         return VEN_ID, "registration-1"
@@ -113,8 +120,8 @@ class Site:
     power_kw: float = 450.0
     sent: list[dict[str, Any]] = field(default_factory=list)
 
-    def response(self, vtn_url: str, month_peak_kw: float = 400.0, retry_s: float = 5.0) -> Ven:
-        config = OpenAdrConfig(vtn_url=vtn_url, ven_name="gw-test", level_fractions=[0.9, 0.8, 0.7])
+    def response(self, vtn_url: str, month_peak_kw: float = 400.0, retry_s: float = 5.0, **tls: Any) -> Ven:
+        config = OpenAdrConfig(vtn_url=vtn_url, ven_name="gw-test", level_fractions=[0.9, 0.8, 0.7], **tls)
         kind, targets = config.levels()
         response = DemandResponse(
             "gw-test",
@@ -242,3 +249,44 @@ async def test_a_vtn_away_at_start_is_retried_until_it_registers_the_gateway() -
             await async_wait_until(lambda: ven.response.registered, 30, "registration once the VTN is up")
         finally:
             await late.server.stop()
+
+
+async def test_over_tls_with_signed_messages_the_gateway_registers_and_opts_in(tmp_path: Path) -> None:
+    """cert_file, key_file, ca_file and vtn_fingerprint as a utility's VTN wants them: mutual TLS, and every
+    message signed (the VTN checks the gateway's fingerprint; the gateway checks the VTN's)."""
+    pki = make_pki(tmp_path)
+    ven_fingerprint = certificate_fingerprint(pki.ven_cert.read_text())
+
+    def ven_lookup(ven_id: str) -> dict[str, str]:
+        return {"ven_id": ven_id, "ven_name": "gw-test", "fingerprint": ven_fingerprint,
+                "registration_id": "registration-1"}  # fmt: skip
+
+    vtn = openleadr_vtn(
+        free_port(),
+        cert=str(pki.vtn_cert),
+        key=str(pki.vtn_key),
+        http_cert=str(pki.vtn_cert),
+        http_key=str(pki.vtn_key),
+        http_ca_file=str(pki.ca),
+        ven_lookup=ven_lookup,
+    )
+    site = Site(ControlSettings(ControlMode.ACTIVE, 500.0, (1.0, 100_000.0)))
+    ven = site.response(
+        vtn.url,
+        cert_file=pki.ven_cert,
+        key_file=pki.ven_key,
+        ca_file=pki.ca,
+        vtn_fingerprint=certificate_fingerprint(pki.vtn_cert.read_text()),
+    )
+    await vtn.server.run()
+    try:
+        async with in_background(ven.run()):
+            await async_wait_until(lambda: ven.response.registered, 20, "the VTN to register the gateway")
+            event_id = vtn.event(payload=1, starts_in_s=60, lasts_s=60)
+            await async_wait_until(lambda: bool(vtn.opts), 10, "the gateway's answer to the event")
+            assert vtn.opts == [(event_id, "optIn")]
+            await async_wait_until(lambda: bool(vtn.reports.get("demand_15min")), 15, "a report at the VTN")
+    finally:
+        await vtn.server.stop()
+        with contextlib.suppress(AttributeError):  # openleadr keeps the lookup on a class: not for the next
+            del VTNService.ven_lookup
