@@ -144,6 +144,24 @@ def _print_status(status: dict[str, Any], now: datetime, console: Console) -> No
     held = f"; {clock['held']} readings held until it is set" if clock["held"] else ""
     console.print(f"clock: {clock['state']}{held}")
     _print_control(status["control"], console)
+    if status.get("demand_response"):
+        _print_demand_response(status["demand_response"], console)
+
+
+def _print_demand_response(state: dict[str, Any], console: Console) -> None:
+    """[openadr]: the VTN, and each event pending, active or recently done, with our answer."""
+    registered = "registered" if state["registered"] else "not registered"
+    line = f"demand response: {registered} with {state['vtn']}"
+    if state["reduction_kw"] is not None:
+        line += (
+            f"; reducing {state['reduction_kw']:.1f} kW against a baseline of {state['baseline_kw']:.1f} kW"
+        )
+    console.print(line)
+    for event in state["events"]:
+        window = f"{_clock_time(event['start'])} to {_clock_time(event['end'])}" if event["start"] else ""
+        target = "" if event["target_kw"] is None else f", target {event['target_kw']:.1f} kW"
+        why = f" ({event['reason']})" if event["reason"] else ""
+        console.print(f"  event {event['event_id']}: {event['state']} {window}{target}, {event['opt']}{why}")
 
 
 def _print_control(state: dict[str, Any], console: Console) -> None:

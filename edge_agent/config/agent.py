@@ -24,6 +24,7 @@ from edge_agent.config.devices import (
     ModbusDevice,
     ModbusRtuDevice,
 )
+from edge_agent.config.openadr import OpenAdrConfig
 from edge_agent.config.profiles import expand
 from edge_agent.errors import ConfigError
 from edge_agent.signing import load_public_key
@@ -201,6 +202,7 @@ class AgentConfig(Strict):
     bacnet: BacnetConfig = BacnetConfig()
     control: ControlConfig = ControlConfig()
     commands: CommandsConfig = CommandsConfig()
+    openadr: OpenAdrConfig | None = None  # demand response from a utility's VTN
     log: LogConfig = LogConfig()
     devices: list[Device] = Field(default_factory=list)
     pollers: list[PollerConfig] = Field(default_factory=list)

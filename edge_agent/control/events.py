@@ -8,7 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-EventKind = Literal["decision", "write", "release", "fallback", "recovered", "operator", "mode", "error"]
+EventKind = Literal[
+    "decision", "write", "release", "fallback", "recovered", "operator", "mode", "error", "demand_response"
+]
 
 
 class ControlEvent(BaseModel):

@@ -27,6 +27,7 @@ from edge_agent.control.loop import ControlLoop, ControlStatus
 from edge_agent.control.recovery import Recovery
 from edge_agent.control.savings.ledger import SAVINGS_LEDGER, SavingsLedger
 from edge_agent.control.settings import ControlSettings
+from edge_agent.demand_response.schedule import DemandResponseStatus
 from edge_agent.errors import ShutdownIncomplete
 from edge_agent.protocols.bacnet.app import BacnetApplication
 from edge_agent.protocols.bacnet.client import BacnetClient, local_stack
@@ -36,6 +37,7 @@ from edge_agent.protocols.base import ProtocolClient
 from edge_agent.protocols.modbus.client import ModbusClient
 from edge_agent.protocols.modbus.link import ModbusLink, link_for
 from edge_agent.service.control_setup import agent_control_setup, control_settings
+from edge_agent.service.demand_response_setup import demand_response_ven
 from edge_agent.service.local_socket import serving, socket_path
 from edge_agent.service.points import CentralWrites, DevicePoints
 from edge_agent.service.sdnotify import Heartbeats, Notifier, keep_alive
@@ -65,6 +67,7 @@ class AgentStatus:
     uplink: UplinkStatistics
     clock: ClockStatistics
     control: ControlStatus | ControlSettings  # the loop's status when [control] is configured
+    demand_response: DemandResponseStatus | None = None  # with [openadr]: the VTN's events
 
 
 def _subscribe(device: ModbusDevice | BacnetDevice) -> Subscribe | None:
@@ -165,6 +168,14 @@ class Agent:
                 journal=self.journal,
                 stored=devices.stored,
             )
+        self.ven = demand_response_ven(  # [openadr]: a utility's events set the demand target
+            config,
+            self.control,
+            devices=devices,
+            controller=self.controller,
+            clock=self.clock,
+            send_event=self.uplink.send_event,
+        )
 
     def _client_factory(self, device: ModbusDevice | BacnetDevice) -> ClientFactory:
         if isinstance(device, BacnetDevice):
@@ -190,6 +201,7 @@ class Agent:
             self.uplink.statistics(),
             self.path.clock_guard.statistics(),
             self.control if self.controller is None else self.controller.status(),
+            None if self.ven is None else self.ven.response.status(),
         )
 
     # --- what central commands act on (commands.CommandHandlers), besides config, control and points ---
@@ -252,10 +264,13 @@ class Agent:
                 polls = [tasks.create_task(p.run(), name=f"poll {p.device.name}") for p in self.pollers]
                 control = self.controller
                 deciding = tasks.create_task(control.run(), name="control") if control else None
+                responding = tasks.create_task(self.ven.run(), name="openadr") if self.ven else None
                 await stop.wait()
                 notifier.stopping("stopping: releasing writes, committing the buffer")
                 for helper in (ticking, watchdog, ready):
                     helper.cancel()
+                if responding is not None:
+                    responding.cancel()  # demand response: the previous demand target back
                 if control is not None and deciding is not None:  # release while the devices are connected
                     deciding.cancel()
                     await asyncio.wait([deciding], timeout=SHUTDOWN_STEP_S)
