@@ -35,6 +35,7 @@ from edge_agent.control.rules import RuleBasedPolicy
 from edge_agent.control.savings.baseline import load_towt
 from edge_agent.control.savings.ledger import SavingsLedger
 from edge_agent.control.savings.tracker import DailySavings, SavingsTracker
+from edge_agent.control.schedule import FixedRate
 from edge_agent.control.settings import ControlMode, ControlSettings
 from edge_agent.control.setup import ControlSetup
 from edge_agent.errors import ModelError
@@ -77,6 +78,7 @@ class ControlStatus:
     backed_off: list[str]  # points an operator (a higher priority) holds: control keeps off them
     missing_inputs: list[str]  # stale or missing inputs: control holds nothing while any is listed
     savings_today: DailySavings | None  # against the baseline, so far today; None without a baseline
+    skipped_steps: int = 0  # slots of the fixed schedule passed without a decision (a step overran them)
 
 
 class ControlLoop:
@@ -111,6 +113,8 @@ class ControlLoop:
         )
         self.recovery = Recovery(self.actuator.journal, points, self.emit, stored)
         self._missing: list[str] = []
+        self._checked = False  # inputs checked by a step yet (before: status looks at them itself)
+        self.schedule = FixedRate(clock, setup.step_s)
         self._mode: ControlMode | None = None
         self.steps = 0
         self.last_decision: dict[str, float] | None = None
@@ -138,8 +142,9 @@ class ControlLoop:
             last_decision=self.last_decision,
             writes=sorted(held, key=lambda w: (w.point, w.holder)),
             backed_off=sorted(self.actuator.operator_held),
-            missing_inputs=list(self._missing),
+            missing_inputs=self._missing if self._checked else self.observe(self._clock.now()).missing(),
             savings_today=None if self.savings is None else self.savings.today(),
+            skipped_steps=self.schedule.skipped,
         )
 
     def emit(self, kind: EventKind, message: str, **fields: Any) -> None:
@@ -197,15 +202,22 @@ class ControlLoop:
                 self._send_savings(report)
 
     async def run(self) -> None:
-        """Decide every step until cancelled; the caller releases (stop())."""
+        """Decide at every slot of the fixed schedule until cancelled; the caller releases (stop())."""
         self.load_model()
         self.load_baseline()
         await self.recover()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._leases())
             while True:
+                skipped = self.schedule.skipped
+                await self.schedule.next()
+                if self.schedule.skipped > skipped:
+                    log.warning(
+                        "control steps skipped: the last step ran past its slot",
+                        skipped=self.schedule.skipped - skipped,
+                        since_start=self.schedule.skipped,
+                    )
                 await self.step()
-                await asyncio.sleep(self.setup.step_s / self._clock.speed)
 
     async def recover(self) -> None:
         """Give back what a previous run left held before the first step; what its device does not answer
@@ -250,6 +262,7 @@ class ControlLoop:
             await self.actuator.release_all("control switched off")
             return
         missing = observation.missing()
+        self._checked = True
         if missing != self._missing:
             self._missing = missing
             if missing:
