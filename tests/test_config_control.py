@@ -38,7 +38,7 @@ host = "10.0.0.21"
 instance = 1001
 points = [
   { name = "zone_temperature", object = "analog-input,1", unit = "degC" },
-  { name = "cooling_setpoint", object = "analog-value,2", unit = "degC", write_range = [24, 29] },
+  { name = "cool_sp", object = "analog-value,2", unit = "degC", write_range = [24, 29] },
 ]
 """
 
@@ -50,7 +50,7 @@ mode = "active"
 demand = "meter/total_power"
 outdoor_temperature = "plant/outdoor_air_temperature"
 plant_limit = "plant/demand_limit"
-zones = [{ name = "room1", temperature = "room1/zone_temperature", cooling_setpoint = "room1/cooling_setpoint" }]
+zones = [{ name = "room1", temperature = "room1/zone_temperature", cooling_setpoint = "room1/cool_sp" }]
 """
 
 
@@ -86,7 +86,7 @@ def test_a_control_that_cannot_decide_is_refused_naming_the_missing_field(
 
 
 def test_a_control_with_nothing_to_write_is_refused(tmp_path: Path) -> None:
-    control = without("plant_limit =").replace(', cooling_setpoint = "room1/cooling_setpoint"', "")
+    control = without("plant_limit =").replace(', cooling_setpoint = "room1/cool_sp"', "")
     result = runner.invoke(app, ["config", "check", str(site(tmp_path, control))])
     assert result.exit_code == 2, result.output
     assert "control.zones: mode 'active' has no knob to act through" in result.output
@@ -110,8 +110,8 @@ def test_a_site_with_setpoints_a_plant_limit_and_a_meter_is_told_its_knobs(tmp_p
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[1] == (
-        "control: active; its knobs: cooling_offset (room1/cooling_setpoint), plant_limit (plant/demand_limit),"
-        " precondition (room1/cooling_setpoint)"
+        "control: active; its knobs: cooling_offset (room1/cool_sp), plant_limit (plant/demand_limit),"
+        " precondition (room1/cool_sp)"
     )
     assert lines[2:] == [
         "  lacks heating_offset: needs zones[].heating_setpoint",
@@ -123,9 +123,9 @@ def test_a_site_with_setpoints_a_plant_limit_and_a_meter_is_told_its_knobs(tmp_p
     assert report["control"] == {
         "mode": "active",
         "knobs": {
-            "cooling_offset": ["room1/cooling_setpoint"],
+            "cooling_offset": ["room1/cool_sp"],
             "plant_limit": ["plant/demand_limit"],
-            "precondition": ["room1/cooling_setpoint"],
+            "precondition": ["room1/cool_sp"],
         },
         "missing_knobs": {
             "heating_offset": "zones[].heating_setpoint",

@@ -129,7 +129,7 @@ class ControlConfig(Strict):
         return self.demand is not None and bool(self.zones)
 
     def knobs(self) -> dict[str, list[str]]:
-        """Each knob (KNOB_NEEDS' order) with the 'device/point's it acts through; empty: the site lacks it."""
+        """Each knob (KNOB_NEEDS' order) with the 'device/point's it acts through; empty: the site lacks it"""
         zones = self.zones
         cooling = [z.cooling_setpoint for z in zones if z.cooling_setpoint]
         heating = [z.heating_setpoint for z in zones if z.heating_setpoint]
