@@ -4,14 +4,17 @@ that peak is known, and the peak survives a restart (a file beside the buffer)."
 
 from __future__ import annotations
 
+import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
+from rich.console import Console
 
 from edge_agent.acquisition.latest import LatestValues
+from edge_agent.cli import local as cli_local
 from edge_agent.clock import ManualClock
 from edge_agent.config.control import ControlConfig
 from edge_agent.control.calendar import OpeningHours
@@ -24,6 +27,7 @@ from edge_agent.control.peak_file import PeakFile
 from edge_agent.control.points import Holder
 from edge_agent.control.policy import NO_TARGET, ModelOrRules
 from edge_agent.control.rules import RuleBasedPolicy
+from edge_agent.control.settings import ControlMode
 from edge_agent.readings import Quality, Reading, utc_now
 from edge_agent.service.control_setup import control_settings, control_setup
 
@@ -214,3 +218,19 @@ def test_the_model_does_not_decide_without_a_target() -> None:
     assert policy.name == "rules"
     assert reasons == [NO_TARGET]
     assert decision.plant_limit == 100.0
+
+
+async def test_the_month_s_peak_is_learned_while_control_is_off_and_shown_by_status() -> None:
+    building = Building()
+    loop = control_loop(building)
+    loop.settings.mode = ControlMode.OFF  # commissioning: nothing decided, the demand still watched
+    await run_until(loop, building, NIGHT + timedelta(hours=19))
+    assert loop.steps == 0
+    assert loop.status().month_target_kw == 190.0
+    out = io.StringIO()
+    cli_local._print_control(asdict(loop.status()), Console(file=out, markup=False, width=200))
+    assert "target the month's open-hours peak, 190.0 kW" in out.getvalue()
+    fresh = control_loop(Building())
+    out = io.StringIO()
+    cli_local._print_control(asdict(fresh.status()), Console(file=out, markup=False, width=200))
+    assert "target none yet (the month's open-hours peak is not known)" in out.getvalue()
