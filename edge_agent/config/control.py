@@ -146,7 +146,7 @@ class ControlConfig(Strict):
 
     def cannot_act(self) -> list[str]:
         """Why control in mode shadow or active could never decide or never write, each naming its field
-        (none while off: a command switching it on later finds the same points missing in `status`)."""
+        (none while off; switched on by a command, `status` shows what it lacks)."""
         if self.mode == "off":
             return []
         mode = f"mode {self.mode!r}"
