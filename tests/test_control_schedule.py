@@ -165,9 +165,10 @@ async def test_on_a_fast_clock_the_loop_decides_once_per_step_of_building_time(s
     decided = [at for at in times if at <= end + timedelta(seconds=step_s / 2)]
     status = loop.status()
     # the first slot after START (the clock runs on while the loop starts) to the one at `end`
-    assert len(decided) >= slots - 3, f"{len(decided)} decisions in {slots} steps of building time"
-    assert slots - 1 <= len(decided) + status.skipped_steps <= slots + 1
-    assert status.skipped_steps <= 3
+    # (sleeping a step after each step, the loop made 48 of 60: a step's cost added to every period)
+    assert len(decided) >= slots - 6, f"{len(decided)} decisions in {slots} steps of building time"
+    assert slots - 1 <= len(decided) + status.skipped_steps <= slots + 1  # a slot is decided or skipped
+    assert status.skipped_steps <= 6  # only a stall of the (shared) test machine skips one
 
 
 async def test_before_its_first_step_status_names_the_missing_inputs_and_nothing_is_written() -> None:
