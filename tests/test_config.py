@@ -187,7 +187,14 @@ def test_plan_and_check_as_json(tmp_path: Path) -> None:
     assert meter["requests"] == [{"table": "input", "start": 52, "count": 2, "points": ["total_power"]}]
     assert (plan["points"], plan["requests"]) == (2, 2)
     check = json.loads(runner.invoke(app, ["config", "check", str(path), "--json"]).output)
-    assert check == {"file": str(path), "ok": True, "devices": 2, "points": 2, "pollers": check["pollers"]}
+    assert check == {
+        "file": str(path),
+        "ok": True,
+        "devices": 2,
+        "points": 2,
+        "pollers": check["pollers"],
+        "control": {"mode": "off", "knobs": {}, "missing_knobs": check["control"]["missing_knobs"]},
+    }
 
 
 def test_config_default_prints_a_file_that_checks(tmp_path: Path) -> None:

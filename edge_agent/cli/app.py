@@ -26,6 +26,7 @@ from edge_agent.cli import savings as cli_savings
 from edge_agent.cli.common import EXIT_CONFIG, EXIT_FAILURE, ConfigOption, JsonOption, echo_json, load_or_exit
 from edge_agent.clock import Clock, ScaledClock
 from edge_agent.config import BacnetDevice, builtin_config_text
+from edge_agent.config.control import KNOB_NEEDS
 from edge_agent.errors import ShutdownIncomplete, StartupError
 from edge_agent.service.gc_tuning import settle_after_startup
 
@@ -113,10 +114,33 @@ def config_check(
     settings = load_or_exit(path)
     devices, pollers = len(settings.devices), len(settings.pollers)
     points = sum(len(d.points) for d in settings.devices)
+    control = settings.control
+    knobs = control.knobs()
+    has = {knob: refs for knob, refs in knobs.items() if refs}
+    lacks = {knob: KNOB_NEEDS[knob] for knob, refs in knobs.items() if not refs}
     if as_json:
-        echo_json({"file": str(path), "ok": True, "devices": devices, "points": points, "pollers": pollers})
+        echo_json(
+            {
+                "file": str(path),
+                "ok": True,
+                "devices": devices,
+                "points": points,
+                "pollers": pollers,
+                "control": {"mode": control.mode, "knobs": has, "missing_knobs": lacks},
+            }
+        )
         return
     typer.echo(f"{path}: ok ({devices} devices, {points} points, {pollers} pollers)")
+    if control.mode == "off" and next(control.references(), None) is None:
+        typer.echo("control: off, no [control] points")
+        return
+    acts = ", ".join(
+        f"{knob} ({', '.join(refs) if len(refs) <= 2 else f'{len(refs)} points'})"
+        for knob, refs in has.items()
+    )
+    typer.echo(f"control: {control.mode}; its knobs: {acts or 'none'}")
+    for knob, needs in lacks.items():
+        typer.echo(f"  lacks {knob}: needs {needs}")
 
 
 @config_app.command("plan")

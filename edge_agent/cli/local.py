@@ -165,8 +165,14 @@ def _print_demand_response(state: dict[str, Any], console: Console) -> None:
 
 
 def _print_control(state: dict[str, Any], console: Console) -> None:
-    target = state.get("demand_target_kw")
-    line = f"control: {state['mode']}, target {'none' if target is None else f'{target:g} kW'}"
+    target, learned = state.get("demand_target_kw"), state.get("month_target_kw")
+    if target is not None:
+        aim = f"{target:g} kW"
+    elif learned is not None:
+        aim = f"the month's open-hours peak, {learned:.1f} kW"
+    else:
+        aim = "none" if "policy" not in state else "none yet (the month's open-hours peak is not known)"
+    line = f"control: {state['mode']}, target {aim}"
     if "policy" not in state:  # no [control] points configured: nothing to decide
         console.print(line + " (no [control] points configured)")
         return

@@ -254,6 +254,7 @@ class AgentConfig(Strict):
                     )
         problems += _same_addresses(self.devices)
         problems += _control_references(self.control, by_name)
+        problems += self.control.cannot_act()
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -15,10 +15,22 @@ from pydantic import AfterValidator, Field, model_validator
 
 from edge_agent.config.base import Strict
 from edge_agent.control.calendar import OpeningHours
-from edge_agent.control.limits import DEFAULT_LIMITS, MAX_OFFSET_K
+from edge_agent.control.limits import DEFAULT_LIMITS, KNOBS, MAX_OFFSET_K
 from edge_agent.signing import load_public_key
 
 DEFAULT_HOURS = OpeningHours()
+
+KNOB_NEEDS: dict[str, str] = {
+    "cooling_offset": "zones[].cooling_setpoint",
+    "heating_offset": "zones[].heating_setpoint",
+    "plant_limit": "plant_limit",
+    "fan_limit": "fan_limit",
+    "ventilation_limit": "ventilation_limit and a zones[].co2",  # without CO2: outdoor air at design
+    "lighting_floor": "zones[].dimming with zones[].illuminance",
+    "precondition": "zones[].cooling_setpoint or zones[].heating_setpoint",
+}
+"""What wires each knob of control.limits.KNOBS: the points control acts through."""
+assert list(KNOB_NEEDS) == list(KNOBS)
 
 PointRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}/[A-Za-z0-9_.-]{1,64}$")]
 """'device/point'."""
@@ -115,6 +127,40 @@ class ControlConfig(Strict):
     def configured(self) -> bool:
         """True when control has what it needs to decide: a demand meter and at least one zone."""
         return self.demand is not None and bool(self.zones)
+
+    def knobs(self) -> dict[str, list[str]]:
+        """Each knob (KNOB_NEEDS' order) with the 'device/point's it acts through; empty: the site lacks it"""
+        zones = self.zones
+        cooling = [z.cooling_setpoint for z in zones if z.cooling_setpoint]
+        heating = [z.heating_setpoint for z in zones if z.heating_setpoint]
+        co2 = any(z.co2 for z in zones)
+        return {
+            "cooling_offset": cooling,
+            "heating_offset": heating,
+            "plant_limit": [self.plant_limit] if self.plant_limit else [],
+            "fan_limit": [self.fan_limit] if self.fan_limit else [],
+            "ventilation_limit": [self.ventilation_limit] if self.ventilation_limit and co2 else [],
+            "lighting_floor": [z.dimming for z in zones if z.dimming and z.illuminance],
+            "precondition": cooling + heating,
+        }
+
+    def cannot_act(self) -> list[str]:
+        """Why control in mode shadow or active could never decide or never write, each naming its field
+        (none while off; switched on by a command, `status` shows what it lacks)."""
+        if self.mode == "off":
+            return []
+        mode = f"mode {self.mode!r}"
+        problems = []
+        if self.demand is None:
+            problems.append(f"control.demand: {mode} needs the building's main meter power point")
+        if self.outdoor_temperature is None:
+            problems.append(f"control.outdoor_temperature: {mode} needs an outdoor temperature point")
+        if not self.zones:
+            problems.append(f"control.zones: {mode} needs at least one zone with its temperature point")
+        if not any(self.knobs().values()):
+            needs = ", ".join(v for k, v in KNOB_NEEDS.items() if k != "precondition")
+            problems.append(f"control.zones: {mode} has no knob to act through: wire one of {needs}")
+        return problems
 
     def references(self) -> Iterator[tuple[str, str, bool]]:
         """(field path, 'device/point', written by control) for every point reference."""

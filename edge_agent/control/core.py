@@ -23,7 +23,7 @@ class ControlState:
     """What one building's control carries from step to step."""
 
     policy: Policy
-    demand_target_kw: float | None = None  # None: this month's peak so far
+    demand_target_kw: float | None = None  # None: this month's open-hours peak so far (demand.py)
     demand: IntervalDemand = field(default_factory=IntervalDemand)
     guards: Guards = field(default_factory=Guards)
 
@@ -38,7 +38,7 @@ class Step:
 
 def decide(observation: Observation, state: ControlState, limits: Limits) -> Step:
     """One decision from a complete observation (check `observation.missing()` first)."""
-    state.demand.add(observation.at, observation.demand_kw or 0.0)
+    state.demand.add(observation.at, observation.demand_kw or 0.0, limits.hours)
     interval = state.demand.state(observation.at)
     features = build_features(observation, interval, state.demand_target_kw, limits.hours)
     decision = state.policy.decide(features)

@@ -114,8 +114,9 @@ def build_features(
     heating = [z.heating_setpoint_c for z in observation.zones if z.heating_setpoint_c is not None]
     co2 = [z.co2_ppm for z in observation.zones if z.co2_ppm is not None]
     demand = observation.demand_kw or 0.0
-    # Without a target from the operator, staying under this month's peak costs nothing extra.
-    target = target_kw or interval.peak_kw or max(demand, interval.projection_kw)
+    # Without a target from the operator, staying under this month's open-hours peak costs nothing extra;
+    # before that peak is known there is no target (0: nothing to shed for).
+    target = target_kw or interval.target_kw or 0.0
     return Features(
         hour_of_day=local.hour + local.minute / 60,
         day_of_week=float(local.weekday()),

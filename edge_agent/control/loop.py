@@ -23,11 +23,13 @@ import structlog
 from edge_agent.clock import Clock
 from edge_agent.control.actuator import Actuator
 from edge_agent.control.core import ControlState, decide
+from edge_agent.control.demand import IntervalDemand
 from edge_agent.control.events import ControlEvent, EventKind
 from edge_agent.control.guards import Targets
 from edge_agent.control.holds import Hold, HoldJournal
 from edge_agent.control.model_trust import Verdict
 from edge_agent.control.observation import Observation, ZoneObservation
+from edge_agent.control.peak_file import PeakFile
 from edge_agent.control.points import Points
 from edge_agent.control.policy import ModelOrRules
 from edge_agent.control.recovery import Recovery, Stored
@@ -35,6 +37,7 @@ from edge_agent.control.rules import RuleBasedPolicy
 from edge_agent.control.savings.baseline import load_towt
 from edge_agent.control.savings.ledger import SavingsLedger
 from edge_agent.control.savings.tracker import DailySavings, SavingsTracker
+from edge_agent.control.schedule import FixedRate
 from edge_agent.control.settings import ControlMode, ControlSettings
 from edge_agent.control.setup import ControlSetup
 from edge_agent.errors import ModelError
@@ -77,6 +80,10 @@ class ControlStatus:
     backed_off: list[str]  # points an operator (a higher priority) holds: control keeps off them
     missing_inputs: list[str]  # stale or missing inputs: control holds nothing while any is listed
     savings_today: DailySavings | None  # against the baseline, so far today; None without a baseline
+    skipped_steps: int = 0  # slots of the fixed schedule passed without a decision (a step overran them)
+    month_peak_kw: float = 0.0  # the month's highest 15-minute demand, as far as the gateway has seen
+    month_target_kw: float | None = None  # the target while none is set: the month's open-hours peak
+    # (last month's while too little of this one is known); None: none yet, nothing is shed
 
 
 class ControlLoop:
@@ -93,6 +100,7 @@ class ControlLoop:
         ledger: SavingsLedger | None = None,
         journal: HoldJournal | None = None,
         stored: Stored | None = None,
+        peak_file: PeakFile | None = None,
     ) -> None:
         self._gateway = gateway
         self.setup = setup
@@ -102,6 +110,7 @@ class ControlLoop:
         self._send_event = send_event
         self._send_savings = send_savings
         self._ledger = ledger
+        self._peak_file = peak_file
         self.savings: SavingsTracker | None = None
         self._tracked_at: datetime | None = None  # end of the last step counted in the savings
         self.policy = ModelOrRules(None, RuleBasedPolicy(), clock.now, self._policy_changed)
@@ -111,6 +120,8 @@ class ControlLoop:
         )
         self.recovery = Recovery(self.actuator.journal, points, self.emit, stored)
         self._missing: list[str] = []
+        self._checked = False  # inputs checked by a step yet (before: status looks at them itself)
+        self.schedule = FixedRate(clock, setup.step_s)
         self._mode: ControlMode | None = None
         self.steps = 0
         self.last_decision: dict[str, float] | None = None
@@ -126,6 +137,7 @@ class ControlLoop:
         held += [HeldWrite.of(h, "recovered") for h in self.recovery.pending]
         held += [HeldWrite.of(h, "central") for h in self.actuator.journal.holds() if h.owner == "central"]
         trust = self.model_trust if self.policy.model is not None else None
+        interval = self.state.demand.state(self._clock.now())
         return ControlStatus(
             mode=str(self.settings.mode),
             demand_target_kw=self.settings.demand_target_kw,
@@ -138,8 +150,11 @@ class ControlLoop:
             last_decision=self.last_decision,
             writes=sorted(held, key=lambda w: (w.point, w.holder)),
             backed_off=sorted(self.actuator.operator_held),
-            missing_inputs=list(self._missing),
+            missing_inputs=self._missing if self._checked else self.observe(self._clock.now()).missing(),
             savings_today=None if self.savings is None else self.savings.today(),
+            skipped_steps=self.schedule.skipped,
+            month_peak_kw=interval.peak_kw,
+            month_target_kw=interval.target_kw,
         )
 
     def emit(self, kind: EventKind, message: str, **fields: Any) -> None:
@@ -196,16 +211,39 @@ class ControlLoop:
             for report in self._ledger.recent():  # again, in case they did not leave before a restart
                 self._send_savings(report)
 
+    def load_peak(self) -> None:
+        """What a previous run knew of this month's demand: its peak and the target it gives."""
+        if self._peak_file is None:
+            return
+        month = self._peak_file.load()
+        if month is not None:
+            self.state.demand = IntervalDemand(month)
+            log.info(
+                "demand peak loaded",
+                month=month.month,
+                peak_kw=round(month.peak_kw, 1),
+                open_peak_kw=round(month.open_peak_kw, 1),
+                open_intervals=month.open_intervals,
+            )
+
     async def run(self) -> None:
-        """Decide every step until cancelled; the caller releases (stop())."""
+        """Decide at every slot of the fixed schedule until cancelled; the caller releases (stop())."""
         self.load_model()
         self.load_baseline()
+        self.load_peak()
         await self.recover()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._leases())
             while True:
+                skipped = self.schedule.skipped
+                await self.schedule.next()
+                if self.schedule.skipped > skipped:
+                    log.warning(
+                        "control steps skipped: the last step ran past its slot",
+                        skipped=self.schedule.skipped - skipped,
+                        since_start=self.schedule.skipped,
+                    )
                 await self.step()
-                await asyncio.sleep(self.setup.step_s / self._clock.speed)
 
     async def recover(self) -> None:
         """Give back what a previous run left held before the first step; what its device does not answer
@@ -241,6 +279,7 @@ class ControlLoop:
         now = self._clock.now()
         observation = self.observe(now)
         self._track_savings(observation)
+        self._track_demand(observation)
         mode = self.settings.mode
         if mode is not self._mode:
             self._mode = mode
@@ -250,6 +289,7 @@ class ControlLoop:
             await self.actuator.release_all("control switched off")
             return
         missing = observation.missing()
+        self._checked = True
         if missing != self._missing:
             self._missing = missing
             if missing:
@@ -280,6 +320,15 @@ class ControlLoop:
             await self.actuator.apply(wanted)
         else:
             await self.actuator.release_all("shadow mode")
+
+    def _track_demand(self, observation: Observation) -> None:
+        """The month's demand, in every mode (decide() adds this same sample again, to no effect), kept on
+        disk as it changes: switched on or restarted mid-month, control knows the month's peak."""
+        if observation.demand_kw is not None:
+            self.state.demand.add(observation.at, observation.demand_kw, self.setup.limits.hours)
+        month = self.state.demand.month
+        if self._peak_file is not None and month is not None:
+            self._peak_file.save(month)
 
     def _track_savings(self, observation: Observation) -> None:
         """Count this step in the savings, in every mode; a gap longer than two steps is not filled in."""

@@ -17,6 +17,7 @@ from edge_agent.control.features import Features
 from edge_agent.errors import ModelError
 
 MODEL_RETRY = timedelta(minutes=15)
+NO_TARGET = "no demand target yet: none set, and the month's open-hours peak is not known yet"
 
 
 class Policy(Protocol):
@@ -62,6 +63,9 @@ class ModelOrRules:
 
     def _choose(self, features: Features) -> Policy:
         if self.model is None or (self._retry_at is not None and self._now() < self._retry_at):
+            return self.rules
+        if features.demand_target <= 0:  # the model was never shown a building without a target
+            self.use_rules(NO_TARGET)
             return self.rules
         outside = features.out_of_range()
         if outside:

@@ -24,6 +24,7 @@ from edge_agent.acquisition.poller import ClientFactory, DevicePoller, PollerSta
 from edge_agent.clock import Clock, WallClock
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
 from edge_agent.control.loop import ControlLoop, ControlStatus
+from edge_agent.control.peak_file import DEMAND_PEAK, PeakFile
 from edge_agent.control.recovery import Recovery
 from edge_agent.control.savings.ledger import SAVINGS_LEDGER, SavingsLedger
 from edge_agent.control.settings import ControlSettings
@@ -167,6 +168,7 @@ class Agent:
                 ledger=SavingsLedger(config.buffer.resolved_path().parent / SAVINGS_LEDGER),
                 journal=self.journal,
                 stored=devices.stored,
+                peak_file=PeakFile(config.buffer.resolved_path().parent / DEMAND_PEAK),
             )
         self.ven = demand_response_ven(  # [openadr]: a utility's events set the demand target
             config,
@@ -251,6 +253,14 @@ class Agent:
                 buffer=str(self.buffer.path),
                 buffered=self.buffer.statistics().depth,
             )
+            if self.controller is not None:
+                knobs = self.config.control.knobs()
+                log.info(
+                    "control knobs",
+                    mode=self.config.control.mode,
+                    has=[knob for knob, refs in knobs.items() if refs],
+                    lacks=[knob for knob, refs in knobs.items() if not refs],
+                )
             notifier, heartbeats = Notifier.from_environment(), self._heartbeats
             heartbeats.register("event loop", max_age_s=10 * TICK_S)
             watchdog_s = notifier.watchdog_interval_s or 15.0  # a disk that hangs: systemd restarts us
