@@ -118,6 +118,7 @@ profile = "schneider-iem3255"
 name = "hvac-meter"
 protocol = "modbus-tcp"
 host = "127.0.0.1"
+unit_id = 2
 profile = "abb-b23"
 
 [[devices]]

@@ -110,3 +110,24 @@ def test_without_an_hvac_meter_there_is_no_base_load_profile_and_it_says_why() -
     assert result.base_load is None
     assert result.base_load_note is not None
     assert "no HVAC power point" in result.base_load_note
+
+
+def test_a_base_load_with_no_daily_pattern_is_refused_with_its_cv_rmse() -> None:
+    """Loads that come and go at random hours (a plant room someone else runs off the same meter): the
+    profile cannot forecast them, and Guideline 14's bound says so."""
+    noise = random.Random(11)
+    extra: dict[int, float] = {}
+
+    def more(r: Reading) -> Reading:
+        step = extra.setdefault(int(r.ts.timestamp()) // 3600, noise.choice([0.0, 0.0, 400.0]))
+        return r._replace(value=(r.value or 0.0) + step) if r.device == "main-meter" else r
+
+    readings = [more(r) for r in commissioning("library", 10)]
+    result = fit("library", readings)
+    assert not result.accepted
+    assert result.base_load_quality is not None
+    assert result.base_load_quality.cv_rmse > GUIDELINE_14_HOURLY
+    assert any(
+        r.startswith("base load: held-out hourly CV(RMSE)") and "above ASHRAE Guideline 14's 30%" in r
+        for r in result.refusals
+    ), result.refusals

@@ -35,6 +35,7 @@ MIN_SETPOINT_RANGE_K = 0.5  # less: the setpoint never moved, its effect cannot 
 DEADBAND_K = 0.25
 REGIMES = ("floating", "regulating", "deadband")
 DEADBAND_RIDGE = 5.0  # pseudo-samples
+TINY_RIDGE = 1e-9
 MIN_CONDITIONED_HOURS = 24.0  # conditioned (open) hours among the fitting days
 MAX_ONE_STEP_RMSE_K = 0.5  # a room sensor's display resolution
 MAX_SIMULATION_RMSE_K = 1.0
@@ -212,8 +213,10 @@ def _least_squares(x: Array, y: Array) -> Array:
     penalty[:, deadband] = np.sqrt(DEADBAND_RIDGE) * np.eye(m)
     a = np.vstack([shared / scale, penalty])
     b = np.concatenate([y, np.zeros(m)])
-    solution, *_ = np.linalg.lstsq(a, b, rcond=1e-8)
-    solution = solution / scale
+    # Normal equations with a whisker of ridge (columns that never vary, such as a setback setpoint, are
+    # otherwise singular): as good as lstsq at this size, and a thousand times faster on a busy Pi.
+    gram = a.T @ a + TINY_RIDGE * len(b) * np.eye(a.shape[1])
+    solution: Array = np.linalg.solve(gram, a.T @ b) / scale
     solution[deadband] += solution[regulating]
     return solution
 
