@@ -144,6 +144,19 @@ def _print_status(status: dict[str, Any], now: datetime, console: Console) -> No
     held = f"; {clock['held']} readings held until it is set" if clock["held"] else ""
     console.print(f"clock: {clock['state']}{held}")
     _print_control(status["control"], console)
+    _print_building_model(status.get("building_model"), console)
+
+
+def _print_building_model(model: dict[str, Any] | None, console: Console) -> None:
+    if model is None:
+        return
+    loaded = model["loaded"]
+    if loaded is None:
+        console.print(f"building model: {model['path']} refused: {model['refused']}")
+        return
+    console.print(
+        f"building model: {loaded['file']} sha256 {loaded['sha256'][:12]} fitted {loaded['fitted_at']}"
+    )
 
 
 def _print_control(state: dict[str, Any], console: Console) -> None:

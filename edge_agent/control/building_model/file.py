@@ -201,6 +201,3 @@ def _matches(
             f" {outdoor_temperature}: fit it again",
         )
 
-
-def describe(ref: BuildingModelRef) -> str:
-    return f"{ref.file} sha256 {ref.sha256[:12]} fitted {ref.fitted_at}"
