@@ -200,4 +200,3 @@ def _matches(
             f"outdoor temperature was {model.points.outdoor_temperature} when fitted, the configuration says"
             f" {outdoor_temperature}: fit it again",
         )
-
