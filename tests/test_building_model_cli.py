@@ -7,16 +7,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from datetime import UTC, datetime
+from io import StringIO
 from pathlib import Path
 
 import aiomqtt
 import pytest
+from pydantic import TypeAdapter
+from rich.console import Console
 from typer.testing import CliRunner
 
+from edge_agent.cli import local as cli_local
 from edge_agent.cli.app import app
 from edge_agent.config import load_config
 from edge_agent.readings import Reading
-from edge_agent.service.agent import Agent
+from edge_agent.service.agent import Agent, AgentStatus
 from edge_agent.service.building_model import BuildingModelStatus
 from edge_agent.store.buffer import Buffer
 from tests.building_data import commissioning, site_toml
@@ -122,10 +127,16 @@ def test_the_agent_loads_the_model_and_names_it_in_status_and_birth(
                         assert isinstance(message.payload, bytes)
                         birth = json.loads(message.payload)
                         if birth.get("online"):
+                            shown = json.loads(TypeAdapter(AgentStatus).dump_json(agent.status()))
+                            cli_local._print_status(
+                                shown, datetime.now(UTC), Console(file=printed, width=200)
+                            )
                             return birth, agent.status().building_model
         raise AssertionError("no birth message")
 
+    printed = StringIO()
     birth, status = asyncio.run(scenario())
+    assert f"building model: {model.name} sha256 {sha256[:12]} fitted {fitted_at}" in printed.getvalue()
     assert birth["building_model"] == {"file": model.name, "sha256": sha256, "fitted_at": fitted_at}
     assert status is not None
     assert status.loaded is not None
@@ -169,3 +180,27 @@ def test_a_model_whose_zone_reads_another_point_is_refused(fitted: tuple[Path, s
         "zone lobby: temperature was lobby-vav/zone_temperature when fitted, the configuration says"
         " stacks-vav/zone_temperature: fit it again"
     )
+
+
+def test_fit_from_an_export_prints_the_report_as_json(tmp_path: Path) -> None:
+    """The platform's export in `buffer export`'s shape, CSV or JSON lines, instead of the buffer."""
+    readings = tmp_path / "commissioning.jsonl"
+    with readings.open("w") as out:
+        for r in commissioning("library", 10):
+            line = {"ts": r.ts.isoformat(), "device": r.device, "point": r.point, "value": r.value}
+            out.write(json.dumps({**line, "quality": "good"}) + "\n")
+    site = tmp_path / "site.toml"
+    site.write_text(site_toml("library", str(tmp_path / "absent.db")))
+    output = tmp_path / "model.json"
+    result = runner.invoke(
+        app,
+        ["model", "fit", str(readings), "-c", str(site), "-o", str(output), "--hvac-power", HVAC, "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["source"], report["output"], report["accepted"]) == (str(readings), str(output), True)
+    assert set(report["zones"]) == {"reading-1", "reading-2", "stacks", "lobby"}
+    assert all(q["one_step_rmse_k"] <= 0.5 for q in report["zones"].values())
+    assert json.loads(output.read_text())["report"] == {
+        k: v for k, v in report.items() if k not in ("source", "output")
+    }
