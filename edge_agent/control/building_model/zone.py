@@ -36,6 +36,7 @@ DEADBAND_K = 0.25
 REGIMES = ("floating", "regulating", "deadband")
 DEADBAND_RIDGE = 5.0  # pseudo-samples
 TINY_RIDGE = 1e-9
+MAX_POLE = 0.999  # per 15-minute slot: a zone's slowest mode under about ten days
 MIN_CONDITIONED_HOURS = 24.0  # conditioned (open) hours among the fitting days
 MAX_ONE_STEP_RMSE_K = 0.5  # a room sensor's display resolution
 MAX_SIMULATION_RMSE_K = 1.0
@@ -203,22 +204,43 @@ def fit_zone(data: ZoneInputs, fitting: Array) -> tuple[ZoneModel, int, float]:
 def _least_squares(x: Array, y: Array) -> Array:
     """Per-regime coefficients. The deadband regime is fitted as the regulating one's plus a difference
     that a ridge penalty (DEADBAND_RIDGE pseudo-samples) holds small: the regime is often rare in the data,
-    and a regime learnt from a handful of slots would extrapolate wildly."""
+    and a regime learnt from a handful of slots would extrapolate wildly.
+
+    A regime whose two poles come out unstable (a smooth drift fitted as acceleration: T[k+1] grows with
+    T[k] - T[k-1]) is fitted again as first order, without its T[k-1] term: a room left alone settles."""
     m = x.shape[1] // len(REGIMES)
     regulating, deadband = slice(m, 2 * m), slice(2 * m, 3 * m)
     shared = x.copy()
     shared[:, regulating] += x[:, deadband]  # columns: floating, conditioned (either), deadband's difference
-    scale = np.maximum(np.abs(shared).max(axis=0), 1e-9)  # columns to one scale, so rcond cuts alike
+    scale = np.maximum(np.abs(shared).max(axis=0), 1e-9)
     penalty = np.zeros((m, 3 * m))
     penalty[:, deadband] = np.sqrt(DEADBAND_RIDGE) * np.eye(m)
     a = np.vstack([shared / scale, penalty])
     b = np.concatenate([y, np.zeros(m)])
-    # Normal equations with a whisker of ridge (columns that never vary, such as a setback setpoint, are
-    # otherwise singular): as good as lstsq at this size, and a thousand times faster on a busy Pi.
-    gram = a.T @ a + TINY_RIDGE * len(b) * np.eye(a.shape[1])
-    solution: Array = np.linalg.solve(gram, a.T @ b) / scale
-    solution[deadband] += solution[regulating]
-    return solution
+    keep = np.ones(3 * m, dtype=bool)
+    while True:
+        # Normal equations with a whisker of ridge (columns that never vary, such as a setback setpoint,
+        # are otherwise singular): as good as lstsq at this size, and far faster on a busy Pi.
+        kept = a[:, keep]
+        gram = kept.T @ kept + TINY_RIDGE * len(b) * np.eye(kept.shape[1])
+        solution: Array = np.zeros(3 * m)
+        solution[keep] = np.linalg.solve(gram, kept.T @ b)
+        solution /= scale
+        solution[deadband] += solution[regulating]
+        unstable = [
+            r for r in range(len(REGIMES)) if keep[r * m + 1] and _unstable(solution[r * m : r * m + 2])
+        ]
+        if not unstable:
+            return solution
+        for r in unstable:  # T[k-1] is the block's second column
+            keep[r * m + 1] = False
+            if r == 1:
+                keep[2 * m + 1] = False  # the deadband's difference follows its regulating regime
+
+
+def _unstable(ar: Array) -> bool:
+    """Whether T[k+1] = ar[0] T[k] + ar[1] T[k-1] has a pole on or outside the unit circle."""
+    return bool(np.abs(np.roots([1.0, -ar[0], -ar[1]])).max() >= MAX_POLE)
 
 
 def _rmse(errors: list[float]) -> float:
