@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -204,3 +206,32 @@ def test_fit_from_an_export_prints_the_report_as_json(tmp_path: Path) -> None:
     assert json.loads(output.read_text())["report"] == {
         k: v for k, v in report.items() if k not in ("source", "output")
     }
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda m: {**m, "version": 2}, "building model version 2, this agent reads 1"),
+        (lambda m: {**m, "format": "towt"}, "not a building model (format 'edge-agent-building-model')"),
+        (
+            lambda m: {
+                **m,
+                "report": {**m["report"], "accepted": False, "refusals": ["zone lobby: too hot"]},
+            },
+            "the fit was refused: zone lobby: too hot",
+        ),
+        (lambda m: {k: v for k, v in m.items() if k != "zones"}, "not a valid building model file: KeyError"),
+    ],
+)
+def test_a_file_that_is_not_an_accepted_model_is_refused_saying_why(
+    fitted: tuple[Path, str], tmp_path: Path, change: Callable[[dict[str, Any]], dict[str, Any]], reason: str
+) -> None:
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps(change(json.loads(fitted[0].read_text()))))
+    site = tmp_path / "site.toml"
+    site.write_text(site_toml("library", str(tmp_path / "b.db"), extra=f'building_model = "{model}"'))
+    agent = Agent(load_config(site))
+    assert agent.building_model is not None
+    assert agent.building_model.loaded is None
+    assert agent.building_model.refused is not None
+    assert agent.building_model.refused.startswith(reason)
