@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edge_agent.cli import bacnet as cli_bacnet
+from edge_agent.cli import building_model as cli_building_model
 from edge_agent.cli import command_sign
 from edge_agent.cli import data as cli_data
 from edge_agent.cli import keys as cli_keys
@@ -190,6 +191,7 @@ def config_default() -> None:
 for commands in (cli_modbus, cli_bacnet, cli_points, cli_local, cli_data, cli_savings, cli_keys):
     commands.register(app, config_app)
 command_sign.register(app, config_app)
+cli_building_model.register(app, config_app)
 
 
 def main() -> None:

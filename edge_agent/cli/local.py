@@ -144,6 +144,7 @@ def _print_status(status: dict[str, Any], now: datetime, console: Console) -> No
     held = f"; {clock['held']} readings held until it is set" if clock["held"] else ""
     console.print(f"clock: {clock['state']}{held}")
     _print_control(status["control"], console)
+    _print_building_model(status.get("building_model"), console)
     if status.get("demand_response"):
         _print_demand_response(status["demand_response"], console)
 
@@ -162,6 +163,18 @@ def _print_demand_response(state: dict[str, Any], console: Console) -> None:
         target = "" if event["target_kw"] is None else f", target {event['target_kw']:.1f} kW"
         why = f" ({event['reason']})" if event["reason"] else ""
         console.print(f"  event {event['event_id']}: {event['state']} {window}{target}, {event['opt']}{why}")
+
+
+def _print_building_model(model: dict[str, Any] | None, console: Console) -> None:
+    if model is None:
+        return
+    loaded = model["loaded"]
+    if loaded is None:
+        console.print(f"building model: {model['path']} refused: {model['refused']}")
+        return
+    console.print(
+        f"building model: {loaded['file']} sha256 {loaded['sha256'][:12]} fitted {loaded['fitted_at']}"
+    )
 
 
 def _print_control(state: dict[str, Any], console: Console) -> None:

@@ -76,6 +76,8 @@ class ControlConfig(Strict):
     """Use a model that has no signature file (status shows it); a signature that fails is refused anyway."""
     baseline: Path | None = None
     """The building's baseline (a TOWT model file, docs/savings.md); None: no daily savings report."""
+    building_model: Path | None = None
+    """The fitted building model (`edge-agent model fit`, docs/building_model.md); None: none."""
     write_priority: Annotated[int, Field(ge=9, le=15)] = 10
     """BACnet priority of control's writes: an operator at 8 always wins."""
     lease_s: Annotated[float, Field(ge=10, le=86400)] = 300.0

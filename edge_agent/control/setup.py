@@ -47,3 +47,4 @@ class ControlSetup:
     model: Path | None  # the ONNX policy; None or unusable: the rule-based limiter
     baseline: Path | None  # the savings baseline (docs/savings.md); None: no savings report
     model_trust: ModelTrust = field(default_factory=ModelTrust)  # default: only signed models, no key trusted
+    building_model: Path | None = None  # the fitted building model (docs/building_model.md); None: none

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import structlog
 
@@ -37,6 +37,7 @@ from edge_agent.protocols.bacnet.discovery import foreign_device_stack
 from edge_agent.protocols.base import ProtocolClient
 from edge_agent.protocols.modbus.client import ModbusClient
 from edge_agent.protocols.modbus.link import ModbusLink, link_for
+from edge_agent.service.building_model import BuildingModelStatus, load_configured_building_model
 from edge_agent.service.control_setup import agent_control_setup, control_settings
 from edge_agent.service.demand_response_setup import demand_response_ven
 from edge_agent.service.local_socket import serving, socket_path
@@ -47,7 +48,7 @@ from edge_agent.store.holds import HOLDS_JOURNAL, open_journal
 from edge_agent.uplink.admission import CommandAdmission
 from edge_agent.uplink.command_log import COMMAND_LOG
 from edge_agent.uplink.commands import CommandRouter, Delivery
-from edge_agent.uplink.payloads import device_infos
+from edge_agent.uplink.payloads import BuildingModelInfo, device_infos
 from edge_agent.uplink.session import Uplink, UplinkStatistics
 
 log = structlog.get_logger("edge_agent.service")
@@ -69,6 +70,7 @@ class AgentStatus:
     clock: ClockStatistics
     control: ControlStatus | ControlSettings  # the loop's status when [control] is configured
     demand_response: DemandResponseStatus | None = None  # with [openadr]: the VTN's events
+    building_model: BuildingModelStatus | None = None  # [control] building_model, loaded or refused
 
 
 def _subscribe(device: ModbusDevice | BacnetDevice) -> Subscribe | None:
@@ -133,8 +135,15 @@ class Agent:
             config.commands, config.buffer.resolved_path().parent / COMMAND_LOG
         )
         self._router = CommandRouter(self, admission=self._admission)
+        self.building_model = load_configured_building_model(config)
+        loaded = None if self.building_model is None else self.building_model.loaded
         self.uplink = Uplink(
-            config.mqtt, config.gateway.id, self.buffer, device_infos(config), self._delivery
+            config.mqtt,
+            config.gateway.id,
+            self.buffer,
+            device_infos(config),
+            self._delivery,
+            building_model=None if loaded is None else BuildingModelInfo(**asdict(loaded)),
         )
         self._bacnet: BacnetApplication | None = None
         self._links: dict[str, ModbusLink] = {}  # shared by the units of one RS-485 bus or RTU gateway
@@ -204,6 +213,7 @@ class Agent:
             self.path.clock_guard.statistics(),
             self.control if self.controller is None else self.controller.status(),
             None if self.ven is None else self.ven.response.status(),
+            self.building_model,
         )
 
     # --- what central commands act on (commands.CommandHandlers), besides config, control and points ---

@@ -76,6 +76,7 @@ def control_setup(
         model=config.model,
         baseline=config.baseline,
         model_trust=model_trust(config),
+        building_model=config.building_model,
     )
 
 

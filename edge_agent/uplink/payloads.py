@@ -33,6 +33,12 @@ class DeviceInfo(_Payload):
     points: list[PointInfo]
 
 
+class BuildingModelInfo(_Payload):
+    file: str = Field(description="the building model file's name ([control] building_model)")
+    sha256: str
+    fitted_at: str = Field(description="when `edge-agent model fit` fitted it, ISO 8601")
+
+
 class Birth(_Payload):
     """Retained on {prefix}/{gateway}/status when a session starts (and again on a rebirth command)."""
 
@@ -49,6 +55,9 @@ class Birth(_Payload):
     dropped: int
     last_dropped_seq: int
     devices: list[DeviceInfo]
+    building_model: BuildingModelInfo | None = Field(
+        default=None, description="the fitted building model the agent loaded; null: none, or refused"
+    )
 
 
 class Death(_Payload):

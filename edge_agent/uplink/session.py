@@ -45,7 +45,7 @@ from edge_agent.uplink.commands import (
     Delivery,
     ReplyError,
 )
-from edge_agent.uplink.payloads import Birth, Death, DeviceInfo
+from edge_agent.uplink.payloads import Birth, BuildingModelInfo, Death, DeviceInfo
 from edge_agent.uplink.token_bucket import TokenBucket
 
 log = structlog.get_logger("edge_agent.uplink")
@@ -124,8 +124,11 @@ class Uplink:
         buffer: Buffer,
         devices: list[DeviceInfo] | None = None,
         commands: CommandHandler | None = None,
+        *,
+        building_model: BuildingModelInfo | None = None,
     ) -> None:
         self._config = config
+        self._building_model = building_model
         self._gateway_id = gateway_id
         self._buffer = buffer
         self._devices = devices or []
@@ -210,6 +213,7 @@ class Uplink:
             dropped=stats.dropped,
             last_dropped_seq=stats.last_dropped_seq,
             devices=self._devices,
+            building_model=self._building_model,
         )
         return birth.model_dump_json().encode()
 
