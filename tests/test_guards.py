@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from edge_agent.control.decision import Decision
 from edge_agent.control.features import Features
 from edge_agent.control.guards import Guards
@@ -61,7 +63,10 @@ def test_a_warm_up_keeps_its_plant_limit_while_the_demand_rises() -> None:
 def test_shedding_that_does_not_lower_the_demand_is_paused_but_the_energy_offset_stays() -> None:
     guards = Guards()
     shed = replace(Decision.neutral(), cooling_offset=2.2, plant_limit=80.0)
-    opened = replace(FEATURES, open=1.0, hours_to_open=0.0, outdoor_temperature=31.0)
+    # Over the target all along, and no lower for it: futile.
+    opened = replace(
+        FEATURES, open=1.0, hours_to_open=0.0, outdoor_temperature=31.0, interval_projection=160.0
+    )
     targets = None
     for minute in range(0, 20):
         at = MONDAY_6AM.replace(hour=14) + timedelta(minutes=minute)
@@ -70,9 +75,9 @@ def test_shedding_that_does_not_lower_the_demand_is_paused_but_the_energy_offset
     assert any("futile" in note for note in targets.notes)
     assert targets.plant_limit_pct is None  # the plant's own limit again
     written = {name: zone.cooling_setpoint_c for name, zone in targets.zones.items()}
-    # Released in steps of 0.56 K from 28.2, two zones a step, down to the energy offset, not to 26.
+    # Released at 0.1 K a minute from 28.2, down to the energy offset, not to 26.
     at = MONDAY_6AM.replace(hour=14, minute=30)
-    for step in range(10):
+    for step in range(20):
         targets = guards.apply(shed, observe(at + timedelta(minutes=step), 25.0, 25.5), opened, LIMITS)
     written = {name: zone.cooling_setpoint_c for name, zone in targets.zones.items()}
     assert written == {"zone-0": 26.7, "zone-1": 26.7}
@@ -86,16 +91,17 @@ def test_a_zone_at_its_comfort_edge_is_held_there_not_dropped_to_the_base() -> N
     for step in range(5):  # raised in steps to 28.2 C while the rooms are cool
         targets = guards.apply(shed, observe(at + timedelta(minutes=step), 25.0, 25.0), opened, LIMITS)
     assert {z.cooling_setpoint_c for z in targets.zones.values()} == {28.2}
-    # One room drifts up to the comfort edge (27 C less the 0.3 K margin): it is held at 26.7 C.
+    # One room drifts 0.1 K past the comfort edge (27 C less the 0.3 K margin): its setpoint goes to the
+    # edge less what the room is past it, 26.6 C, not to the base.
     hot = observe(at + timedelta(minutes=6), 26.8, 25.0)
     targets = guards.apply(shed, hot, opened, LIMITS)
-    assert targets.zones["zone-0"].cooling_setpoint_c == 26.7
+    assert targets.zones["zone-0"].cooling_setpoint_c == pytest.approx(26.6)
     assert targets.zones["zone-1"].cooling_setpoint_c == 28.2
     assert "comfort: zone-0" in targets.notes
-    # Back just inside the edge, it is not raised again: no cycle of warm-up and burst of cooling.
+    # Back just inside the edge, it is not raised past the edge again: no cycle of warm-up and burst.
     for step in range(7, 12):
         targets = guards.apply(shed, observe(at + timedelta(minutes=step), 26.5, 25.0), opened, LIMITS)
-        assert targets.zones["zone-0"].cooling_setpoint_c == 26.7
+        assert targets.zones["zone-0"].cooling_setpoint_c <= 26.7 + 1e-9
     # Well inside, the shedding resumes.
     targets = guards.apply(shed, observe(at + timedelta(minutes=13), 26.0, 25.0), opened, LIMITS)
     assert targets.zones["zone-0"].cooling_setpoint_c is not None

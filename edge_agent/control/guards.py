@@ -1,13 +1,20 @@
 """Guards: from a policy's decision to what may be written, zone by zone, step by step.
 
-- comfort: a zone at the top (bottom) of its comfort band, less a margin, is held there: its setpoint
-  goes no further than that edge until the zone is back inside by a hysteresis;
-- offsets at most `max_offset_k`, raised by at most `max_step_k` a step; released no faster either, and
-  only `release_zones_per_step` zones at a time (staggered release: no rebound peak);
+- comfort, on the measured room temperature: a zone whose room reaches the top (bottom) of its comfort
+  band, less a margin, has its setpoint taken back by what the room is past that edge (a room that runs
+  above its setpoint gets a setpoint below the edge), not raised again until the room is back inside by a
+  hysteresis; the all-day energy offset is raised only by half the room's headroom to the edge, so it
+  never pushes a room past it (from opening on, before any room got there);
+- offsets at most `max_offset_k`, raised by at most `max_step_k` a step; while open given back no faster
+  than `release_k_per_min`, and only `release_zones_per_step` zones at a time (no rebound peak);
+- the policies' energy level (ENERGY_OFFSET_K) stands for the site's `energy_offset_k`;
+- plant limits are shares of where the plant runs (its highest draw over the last day, when its power is
+  metered and its rating known; else of its rating), written no lower than `plant_floor_pct`;
 - plant and fan limits held at least `hold_s` between changes (stage hold), and at most
   `warm_up_plant_pct` and `warm_up_fan_pct` while the zones start early (a warm-up spread over hours);
-- futility: shedding that has not lowered the demand after `futility_after_s` stops for `cooldown_s`
-  (offsets up to `energy_offset_k`, an energy measure, are kept);
+- futility: shedding (offsets beyond the energy level, or a plant limit that binds) that has not lowered
+  the 15-minute demand and leaves it over the target after `futility_after_s` stops for `cooldown_s`
+  (the energy offsets are kept, the rest given back at the release rate);
 - CO2: outdoor air back to design as soon as a zone nears the limit;
 - lighting: daylit zones dimmed in steps while their illuminance stays above the floor.
 A target of None means: release, the controller's own sequence.
@@ -20,8 +27,10 @@ from datetime import datetime, timedelta
 
 from edge_agent.control.decision import Decision
 from edge_agent.control.features import Features
-from edge_agent.control.limits import Limits
+from edge_agent.control.limits import ENERGY_OFFSET_K, Limits
 from edge_agent.control.observation import Observation, ZoneObservation
+
+MIN_REFERENCE_PCT = 5.0  # a plant seen drawing less than this over the last day: limits are of its rating
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +68,46 @@ class _Held:
 @dataclass(slots=True)
 class _ShedWatch:
     started: datetime | None = None
-    demand_before_kw: float = 0.0
+    projection_before_kw: float = 0.0  # the 15-minute projection when the shed started
     cooldown_until: datetime | None = None
+
+
+@dataclass(slots=True)
+class _PlantWatch:
+    """Where the plant runs: its draw now and its highest draw in each of the last 24 hours, as shares of
+    its rated input (known only when its power is metered and its rating configured)."""
+
+    load_pct: float | None = None
+    hourly: dict[datetime, float] = field(default_factory=dict)
+
+    def observe(self, observation: Observation, limits: Limits, cap_pct: float | None) -> None:
+        if observation.plant_kw is None or not limits.plant_rated_kw:
+            self.load_pct = None
+            return
+        self.load_pct = max(0.0, 100 * observation.plant_kw / limits.plant_rated_kw)
+        # Held down by a limit, the plant would draw at least where it ran before: no ratchet downwards.
+        seen = self.reference_pct() if self.binds(cap_pct, limits) else self.load_pct
+        hour = observation.at.replace(minute=0, second=0, microsecond=0)
+        self.hourly[hour] = max(self.hourly.get(hour, 0.0), seen)
+        for old in [h for h in self.hourly if observation.at - h >= timedelta(hours=24)]:
+            del self.hourly[old]
+
+    def reference_pct(self) -> float:
+        """What a plant limit is a share of: the highest draw of the last day; the rating when not known."""
+        top = max(self.hourly.values(), default=0.0)
+        return min(100.0, top) if top >= MIN_REFERENCE_PCT else 100.0
+
+    def binds(self, cap_pct: float | None, limits: Limits) -> bool:
+        """The limit in force holds the plant down (it draws at or near it); False when not metered."""
+        if cap_pct is None or self.load_pct is None:
+            return False
+        return self.load_pct >= cap_pct - limits.plant_binds_within_pct
+
+    def cap(self, share_pct: float, limits: Limits) -> float:
+        """The limit written (share of rated input) for a decision's share of where the plant runs."""
+        if share_pct >= 100 - 1e-6:
+            return 100.0
+        return min(100.0, max(limits.plant_floor_pct, self.reference_pct() * share_pct / 100))
 
 
 @dataclass(slots=True)
@@ -70,23 +117,40 @@ class Guards:
     _plant: _Held = field(default_factory=_Held)
     _fan: _Held = field(default_factory=_Held)
     _shed: _ShedWatch = field(default_factory=_ShedWatch)
+    _plant_watch: _PlantWatch = field(default_factory=_PlantWatch)
+    _last_at: datetime | None = None
 
     def apply(
         self, decision: Decision, observation: Observation, features: Features, limits: Limits
     ) -> Targets:
         notes: list[str] = []
         now = observation.at
-        decision = self._futility(decision, features, now, notes, limits)
+        minutes = 1.0 if self._last_at is None else (now - self._last_at).total_seconds() / 60
+        self._last_at = now
+        self._plant_watch.observe(observation, limits, self._plant.value)
+        plant_binds = self._plant_watch.binds(self._plant.value, limits)
+        decision = self._futility(decision, features, now, notes, limits, plant_binds=plant_binds)
         active = features.open >= 0.5
         early = not active and decision.precondition >= 0.5
-        cooling_wanted = min(decision.cooling_offset, limits.max_offset_k)
-        heating_wanted = min(decision.heating_offset, limits.max_offset_k)
-        cooling = self._offsets(
-            self._cooling, observation.zones, cooling_wanted if active else 0.0, notes, "c", limits=limits
-        )
-        heating = self._offsets(
-            self._heating, observation.zones, heating_wanted if active else 0.0, notes, "h", limits=limits
-        )
+        cooling_wanted = min(_site_offset(decision.cooling_offset, limits), limits.max_offset_k)
+        heating_wanted = min(_site_offset(decision.heating_offset, limits), limits.max_offset_k)
+        # Given back at a bounded rate while open (no rebound peak); at once when closed (setback follows).
+        release_k = limits.release_k_per_min * min(15.0, max(0.0, minutes)) if active else limits.max_offset_k
+        for kind, current, wanted in (
+            ("c", self._cooling, cooling_wanted),
+            ("h", self._heating, heating_wanted),
+        ):
+            self._offsets(
+                current,
+                observation.zones,
+                wanted if active else 0.0,
+                notes,
+                kind,
+                limits=limits,
+                release_k=release_k,
+                energy=active and wanted <= limits.energy_offset_k + 1e-9,
+            )
+        cooling, heating = self._cooling, self._heating
         zones: dict[str, ZoneTargets] = {}
         for zone in observation.zones:
             target = ZoneTargets(dimming_pct=_dimming(zone, decision, active, limits))
@@ -103,7 +167,9 @@ class Guards:
             plant, fan = min(plant, limits.warm_up_plant_pct), min(fan, limits.warm_up_fan_pct)
         return Targets(
             zones,
-            plant_limit_pct=self._plant.update(_unless(plant, 100.0), now, limits.hold_s),
+            plant_limit_pct=self._plant.update(
+                _unless(self._plant_watch.cap(plant, limits), 100.0), now, limits.hold_s
+            ),
             fan_limit_pct=self._fan.update(_unless(fan, 100.0), now, limits.hold_s),
             ventilation_limit_pct=_ventilation(decision, observation, notes, limits),
             supply_air_c=_warm_up_supply_air(observation, limits) if early else None,
@@ -111,18 +177,25 @@ class Guards:
         )
 
     def _futility(
-        self, decision: Decision, features: Features, now: datetime, notes: list[str], limits: Limits
+        self,
+        decision: Decision,
+        features: Features,
+        now: datetime,
+        notes: list[str],
+        limits: Limits,
+        *,
+        plant_binds: bool,
     ) -> Decision:
         shed = self._shed
         if shed.cooldown_until is not None and now < shed.cooldown_until:
             notes.append("futile: shedding paused")
-            return _without_shedding(decision, limits.energy_offset_k)
-        # Offsets up to the energy level save energy all day long: only what goes beyond is shedding.
+            return _without_shedding(decision)
+        # Offsets up to the energy level save energy all day long: only what goes beyond is shedding; a
+        # plant limit is shedding only while it binds (a limit above the plant's draw does nothing).
         demand_shed = (
-            decision.cooling_offset > limits.energy_offset_k
-            or decision.heating_offset > limits.energy_offset_k
-            or decision.plant_limit < 100
-            or decision.fan_limit < 100
+            decision.cooling_offset > ENERGY_OFFSET_K + 1e-9
+            or decision.heating_offset > ENERGY_OFFSET_K + 1e-9
+            or (decision.plant_limit < 100 and plant_binds)
         )
         # A warm-up (cool-down) before opening raises the demand by design: its plant limit spreads that
         # rise and is not judged by whether the demand falls.
@@ -130,15 +203,20 @@ class Guards:
             shed.started = None
             return decision
         if shed.started is None:
-            shed.started, shed.demand_before_kw = now, features.demand
+            shed.started, shed.projection_before_kw = now, features.interval_projection
             return decision
         if (now - shed.started).total_seconds() >= limits.futility_after_s:
-            if features.interval_average > shed.demand_before_kw * (1 - limits.futility_min_drop):
+            # Judged on the billed quantity: futile only when the 15-minute demand is still over the
+            # target and no lower than when the shed began (a shed that holds it under the target works).
+            over_target = features.interval_projection > features.demand_target
+            floor_kw = shed.projection_before_kw * (1 - limits.futility_min_drop)
+            lowered = features.interval_projection <= floor_kw
+            if over_target and not lowered:
                 shed.cooldown_until = now + timedelta(seconds=limits.cooldown_s)
                 shed.started = None
                 notes.append("futile: demand not lowered, shedding paused")
-                return _without_shedding(decision, limits.energy_offset_k)
-            shed.started, shed.demand_before_kw = now, features.interval_average
+                return _without_shedding(decision)
+            shed.started, shed.projection_before_kw = now, features.interval_projection
         return decision
 
     def _offsets(
@@ -150,13 +228,16 @@ class Guards:
         kind: str,
         *,
         limits: Limits,
-    ) -> dict[str, float]:
+        release_k: float,
+        energy: bool,
+    ) -> None:
+        """Each zone's offset towards `wanted`, guarded on its measured room temperature."""
         releases = 0
         # Staggered release: the zones closest to their comfort limit are released first.
         order = sorted(
             zones, key=lambda z: -(z.temperature_c or 0.0) if kind == "c" else z.temperature_c or 0.0
         )
-        # The comfort edge (less the margin), and the offset that holds a zone's setpoint on it.
+        # The comfort edge (less the margin), and the offset that holds a setpoint on it.
         if kind == "c":
             edge_c = limits.comfort_high_c - limits.comfort_margin_k
             edge_offset = max(0.0, edge_c - limits.cooling_base_c)
@@ -171,20 +252,25 @@ class Guards:
                 current[zone.name] = 0.0
                 continue
             inside = edge_c - t if kind == "c" else t - edge_c  # kelvin inside the edge (negative: past it)
-            if inside <= 0 and now_offset > edge_offset:
-                # Hold the setpoint on the edge: dropping it to the base would start a burst of
-                # cooling (heating), then the offset would ramp up again, a cycle every few steps.
-                notes.append(f"comfort: {zone.name}")
-                current[zone.name] = edge_offset
-                continue
-            if inside < limits.comfort_hysteresis_k:
-                goal = min(goal, max(now_offset, edge_offset))  # raised again only well inside
+            if inside <= 0:
+                # The room is at or past the edge: its setpoint goes back by what the room is past it
+                # (a room that runs above its setpoint needs a setpoint below the edge), never to the base
+                # at once: that would start a burst of cooling (heating), then a cycle.
+                held = max(0.0, min(now_offset, edge_offset) + inside)
+                if now_offset > held:
+                    notes.append(f"comfort: {zone.name}")
+                    current[zone.name] = held
+                    continue
+                goal = min(goal, now_offset)
+            elif energy or inside < limits.comfort_hysteresis_k:
+                # An all-day offset, or a room near the edge: raised only by half the room's headroom (the
+                # room follows its setpoint), so it never overshoots the edge, from opening on.
+                goal = min(goal, max(now_offset, min(edge_offset, now_offset + inside / 2)))
             if goal > now_offset:
                 current[zone.name] = min(goal, now_offset + limits.max_step_k)
             elif goal < now_offset and releases < limits.release_zones_per_step:
                 releases += 1
-                current[zone.name] = max(goal, now_offset - limits.max_step_k)
-        return current
+                current[zone.name] = max(goal, now_offset - release_k)
 
 
 def _warm_up_supply_air(observation: Observation, limits: Limits) -> float | None:
@@ -223,11 +309,19 @@ def _unless(value: float, neutral: float) -> float | None:
     return None if abs(value - neutral) < 1e-6 else value
 
 
-def _without_shedding(decision: Decision, energy_offset_k: float) -> Decision:
+def _site_offset(offset: float, limits: Limits) -> float:
+    """A policy's offset on the site's scale: offsets up to the policies' energy level (ENERGY_OFFSET_K) are
+    the all-day energy measure and scale to the site's `energy_offset_k`; shedding beyond keeps its value."""
+    if offset <= ENERGY_OFFSET_K:
+        return offset * limits.energy_offset_k / ENERGY_OFFSET_K
+    return max(offset, limits.energy_offset_k)
+
+
+def _without_shedding(decision: Decision) -> Decision:
     return replace(
         decision,
-        cooling_offset=min(decision.cooling_offset, energy_offset_k),
-        heating_offset=min(decision.heating_offset, energy_offset_k),
+        cooling_offset=min(decision.cooling_offset, ENERGY_OFFSET_K),
+        heating_offset=min(decision.heating_offset, ENERGY_OFFSET_K),
         plant_limit=100.0,
         fan_limit=100.0,
     )
