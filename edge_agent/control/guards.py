@@ -22,6 +22,7 @@ A target of None means: release, the controller's own sequence.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -30,7 +31,9 @@ from edge_agent.control.features import Features
 from edge_agent.control.limits import ENERGY_OFFSET_K, Limits
 from edge_agent.control.observation import Observation, ZoneObservation
 
-MIN_REFERENCE_PCT = 5.0  # a plant seen drawing less than this over the last day: limits are of its rating
+BASE_HOURS = 20  # hours of demand seen before the day's lowest stands for the base load
+MIN_REFERENCE_PCT = 5.0
+RECENT = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,40 +77,70 @@ class _ShedWatch:
 
 @dataclass(slots=True)
 class _PlantWatch:
-    """Where the plant runs: its draw now and its highest draw in each of the last 24 hours, as shares of
-    its rated input (known only when its power is metered and its rating configured)."""
+    """Where the plant runs, as shares of its rated input (known only with its rating configured): its
+    draw now, its mean over the last RECENT (what shedding limits are a share of) and its highest in each
+    of the last 24 hours (what warm-up limits are a share of). Metered when its power is read; else
+    estimated from the main meter as the demand above the day's lowest (an upper bound while the plant
+    rests at night), and then whether a limit binds is not known."""
 
     load_pct: float | None = None
+    metered: bool = False
+    recent: deque[tuple[datetime, float]] = field(default_factory=deque)
     hourly: dict[datetime, float] = field(default_factory=dict)
+    base_kw: dict[datetime, float] = field(default_factory=dict)  # the lowest demand, hour by hour
 
     def observe(self, observation: Observation, limits: Limits, cap_pct: float | None) -> None:
-        if observation.plant_kw is None or not limits.plant_rated_kw:
+        now = observation.at
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        demand = observation.demand_kw
+        if demand is not None:
+            self.base_kw[hour] = min(self.base_kw.get(hour, demand), demand)
+        self.metered = observation.plant_kw is not None
+        # Unmetered, the estimate needs a day's lowest demand (a night) to be an upper bound.
+        whole_day = len(self.base_kw) >= BASE_HOURS
+        if not limits.plant_rated_kw or (not self.metered and (demand is None or not whole_day)):
             self.load_pct = None
             return
-        self.load_pct = max(0.0, 100 * observation.plant_kw / limits.plant_rated_kw)
+        if observation.plant_kw is not None:
+            kw = observation.plant_kw
+        else:
+            kw = (demand or 0.0) - min(self.base_kw.values())
+        self.load_pct = max(0.0, 100 * kw / limits.plant_rated_kw)
         # Held down by a limit, the plant would draw at least where it ran before: no ratchet downwards.
-        seen = self.reference_pct() if self.binds(cap_pct, limits) else self.load_pct
-        hour = observation.at.replace(minute=0, second=0, microsecond=0)
+        binding = self.binds(cap_pct, limits)
+        self.recent.append((now, self.shed_reference_pct() if binding else self.load_pct))
+        while now - self.recent[0][0] > RECENT:
+            self.recent.popleft()
+        seen = self.day_reference_pct() if binding else self.load_pct
         self.hourly[hour] = max(self.hourly.get(hour, 0.0), seen)
-        for old in [h for h in self.hourly if observation.at - h >= timedelta(hours=24)]:
-            del self.hourly[old]
+        for table in (self.hourly, self.base_kw):
+            for old in [h for h in table if now - h >= timedelta(hours=24)]:
+                del table[old]
 
-    def reference_pct(self) -> float:
-        """What a plant limit is a share of: the highest draw of the last day; the rating when not known."""
+    def shed_reference_pct(self) -> float:
+        """What a shedding limit is a share of: the mean draw of late; the rating when not known."""
+        if not self.recent:
+            return 100.0
+        mean = sum(pct for _, pct in self.recent) / len(self.recent)
+        return min(100.0, mean) if mean >= MIN_REFERENCE_PCT else 100.0
+
+    def day_reference_pct(self) -> float:
+        """What a warm-up limit is a share of: the highest draw of the last day; the rating when unknown."""
         top = max(self.hourly.values(), default=0.0)
         return min(100.0, top) if top >= MIN_REFERENCE_PCT else 100.0
 
     def binds(self, cap_pct: float | None, limits: Limits) -> bool:
         """The limit in force holds the plant down (it draws at or near it); False when not metered."""
-        if cap_pct is None or self.load_pct is None:
+        if cap_pct is None or self.load_pct is None or not self.metered:
             return False
         return self.load_pct >= cap_pct - limits.plant_binds_within_pct
 
-    def cap(self, share_pct: float, limits: Limits) -> float:
+    def cap(self, share_pct: float, limits: Limits, *, warm_up: bool = False) -> float:
         """The limit written (share of rated input) for a decision's share of where the plant runs."""
         if share_pct >= 100 - 1e-6:
             return 100.0
-        return min(100.0, max(limits.plant_floor_pct, self.reference_pct() * share_pct / 100))
+        reference = self.day_reference_pct() if warm_up else self.shed_reference_pct()
+        return min(100.0, max(limits.plant_floor_pct, reference * share_pct / 100))
 
 
 @dataclass(slots=True)
@@ -162,19 +195,34 @@ class Guards:
             if heating.get(zone.name, 0.0) > 0:
                 target = replace(target, heating_setpoint_c=limits.heating_base_c - heating[zone.name])
             zones[zone.name] = target
-        plant, fan = decision.plant_limit, decision.fan_limit
+        plant_cap = self._plant_watch.cap(decision.plant_limit, limits)
+        fan = decision.fan_limit
         if early:  # a warm-up (cool-down) spread over hours at a limited plant and fan, not a peak
-            plant, fan = min(plant, limits.warm_up_plant_pct), min(fan, limits.warm_up_fan_pct)
+            warm_up = self._plant_watch.cap(limits.warm_up_plant_pct, limits, warm_up=True)
+            plant_cap, fan = min(plant_cap, warm_up), min(fan, limits.warm_up_fan_pct)
         return Targets(
             zones,
-            plant_limit_pct=self._plant.update(
-                _unless(self._plant_watch.cap(plant, limits), 100.0), now, limits.hold_s
-            ),
+            plant_limit_pct=self._plant_limit(_unless(plant_cap, 100.0), now, minutes, limits),
             fan_limit_pct=self._fan.update(_unless(fan, 100.0), now, limits.hold_s),
             ventilation_limit_pct=_ventilation(decision, observation, notes, limits),
             supply_air_c=_warm_up_supply_air(observation, limits) if early else None,
             notes=tuple(notes),
         )
+
+    def _plant_limit(
+        self, wanted: float | None, now: datetime, minutes: float, limits: Limits
+    ) -> float | None:
+        """Lowered after the stage hold; raised at a bounded rate (a plant let go at once catches up at
+        full power: a new peak), and let go once above where the plant ran over the last day."""
+        held = self._plant
+        if held.value is None or (wanted is not None and wanted <= held.value):
+            return held.update(wanted, now, limits.hold_s)
+        raised = held.value + limits.plant_release_pct_per_min * max(0.0, minutes)
+        top = self._plant_watch.day_reference_pct() + limits.plant_binds_within_pct
+        if wanted is not None:
+            raised = min(raised, wanted)
+        held.value = None if (raised >= min(100.0, top) and wanted is None) or raised >= 100 else raised
+        return held.value
 
     def _futility(
         self,

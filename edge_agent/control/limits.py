@@ -62,6 +62,7 @@ class Limits:
     plant_floor_pct: float = 20.0  # the lowest plant limit written, share of rated input
     plant_rated_kw: float | None = None  # the plant's rated electric input: with its metered power, the
     # share it draws (None: limits are shares of the rating, and whether one binds is not known)
+    plant_release_pct_per_min: float = 2.0  # a plant limit raised at most this fast (% of rated input)
     plant_binds_within_pct: float = 5.0  # a plant limit binds when the plant draws this close to it
     futility_after_s: float = 900.0
     futility_min_drop: float = 0.02
