@@ -234,3 +234,24 @@ def test_the_energy_offset_and_margins_come_from_the_configuration() -> None:
             energy, observe(MONDAY_6AM.replace(hour=10, minute=minute), 24.0), opened, limits
         )
     assert targets.zones["zone-0"].cooling_setpoint_c == pytest.approx(26.3)  # the site's 0.3 K
+
+
+def test_an_unmetered_plant_is_limited_below_its_rating_once_a_day_of_demand_is_in() -> None:
+    """Only the main meter and the plant's 100 kW rating: the plant draws at most the demand above the
+    night's 20 kW, 40 kW by day, so level 3 (70%) is written as 28% of its rating, not 70%."""
+    limits = Limits(plant_rated_kw=100.0, plant_floor_pct=10.0)
+    guards = Guards()
+    capped = replace(Decision.neutral(), plant_limit=70.0)
+    start = MONDAY_6AM.replace(hour=0)
+    written = []
+    for minute in range(0, 36 * 60, 5):
+        at = start + timedelta(minutes=minute)
+        demand = 60.0 if 9 <= at.hour < 18 else 20.0
+        opened = replace(FEATURES, open=float(9 <= at.hour < 18), hours_to_open=0.0, outdoor_temperature=31.0)
+        decision = capped if at.hour in (10, 11) else Decision.neutral()
+        targets = guards.apply(decision, observe(at, 25.0, demand_kw=demand), opened, limits)
+        written.append((at, targets.plant_limit_pct))
+    first_day = [pct for at, pct in written if at.day == start.day and pct is not None]
+    next_day = [pct for at, pct in written if at.day != start.day and pct is not None]
+    assert min(first_day) == 70.0  # no night seen yet: a share of the rating
+    assert min(next_day) == pytest.approx(28.0)
