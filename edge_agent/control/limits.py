@@ -28,9 +28,9 @@ class Knob(NamedTuple):
 KNOBS: dict[str, Knob] = {
     "cooling_offset": Knob("K", 0.0, MAX_OFFSET_K, 0.0),  # zone cooling setpoints raised
     "heating_offset": Knob("K", 0.0, MAX_OFFSET_K, 0.0),  # zone heating setpoints lowered
-    # The plant's demand limit, as a share of where the plant runs (its highest draw over the last day,
-    # when its power is metered; else of its rating): the guards turn it into the share of rated input
-    # written, no lower than `Limits.plant_floor_pct`.
+    # The plant's demand limit, as a share of where the plant runs (its recent draw, known with its
+    # rating configured; else of its rating): the guards turn it into the share of rated input written,
+    # no lower than `Limits.plant_floor_pct` (guards.py, _PlantWatch).
     "plant_limit": Knob("%", 0.0, 100.0, 100.0),
     "fan_limit": Knob("%", 50.0, 100.0, 100.0),  # the air handler's fan speed cap
     "ventilation_limit": Knob("%", 10.0, 100.0, 100.0),  # outdoor air, share of design (CO2-guarded)
@@ -60,8 +60,8 @@ class Limits:
     warm_up_fan_pct: float = 70.0
     energy_offset_k: float = ENERGY_OFFSET_K  # offsets up to this are an energy measure, not shedding
     plant_floor_pct: float = 20.0  # the lowest plant limit written, share of rated input
-    plant_rated_kw: float | None = None  # the plant's rated electric input: with its metered power, the
-    # share it draws (None: limits are shares of the rating, and whether one binds is not known)
+    plant_rated_kw: float | None = None  # the plant's rated electric input, what its draw is a share of
+    # (None: limits are shares of the rating; unmetered, whether one binds is not known)
     plant_release_pct_per_min: float = 2.0  # a plant limit raised at most this fast (% of rated input)
     plant_binds_within_pct: float = 5.0  # a plant limit binds when the plant draws this close to it
     futility_after_s: float = 900.0
