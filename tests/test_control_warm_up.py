@@ -73,3 +73,34 @@ async def test_a_warm_up_raises_the_supply_air_until_the_rooms_are_warm() -> Non
     await loop.step()
     assert ("ahu/supply_air_setpoint", None) in building.writes
     assert "vav/sp" in loop.actuator.held  # still early: the occupied setpoint stays
+
+
+async def test_a_metered_plant_in_watts_is_limited_where_it_runs() -> None:
+    """`plant_power` (W) and `plant_rated_kw`: a 200 kW plant drawing 40 kW is warmed up at 60% of its
+    day's highest draw (24 kW, 12% of its rating) instead of 60% of its rating, which would not bind."""
+    config = ControlConfig.model_validate(
+        {
+            "mode": "active",
+            "demand_target_kw": 150.0,
+            "demand": "meter/total_power",
+            "outdoor_temperature": "ahu/outdoor_air_temperature",
+            "plant_limit": "plant/demand_limit",
+            "plant_power": "plant/plant_power",
+            "plant_rated_kw": 200.0,
+            "plant_limit_floor_pct": 10.0,
+            "zones": [{"name": "z", "temperature": "vav/zone_temperature", "heating_setpoint": "vav/sp"}],
+        }
+    )
+    units = {**UNITS, "plant/plant_power": "W"}
+    latest = LatestValues(dict.fromkeys(units, 1.0))
+    building = Building(latest)
+    clock = ManualClock(MONDAY_6AM)
+    write_ranges = {"plant/demand_limit": (10.0, 100.0), "vav/sp": (15.0, 24.0)}
+    loop = ControlLoop(
+        "gw", control_setup(config, units, write_ranges), control_settings(config), building, clock=clock
+    )
+    feed(latest, zone_c=16.5)
+    latest.update([Reading("plant", "plant_power", 40_000.0, "W", Quality.GOOD, utc_now())])
+    assert loop.observe(clock.now()).plant_kw == 40.0
+    await loop.step()
+    assert dict(building.writes)["plant/demand_limit"] == 12.0

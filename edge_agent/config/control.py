@@ -107,6 +107,21 @@ class ControlConfig(Strict):
     comfort_band_c: tuple[float, float] = (DEFAULT_LIMITS.comfort_low_c, DEFAULT_LIMITS.comfort_high_c)
     max_offset_k: Annotated[float, Field(ge=0, le=MAX_OFFSET_K)] = MAX_OFFSET_K
     """The furthest control moves a zone setpoint (at most Guideline 36's level 3)."""
+    energy_offset_k: Annotated[float, Field(ge=0, le=MAX_OFFSET_K)] = DEFAULT_LIMITS.energy_offset_k
+    """Setpoint offset kept all day while open, an energy measure (never past the comfort edge)."""
+    comfort_margin_k: Annotated[float, Field(ge=0, le=3)] = DEFAULT_LIMITS.comfort_margin_k
+    """Rooms are held this far inside the comfort band (measured room temperature)."""
+    comfort_hysteresis_k: Annotated[float, Field(ge=0, le=3)] = DEFAULT_LIMITS.comfort_hysteresis_k
+    """A room held at the comfort edge is shed again only once this far back inside."""
+    release_k_per_min: Annotated[float, Field(gt=0, le=5)] = DEFAULT_LIMITS.release_k_per_min
+    """While open, setpoint offsets are given back no faster than this (no rebound peak)."""
+    plant_limit_floor_pct: Annotated[float, Field(ge=0, le=100)] = DEFAULT_LIMITS.plant_floor_pct
+    """The lowest plant demand limit control writes, % of rated input."""
+    plant_power: PointRef | None = None
+    """The plant's electric power (W or kW, by the point's unit): with plant_rated_kw, limits are set
+    relative to where the plant runs and counted as shedding only while they bind."""
+    plant_rated_kw: Annotated[float, Field(gt=0)] | None = DEFAULT_LIMITS.plant_rated_kw
+    """The plant's rated electric input, kW (what its demand limit is a share of)."""
     illuminance_floor_lux: Annotated[float, Field(ge=0)] = DEFAULT_LIMITS.illuminance_floor_lux
     co2_limit_ppm: Annotated[float, Field(ge=400)] = DEFAULT_LIMITS.co2_limit_ppm
 
@@ -166,7 +181,7 @@ class ControlConfig(Strict):
 
     def references(self) -> Iterator[tuple[str, str, bool]]:
         """(field path, 'device/point', written by control) for every point reference."""
-        for field in ("demand", "outdoor_temperature"):
+        for field in ("demand", "outdoor_temperature", "plant_power"):
             ref = getattr(self, field)
             if ref is not None:
                 yield f"control.{field}", ref, False

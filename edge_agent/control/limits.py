@@ -15,6 +15,7 @@ from edge_agent.control.calendar import OpeningHours
 
 MAX_OFFSET_K = 2.2  # the furthest setpoints move: ASHRAE Guideline 36's demand-limit level 3
 ENERGY_OFFSET_K = 0.7  # kept all day while open: the comfort edge (27 C less 0.3 K) above the 26 C setpoint
+# (the policies' scale: the guards map it onto the site's `Limits.energy_offset_k`)
 
 
 class Knob(NamedTuple):
@@ -27,7 +28,10 @@ class Knob(NamedTuple):
 KNOBS: dict[str, Knob] = {
     "cooling_offset": Knob("K", 0.0, MAX_OFFSET_K, 0.0),  # zone cooling setpoints raised
     "heating_offset": Knob("K", 0.0, MAX_OFFSET_K, 0.0),  # zone heating setpoints lowered
-    "plant_limit": Knob("%", 50.0, 100.0, 100.0),  # the heat-pump plant's demand limit
+    # The plant's demand limit, as a share of where the plant runs (its recent draw, known with its
+    # rating configured; else of its rating): the guards turn it into the share of rated input written,
+    # no lower than `Limits.plant_floor_pct` (guards.py, _PlantWatch).
+    "plant_limit": Knob("%", 0.0, 100.0, 100.0),
     "fan_limit": Knob("%", 50.0, 100.0, 100.0),  # the air handler's fan speed cap
     "ventilation_limit": Knob("%", 10.0, 100.0, 100.0),  # outdoor air, share of design (CO2-guarded)
     "lighting_floor": Knob("%", 10.0, 100.0, 100.0),  # lowest dimming level in daylit zones
@@ -46,13 +50,20 @@ class Limits:
     comfort_high_c: float = 27.0
     comfort_margin_k: float = 0.3
     comfort_hysteresis_k: float = 0.3  # offsets raised past the edge again only this far inside
+    release_k_per_min: float = 0.1  # setpoints given back at most this fast (no rebound peak)
     max_offset_k: float = MAX_OFFSET_K
     max_step_k: float = 0.56
     release_zones_per_step: int = 2
     hold_s: float = 900.0
-    warm_up_plant_pct: float = 60.0  # plant and fan limits while zones start early, before opening
+    warm_up_plant_pct: float = 60.0  # plant (share of where it runs) and fan limits while zones start
+    # early, before opening
     warm_up_fan_pct: float = 70.0
     energy_offset_k: float = ENERGY_OFFSET_K  # offsets up to this are an energy measure, not shedding
+    plant_floor_pct: float = 20.0  # the lowest plant limit written, share of rated input
+    plant_rated_kw: float | None = None  # the plant's rated electric input, what its draw is a share of
+    # (None: limits are shares of the rating; unmetered, whether one binds is not known)
+    plant_release_pct_per_min: float = 2.0  # a plant limit raised at most this fast (% of rated input)
+    plant_binds_within_pct: float = 5.0  # a plant limit binds when the plant draws this close to it
     futility_after_s: float = 900.0
     futility_min_drop: float = 0.02
     cooldown_s: float = 3600.0

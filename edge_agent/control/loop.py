@@ -382,7 +382,10 @@ class ControlLoop:
             for z in config.zones
         )
         outdoor = self._value(config.outdoor_temperature)
-        return Observation(now, outdoor, demand, zones)
+        plant = self._value(config.plant_power)
+        if plant is not None and config.plant_power_in_watts:
+            plant /= 1000
+        return Observation(now, outdoor, demand, zones, plant_kw=plant)
 
     def wanted(self, targets: Targets) -> dict[str, float | None]:
         """What each written point should be ('device/point' -> value, None: released)."""

@@ -27,6 +27,7 @@ class Observation:
     outdoor_c: float | None
     demand_kw: float | None  # the building's main meter, now
     zones: tuple[ZoneObservation, ...]
+    plant_kw: float | None = None  # the plant's electric power, when metered (optional)
 
     def missing(self) -> list[str]:
         """The inputs the policies cannot do without that are absent, stale or bad."""

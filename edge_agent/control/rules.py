@@ -1,7 +1,8 @@
 """The rule-based demand limiter: the fallback whenever the model is missing, fails or is not trusted.
 
 Setpoint offsets of ENERGY_OFFSET_K all day while open, raised to the shed level from the 15-minute
-projection against the target (Guideline 36 setpoint levels), the plant and fan limited with it; outdoor air
+projection against the target (Guideline 36 setpoint levels), the plant and fan limited with it (the plant's
+levels are shares of where it runs, not of its rating: the guards turn them into what is written); outdoor air
 by CO2 from a lower floor while closed; daylit lighting dimmed while open; and the occupied setpoints started
 early before opening, earlier the colder it is. Stateless: rate limits, holds, staggered release and the
 warm-up's plant, fan and supply air are the guards' job.
@@ -14,7 +15,7 @@ from edge_agent.control.features import Features
 from edge_agent.control.limits import ENERGY_OFFSET_K, MAX_OFFSET_K
 
 SETPOINT_LEVELS_K = (0.0, 0.56, 1.1, MAX_OFFSET_K)  # Guideline 36 demand-limit levels 0-3
-PLANT_LEVELS_PCT = (100.0, 90.0, 80.0, 70.0)
+PLANT_LEVELS_PCT = (100.0, 90.0, 80.0, 70.0)  # of the plant's highest draw over the last day
 FAN_LEVELS_PCT = (100.0, 95.0, 90.0, 80.0)
 LEVEL_RATIOS = (0.92, 0.97, 1.02)  # projection / target at which levels 1, 2, 3 begin
 CO2_RELAXED_PPM, CO2_FULL_PPM = 600.0, 900.0  # outdoor air from its minimum to design between these

@@ -35,6 +35,8 @@ class ControlPoints:
     ventilation_limit: str | None = None
     supply_air_setpoint: str | None = None
     write_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # what control may write
+    plant_power: str | None = None  # the plant's electric power (optional)
+    plant_power_in_watts: bool = False
 
 
 @dataclass(frozen=True, slots=True)

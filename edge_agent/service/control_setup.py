@@ -33,6 +33,12 @@ def control_limits(config: ControlConfig) -> Limits:
         max_offset_k=config.max_offset_k,
         co2_limit_ppm=config.co2_limit_ppm,
         illuminance_floor_lux=config.illuminance_floor_lux,
+        energy_offset_k=config.energy_offset_k,
+        comfort_margin_k=config.comfort_margin_k,
+        comfort_hysteresis_k=config.comfort_hysteresis_k,
+        release_k_per_min=config.release_k_per_min,
+        plant_floor_pct=config.plant_limit_floor_pct,
+        plant_rated_kw=config.plant_rated_kw,
     )
 
 
@@ -66,6 +72,8 @@ def control_setup(
         ventilation_limit=config.ventilation_limit,
         supply_air_setpoint=config.supply_air_setpoint,
         write_ranges=dict(write_ranges or {}),
+        plant_power=config.plant_power,
+        plant_power_in_watts=config.plant_power is not None and units.get(config.plant_power) == "W",
     )
     return ControlSetup(
         points,
