@@ -16,7 +16,6 @@ from rich.console import Console
 from edge_agent.acquisition.latest import LatestValues
 from edge_agent.cli import local as cli_local
 from edge_agent.clock import ManualClock
-from edge_agent.config.control import ControlConfig
 from edge_agent.control.calendar import OpeningHours
 from edge_agent.control.decision import Decision
 from edge_agent.control.demand import MIN_OPEN_INTERVALS, IntervalDemand, MonthPeak
@@ -30,6 +29,7 @@ from edge_agent.control.rules import RuleBasedPolicy
 from edge_agent.control.settings import ControlMode
 from edge_agent.readings import Quality, Reading, utc_now
 from edge_agent.service.control_setup import control_settings, control_setup
+from tests.one_zone import one_zone_control
 
 NIGHT = datetime.fromisoformat("2026-08-05T05:00:00+09:00")  # a Wednesday in August, before dawn
 STEP_S = 300.0
@@ -81,21 +81,9 @@ class Building:
 
 
 def control_loop(building: Building, **kwargs: object) -> ControlLoop:
-    config = ControlConfig.model_validate(
-        {
-            "mode": "active",  # no demand_target_kw: the month's peak is the target
-            "step_s": STEP_S,
-            "demand": "meter/total_power",
-            "outdoor_temperature": "ahu/outdoor_air_temperature",
-            "plant_limit": "plant/demand_limit",
-            "zones": [
-                {
-                    "name": "z",
-                    "temperature": "vav/zone_temperature",
-                    "cooling_setpoint": "vav/cooling_setpoint",
-                }
-            ],
-        }
+    config = one_zone_control(
+        mode="active",  # no demand_target_kw: the month's peak is the target
+        step_s=STEP_S,
     )
     return ControlLoop(
         "gw",

@@ -17,13 +17,13 @@ import structlog
 from edge_agent import signing
 from edge_agent.acquisition.latest import LatestValues
 from edge_agent.clock import ManualClock
-from edge_agent.config.control import ControlConfig
 from edge_agent.control.features import FEATURE_UNITS
 from edge_agent.control.loop import ControlLoop
 from edge_agent.control.points import Holder
 from edge_agent.control.settings import ControlMode
 from edge_agent.readings import Quality, Reading, utc_now
 from edge_agent.service.control_setup import control_settings, control_setup
+from tests.one_zone import ALWAYS_OPEN, one_zone_control
 from tests.onnx_models import TRUSTED, signed, small_model
 
 START = datetime.fromisoformat("2026-08-05T14:00:00+09:00")  # open, hot
@@ -59,26 +59,12 @@ def control_loop(
     model: Path | None, events: list[dict[str, object]], **trust: object
 ) -> tuple[ControlLoop, Building]:
     """`trust`: [control] model_keys and allow_unsigned_model; by default the test key is trusted."""
-    config = ControlConfig.model_validate(
-        {
-            "model_keys": [TRUSTED],
-            **trust,
-            "mode": "active",
-            "demand_target_kw": 100.0,  # below the demand: the limiter sheds
-            "model": model,
-            "demand": "meter/total_power",
-            "outdoor_temperature": "ahu/outdoor_air_temperature",
-            "plant_limit": "plant/demand_limit",
-            "zones": [
-                {
-                    "name": "z",
-                    "temperature": "vav/zone_temperature",
-                    "cooling_setpoint": "vav/cooling_setpoint",
-                }
-            ],
-            "open_days": list(range(7)),
-            "close_hour": 22,
-        }
+    config = one_zone_control(
+        **ALWAYS_OPEN,
+        **{"model_keys": [TRUSTED], **trust},  # the test key, unless `trust` says otherwise
+        mode="active",
+        demand_target_kw=100.0,  # below the demand: the limiter sheds
+        model=model,
     )
     building = Building(LatestValues(dict.fromkeys(VALUES, POLL_S)))
     loop = ControlLoop(

@@ -13,12 +13,12 @@ import pytest
 
 from edge_agent.acquisition.latest import LatestValues
 from edge_agent.clock import ManualClock, ScaledClock
-from edge_agent.config.control import ControlConfig
 from edge_agent.control.loop import ControlLoop
 from edge_agent.control.points import Holder
 from edge_agent.control.schedule import FixedRate
 from edge_agent.readings import Quality, Reading, utc_now
 from edge_agent.service.control_setup import control_settings, control_setup
+from tests.one_zone import ALWAYS_OPEN, one_zone_control
 
 START = datetime.fromisoformat("2026-08-05T14:00:00+09:00")  # open, hot
 VALUES = {
@@ -68,24 +68,11 @@ def control_loop(
     mode: str,
     step_s: float = 60.0,
 ) -> SlowLoop:
-    config = ControlConfig.model_validate(
-        {
-            "mode": mode,
-            "step_s": step_s,
-            "demand_target_kw": 100.0,
-            "demand": "meter/total_power",
-            "outdoor_temperature": "ahu/outdoor_air_temperature",
-            "plant_limit": "plant/demand_limit",
-            "zones": [
-                {
-                    "name": "z",
-                    "temperature": "vav/zone_temperature",
-                    "cooling_setpoint": "vav/cooling_setpoint",
-                }
-            ],
-            "open_days": list(range(7)),
-            "close_hour": 22,
-        }
+    config = one_zone_control(
+        **ALWAYS_OPEN,
+        mode=mode,
+        step_s=step_s,
+        demand_target_kw=100.0,
     )
     return SlowLoop(
         "gw",

@@ -19,7 +19,7 @@ from edge_agent.acquisition.latest import LatestValues
 from edge_agent.acquisition.poller import DevicePoller
 from edge_agent.cli.local import _print_control
 from edge_agent.clock import ManualClock
-from edge_agent.config import AgentConfig, ControlConfig
+from edge_agent.config import AgentConfig
 from edge_agent.control.actuator import Actuator
 from edge_agent.control.holds import Hold
 from edge_agent.control.loop import ControlLoop
@@ -30,6 +30,7 @@ from edge_agent.readings import Quality, Reading, utc_now
 from edge_agent.service.control_setup import control_settings, control_setup
 from edge_agent.service.points import CentralWrites, DevicePoints
 from edge_agent.store.holds import HoldFile, open_journal
+from tests.one_zone import ALWAYS_OPEN, one_zone_control
 
 SINCE = datetime(2026, 8, 5, 5, 0, tzinfo=UTC)
 
@@ -336,23 +337,10 @@ VALUES = {
 
 
 def control_loop(devices: Devices, journal: HoldFile, events: list[dict[str, object]]) -> ControlLoop:
-    config = ControlConfig.model_validate(
-        {
-            "mode": "active",
-            "demand_target_kw": 100.0,  # below the demand: the limiter sheds
-            "demand": "meter/total_power",
-            "outdoor_temperature": "ahu/outdoor_air_temperature",
-            "plant_limit": "plant/demand_limit",
-            "zones": [
-                {
-                    "name": "z",
-                    "temperature": "vav/zone_temperature",
-                    "cooling_setpoint": "vav/cooling_setpoint",
-                }
-            ],
-            "open_days": list(range(7)),
-            "close_hour": 22,
-        }
+    config = one_zone_control(
+        **ALWAYS_OPEN,
+        mode="active",
+        demand_target_kw=100.0,  # below the demand: the limiter sheds
     )
     devices.values = LatestValues(dict.fromkeys(VALUES, 5.0))
     now = utc_now()
