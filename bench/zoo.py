@@ -1,0 +1,119 @@
+"""The zoo's held-out buildings through the shipped control core, against each building's own sequences.
+
+For every held-out building (seeds from 1000, edge_sim/zoo/seeds.py) and the summer and winter weeks: the
+rule-based limiter's and the ONNX policy's billed-peak, HVAC energy and cost ratios to the baseline and the
+discomfort delta (K.h per zone); then the medians, the worst building with its parameters, and the
+decision time p50/p99 of a 12-zone building. Targets: 80% of each building's baseline peak under other
+weather, as bench/control.py.
+
+Run: .venv/bin/python -m bench.zoo [--fast] [--buildings N] [--model path.onnx]
+  full: 20 buildings x 2 weeks x (target, baseline, rules, onnx), 2 worker processes (several minutes)
+  --fast: 2 buildings, the summer week's first day (what tests/test_zoo.py runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.control.savings.kpi import Kpis
+from edge_sim.zoo.generate import generate
+from edge_sim.zoo.seeds import held_out_seeds
+from edge_sim.zoo.study import CONTROLLERS, Week, demand_target_kw, run, run_controlled, summary_lines, table
+
+MODEL = str(Path(__file__).parents[1] / "models" / "load_shaving.onnx")
+LATENCY_SEED = 1999  # a held-out building forced to 12 zones, for the decision time
+LATENCY_DAYS = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    seeds: tuple[int, ...]
+    scenarios: tuple[str, ...]
+    days: int | None  # None: the whole scenario week
+    model: str
+    controllers: tuple[str, ...] = CONTROLLERS
+
+
+def _target(job: tuple[int, str, int | None]) -> float:
+    seed, scenario, days = job
+    return demand_target_kw(generate(seed, "held-out"), scenario, days)
+
+
+Job = tuple[int, str, str, float, int | None, str, int | None]  # seed, scenario, controller, target, days,
+# model, zones (None: as generated)
+
+
+def _run(job: Job) -> tuple[Kpis, list[float]]:
+    seed, scenario, controller, target, days, model, zones = job
+    zoo = generate(seed, "held-out", zones=zones)
+    if controller == "baseline":
+        return run(zoo, scenario, days=days), []
+    return run_controlled(zoo, scenario, controller, target, model=model, days=days)
+
+
+def study(plan: Plan, processes: int = 2) -> tuple[list[Week], dict[str, list[float]]]:
+    """The weeks of every building and scenario, and the 12-zone building's decision times per controller."""
+    cases = [(seed, scenario) for seed in plan.seeds for scenario in plan.scenarios]
+    runs = ("baseline", *plan.controllers)
+    latency_target = 1e9  # no shedding wanted of it: the decision time is what is measured
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        targets = pool.map(_target, [(s, sc, plan.days) for s, sc in cases], chunksize=1)
+        jobs: list[Job] = [
+            (s, sc, c, t, plan.days, plan.model, None)
+            for (s, sc), t in zip(cases, targets, strict=True)
+            for c in runs
+        ]
+        jobs += [(LATENCY_SEED, plan.scenarios[0], c, latency_target, LATENCY_DAYS, plan.model, 12)
+                 for c in plan.controllers]  # fmt: skip
+        results = pool.map(_run, jobs, chunksize=1)
+    by_case: dict[tuple[int, str], dict[str, Kpis]] = {}
+    latency: dict[str, list[float]] = {}
+    for (seed, scenario, controller, _, _, _, zones), (kpis, times) in zip(jobs, results, strict=True):
+        if zones is None:
+            by_case.setdefault((seed, scenario), {})[controller] = kpis
+        else:
+            latency[controller] = times
+    weeks = [
+        Week(generate(seed, "held-out"), scenario, target, by_case[(seed, scenario)])
+        for (seed, scenario), target in zip(cases, targets, strict=True)
+    ]
+    return weeks, latency
+
+
+def report(plan: Plan, weeks: list[Week], latency: dict[str, list[float]]) -> list[str]:
+    span = "the first day" if plan.days == 1 else f"{plan.days} days" if plan.days else "the week"
+    lines = [f"== zoo: {len(plan.seeds)} held-out buildings, {', '.join(plan.scenarios)} ({span}); "
+             "ratios to each building's own sequences"]  # fmt: skip
+    lines += [f"  {generate(seed, 'held-out').describe()}" for seed in plan.seeds]
+    lines += ["", *table(weeks, plan.controllers), "", *summary_lines(weeks, plan.controllers)]
+    lines.append(f"\n== decision time, 12-zone building (seed {LATENCY_SEED}), features + policy + guards")
+    for controller, times in latency.items():
+        p50, p99 = np.percentile(np.array(times) * 1e3, [50, 99])
+        lines.append(f"  {controller:6s} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   ({len(times)} steps)")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fast", action="store_true", help="2 buildings, the summer week's first day")
+    parser.add_argument("--buildings", type=int, default=20)
+    parser.add_argument("--model", default=MODEL)
+    args = parser.parse_args()
+    if args.fast:
+        plan = Plan(held_out_seeds(2), ("summer",), 1, args.model)
+    else:
+        plan = Plan(held_out_seeds(args.buildings), ("summer", "winter"), None, args.model)
+    started = time.monotonic()
+    weeks, latency = study(plan)
+    print("\n".join(report(plan, weeks, latency)))
+    print(f"\n  ({time.monotonic() - started:.0f} s wall)")
+
+
+if __name__ == "__main__":
+    main()
