@@ -16,8 +16,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
+from multiprocessing.pool import Pool
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -29,6 +33,8 @@ from edge_sim.zoo.study import CONTROLLERS, Week, demand_target_kw, run, run_con
 MODEL = str(Path(__file__).parents[1] / "models" / "load_shaving.onnx")
 LATENCY_SEED = 1999  # a held-out building forced to 12 zones, for the decision time
 LATENCY_DAYS = 1
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class Plan:
     days: int | None  # None: the whole scenario week
     model: str
     controllers: tuple[str, ...] = CONTROLLERS
+    latency: bool = True  # also time decide() on a 12-zone building
 
 
 def _target(job: tuple[int, str, int | None]) -> float:
@@ -57,21 +64,27 @@ def _run(job: Job) -> tuple[Kpis, list[float]]:
     return run_controlled(zoo, scenario, controller, target, model=model, days=days)
 
 
+def _map(pool: Pool | None, function: Callable[[A], R], items: list[A]) -> list[R]:
+    """One job at a time to each worker; with no pool, in this process (tests)."""
+    return pool.map(function, items, chunksize=1) if pool is not None else [function(i) for i in items]
+
+
 def study(plan: Plan, processes: int = 2) -> tuple[list[Week], dict[str, list[float]]]:
     """The weeks of every building and scenario, and the 12-zone building's decision times per controller."""
     cases = [(seed, scenario) for seed in plan.seeds for scenario in plan.scenarios]
     runs = ("baseline", *plan.controllers)
     latency_target = 1e9  # no shedding wanted of it: the decision time is what is measured
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        targets = pool.map(_target, [(s, sc, plan.days) for s, sc in cases], chunksize=1)
+    with multiprocessing.get_context("spawn").Pool(processes) if processes > 1 else nullcontext() as pool:
+        targets = _map(pool, _target, [(s, sc, plan.days) for s, sc in cases])
         jobs: list[Job] = [
             (s, sc, c, t, plan.days, plan.model, None)
             for (s, sc), t in zip(cases, targets, strict=True)
             for c in runs
         ]
-        jobs += [(LATENCY_SEED, plan.scenarios[0], c, latency_target, LATENCY_DAYS, plan.model, 12)
-                 for c in plan.controllers]  # fmt: skip
-        results = pool.map(_run, jobs, chunksize=1)
+        if plan.latency:
+            jobs += [(LATENCY_SEED, plan.scenarios[0], c, latency_target, LATENCY_DAYS, plan.model, 12)
+                     for c in plan.controllers]  # fmt: skip
+        results = _map(pool, _run, jobs)
     by_case: dict[tuple[int, str], dict[str, Kpis]] = {}
     latency: dict[str, list[float]] = {}
     for (seed, scenario, controller, _, _, _, zones), (kpis, times) in zip(jobs, results, strict=True):
@@ -99,16 +112,19 @@ def report(plan: Plan, weeks: list[Week], latency: dict[str, list[float]]) -> li
     return lines
 
 
+def plan_of(*, fast: bool, buildings: int = 20, model: str = MODEL) -> Plan:
+    if fast:
+        return Plan(held_out_seeds(2), ("summer",), 1, model)
+    return Plan(held_out_seeds(buildings), ("summer", "winter"), None, model)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="2 buildings, the summer week's first day")
     parser.add_argument("--buildings", type=int, default=20)
     parser.add_argument("--model", default=MODEL)
     args = parser.parse_args()
-    if args.fast:
-        plan = Plan(held_out_seeds(2), ("summer",), 1, args.model)
-    else:
-        plan = Plan(held_out_seeds(args.buildings), ("summer", "winter"), None, args.model)
+    plan = plan_of(fast=args.fast, buildings=args.buildings, model=args.model)
     started = time.monotonic()
     weeks, latency = study(plan)
     print("\n".join(report(plan, weeks, latency)))
