@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from multiprocessing.pool import Pool
@@ -25,7 +25,6 @@ from typing import TypeVar
 
 import numpy as np
 
-from edge_agent.control.savings.kpi import Kpis
 from edge_sim.zoo.generate import generate
 from edge_sim.zoo.seeds import held_out_seeds
 from edge_sim.zoo.study import CONTROLLERS, Week, demand_target_kw, run, run_controlled, summary_lines, table
@@ -47,56 +46,53 @@ class Plan:
     latency: bool = True  # also time decide() on a 12-zone building
 
 
-def _target(job: tuple[int, str, int | None]) -> float:
-    seed, scenario, days = job
-    return demand_target_kw(generate(seed, "held-out"), scenario, days)
+Case = tuple[int, str, int | None, str, tuple[str, ...]]  # seed, scenario, days, model, controllers
 
 
-Job = tuple[int, str, str, float, int | None, str, int | None]  # seed, scenario, controller, target, days,
-# model, zones (None: as generated)
+def _case(case: Case) -> Week:
+    """One building through one scenario: its target, its baseline and each controller."""
+    seed, scenario, days, model, controllers = case
+    zoo = generate(seed, "held-out")
+    target = demand_target_kw(zoo, scenario, days)
+    kpis = {"baseline": run(zoo, scenario, days=days)}
+    for controller in controllers:
+        kpis[controller] = run_controlled(zoo, scenario, controller, target, model=model, days=days)[0]
+    return Week(zoo, scenario, target, kpis)
 
 
-def _run(job: Job) -> tuple[Kpis, list[float]]:
-    seed, scenario, controller, target, days, model, zones = job
-    zoo = generate(seed, "held-out", zones=zones)
-    if controller == "baseline":
-        return run(zoo, scenario, days=days), []
-    return run_controlled(zoo, scenario, controller, target, model=model, days=days)
+def _latency(job: tuple[str, str, str]) -> tuple[str, list[float]]:
+    """decide()'s times on a 12-zone held-out building through one day (no target: none is shed)."""
+    scenario, controller, model = job
+    zoo = generate(LATENCY_SEED, "held-out", zones=12)
+    return controller, run_controlled(zoo, scenario, controller, 1e9, model=model, days=LATENCY_DAYS)[1]
 
 
-def _map(pool: Pool | None, function: Callable[[A], R], items: list[A]) -> list[R]:
-    """One job at a time to each worker; with no pool, in this process (tests)."""
-    return pool.map(function, items, chunksize=1) if pool is not None else [function(i) for i in items]
+def _each(pool: Pool | None, function: Callable[[A], R], items: list[A]) -> Iterator[R]:
+    """Results as they come, one job at a time to each worker; with no pool, in this process (tests)."""
+    if pool is None:
+        return (function(i) for i in items)
+    return pool.imap_unordered(function, items, chunksize=1)
 
 
-def study(plan: Plan, processes: int = 2) -> tuple[list[Week], dict[str, list[float]]]:
-    """The weeks of every building and scenario, and the 12-zone building's decision times per controller."""
-    cases = [(seed, scenario) for seed in plan.seeds for scenario in plan.scenarios]
-    runs = ("baseline", *plan.controllers)
-    latency_target = 1e9  # no shedding wanted of it: the decision time is what is measured
-    with multiprocessing.get_context("spawn").Pool(processes) if processes > 1 else nullcontext() as pool:
-        targets = _map(pool, _target, [(s, sc, plan.days) for s, sc in cases])
-        jobs: list[Job] = [
-            (s, sc, c, t, plan.days, plan.model, None)
-            for (s, sc), t in zip(cases, targets, strict=True)
-            for c in runs
-        ]
-        if plan.latency:
-            jobs += [(LATENCY_SEED, plan.scenarios[0], c, latency_target, LATENCY_DAYS, plan.model, 12)
-                     for c in plan.controllers]  # fmt: skip
-        results = _map(pool, _run, jobs)
-    by_case: dict[tuple[int, str], dict[str, Kpis]] = {}
-    latency: dict[str, list[float]] = {}
-    for (seed, scenario, controller, _, _, _, zones), (kpis, times) in zip(jobs, results, strict=True):
-        if zones is None:
-            by_case.setdefault((seed, scenario), {})[controller] = kpis
-        else:
-            latency[controller] = times
-    weeks = [
-        Week(generate(seed, "held-out"), scenario, target, by_case[(seed, scenario)])
-        for (seed, scenario), target in zip(cases, targets, strict=True)
+def study(
+    plan: Plan, processes: int = 2, on_week: Callable[[Week], None] | None = None
+) -> tuple[list[Week], dict[str, list[float]]]:
+    """The weeks of every building and scenario (each told to `on_week` as it ends), and the 12-zone
+    building's decision times per controller."""
+    cases: list[Case] = [
+        (seed, scenario, plan.days, plan.model, plan.controllers)
+        for seed in plan.seeds
+        for scenario in plan.scenarios
     ]
-    return weeks, latency
+    timing = [(plan.scenarios[0], c, plan.model) for c in plan.controllers] if plan.latency else []
+    weeks: dict[tuple[int, str], Week] = {}
+    with multiprocessing.get_context("spawn").Pool(processes) if processes > 1 else nullcontext() as pool:
+        latency = dict(_each(pool, _latency, timing))
+        for week in _each(pool, _case, cases):
+            weeks[(week.zoo.seed, week.scenario)] = week
+            if on_week is not None:
+                on_week(week)
+    return [weeks[(seed, scenario)] for seed, scenario, *_ in cases], latency
 
 
 def report(plan: Plan, weeks: list[Week], latency: dict[str, list[float]]) -> list[str]:
@@ -126,7 +122,12 @@ def main() -> None:
     args = parser.parse_args()
     plan = plan_of(fast=args.fast, buildings=args.buildings, model=args.model)
     started = time.monotonic()
-    weeks, latency = study(plan)
+    print("  as each building-week ends: " + table([], plan.controllers)[0].strip(), flush=True)
+
+    def progress(week: Week) -> None:
+        print(table([week], plan.controllers)[1], flush=True)
+
+    weeks, latency = study(plan, on_week=progress)
     print("\n".join(report(plan, weeks, latency)))
     print(f"\n  ({time.monotonic() - started:.0f} s wall)")
 
