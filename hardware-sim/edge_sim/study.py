@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from edge_agent.control.savings.kpi import KpiAccumulator, Kpis
 from edge_sim.physics.climate import SCENARIOS, Scenario
@@ -16,6 +16,7 @@ SITE = "site"
 WARM_UP = timedelta(days=2)  # run before the scenario starts so the thermal mass is not at its initial guess
 
 StepHook = Callable[[Site], None]
+SiteFactory = Callable[[datetime], Site]  # a site starting at the given time (the zoo's own buildings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +33,18 @@ def run_scenario(
     days: int | None = None,
     before_step: StepHook | None = None,
     specs: tuple[BuildingSpec, ...] = BUILDINGS,
+    make_site: SiteFactory | None = None,
 ) -> StudyResult:
     """Run the baseline (or whatever `before_step` commands each step) through a scenario.
 
     `specs`: the buildings (other parameters than the shipped ones make held-out plants).
+    `make_site`: builds the site instead (its own weather and building classes; `seed` and `specs` unused).
     """
     scenario = SCENARIOS[name]
-    site = Site(scenario.start - WARM_UP, seed=seed, offset_k=scenario.offset_k, specs=specs)
+    if make_site is not None:
+        site = make_site(scenario.start - WARM_UP)
+    else:
+        site = Site(scenario.start - WARM_UP, seed=seed, offset_k=scenario.offset_k, specs=specs)
     while site.now < scenario.start:
         if before_step is not None:
             before_step(site)
