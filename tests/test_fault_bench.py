@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from bench.faults.__main__ import attacks, run
 from bench.faults.commands import CommandFormat
+from bench.faults.control_attacks import control_toml
 from bench.faults.observer import Ledger
 from bench.faults.parts import ModbusDevice, agent_config
 from bench.faults.table import markdown
@@ -104,6 +105,24 @@ def test_the_bench_s_agent_trusts_the_key_it_signs_with(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.commands.trusted_keys == [signing.public_key_text(key)]
     assert config.mqtt.protocol == "3.1.1"
+
+
+@pytest.mark.parametrize("mode", ["active", "shadow"])
+def test_the_control_attack_runs_load_shaving_on_edge_sim_s_library(tmp_path: Path, mode: str) -> None:
+    site = {
+        "library-main-meter": ("127.0.0.1:15000", "(SchneiderIem3255)"),
+        "library-plant": ("127.0.0.1:15011", "1100"),
+        "library-ahu": ("127.0.0.1:15012", "1200"),
+        "library-reading-1-vav": ("127.0.0.1:15014", "1301"),
+        "library-reading-2-vav": ("127.0.0.1:15015", "1302"),
+    }  # as edge-sim prints them
+    key = signing.public_key_text(signing.new_private_key())
+    path = tmp_path / "agent.toml"
+    path.write_text(control_toml(site, mode, tmp_path / "b.db", "mqtt://127.0.0.1:1883", key))
+    config = load_config(path)
+    assert config.control.mode == mode
+    assert config.commands.trusted_keys == [key]
+    assert {d.name for d in config.devices} == {"meter", "ahu", "plant", "room1", "room2"}
 
 
 @pytest.mark.slow

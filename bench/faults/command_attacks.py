@@ -157,7 +157,7 @@ def oversize(s: Session) -> None:
     announces: the broker never delivers it; the agent stays up, small, and answers the next command."""
     r, row = s.r, s.row
     pad = LIMIT + 1 - len(r.commands.payload("status"))
-    s.case("16 KiB + 1 byte", r.commands.payload("status", {"pad": "x" * pad}), None, "too-large")
+    s.case("just over 16 KiB", r.commands.payload("status", {"pad": "x" * pad}), None, "too-large")
     s.case("200 KiB of garbage", b"\x00garbage" * (200 * 1024 // 8), None, "too-large")
     rss = r.agent.rss_mib()
     r.observer.publish(COMMAND, b'{"id": "big", "command": "status", "pad": "' + b"x" * 10_000_000 + b'"}')

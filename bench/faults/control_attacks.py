@@ -31,13 +31,18 @@ Site = dict[str, tuple[str, str]]  # edge-sim's devices: name -> (address, BACne
 
 def control_config(r: Rig, where: Site, mode: str) -> Path:
     """Load shaving on the simulated library, shedding all the way (a target far below its demand)."""
+    path = r.workdir / f"control-{mode}.toml"
+    path.write_text(control_toml(where, mode, r.buffer, r.broker.url, trusted(r.commands)))
+    return path
+
+
+def control_toml(where: Site, mode: str, buffer: Path, mqtt_url: str, key: str | None) -> str:
     meter_host, meter_port = where["library-main-meter"][0].split(":")
     bacnet = {"ahu": ("library-ahu", "edge-sim-ahu"), "plant": ("library-plant", "edge-sim-plant")}
     bacnet |= {name: (controller, "edge-sim-vav") for name, controller in ROOMS.items()}
-    key = trusted(r.commands)
     lines = [
-        f'[gateway]\nid = "{GATEWAY}"', f'[buffer]\npath = "{r.buffer}"',
-        f'[mqtt]\nurl = "{r.broker.url}"\nkeepalive_s = 5', f'[bacnet]\nlocal_address = "{LOOPBACK}:0"',
+        f'[gateway]\nid = "{GATEWAY}"', f'[buffer]\npath = "{buffer}"',
+        f'[mqtt]\nurl = "{mqtt_url}"\nkeepalive_s = 5', f'[bacnet]\nlocal_address = "{LOOPBACK}:0"',
         '[log]\nformat = "json"', f"[commands]\ntrusted_keys = {json.dumps([key] if key else [])}",
         f'[control]\nmode = "{mode}"\ndemand_target_kw = 10.0\ndemand = "meter/total_power"',
         'outdoor_temperature = "ahu/outdoor_air_temperature"\nplant_limit = "plant/demand_limit"',
@@ -58,9 +63,7 @@ def control_config(r: Rig, where: Site, mode: str) -> Path:
         ]
     for name in ("meter", *bacnet):
         lines.append(f'[[pollers]]\ndevice = "{name}"\ninterval_s = 0.5')
-    path = r.workdir / f"control-{mode}.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return "\n".join(lines) + "\n"
 
 
 def slots(where: Site, priority: int) -> dict[str, float | None]:
