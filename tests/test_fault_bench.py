@@ -9,17 +9,21 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bench.faults.__main__ import attacks, run
-from bench.faults.commands import CommandFormat, canonical
+from bench.faults.commands import CommandFormat
+from bench.faults.control_attacks import control_toml
 from bench.faults.observer import Ledger
+from bench.faults.parts import ModbusDevice, agent_config
 from bench.faults.table import markdown
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent import signing
+from edge_agent.config.agent import load_config
 from edge_sim.logging_modbus import LoggingModbusServer
 from tests.support import LOOPBACK
 
@@ -69,14 +73,56 @@ def test_recovery_counts_only_readings_not_seen_before() -> None:
     assert ledger.new_since(10.5, beyond=3) is None
 
 
-def test_the_bench_signs_its_commands_over_their_json_without_the_signature() -> None:
-    key = signing.new_private_key()
-    body = CommandFormat(key=key).body("status", expires=datetime.now(UTC))
+DOC_KEY = bytes(range(32))  # docs/mqtt.md's worked example of a signed command
+DOC_COMMAND = {
+    "id": "c-1",
+    "expires": "2026-12-07T17:00:00Z",
+    "command": "set_demand_target",
+    "args": {"kw": 180},
+}
+DOC_SIGNATURE = "i8zuXLdiL7MGhqVG1jt1KcsxE4bzdJWtxna5CQrxP31KYI+RlgGm618WvyN8x/9s6DUQprk4uH6QEMS653fmBA=="
+
+
+def test_the_bench_signs_commands_as_the_contract_s_worked_example_does() -> None:
+    commands = CommandFormat("edge/gw-01/command", key=Ed25519PrivateKey.from_private_bytes(DOC_KEY))
+    sent = json.loads(commands.encode(DOC_COMMAND))
+    assert sent == {"signed": json.dumps(DOC_COMMAND, separators=(",", ":")), "signature": DOC_SIGNATURE}
+    assert json.loads(commands.encode(DOC_COMMAND, key=None)) == DOC_COMMAND  # bare: unsigned
+
+
+def test_every_command_of_the_bench_carries_a_near_expiry() -> None:
+    body = CommandFormat("edge/x/command").body("status")
+    expires = datetime.fromisoformat(body["expires"].replace("Z", "+00:00"))
     assert body["expires"].endswith("Z")
-    assert signing.verify([key.public_key()], canonical(body), body["signature"])
-    assert not signing.verify(
-        [key.public_key()], canonical({**body, "command": "rebirth"}), body["signature"]
-    )
+    assert datetime.now(UTC) < expires < datetime.now(UTC) + timedelta(minutes=5)
+
+
+def test_the_bench_s_agent_trusts_the_key_it_signs_with(tmp_path: Path) -> None:
+    key = signing.new_private_key()
+    device = ModbusDevice("load", 1502, tmp_path / "load.jsonl")
+    path = agent_config(tmp_path, "mqtt://127.0.0.1:1883", tmp_path / "b.db", device, room_port=None,
+                        trusted_key=signing.public_key_text(key), protocol="3.1.1")  # fmt: skip
+    config = load_config(path)
+    assert config.commands.trusted_keys == [signing.public_key_text(key)]
+    assert config.mqtt.protocol == "3.1.1"
+
+
+@pytest.mark.parametrize("mode", ["active", "shadow"])
+def test_the_control_attack_runs_load_shaving_on_edge_sim_s_library(tmp_path: Path, mode: str) -> None:
+    site = {
+        "library-main-meter": ("127.0.0.1:15000", "(SchneiderIem3255)"),
+        "library-plant": ("127.0.0.1:15011", "1100"),
+        "library-ahu": ("127.0.0.1:15012", "1200"),
+        "library-reading-1-vav": ("127.0.0.1:15014", "1301"),
+        "library-reading-2-vav": ("127.0.0.1:15015", "1302"),
+    }  # as edge-sim prints them
+    key = signing.public_key_text(signing.new_private_key())
+    path = tmp_path / "agent.toml"
+    path.write_text(control_toml(site, mode, tmp_path / "b.db", "mqtt://127.0.0.1:1883", key))
+    config = load_config(path)
+    assert config.control.mode == mode
+    assert config.commands.trusted_keys == [key]
+    assert {d.name for d in config.devices} == {"meter", "ahu", "plant", "room1", "room2"}
 
 
 @pytest.mark.slow

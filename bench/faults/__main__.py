@@ -11,7 +11,14 @@ from pathlib import Path
 
 from tests.support import free_base_port
 
-from bench.faults import buffer_attacks, clock_attacks, command_attacks, device_attacks, uplink_attacks
+from bench.faults import (
+    buffer_attacks,
+    clock_attacks,
+    command_attacks,
+    control_attacks,
+    device_attacks,
+    uplink_attacks,
+)
 from bench.faults.commands import Signing
 from bench.faults.parts import simulator
 from bench.faults.rig import Rig, rig
@@ -35,6 +42,16 @@ def buffer_cases(workdir: Path, room_port: int | None) -> Row:
     return row
 
 
+def control_cases(workdir: Path, room_port: int | None, cases: int) -> Row:
+    """On a simulator of its own, on a fast building clock (the agent started on the same one)."""
+    fast = ("--speed", str(control_attacks.SPEED), "--start", control_attacks.START)
+    with (
+        simulator(free_base_port(), workdir / "edge-sim-fast.log", *fast) as site,
+        rig(workdir, "control", room_port) as r,
+    ):
+        return control_attacks.control_recovery(r, site, cases)
+
+
 def attacks(quick: bool) -> dict[str, Callable[[Path, int | None], Row]]:
     """Each attack by name: it sets up its own rig(s) and returns its row."""
 
@@ -53,7 +70,7 @@ def attacks(quick: bool) -> dict[str, Callable[[Path, int | None], Row]]:
         "commands": on_rig("commands", lambda r: command_attacks.commands(r, 200 if quick else 1000)),
         "disk": on_rig("disk", lambda r: uplink_attacks.disk_full(r, 12 if quick else 25)),
         "buffer": buffer_cases,
-        "control": on_rig("control", lambda r: device_attacks.kill9_holding_a_write(r, 1 if quick else 2)),
+        "control": lambda w, p: control_cases(w, p, 2 if quick else 4),
         "modbus": on_rig("modbus", lambda r: device_attacks.misbehaving_modbus(r, 5 if quick else 10)),
         "clock": on_rig("clock", lambda r: clock_attacks.clock_steps(r, 5 if quick else 10)),
     }
@@ -86,9 +103,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(attacks(False)), help="run only these attacks")
     parser.add_argument("--keep", type=Path, help="work in this (new) directory and keep it: logs, buffers")
     parser.add_argument("--signing-key", type=Path, help="sign every command with this ed25519 key (PEM)")
+    parser.add_argument("--signed", action="store_true", help="sign every command with a new key")
     args = parser.parse_args()
     if args.signing_key:
         Signing.key = signing.load_private_key(args.signing_key.read_bytes())
+    elif args.signed:
+        Signing.key = signing.new_private_key()
     if args.keep:
         args.keep.mkdir(parents=True)
         rows = run(args.keep, args.quick, args.only)

@@ -97,9 +97,11 @@ class Broker:
 
 
 @contextlib.contextmanager
-def started(*args: str, ready: str, log: Path, timeout_s: float = 60) -> Iterator[subprocess.Popen[str]]:
-    """`python ARGS` until the block ends; ready once a stdout line starts with `ready`. Its stdout is read
-    to the end (a full pipe would stall it), its stderr goes to `log`."""
+def started(
+    *args: str, ready: str, log: Path, timeout_s: float = 60, lines: list[str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """`python ARGS` until the block ends; ready once a stdout line starts with `ready` (the lines before it
+    go to `lines`). Its stdout is read to the end (a full pipe would stall it), its stderr goes to `log`."""
     with log.open("w") as errors:
         process = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=errors, text=True)
     assert process.stdout is not None
@@ -110,6 +112,8 @@ def started(*args: str, ready: str, log: Path, timeout_s: float = 60) -> Iterato
         for line in output:
             if line.startswith(ready) or time.monotonic() > deadline:
                 break
+            if lines is not None:
+                lines.append(line)
         if process.poll() is not None:
             raise RuntimeError(f"{args[1]} exited {process.returncode}: see {log}")
         reader = threading.Thread(target=output.read, daemon=True)
@@ -123,11 +127,14 @@ def started(*args: str, ready: str, log: Path, timeout_s: float = 60) -> Iterato
 
 
 @contextlib.contextmanager
-def simulator(base_port: int, log: Path) -> Iterator[None]:
-    """edge-sim's site without the RS-485 bus: the BACnet room controller the bench writes to."""
-    args = ("-m", "edge_sim", "run", "--base-port", str(base_port), "--no-serial-bus")
-    with started(*args, ready="building time", log=log):
-        yield
+def simulator(base_port: int, log: Path, *clock: str) -> Iterator[dict[str, tuple[str, str]]]:
+    """edge-sim's site without the RS-485 bus: the BACnet room controller the bench writes to. `clock`:
+    more options of `edge-sim run` (`--speed`, `--start`). Yields each device's address and last word as
+    edge-sim printed them, by name ("library-plant": ("127.0.0.1:PORT", "1100"), the BACnet instance)."""
+    args = ("-m", "edge_sim", "run", "--base-port", str(base_port), "--no-serial-bus", *clock)
+    lines: list[str] = []
+    with started(*args, ready="building time", log=log, lines=lines):
+        yield {f[0]: (f[2], f[-1].strip("()")) for f in (line.split() for line in lines) if len(f) >= 4}
 
 
 @dataclass
@@ -171,11 +178,13 @@ def _modbus_entry(device: ModbusDevice, points: list[str]) -> str:
 
 
 def agent_config(
-    workdir: Path, broker: Broker, buffer: Path, load: ModbusDevice, *, room_port: int | None,
-    extra_modbus: tuple[ModbusDevice, ...] = (), interval_s: float = 0.2,
+    workdir: Path, mqtt_url: str, buffer: Path, load: ModbusDevice, *, room_port: int | None,
+    extra_modbus: tuple[ModbusDevice, ...] = (), interval_s: float = 0.2, trusted_key: str | None = None,
+    protocol: str = "auto",
 ) -> Path:  # fmt: skip
     """An agent configuration: the load device (20 points and a writable `valve`), edge-sim's room
-    controller 1301 (its setpoints writable), and any extra Modbus devices, polled every `interval_s`."""
+    controller 1301 (its setpoints writable), and any extra Modbus devices, polled every `interval_s`.
+    `trusted_key` (`ed25519:<base64>`): only commands signed by it run. `protocol`: MQTT's version."""
     load_points = [
         f'{{ name = "load_{i}", table = "input", address = {2 * i}, unit = "kW" }}'
         for i in range(LOAD_POINTS)
@@ -185,10 +194,11 @@ def agent_config(
     text = [
         f'[gateway]\nid = "{GATEWAY}"\n',
         f'[buffer]\npath = "{buffer}"\n',
-        f'[mqtt]\nurl = "{broker.url}"\nkeepalive_s = 5\npublish_timeout_s = 5\n',
+        f'[mqtt]\nurl = "{mqtt_url}"\nkeepalive_s = 5\npublish_timeout_s = 5\nprotocol = "{protocol}"\n',
         f'[bacnet]\nlocal_address = "{LOOPBACK}:0"\n',
         '[log]\nformat = "json"\n',
         "[control]\ndemand_target_limits_kw = [50, 400]\n",
+        f"[commands]\ntrusted_keys = {json.dumps([trusted_key] if trusted_key else [])}\n",
         _modbus_entry(load, [*load_points, valve]),
     ]
     pollers = [load.name]
@@ -217,6 +227,7 @@ class AgentProcess:
     crashes: int = 0
     exits: list[int] = field(default_factory=list)  # every unexpected exit code
     env: dict[str, str] = field(default_factory=dict)  # added to the environment (LD_PRELOAD, ...)
+    args: tuple[str, ...] = ()  # more options of `edge-agent run` (--clock-speed, --clock-start)
     log_offset: int = 0
 
     def start(self) -> None:
@@ -227,7 +238,7 @@ class AgentProcess:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "edge_agent", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "edge_agent", "run", "--config", str(self.config), *self.args],
                 stdout=subprocess.DEVNULL, stderr=log, env=env,
             )  # fmt: skip
 

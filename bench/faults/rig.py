@@ -22,6 +22,7 @@ from bench.faults.parts import (
     wait_for,
 )
 from bench.faults.table import Row
+from edge_agent import signing
 
 DRAIN_S = 60  # the most a final run waits for the sequence to close
 
@@ -37,11 +38,15 @@ class Rig:
     room_port: int | None
     commands: CommandFormat
 
-    def configure(self, extra_modbus: tuple[ModbusDevice, ...] = (), interval_s: float = 0.2) -> None:
-        """Write the agent's configuration again with other options (see parts.agent_config)."""
+    def configure(
+        self, extra_modbus: tuple[ModbusDevice, ...] = (), interval_s: float = 0.2, protocol: str = "auto"
+    ) -> None:
+        """Write the agent's configuration again with other options (see parts.agent_config); it trusts
+        the key the bench signs commands with, if any."""
         self.agent.config = agent_config(
-            self.workdir, self.broker, self.buffer, self.load,
+            self.workdir, self.broker.url, self.buffer, self.load,
             room_port=self.room_port, extra_modbus=extra_modbus, interval_s=interval_s,
+            trusted_key=trusted(self.commands), protocol=protocol,
         )  # fmt: skip
 
     def new_readings(self, timeout_s: float = 30) -> float | None:
@@ -101,6 +106,11 @@ class Rig:
             row.note(f"{ledger.dropped_reported} reported dropped")
 
 
+def trusted(commands: CommandFormat) -> str | None:
+    """The public key the agent must trust for the bench's commands (None: they are unsigned)."""
+    return signing.public_key_text(commands.key) if commands.key is not None else None
+
+
 def buffered_seqs(buffer: Path, device: str | None = None) -> set[int]:
     """Seqs in the buffer file (of one device's readings when given), read with sqlite3."""
     if not buffer.exists():
@@ -127,10 +137,13 @@ def rig(workdir: Path, name: str, room_port: int | None, buffer: Path | None = N
         try:
             with modbus_device("load", workdir) as load:
                 buffer = buffer or workdir / "buffer.db"
-                config = agent_config(workdir, broker, buffer, load, room_port=room_port)
+                commands = CommandFormat(f"edge/{GATEWAY}/command")
+                config = agent_config(
+                    workdir, broker.url, buffer, load, room_port=room_port, trusted_key=trusted(commands)
+                )
                 agent = AgentProcess(config, workdir / "agent.log")
                 try:
-                    yield Rig(workdir, broker, observer, load, agent, buffer, room_port, CommandFormat())
+                    yield Rig(workdir, broker, observer, load, agent, buffer, room_port, commands)
                 finally:
                     if agent.process is not None:
                         agent.stop()
