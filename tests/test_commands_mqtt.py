@@ -442,14 +442,15 @@ async def test_with_signing_on_only_commands_signed_for_this_gateway_run(
         trusted = {"trusted_keys": [signing.public_key_text(key)]}
         async with agent_up(agent_config(broker, tmp_path, port, commands=trusted)):
             unsigned = await seen.ask(setpoint_write("u-1", 27.5))
-            assert unsigned["error"]["code"] == "unsigned"
+            assert (unsigned["id"], unsigned["error"]["code"]) == ("u-1", "unsigned")  # matched by its id
             altered = signed(key, setpoint_write("a-1", 27.5))
             altered["signed"] = altered["signed"].replace("27.5", "26.5")
             other_gateway = signed(key, setpoint_write("o-1", 27.5), topic="edge/gw-other/command")
             wrong_key = signed(stranger, setpoint_write("k-1", 27.5))
-            for envelope in (altered, other_gateway, wrong_key):
+            for envelope, claimed in ((altered, "a-1"), (other_gateway, "o-1"), (wrong_key, "k-1")):
                 reply = await seen.ask_raw(json.dumps(envelope).encode())
                 assert (reply["ok"], reply["error"]["code"]) == (False, "bad-signature"), reply
+                assert reply["id"] == claimed  # the id it claims, so the sender can match the refusal
             assert writes.count == 0
             reply = await seen.ask_raw(json.dumps(signed(key, setpoint_write("s-1", 27.5))).encode())
             assert (reply["ok"], reply["id"]) == (True, "s-1")

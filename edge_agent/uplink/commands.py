@@ -270,7 +270,7 @@ class CommandRouter:
         try:
             _check_size(payload)
             if delivery is not None and delivery.refusal is not None:
-                request_id, name = self._names(delivery)
+                request_id, name = _unverified_names(delivery.payload)
                 raise delivery.refusal  # noqa: TRY301 - answered like every other refusal
             body = payload if delivery is None else self._admitted(delivery).opened(delivery)
             data = parse_object(body)
@@ -285,6 +285,8 @@ class CommandRouter:
                 admitted = request
             reply = await self._reply(request_id, name, self._run(request))
         except CommandRefused as refusal:
+            if request_id is None and delivery is not None:  # unsigned, altered: named for the reply only
+                request_id, name = _unverified_names(delivery.payload)
             reply = self._refused(request_id, name, refusal)
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
@@ -298,15 +300,6 @@ class CommandRouter:
         if self._admission is None:
             raise RuntimeError("a command from the broker, and no admission to check it")
         return self._admission
-
-    def _names(self, delivery: Delivery) -> tuple[str | None, str | None]:
-        """The id and command name of a request refused before reading, when they can be read at all."""
-        try:
-            data = parse_object(self._admitted(delivery).opened(delivery))
-        except (CommandRefused, RuntimeError):
-            return None, None
-        name = data.get("command")
-        return _readable_id(data), name if name in COMMAND_NAMES else None
 
     async def _reply(
         self, request_id: str | None, name: str | None, running: Awaitable[dict[str, JsonValue]]
@@ -396,6 +389,20 @@ def parse_object(payload: bytes) -> dict[str, Any]:
 
 def _not_json(constant: str) -> NoReturn:
     raise ValueError(f"{constant} is not JSON")
+
+
+def _unverified_names(payload: bytes) -> tuple[str | None, str | None]:
+    """The id and command name a refused payload (or the command inside its envelope) claims, so that
+    the sender can match the refusal; never acted on."""
+    try:
+        data = parse_object(payload)
+        inner = data.get("signed")
+        if isinstance(inner, str):
+            data = parse_object(inner.encode())
+    except (CommandRefused, UnicodeEncodeError):
+        return None, None
+    name = data.get("command")
+    return _readable_id(data), name if name in COMMAND_NAMES else None
 
 
 def _readable_id(data: dict[str, Any]) -> str | None:
