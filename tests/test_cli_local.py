@@ -124,3 +124,34 @@ def test_brackets_in_names_and_errors_print_as_they_are() -> None:
     printed = StringIO()
     cli_local._print_status(status, datetime.now(UTC), Console(file=printed, width=200, markup=False))
     assert printed.getvalue().count("[Errno 111] Connection refused") == 2
+
+
+def test_status_prints_clock_steps_and_todays_saving_with_its_uncertainty() -> None:
+    control = {
+        "mode": "active", "demand_target_kw": 100.0, "policy": "rules", "fallback": None, "steps": 12,
+        "missing_inputs": [], "writes": [], "backed_off": [],
+        "savings_today": {
+            "avoided": {"energy_kwh": 2.04, "energy_cost_krw": 295.4}, "hours_covered": 0.5,
+            "uncertainty": {"kwh_68": 3.01, "within_noise": True},
+        },
+    }  # fmt: skip
+    clock = {"state": "stepped", "held": 0, "steps": 1, "last_step_s": -259200.0, "uncertain": 140}
+    printed = StringIO()
+    console = Console(file=printed, width=200, markup=False)
+    cli_local._print_control(control, console)
+    cli_local._print_status(
+        {
+            "gateway": "gw", "devices": [], "queue": {"batches_waiting": 0, "capacity": 10},
+            "buffer": {"depth": 0, "oldest_ts": None, "size_bytes": 0, "cap_bytes": 1e6, "dropped": 0},
+            "uplink": {
+                "state": "connected", "broker": "b:1883", "mqtt": "5", "session": 1, "readings_published": 0,
+                "events_waiting": 0, "events_dropped": 0, "last_error": None,
+            },
+            "clock": clock, "control": {"mode": "off", "demand_target_kw": None},
+        },
+        datetime.now(UTC),
+        console,
+    )  # fmt: skip
+    text = printed.getvalue()
+    assert "saving today 2.0 kWh +- 3.0 (68%), within the baseline's noise, 295 KRW, over 0.5 h" in text
+    assert "clock: stepped; 1 step(s), the last -259200 s; 140 readings sent as uncertain-time" in text

@@ -142,7 +142,13 @@ def _print_status(status: dict[str, Any], now: datetime, console: Console) -> No
     )
     clock = status["clock"]
     held = f"; {clock['held']} readings held until it is set" if clock["held"] else ""
-    console.print(f"clock: {clock['state']}{held}")
+    steps = ""
+    if clock.get("steps"):  # stepped while running: how far, and what was marked
+        steps = (
+            f"; {clock['steps']} step(s), the last {clock['last_step_s']:+.0f} s; "
+            f"{clock['uncertain']} readings sent as uncertain-time"
+        )
+    console.print(f"clock: {clock['state']}{held}{steps}")
     _print_control(status["control"], console)
     _print_building_model(status.get("building_model"), console)
     if status.get("demand_response"):
@@ -199,6 +205,20 @@ def _print_control(state: dict[str, Any], console: Console) -> None:
         console.print(_hold_line(write))
     for point in state["backed_off"]:
         console.print(f"  backs off {point}: an operator holds it")
+    if state.get("savings_today"):
+        console.print(_savings_line(state["savings_today"]))
+
+
+def _savings_line(today: dict[str, Any]) -> str:
+    """Today's savings so far against the baseline, with the 68% uncertainty when the baseline has it."""
+    avoided = today["avoided"]
+    line = f"  saving today {avoided['energy_kwh']:.1f} kWh"
+    spread = today.get("uncertainty")
+    if spread is not None:
+        line += f" +- {spread['kwh_68']:.1f} (68%)" + (
+            ", within the baseline's noise" if spread["within_noise"] else ""
+        )
+    return line + f", {avoided['energy_cost_krw']:.0f} KRW, over {today['hours_covered']:.1f} h"
 
 
 _HOLDERS = {
