@@ -4,9 +4,11 @@ reconnects and delivers as soon as the broker is back, and a stop commits every 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
+import os
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -155,3 +157,42 @@ async def test_a_stop_on_a_full_disk_commits_every_accepted_reading(broker: Brok
     assert queue.readings_dropped == 0
     assert queue.readings_accepted == stats.appended  # none lost on the way to the disk
     assert stats.disk_full  # it stopped while full, and lost nothing it had not counted
+
+
+def fill(disk: Path, leave_bytes: int) -> None:
+    """Another program fills the disk but for `leave_bytes`."""
+    stat = os.statvfs(disk)
+    (disk / "filler").write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - leave_bytes))
+
+
+async def test_a_disk_other_software_filled_loses_nothing_it_does_not_report(
+    broker: Broker, small_disk: Path
+) -> None:
+    """The fault bench's case: 256 KiB left on the disk (no room for the reserve), the broker down. Every
+    reading the gateway accepted reaches the receiver, stays buffered, or is counted in the `dropped` it
+    reports (and keeps for the next session's envelopes); the stop is not a failure."""
+    fill(small_disk, 256 * 1024)
+    async with meters() as port, central_subscriber(broker.port, GATEWAY) as central:
+        broker.pause()
+        async with running_agent(config(small_disk, broker, port)) as agent:
+            await fill_the_disk(agent)
+            polled = polls(agent)
+            await async_wait_until(lambda: polls(agent) > polled + 300, 30, "polling going on on a full disk")
+            broker.resume()
+            await async_wait_until(
+                lambda: len(central.seqs) > 0, 10, "data within 10 s of the broker's return"
+            )
+            newest = agent.buffer.last_seq
+            await async_wait_until(
+                lambda: max(central.seqs) > newest, 20, "readings committed after the return delivered"
+            )
+        stats, queue = agent.buffer.statistics(), agent.path.statistics()
+        await asyncio.sleep(1)  # the last acknowledged batches reach the subscriber
+    accepted = queue.readings_accepted + queue.readings_dropped  # every reading passed on by the pollers
+    received = set(central.seqs)
+    buffered = buffered_seqs(small_disk / "b.db")
+    assert stats.dropped > 0
+    assert len(received) + len(buffered - received) + stats.dropped >= accepted  # nothing unaccounted
+    assert len(set(range(1, agent.buffer.last_seq + 1)) - received - buffered) <= stats.dropped
+    kept = json.loads((small_disk / "b.db.seq").read_text())
+    assert kept["dropped"] == stats.dropped  # the next session's envelopes carry every loss
