@@ -39,7 +39,7 @@ from edge_agent.store.ledger import Ledger
 from edge_agent.store.opening import check_access, is_locked, open_error, proves_damage
 from edge_agent.store.rows import INSERT_ROWS, SET_TEXTS, RowEncoder
 from edge_agent.store.salvage import salvage
-from edge_agent.store.space import TIGHT_BATCH, SpaceReserve, data_limit, wal_pages
+from edge_agent.store.space import COMMIT_PAGES, TIGHT_BATCH, SpaceReserve, data_limit, wal_pages
 
 log = structlog.get_logger("edge_agent.buffer")
 
@@ -243,6 +243,8 @@ class Buffer:
         ours = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
         self._log_pages = wal_pages(self.path.parent, page_size, ours)
         db.execute(f"PRAGMA wal_autocheckpoint={self._log_pages}")
+        # the log shrinks back to this after a checkpoint: a burst does not keep the disk's room
+        db.execute(f"PRAGMA journal_size_limit={(self._log_pages + COMMIT_PAGES) * page_size}")
         db.executescript(_SCHEMA)
         if "value_text" not in {column[1] for column in db.execute("PRAGMA table_info(readings)")}:
             db.execute("ALTER TABLE readings ADD COLUMN value_text TEXT")  # a file from before it existed
@@ -402,14 +404,17 @@ class Buffer:
         """The readings over what the disk lets them take (room kept for the log): the disk-full state, the
         oldest dropped."""
         room = data_limit(self.path, self._file_pages, self._page_size, self._log_pages)
-        if room is None or room >= self._limit or self._size() <= room:
+        if room is None:
             return
         if not self.disk_full:
+            if self._size() <= room:
+                return
             log.error("disk full: dropping the oldest readings to keep the newest (counted as dropped)",
                       buffer=str(self.path), free_bytes=shutil.disk_usage(self.path.parent).free)  # fmt: skip
             self.disk_full = True
-        self._limit = room  # (until the disk has room again)
-        self._make_room(room)
+        self._limit = min(self.cap_bytes, room)  # follows the disk while it is full, up or down
+        if self._size() > self._limit:
+            self._make_room(self._limit)
 
     def _disk_filled(self, error: sqlite3.Error) -> bool:
         """The disk refused a write: release the reserve, fold the log into the file, drop the oldest, and
@@ -597,11 +602,12 @@ class Buffer:
         """Store readings durably; returns once they are committed."""
         if not readings:
             return
-        step = TIGHT_BATCH if self.disk_full else len(readings)  # a full disk: small transactions
-        for start in range(0, len(readings), step):
-            chunk = readings[start : start + step]
-            rows_json, texts_json = self._rows(chunk)
-            await self._run(self._insert, rows_json, texts_json, len(chunk))
+        if self.disk_full and len(readings) > TIGHT_BATCH:  # a full disk: small transactions
+            for start in range(0, len(readings), TIGHT_BATCH):
+                await self.append(readings[start : start + TIGHT_BATCH])
+            return
+        rows_json, texts_json = self._rows(readings)
+        await self._run(self._insert, rows_json, texts_json, len(readings))
         self._changed.set()
 
     def count_unnumbered(self, count: int) -> None:
