@@ -23,10 +23,12 @@ from edge_agent.cli.local import _print_status
 from edge_agent.config import AgentConfig
 from edge_agent.service.agent import Agent
 from edge_agent.service.local_socket import request, socket_path
+from edge_agent.store.buffer import Buffer
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from tests.support import LOOPBACK, Broker, async_wait_until, central_subscriber, running_agent
+from tests.test_buffer import readings
 
 pytestmark = pytest.mark.integration
 
@@ -198,3 +200,27 @@ async def test_a_disk_other_software_filled_loses_nothing_it_does_not_report(
     assert len(set(range(1, agent.buffer.last_seq + 1)) - received - buffered) <= stats.dropped
     kept = json.loads((small_disk / "b.db.seq").read_text())
     assert kept["dropped"] == stats.dropped  # the next session's envelopes carry every loss
+
+
+async def test_a_disk_with_no_room_at_all_drops_what_it_refuses_counted_and_stores_again_later(
+    small_disk: Path,
+) -> None:
+    """Nothing of ours left to drop and not a byte free: the writer is not held; each refused reading is
+    counted in `dropped` (kept in the ledger), and readings are stored again once the disk has room."""
+    async with Buffer(small_disk / "b.db", durability="normal") as buffer:
+        await buffer.append(readings(10))
+        await buffer.ack(await buffer.next_encoded(10))  # delivered: nothing left to drop
+        fill(small_disk, 0)
+        for batch in range(50):
+            async with asyncio.timeout(5):  # (a writer held here would never return)
+                await buffer.append(readings(200, 10 + 200 * batch))
+        full = buffer.statistics()
+        assert full.disk_full
+        assert full.unnumbered > 0  # refused (then the reserve's room kept the newest), and said so
+        assert full.appended + full.unnumbered == 10 + 50 * 200  # every reading stored or counted
+        assert full.dropped - full.unnumbered == full.appended - full.depth - 10  # the rest dropped oldest
+        (small_disk / "filler").unlink()
+        await buffer.append(readings(5, 20_000))
+        assert buffer.statistics().appended == full.appended + 5
+    kept = json.loads((small_disk / "b.db.seq").read_text())
+    assert kept["dropped"] == full.dropped  # and none dropped once the disk had room

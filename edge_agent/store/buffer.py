@@ -533,9 +533,9 @@ class Buffer:
         repeat the commit: it is logged and tried again after the next one."""
         try:
             self._measure()
+            self._keep_within_disk()  # (first: while the disk is full, the limit follows its room)
             if self._size() > self._limit:
                 self._make_room(self._limit)
-            self._keep_within_disk()
             if self._oldest_ts is None:
                 self._refresh_oldest()
             if self.disk_full or self._pending_deletes or self._counters_pending or self._ledger.unsaved:
