@@ -1,5 +1,5 @@
 """The reading path never holds a poller: a queue the buffer does not empty drops its oldest poll results,
-counted, and the newest go on to the buffer."""
+counted in the `dropped` receivers see, and the newest go on to the buffer."""
 
 from __future__ import annotations
 
@@ -30,3 +30,4 @@ async def test_a_full_queue_drops_its_oldest_and_never_holds_a_poller(tmp_path: 
         first = json.loads((await buffer.next_encoded(1)).readings_json)[0]
         assert first["value"] == 10.0  # the five oldest poll results went, the rest arrived in order
         assert buffer.statistics().depth == 2 * QUEUE_BATCHES == path.statistics().readings_accepted
+        assert buffer.statistics().dropped == 10  # receivers are told of the readings the queue dropped

@@ -4,10 +4,12 @@
                                └─▶ deadband ─▶ clock guard ─▶ bounded queue ─▶ group-commit writer ─▶ Buffer
 
 Pollers never wait: when the queue is full (the buffer refuses writes), the oldest queued poll results are
-dropped, counted and logged. The writer commits everything waiting in one transaction, at most one per
-COMMIT_INTERVAL_S; a failed commit (I/O error, a lock held too long) keeps the readings and retries with
-backoff; a full disk is the buffer's to handle (it drops its oldest readings). `drain` waits until every
-accepted reading is committed (an orderly stop); `waiting` says how many are not.
+dropped, logged and counted in the buffer's `dropped`, which receivers see. The writer commits everything
+waiting in one transaction, at most one per COMMIT_INTERVAL_S; a failed commit (I/O error, a lock held too
+long) keeps the readings and retries with backoff; a full disk is the buffer's to handle (it drops its
+oldest readings, or the new ones when nothing is left to drop, counted: the writer never waits on it).
+`drain` waits until every accepted reading is committed (an orderly stop); `abandon` counts what a stop
+could not commit as dropped; `waiting` says how many readings are queued.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class QueueStatistics:
     batches_waiting: int
     capacity: int
     readings_accepted: int
-    readings_dropped: int = 0  # dropped from a full queue, oldest first (never numbered: not in `dropped`)
+    readings_dropped: int = 0  # dropped from a full queue, oldest first (never numbered; in `dropped` too)
 
 
 class ReadingPath:
@@ -78,8 +80,10 @@ class ReadingPath:
             self.waiting -= len(oldest)
             self._accepted -= len(oldest)
             if not self._dropped:
-                log.error("buffer queue full: dropping the oldest readings", buffer=str(self.buffer.path))
+                log.error("buffer queue full: dropping the oldest readings (counted as dropped)",
+                          buffer=str(self.buffer.path))  # fmt: skip
             self._dropped += len(oldest)
+            self.buffer.count_unnumbered(len(oldest))
         self._queue.put_nowait(forwarded)
         self.waiting += len(forwarded)
         self._accepted += len(forwarded)
@@ -90,6 +94,11 @@ class ReadingPath:
     async def drain(self) -> None:
         """Until every accepted reading is committed (bound it with asyncio.timeout)."""
         await self._queue.join()
+
+    async def abandon(self) -> tuple[int, bool]:
+        """After the writer was cancelled at a stop: the accepted readings it did not commit are counted in
+        the buffer's `dropped` (and its ledger). How many, and whether that count is kept on disk."""
+        return await self.buffer.count_uncommitted(self._accepted)
 
     async def write(self) -> None:
         """The group-commit writer: runs until cancelled."""

@@ -4,7 +4,10 @@
                                   └──▶ LatestValues ──▶ ControlLoop ──▶ Points ──▶ pollers
 
 On stop, polling ends first, the queue is committed to the buffer, then the uplink is cancelled: nothing
-accepted from a device is lost.
+accepted from a device is lost unreported. Readings the disk refuses (full) are dropped and counted by the
+buffer; readings a stop cannot commit in time (a lock, an I/O error) are counted as dropped too and kept in
+the buffer's ledger, so the next session's envelopes report them: the stop logs them at error and exits 0.
+Only when even that count cannot be kept does the stop fail (ShutdownIncomplete, exit 1).
 """
 
 from __future__ import annotations
@@ -301,12 +304,7 @@ class Agent:
                     task.cancel()
                 if polls:  # a configuration may have no devices
                     await asyncio.wait(polls, timeout=SHUTDOWN_STEP_S)
-                try:  # every accepted reading committed, unless the disk refuses for too long
-                    async with asyncio.timeout(SHUTDOWN_STEP_S):
-                        await self.path.drain()
-                except TimeoutError:
-                    uncommitted = self.path.waiting
-                    log.error("shutdown: readings not committed, lost", readings=uncommitted)  # noqa: TRY400
+                uncommitted = await self._commit_accepted(writer)
                 self.path.clock_guard.save()  # the next start's floor
                 await self.uplink.flush_events(OFFLINE_EVENTS_S)  # the releases' audit trail
                 writer.cancel()
@@ -314,6 +312,24 @@ class Agent:
             log.info("agent stopped", buffered=self.buffer.statistics().depth)
         if uncommitted:
             raise ShutdownIncomplete(uncommitted)  # a non-zero exit: the loss is reported, not hidden
+
+    async def _commit_accepted(self, writer: asyncio.Task[None]) -> int:
+        """At a stop: every accepted reading committed, unless the disk refuses for too long; then the writer
+        is stopped and what it could not commit is counted as dropped. The readings lost and not even
+        counted on disk (0 nearly always)."""
+        try:
+            async with asyncio.timeout(SHUTDOWN_STEP_S):
+                await self.path.drain()
+        except TimeoutError:
+            writer.cancel()
+            lost, kept = await self.path.abandon()
+            log.error(  # noqa: TRY400 - the message says it all
+                "shutdown: readings not committed: counted as dropped" if kept
+                else "shutdown: readings not committed, lost, and the count could not be kept",
+                readings=lost,
+            )  # fmt: skip
+            return 0 if kept else lost
+        return 0
 
     async def _ready(self, notifier: Notifier) -> None:
         """READY=1 once every device has had its first poll (answered or not), or after READY_WITHIN_S."""

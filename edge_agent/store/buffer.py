@@ -9,13 +9,17 @@ so the event loop never waits on a disk flush.
 Opening tells causes apart (opening.py): a lock is waited out, then is a StartupError; a file or directory
 that is not ours to write is a StartupError naming the fix; only a file SQLite proves damaged is moved
 aside, after its readable rows are copied into the new one (salvage.py). A full disk is a state, not a
-hang: the oldest readings are dropped (and counted) to keep the newest, helped by a reserve (space.py).
+hang: the file stops growing while the disk still has the room its log needs (space.py), and the oldest
+readings are dropped (and counted) to keep the newest. When the disk refuses even so (another program took
+the last bytes) and there is nothing left to drop, the readings it refuses are dropped instead, counted in
+`dropped` too: nothing older is left to give up for them, and holding them would only hold the pollers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +39,7 @@ from edge_agent.store.ledger import Ledger
 from edge_agent.store.opening import check_access, is_locked, open_error, proves_damage
 from edge_agent.store.rows import INSERT_ROWS, SET_TEXTS, RowEncoder
 from edge_agent.store.salvage import salvage
-from edge_agent.store.space import SpaceReserve, wal_pages
+from edge_agent.store.space import COMMIT_PAGES, TIGHT_BATCH, SpaceReserve, data_limit, wal_pages
 
 log = structlog.get_logger("edge_agent.buffer")
 
@@ -94,20 +98,22 @@ class BufferStatistics:
     size_bytes: int
     cap_bytes: int
     disk_full: bool = False  # the disk refused a write: the oldest readings are dropped to keep the newest
+    unnumbered: int = 0  # of `dropped`, since start: readings never given a seq (refused by a full disk,
+    # dropped from the writer's full queue, left uncommitted by a stop)
 
 
 def _from_us(us: int) -> datetime:
     return datetime.fromtimestamp(us / 1_000_000, UTC)
 
 
-_USED_PAGES = "SELECT page_count - freelist_count FROM pragma_page_count, pragma_freelist_count"
+_PAGES = "SELECT page_count, freelist_count FROM pragma_page_count, pragma_freelist_count"
 
 Durability = Literal["full", "normal"]
 MIN_CAP_BYTES = 1 << 20
 NO_LIMIT = (1 << 63) - 1  # above every sequence number
 DROP_SHARE = 0.05  # when full, drop this share of the readings at once (not one by one)
 FULL_DROP_SHARE = 0.1  # when the disk is full: this share of the readings, each time a write is refused
-FULL_ROUNDS = 4  # times a refused write drops readings and tries again before it gives up (for now)
+FULL_ROUNDS = 4  # times a refused write drops readings and tries again before its readings are dropped
 LOCK_WAIT_S = 20.0  # a buffer locked by another process at start: waited out this long
 BUSY_TIMEOUT_MS = 5000  # once running: how long a statement waits for another process's lock
 
@@ -139,7 +145,14 @@ class Buffer:
         self._pending_deletes: list[tuple[int, int]] = []  # acknowledged, not yet deleted (a full disk)
         self._counters_pending = False  # counters not yet in the file's meta table (a full disk)
         self._page_size = 4096
-        self._pages = 0
+        self._pages = 0  # in use
+        self._file_pages = 0  # in the file, free ones included
+        self._log_pages = 0  # wal_autocheckpoint
+        self._unnumbered = 0  # readings counted in `dropped` that never had a seq, since start
+        self._refused = 0  # ... of them, refused by a full disk when the writer committed them
+        self._refusing = False  # the last commit was refused (logged once)
+        self._counted_at = 0.0  # when unnumbered losses were last saved to the ledger (monotonic)
+        self._counts_behind = False  # ... and some were counted since
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
         self._db: sqlite3.Connection | None = None
         self._depth = 0
@@ -172,6 +185,8 @@ class Buffer:
     def _close_db(self) -> None:
         if self._db is not None:
             self._ledger.write_mark(self._last_seq, self._depth)
+            if self._ledger.unsaved or self._counts_behind:
+                self._save_ledger()
             self._db.close()
             self._db = None
         self._ledger.close()
@@ -225,7 +240,11 @@ class Buffer:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.durability.upper()}")
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        db.execute(f"PRAGMA wal_autocheckpoint={wal_pages(self.path.parent, page_size)}")
+        ours = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        self._log_pages = wal_pages(self.path.parent, page_size, ours)
+        db.execute(f"PRAGMA wal_autocheckpoint={self._log_pages}")
+        # the log shrinks back to this after a checkpoint: a burst does not keep the disk's room
+        db.execute(f"PRAGMA journal_size_limit={(self._log_pages + COMMIT_PAGES) * page_size}")
         db.executescript(_SCHEMA)
         if "value_text" not in {column[1] for column in db.execute("PRAGMA table_info(readings)")}:
             db.execute("ALTER TABLE readings ADD COLUMN value_text TEXT")  # a file from before it existed
@@ -329,6 +348,7 @@ class Buffer:
             self._counters_pending = True
 
     def _save_ledger(self) -> None:
+        self._counted_at, self._counts_behind = time.monotonic(), False
         values = self._ledger.values
         values.dropped, values.last_dropped_seq, values.bd_seq = (
             self._dropped,
@@ -343,15 +363,16 @@ class Buffer:
         return int(row[0]) if row else 0
 
     def _measure(self) -> None:
-        self._pages = self._conn().execute(_USED_PAGES).fetchone()[0]
+        self._file_pages, free = self._conn().execute(_PAGES).fetchone()
+        self._pages = self._file_pages - free
 
     def _size(self) -> int:
         return self._pages * self._page_size
 
-    def _make_room(self) -> None:
+    def _make_room(self, limit: int) -> None:
         """Over the cap (or what a full disk holds): drop the oldest share of the readings, count them, and
         give the pages back (on a full disk they are kept in the file, for the next readings)."""
-        while self._size() > self._limit and self._depth > 0:
+        while self._size() > limit and self._depth > 0:
             self._drop_oldest(max(1, int(self._depth * DROP_SHARE)))
         if not self.disk_full:
             self._conn().executescript("PRAGMA incremental_vacuum;")  # (execute() would free one page only)
@@ -379,10 +400,26 @@ class Buffer:
         self._refresh_oldest()
         self._save_ledger()  # (the file's meta table has them already)
 
-    def _disk_filled(self, error: sqlite3.Error) -> None:
+    def _keep_within_disk(self) -> None:
+        """The readings over what the disk lets them take (room kept for the log): the disk-full state, the
+        oldest dropped."""
+        room = data_limit(self.path, self._file_pages, self._page_size, self._log_pages)
+        if room is None:
+            return
+        if not self.disk_full:
+            if self._size() <= room:
+                return
+            log.error("disk full: dropping the oldest readings to keep the newest (counted as dropped)",
+                      buffer=str(self.path), free_bytes=shutil.disk_usage(self.path.parent).free)  # fmt: skip
+            self.disk_full = True
+        self._limit = min(self.cap_bytes, room)  # follows the disk while it is full, up or down
+        if self._size() > self._limit:
+            self._make_room(self._limit)
+
+    def _disk_filled(self, error: sqlite3.Error) -> bool:
         """The disk refused a write: release the reserve, fold the log into the file, drop the oldest, and
         from then on keep within what the disk held (a cap of its own: the file stops growing, its free
-        pages take the next readings)."""
+        pages take the next readings). False when nothing could be dropped."""
         if not self.disk_full:
             log.error("disk full: dropping the oldest readings to keep the newest (counted as dropped)",
                       buffer=str(self.path), error=str(error))  # fmt: skip
@@ -390,10 +427,34 @@ class Buffer:
         self._reserve.release()
         self._checkpoint()
         if self._depth == 0:
-            raise error  # nothing of ours to drop: the disk is full of something else
-        self._drop_oldest(max(1, int(self._depth * FULL_DROP_SHARE)))
+            return False  # nothing of ours to drop: the disk is full of something else
+        try:
+            self._drop_oldest(max(1, int(self._depth * FULL_DROP_SHARE)))
+        except sqlite3.OperationalError as again:
+            if not self._reserve.disk_is_full(again):
+                raise
+            return False  # not even a delete fits
         self._limit = min(self.cap_bytes, self._size())
         self._checkpoint()
+        return True
+
+    def _refuse(self, count: int, error: sqlite3.Error) -> None:
+        """A commit the full disk refused with nothing left to drop: its readings are dropped, counted."""
+        if not self._refusing:
+            log.error("disk full and nothing left to drop: new readings dropped (counted as dropped)",
+                      buffer=str(self.path), error=str(error), depth=self._depth)  # fmt: skip
+            self._refusing = True
+        self._refused += count
+        self._count_unnumbered(count)
+
+    def _count_unnumbered(self, count: int, *, now: bool = False) -> None:
+        """Readings lost before they had a seq: counted in `dropped` (not in `last_dropped_seq`) and saved
+        in the ledger, at most once a second while they keep coming (and at close)."""
+        self._dropped += count
+        self._unnumbered += count
+        self._counts_behind = True
+        if now or time.monotonic() - self._counted_at >= 1.0:
+            self._save_ledger()
 
     def _checkpoint(self, mode: str = "RESTART") -> None:
         """Fold the write-ahead log into the file: RESTART (the log's space is then written over from its
@@ -415,10 +476,15 @@ class Buffer:
         if self.disk_full and self._size() < self._limit // 2:  # drained: give the disk back, try the reserve
             self._conn().executescript("PRAGMA incremental_vacuum;")
             self._checkpoint("TRUNCATE")
-        if self.disk_full and self._reserve.make():
+        if self.disk_full and self._reserve.make() and self._roomy():
             self.disk_full = False
             self._limit = self.cap_bytes
             log.info("disk has room again", buffer=str(self.path))
+
+    def _roomy(self) -> bool:
+        """The disk lets the readings take twice what they take now (the end of the disk-full state)."""
+        room = data_limit(self.path, self._file_pages, self._page_size, self._log_pages)
+        return room is None or room > 2 * self._size()
 
     def _housekeeping_failed(self, error: sqlite3.Error) -> None:
         if not (self.disk_full and self._reserve.disk_is_full(error)):  # (a full disk is logged once)
@@ -440,11 +506,14 @@ class Buffer:
         for attempt in range(FULL_ROUNDS + 1):
             try:
                 self._commit(rows_json, texts_json, count)
+                self._refusing = False
                 break
             except sqlite3.OperationalError as error:
-                if attempt == FULL_ROUNDS or not self._reserve.disk_is_full(error):
+                if not self._reserve.disk_is_full(error):
                     raise
-                self._disk_filled(error)
+                if attempt == FULL_ROUNDS or not self._disk_filled(error):
+                    self._refuse(count, error)
+                    break
         self._ledger.write_mark(self._last_seq, self._depth)
         self._tidy()
 
@@ -464,8 +533,9 @@ class Buffer:
         repeat the commit: it is logged and tried again after the next one."""
         try:
             self._measure()
+            self._keep_within_disk()  # (first: while the disk is full, the limit follows its room)
             if self._size() > self._limit:
-                self._make_room()
+                self._make_room(self._limit)
             if self._oldest_ts is None:
                 self._refresh_oldest()
             if self.disk_full or self._pending_deletes or self._counters_pending or self._ledger.unsaved:
@@ -532,9 +602,30 @@ class Buffer:
         """Store readings durably; returns once they are committed."""
         if not readings:
             return
+        if self.disk_full and len(readings) > TIGHT_BATCH:  # a full disk: small transactions
+            for start in range(0, len(readings), TIGHT_BATCH):
+                await self.append(readings[start : start + TIGHT_BATCH])
+            return
         rows_json, texts_json = self._rows(readings)
         await self._run(self._insert, rows_json, texts_json, len(readings))
         self._changed.set()
+
+    def count_unnumbered(self, count: int) -> None:
+        """Readings lost before the buffer numbered them (the writer's queue was full): counted in
+        `dropped`, which receivers see, and kept. Does not wait."""
+        self._executor.submit(self._count_unnumbered, count)
+
+    async def count_uncommitted(self, accepted: int) -> tuple[int, bool]:
+        """A stop that could not commit everything: of `accepted` readings (all the writer was given since
+        start), those neither committed nor refused are counted in `dropped` and kept. How many, and
+        whether the count is kept on disk (the ledger)."""
+        return await self._run(self._uncommitted, accepted)
+
+    def _uncommitted(self, accepted: int) -> tuple[int, bool]:
+        lost = accepted - self._appended - self._refused
+        if lost > 0:
+            self._count_unnumbered(lost, now=True)
+        return max(lost, 0), not self._ledger.unsaved
 
     async def next_encoded(self, limit: int, after_seq: int = 0) -> EncodedBatch:
         """The oldest `limit` readings with a sequence number above `after_seq` (those below are in
@@ -585,4 +676,5 @@ class Buffer:
             self._size(),
             self.cap_bytes,
             self.disk_full,
+            self._unnumbered,
         )

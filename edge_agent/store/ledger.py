@@ -5,9 +5,11 @@ A buffer file that is emptied, replaced or loses the tail of its write-ahead log
 WAL frames whose checksum fails) would otherwise hand out sequence numbers again, which receivers discard
 as duplicates. Two small files sit next to the buffer:
 
-- `<buffer>.seq`, the ledger: JSON {reserved, bd_seq, dropped, last_dropped_seq}, replaced atomically
-  (write, fsync, rename). `reserved` is a ceiling on every sequence number issued; it moves up
-  RESERVE_BLOCK numbers at a time, so the ledger costs one flush per block of readings, not one per commit.
+- `<buffer>.seq`, the ledger: JSON {reserved, bd_seq, dropped, last_dropped_seq}, padded to a fixed size,
+  replaced atomically (write, fsync, rename); on a disk too full for the new copy, overwritten in place
+  (its blocks are already there), so a count of dropped readings is kept even then. `reserved` is a
+  ceiling on every sequence number issued; it moves up RESERVE_BLOCK numbers at a time, so the ledger
+  costs one flush per block of readings, not one per commit.
 - `<buffer>.mark`: "issued depth", overwritten in place after each commit and never flushed: exact after
   the process crashes (the kernel has it), possibly stale after a power cut (the ceiling then serves).
 """
@@ -26,6 +28,7 @@ log = structlog.get_logger("edge_agent.buffer")
 
 RESERVE_BLOCK = 100_000  # sequence numbers reserved per ledger flush
 _MARK_WIDTH = 48  # the mark is rewritten in place at a fixed size: one write, no allocation
+_LEDGER_WIDTH = 256  # the ledger's size: an overwrite in place needs no new block
 
 
 @dataclass(slots=True)
@@ -82,9 +85,10 @@ class Ledger:
     def save(self) -> bool:
         """Replace the ledger atomically; False (and `unsaved`) when the disk refuses: kept in memory."""
         temporary = self.path.with_name(f"{self.path.name}.tmp")
+        text = json.dumps(asdict(self.values)).ljust(_LEDGER_WIDTH - 1) + "\n"
         try:
             with open(temporary, "w") as file:
-                file.write(json.dumps(asdict(self.values)))
+                file.write(text)
                 file.flush()
                 os.fsync(file.fileno())
             temporary.replace(self.path)
@@ -92,6 +96,8 @@ class Ledger:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 temporary.unlink()
+            if self._overwrite(text):
+                return True
             if not self.unsaved:
                 log.error(  # noqa: TRY400 - the message and the error say it
                     "buffer ledger not saved: kept in memory, saved again later",
@@ -102,6 +108,25 @@ class Ledger:
             return False
         if self.unsaved:
             log.info("buffer ledger saved again", ledger=str(self.path))
+        self.unsaved = False
+        return True
+
+    def _overwrite(self, text: str) -> bool:
+        """The ledger rewritten in place (a full disk): no new block, but a power cut in the middle could
+        tear it (the buffer file's meta table and the mark then serve). True when written and flushed."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY)
+        except OSError:
+            return False
+        try:
+            os.pwrite(fd, text.encode(), 0)
+            os.fsync(fd)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        if self.unsaved:
+            log.info("buffer ledger saved again (in place)", ledger=str(self.path))
         self.unsaved = False
         return True
 

@@ -54,6 +54,7 @@ OFFLINE_TIMEOUT_S = 1.0  # how long a shutdown waits to tell the broker it is go
 COMMAND_QUEUE = 32  # commands waiting for the router; more are answered "busy"
 MAX_PACKET_BYTES = 256 * 1024  # MQTT 5: the broker sends us nothing larger; over 16 KiB is too-large
 MAX_TOPIC_BYTES = 65535
+RECONNECT_CAP_S = 8.0  # the longest wait between connection attempts: data within 10 s of a broker's return
 EVENT_QUEUE = 1000  # control events waiting for the broker; the oldest are dropped (and counted)
 REFUSED_V5 = {1, 132}  # CONNACK codes of a broker that does not speak MQTT 5 (3.1.1's 1, MQTT 5's 0x84)
 
@@ -222,7 +223,7 @@ class Uplink:
 
     async def run(self) -> None:
         """Stay connected and keep draining the buffer, forever; the caller cancels."""
-        backoff = Backoff(base_s=0.5, cap_s=30.0)
+        backoff = Backoff(base_s=0.5, cap_s=RECONNECT_CAP_S)
         while True:
             self._state = UplinkState.CONNECTING
             retry_now = False
