@@ -126,7 +126,7 @@ def test_brackets_in_names_and_errors_print_as_they_are() -> None:
     assert printed.getvalue().count("[Errno 111] Connection refused") == 2
 
 
-def test_status_prints_clock_steps_and_todays_saving_with_its_uncertainty() -> None:
+def test_status_prints_disk_full_clock_steps_and_todays_saving_with_its_uncertainty() -> None:
     control = {
         "mode": "active", "demand_target_kw": 100.0, "policy": "rules", "fallback": None, "steps": 12,
         "missing_inputs": [], "writes": [], "backed_off": [],
@@ -142,7 +142,10 @@ def test_status_prints_clock_steps_and_todays_saving_with_its_uncertainty() -> N
     cli_local._print_status(
         {
             "gateway": "gw", "devices": [], "queue": {"batches_waiting": 0, "capacity": 10},
-            "buffer": {"depth": 0, "oldest_ts": None, "size_bytes": 0, "cap_bytes": 1e6, "dropped": 0},
+            "buffer": {
+                "depth": 0, "oldest_ts": None, "size_bytes": 0, "cap_bytes": 1e6, "dropped": 75,
+                "unnumbered": 60, "disk_full": True,
+            },
             "uplink": {
                 "state": "connected", "broker": "b:1883", "mqtt": "5", "session": 1, "readings_published": 0,
                 "events_waiting": 0, "events_dropped": 0, "last_error": None,
@@ -154,4 +157,5 @@ def test_status_prints_clock_steps_and_todays_saving_with_its_uncertainty() -> N
     )  # fmt: skip
     text = printed.getvalue()
     assert "saving today 2.0 kWh +- 3.0 (68%), within the baseline's noise, 295 KRW, over 0.5 h" in text
+    assert "dropped unsent 75 (60 since start never numbered); disk full: dropping the oldest" in text
     assert "clock: stepped; 1 step(s), the last -259200 s; 140 readings sent as uncertain-time" in text

@@ -125,6 +125,7 @@ def _print_status(status: dict[str, Any], now: datetime, console: Console) -> No
         f"buffer: {buffer['depth']} readings unsent, oldest {oldest}; "
         f"{buffer['size_bytes'] / 1e6:.1f} of {buffer['cap_bytes'] / 1e6:.0f} MB; "
         f"dropped unsent {buffer['dropped']}"
+        + (f" ({buffer['unnumbered']} since start never numbered)" if buffer.get("unnumbered") else "")
         + ("; disk full: dropping the oldest" if buffer.get("disk_full") else "")
     )
     queue_dropped = (
