@@ -52,7 +52,7 @@ from edge_agent.uplink.admission import CommandAdmission
 from edge_agent.uplink.command_log import COMMAND_LOG
 from edge_agent.uplink.commands import CommandRouter, Delivery
 from edge_agent.uplink.payloads import BuildingModelInfo, device_infos
-from edge_agent.uplink.session import Uplink, UplinkStatistics
+from edge_agent.uplink.session import OFFLINE_TIMEOUT_S, Uplink, UplinkStatistics
 
 log = structlog.get_logger("edge_agent.service")
 
@@ -308,7 +308,7 @@ class Agent:
                 self.path.clock_guard.save()  # the next start's floor
                 await self.uplink.flush_events(OFFLINE_EVENTS_S)  # the releases' audit trail
                 writer.cancel()
-                uplink.cancel()
+                await _cancelled(uplink)
             log.info("agent stopped", buffered=self.buffer.statistics().depth)
         if uncommitted:
             raise ShutdownIncomplete(uncommitted)  # a non-zero exit: the loss is reported, not hidden
@@ -338,6 +338,16 @@ class Agent:
                 while not all(s.polls or s.failures for s in (p.statistics() for p in self.pollers)):  # noqa: ASYNC110 - statistics are read, not awaited
                     await asyncio.sleep(0.1)
         notifier.ready(f"polling {len(self.pollers)} devices")
+
+
+async def _cancelled(task: asyncio.Task[None], attempts: int = 5) -> None:
+    """Cancel `task` until it ends. Python 3.11's asyncio.wait_for, under aiomqtt's connect, can swallow a
+    cancellation that arrives as the connection completes; the session would then run on."""
+    for _ in range(attempts):
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=OFFLINE_TIMEOUT_S + 1.0)  # room for the death message
+        if done:
+            return
 
 
 async def _tick(heartbeats: Heartbeats) -> None:
