@@ -15,6 +15,13 @@ ONE_ZONE: dict[str, Any] = {
         {"name": "z", "temperature": "vav/zone_temperature", "cooling_setpoint": "vav/cooling_setpoint"}
     ],
 }
+VALUES = {  # point -> (value, unit): a hot afternoon, the building over a 100 kW target
+    "meter/total_power": (150.0, "kW"),
+    "ahu/outdoor_air_temperature": (31.0, "degC"),
+    "vav/zone_temperature": (26.0, "degC"),
+    "vav/cooling_setpoint": (26.0, "degC"),
+    "plant/demand_limit": (100.0, "%"),
+}
 ALWAYS_OPEN: dict[str, Any] = {"open_days": list(range(7)), "close_hour": 22}  # open hours on any test day
 
 

@@ -18,16 +18,9 @@ from edge_agent.control.points import Holder
 from edge_agent.control.schedule import FixedRate
 from edge_agent.readings import Quality, Reading, utc_now
 from edge_agent.service.control_setup import control_settings, control_setup
-from tests.one_zone import ALWAYS_OPEN, one_zone_control
+from tests.one_zone import ALWAYS_OPEN, VALUES, one_zone_control
 
 START = datetime.fromisoformat("2026-08-05T14:00:00+09:00")  # open, hot
-VALUES = {
-    "meter/total_power": (150.0, "kW"),
-    "ahu/outdoor_air_temperature": (31.0, "degC"),
-    "vav/zone_temperature": (26.0, "degC"),
-    "vav/cooling_setpoint": (26.0, "degC"),
-    "plant/demand_limit": (100.0, "%"),
-}
 
 
 @dataclass
