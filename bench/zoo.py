@@ -18,7 +18,7 @@ import multiprocessing
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import TypeVar
@@ -119,8 +119,10 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="2 buildings, the summer week's first day")
     parser.add_argument("--buildings", type=int, default=20)
     parser.add_argument("--model", default=MODEL)
+    parser.add_argument("--controllers", default=",".join(CONTROLLERS), help="of: " + ", ".join(CONTROLLERS))
     args = parser.parse_args()
     plan = plan_of(fast=args.fast, buildings=args.buildings, model=args.model)
+    plan = replace(plan, controllers=tuple(args.controllers.split(",")))
     started = time.monotonic()
     print("  as each building-week ends: " + table([], plan.controllers)[0].strip(), flush=True)
 

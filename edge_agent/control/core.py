@@ -15,7 +15,7 @@ from edge_agent.control.features import Features, build_features
 from edge_agent.control.guards import Guards, Targets
 from edge_agent.control.limits import Limits
 from edge_agent.control.observation import Observation
-from edge_agent.control.policy import Policy
+from edge_agent.control.policy import Observer, Policy
 
 
 @dataclass(slots=True)
@@ -33,13 +33,15 @@ class Step:
     features: Features
     decision: Decision
     targets: Targets
-    policy: str  # who decided: 'onnx' or 'rules'
+    policy: str  # who decided: 'planner', 'onnx' or 'rules'
 
 
 def decide(observation: Observation, state: ControlState, limits: Limits) -> Step:
     """One decision from a complete observation (check `observation.missing()` first)."""
     state.demand.add(observation.at, observation.demand_kw or 0.0, limits.hours)
     interval = state.demand.state(observation.at)
+    if isinstance(state.policy, Observer):
+        state.policy.observe(observation, interval, limits)
     features = build_features(observation, interval, state.demand_target_kw, limits.hours)
     decision = state.policy.decide(features)
     targets = state.guards.apply(decision, observation, features, limits)

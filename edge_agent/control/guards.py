@@ -187,11 +187,12 @@ class Guards:
         zones: dict[str, ZoneTargets] = {}
         for zone in observation.zones:
             target = ZoneTargets(dimming_pct=_dimming(zone, decision, active, limits))
-            if early:
-                target = replace(target, cooling_setpoint_c=limits.cooling_base_c)
+            if early:  # pre-cooling starts below the occupied setpoint (the planner's), never under the floor
+                precool = _cooling_setpoint(min(0.0, decision.cooling_offset), limits)
+                target = replace(target, cooling_setpoint_c=precool)
                 target = replace(target, heating_setpoint_c=limits.heating_base_c)
-            if cooling.get(zone.name, 0.0) > 0:
-                target = replace(target, cooling_setpoint_c=limits.cooling_base_c + cooling[zone.name])
+            if cooling.get(zone.name, 0.0) != 0:
+                target = replace(target, cooling_setpoint_c=_cooling_setpoint(cooling[zone.name], limits))
             if heating.get(zone.name, 0.0) > 0:
                 target = replace(target, heating_setpoint_c=limits.heating_base_c - heating[zone.name])
             zones[zone.name] = target
@@ -357,9 +358,17 @@ def _unless(value: float, neutral: float) -> float | None:
     return None if abs(value - neutral) < 1e-6 else value
 
 
+def _cooling_setpoint(offset: float, limits: Limits) -> float:
+    """The cooling setpoint of an offset; pre-cooling (below 0) no lower than `precool_floor_c`."""
+    return max(min(limits.precool_floor_c, limits.cooling_base_c), limits.cooling_base_c + offset)
+
+
 def _site_offset(offset: float, limits: Limits) -> float:
     """A policy's offset on the site's scale: offsets up to the policies' energy level (ENERGY_OFFSET_K) are
-    the all-day energy measure and scale to the site's `energy_offset_k`; shedding beyond keeps its value."""
+    the all-day energy measure and scale to the site's `energy_offset_k`; shedding beyond keeps its value;
+    pre-cooling (below 0) keeps its value."""
+    if offset <= 0:
+        return offset
     if offset <= ENERGY_OFFSET_K:
         return offset * limits.energy_offset_k / ENERGY_OFFSET_K
     return max(offset, limits.energy_offset_k)

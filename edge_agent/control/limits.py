@@ -14,6 +14,7 @@ from typing import NamedTuple
 from edge_agent.control.calendar import OpeningHours
 
 MAX_OFFSET_K = 2.2  # the furthest setpoints move: ASHRAE Guideline 36's demand-limit level 3
+MAX_PRECOOL_K = 4.0  # the furthest cooling setpoints go below the occupied one (the planner's pre-cooling)
 ENERGY_OFFSET_K = 0.7  # kept all day while open: the comfort edge (27 C less 0.3 K) above the 26 C setpoint
 # (the policies' scale: the guards map it onto the site's `Limits.energy_offset_k`)
 
@@ -26,7 +27,8 @@ class Knob(NamedTuple):
 
 
 KNOBS: dict[str, Knob] = {
-    "cooling_offset": Knob("K", 0.0, MAX_OFFSET_K, 0.0),  # zone cooling setpoints raised
+    # Zone cooling setpoints raised; below 0 lowered (pre-cooling: the planner's, never the rules')
+    "cooling_offset": Knob("K", -MAX_PRECOOL_K, MAX_OFFSET_K, 0.0),
     "heating_offset": Knob("K", 0.0, MAX_OFFSET_K, 0.0),  # zone heating setpoints lowered
     # The plant's demand limit, as a share of where the plant runs (its recent draw, known with its
     # rating configured; else of its rating): the guards turn it into the share of rated input written,
@@ -58,6 +60,8 @@ class Limits:
     warm_up_plant_pct: float = 60.0  # plant (share of where it runs) and fan limits while zones start
     # early, before opening
     warm_up_fan_pct: float = 70.0
+    precool_floor_c: float = 22.0  # the lowest cooling setpoint pre-cooling writes
+    precool_lead_h: float = 4.0  # pre-cooling starts at most this long before opening
     energy_offset_k: float = ENERGY_OFFSET_K  # offsets up to this are an energy measure, not shedding
     plant_floor_pct: float = 20.0  # the lowest plant limit written, share of rated input
     plant_rated_kw: float | None = None  # the plant's rated electric input, what its draw is a share of

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from edge_agent.control.decision import Decision
+from edge_agent.control.demand import IntervalState
 from edge_agent.control.features import Features
+from edge_agent.control.limits import Limits
+from edge_agent.control.observation import Observation
 from edge_agent.errors import ModelError
 
 MODEL_RETRY = timedelta(minutes=15)
@@ -25,6 +28,13 @@ class Policy(Protocol):
     def name(self) -> str: ...
 
     def decide(self, features: Features) -> Decision: ...
+
+
+@runtime_checkable
+class Observer(Protocol):
+    """A policy that learns from every observation besides its features (the planner)."""
+
+    def observe(self, observation: Observation, interval: IntervalState, limits: Limits) -> None: ...
 
 
 class ModelOrRules:
@@ -49,6 +59,10 @@ class ModelOrRules:
         if reason != self.fallback:
             previous, self.fallback = self.fallback, reason
             self._on_change(reason, previous)
+
+    def observe(self, observation: Observation, interval: IntervalState, limits: Limits) -> None:
+        if isinstance(self.model, Observer):  # it learns even while the rules decide
+            self.model.observe(observation, interval, limits)
 
     def decide(self, features: Features) -> Decision:
         policy = self._choose(features)

@@ -22,7 +22,8 @@ from edge_agent.control.limits import Limits
 from edge_agent.control.model_trust import ModelTrust
 from edge_agent.control.observation import Observation, ZoneObservation
 from edge_agent.control.onnx_policy import load_policy
-from edge_agent.control.policy import Policy
+from edge_agent.control.planner.policy import Planner
+from edge_agent.control.policy import ModelOrRules, Policy
 from edge_agent.control.rules import RuleBasedPolicy
 from edge_agent.control.savings.kpi import Kpis
 from edge_sim.control_study import TARGET_SEED_OFFSET, TARGET_SHARE, apply, observe, opening_hours
@@ -43,7 +44,7 @@ LIMITED_POINTS = frozenset(
     {"outdoor_temperature", "main_meter", "zone_temperature", "cooling_setpoint", "plant_limit"}
 )
 NO_AIR_HANDLER = frozenset({"fan_limit", "supply_air"})
-CONTROLLERS = ("rules", "onnx")
+CONTROLLERS = ("planner", "rules", "onnx")
 BENCH_TRUST = ModelTrust(allow_unsigned=True)  # measures a model, in no building
 
 
@@ -119,9 +120,12 @@ class ZooLoop:
 def policy_for(controller: str, model: str) -> Policy:
     if controller == "rules":
         return RuleBasedPolicy()
+    if controller == "planner":
+        planner = Planner(RuleBasedPolicy())
+        return ModelOrRules(planner, RuleBasedPolicy(), planner.now, lambda reason, previous: None)
     if controller == "onnx":
         return load_policy(model, BENCH_TRUST)
-    raise ValueError(f"controller: unknown {controller!r} (rules or onnx)")
+    raise ValueError(f"controller: unknown {controller!r} (planner, rules or onnx)")
 
 
 def run(

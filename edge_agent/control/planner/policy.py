@@ -1,0 +1,133 @@
+"""The planner as a policy: every step it learns from the slots seen so far, plans the next HORIZON_H hours
+(lp.py) and turns the plan's next slot into knobs: the zones' cooling setpoints at the planned temperature
+(below the occupied setpoint: pre-cooling, started early before opening; up to the comfort edge while the
+stored cold carries the building through its peak). It plans cooling; in the heating season, before it
+has learnt the building, or without a feasible plan it raises ModelError and the rule-based limiter
+decides (ModelOrRules), saying why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from edge_agent.control.decision import Decision
+from edge_agent.control.demand import IntervalState
+from edge_agent.control.features import Features
+from edge_agent.control.limits import MAX_OFFSET_K, MAX_PRECOOL_K, Limits
+from edge_agent.control.observation import Observation
+from edge_agent.control.planner.forecast import history, slot_of_day
+from edge_agent.control.planner.lp import Horizon, Plan, solve
+from edge_agent.control.planner.model import ThermalModel, fit_thermal
+from edge_agent.control.planner.slots import SLOT, SlotHistory, slot_start
+from edge_agent.control.policy import Policy
+from edge_agent.control.rules import COOLING_ABOVE_C
+from edge_agent.control.savings.tariff import tariff_for, to_kst
+from edge_agent.errors import ModelError
+
+HORIZON_H = 24
+PRECOOLING_KW = 0.01  # planned demand this far above the floor before opening: the plant pre-cools
+
+
+class Planner:
+    name = "planner"
+
+    def __init__(self, rules: Policy) -> None:
+        self.rules = rules  # ventilation, lighting and heating stay the rules' (the plan is cooling's)
+        self.history = SlotHistory()
+        self.model: ThermalModel | str = "no history yet"
+        self._fitted_at: datetime | None = None
+        self._last: tuple[Observation, IntervalState, Limits] | None = None
+        self.plan: Plan | None = None
+
+    def now(self) -> datetime:
+        """The building time of the last observation (ModelOrRules' clock for its retries)."""
+        if self._last is None:
+            return datetime.min
+        return self._last[0].at
+
+    def observe(self, observation: Observation, interval: IntervalState, limits: Limits) -> None:
+        local = to_kst(observation.at)
+        self.history.add(local, observation, limits.hours.is_open(local))
+        self._last = (observation, interval, limits)
+
+    def decide(self, features: Features) -> Decision:
+        if self._last is None:
+            raise ModelError(self.name, "nothing observed yet")
+        observation, interval, limits = self._last
+        local = to_kst(observation.at)
+        model = self._model(local)
+        if isinstance(model, str):
+            raise ModelError(self.name, f"no model of the building yet: {model}")
+        temperatures = [z.temperature_c for z in observation.zones if z.temperature_c is not None]
+        if not temperatures or observation.outdoor_c is None:
+            raise ModelError(self.name, "no zone or outdoor temperature")
+        mean = sum(temperatures) / len(temperatures)
+        horizon = self._horizon(model, local, observation.outdoor_c, temperatures, limits)
+        if max(horizon.outdoor_c) < COOLING_ABOVE_C:
+            raise ModelError(self.name, "no cooling ahead (the planner plans cooling)")
+        tariff = tariff_for(local.date())
+        peak_floor = max(interval.peak_kw, features.demand_target)
+        plan = solve(model, mean, horizon, peak_floor, tariff.demand_krw_per_kw_month)
+        if isinstance(plan, str):
+            raise ModelError(self.name, plan)
+        self.plan = plan
+        return self._decision(features, plan, horizon, limits)
+
+    def _model(self, local: datetime) -> ThermalModel | str:
+        """Refitted once a slot (the history changes no faster)."""
+        slot = slot_start(local)
+        if self._fitted_at != slot:
+            self.model = fit_thermal(list(self.history.slots))
+            self._fitted_at = slot
+        return self.model
+
+    def _horizon(
+        self,
+        model: ThermalModel,
+        local: datetime,
+        outdoor_c: float,
+        temperatures: list[float],
+        limits: Limits,
+    ) -> Horizon:
+        mean_c = sum(temperatures) / len(temperatures)
+        seen = history(list(self.history.slots))
+        start = slot_start(local)
+        # The mean stays this far inside the comfort edge so the warmest (coolest) zone does not pass it.
+        high = limits.comfort_high_c - limits.comfort_margin_k - (max(temperatures) - mean_c)
+        low = max(limits.precool_floor_c, limits.comfort_low_c + limits.comfort_margin_k)
+        low += mean_c - min(temperatures)
+        names = ("out", "gain", "floor", "ceiling", "low", "high", "price")
+        rows: dict[str, list[float]] = {name: [] for name in names}
+        for k in range(HORIZON_H * 4):
+            at = start + k * SLOT
+            is_open = limits.hours.is_open(at)
+            ends_open = limits.hours.is_open(at + SLOT)
+            lead_h = limits.hours.hours_to_open(at, HORIZON_H)
+            may_cool = is_open or 0 < lead_h <= limits.precool_lead_h
+            floor = seen.floor_kw(at, is_open)
+            rows["out"].append(seen.outdoor_c(at, outdoor_c, k / 4, slot_of_day(start)))
+            rows["gain"].append(model.gain_k(at, is_open))
+            rows["floor"].append(floor)
+            rows["ceiling"].append(max(floor, seen.ceiling_kw) if may_cool else floor)
+            rows["low"].append(min(low, mean_c))  # a building already below it may stay there
+            rows["high"].append(high if ends_open else 99.0)
+            rows["price"].append(tariff_for(at.date()).energy_price(at))
+        return Horizon(*(rows[name] for name in names))
+
+    def _decision(self, features: Features, plan: Plan, horizon: Horizon, limits: Limits) -> Decision:
+        decision = self.rules.decide(features)
+        setpoint = plan.temperature_c[0]
+        offset = min(MAX_OFFSET_K, max(-MAX_PRECOOL_K, setpoint - limits.cooling_base_c))
+        if features.open >= 0.5:
+            return replace(
+                decision, cooling_offset=offset, plant_limit=100.0, fan_limit=100.0, precondition=0.0
+            )
+        precooling = plan.demand_kw[0] > horizon.floor_kw[0] + PRECOOLING_KW
+        return replace(
+            decision,
+            cooling_offset=min(0.0, offset) if precooling else 0.0,
+            plant_limit=100.0,
+            fan_limit=100.0,
+            precondition=1.0 if precooling else 0.0,
+        )
