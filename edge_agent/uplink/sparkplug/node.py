@@ -57,7 +57,7 @@ class SparkplugUplink(Uplink):
             None if self._config.primary_host_id is None else PrimaryHost(self._config.primary_host_id)
         )
         self._seq = 0
-        self._births_lock = asyncio.Lock()  # held while births are queued: no data seq in between
+        self._births_lock = asyncio.Lock()  # held while births (or the death) are queued: no data in between
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) % SEQ_MODULUS
@@ -71,6 +71,7 @@ class SparkplugUplink(Uplink):
         await client.publish(self.topics.ndeath, node_death(self._session_number, millis(utc_now())), qos=1)
 
     async def _announce(self, client: aiomqtt.Client) -> None:
+        self._births_lock = asyncio.Lock()  # each session its own
         await client.subscribe(self.topics.ncmd, qos=1)
         if self._commands is not None:
             await client.subscribe(self.topics.dcmd_all, qos=1)
@@ -158,6 +159,7 @@ class SparkplugUplink(Uplink):
             body = message.payload if isinstance(message.payload, bytes) else b""
             if topic == self.topics.state and self._host is not None:
                 if self._host.update(body) and not self._host.online:
+                    await self._births_lock.acquire()  # for good: no data after the death
                     await self._farewell(client)
                     raise aiomqtt.MqttError(f"the primary host {self._host.host_id!r} went offline")
             elif topic == self.topics.ncmd:
