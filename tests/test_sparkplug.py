@@ -13,12 +13,13 @@ import pytest
 
 from edge_agent import signing
 from edge_agent.config import AgentConfig, CommandsConfig, ConfigError, parse_config
+from edge_agent.readings import Quality, Reading
 from edge_agent.uplink.admission import CommandAdmission
 from edge_agent.uplink.commands import CommandRouter, Delivery
 from edge_agent.uplink.payloads import device_infos
 from edge_agent.uplink.sparkplug.dcmd import write_requests
 from edge_agent.uplink.sparkplug.host_state import PrimaryHost
-from edge_agent.uplink.sparkplug.metrics import Catalog, data_messages, node_death
+from edge_agent.uplink.sparkplug.metrics import Catalog, data_messages, device_birth, node_death
 from edge_agent.uplink.sparkplug.proto import DataType, Payload
 from tests.test_commands import CONFIG, FakeAgent
 
@@ -195,3 +196,22 @@ def test_data_goes_by_alias_per_device_with_its_time_quality_and_history() -> No
 def test_bd_seq_runs_0_to_255() -> None:
     (metric,) = Payload.FromString(node_death(300, 0)).metrics
     assert (metric.name, metric.long_value) == ("bdSeq", 44)
+
+
+def test_a_device_birth_names_every_point_with_unit_range_and_latest_value() -> None:
+    (room,) = [d for d in CATALOG.devices if d.name == "room-101"]
+    newest = {
+        "room-101/zone_temperature": Reading("room-101", "zone_temperature", 24.5, "degC", Quality.STALE, NOW)
+    }
+    birth = device_birth(room, CATALOG, 0, newest.get)
+    metrics = {m.name: m for m in birth.metrics}
+    temperature, setpoint = metrics["zone_temperature"], metrics["cooling_setpoint"]
+    assert (temperature.double_value, temperature.timestamp) == (24.5, round(NOW.timestamp() * 1000))
+    properties = dict(zip(temperature.properties.keys, temperature.properties.values, strict=True))
+    assert properties["engUnit"].string_value == "degC"
+    assert properties["readOnly"].boolean_value is True
+    assert properties["Quality"].int_value == 64
+    assert setpoint.is_null  # not read yet
+    properties = dict(zip(setpoint.properties.keys, setpoint.properties.values, strict=True))
+    assert (properties["writeLow"].double_value, properties["writeHigh"].double_value) == (22.0, 28.0)
+    assert properties["readOnly"].boolean_value is False

@@ -150,6 +150,8 @@ class Agent:
             self._delivery,
             building_model=None if loaded is None else BuildingModelInfo(**asdict(loaded)),
         )
+        if isinstance(self.uplink, SparkplugUplink):
+            self.uplink.latest = self.latest.get
         self._bacnet: BacnetApplication | None = None
         self._links: dict[str, ModbusLink] = {}  # shared by the units of one RS-485 bus or RTU gateway
         self._heartbeats = Heartbeats()

@@ -85,7 +85,8 @@ client.on("message", (topic, message) => {
       aliases.set(alias, { name: m.name, type: m.type, unit: m.properties?.engUnit?.value });
     }
     node.devices.set(device, aliases);
-    const listed = [...aliases].map(([alias, m]) => ({ alias, ...m }));
+    const values = new Map(metrics.map((m) => [m.name, m.isNull ? null : number(m.value)]));
+    const listed = [...aliases].map(([alias, m]) => ({ alias, ...m, value: values.get(m.name) }));
     return emit({ event: "dbirth", device, seq, metrics: listed });
   }
   if (kind === "DDATA") {

@@ -3,10 +3,12 @@ range; data by alias; the death certificate. A Catalog numbers the configured po
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from edge_agent.readings import Reading
 from edge_agent.uplink.payloads import DeviceInfo
 from edge_agent.uplink.sparkplug.proto import DataType, Payload
 
@@ -74,14 +76,22 @@ def node_death(bd_seq: int, now_ms: int) -> bytes:
     return bytes(payload.SerializeToString())
 
 
-def device_birth(device: DeviceInfo, catalog: Catalog, now_ms: int) -> Any:
-    """DBIRTH: every point of the device by name and alias, a Double, value not yet known (the next DDATA
-    brings it), with its unit and write range as properties."""
+Latest = Callable[[str], Reading | None]
+"""The newest reading of 'device/point' (acquisition/latest.py), for the births' values."""
+
+
+def device_birth(device: DeviceInfo, catalog: Catalog, now_ms: int, latest: Latest | None = None) -> Any:
+    """DBIRTH: every point of the device by name and alias, a Double with its latest value (null before the
+    first reading), with its unit and write range as properties."""
     payload = Payload(timestamp=now_ms)
     for info in catalog.device_metrics(device.name):
-        metric = payload.metrics.add(
-            name=info.point, alias=info.alias, timestamp=now_ms, datatype=DataType.DOUBLE, is_null=True
-        )
+        metric = payload.metrics.add(name=info.point, alias=info.alias, datatype=DataType.DOUBLE)
+        reading = None if latest is None else latest(f"{info.device}/{info.point}")
+        if reading is None:
+            metric.timestamp, metric.is_null = now_ms, True
+        else:
+            _value(metric, reading.value, reading.quality.value)
+            metric.timestamp = millis(reading.ts)
         _property(metric.properties, "engUnit", DataType.STRING, info.unit)
         _property(metric.properties, "readOnly", DataType.BOOLEAN, info.write_range is None)
         if info.write_range is not None:
@@ -130,13 +140,17 @@ def data_messages(readings: list[dict[str, Any]], catalog: Catalog, *, historica
         metric.datatype = DataType.DOUBLE
         if historical:
             metric.is_historical = True
-        value = reading["value"]
-        if value is None:
-            metric.is_null = True
-        else:
-            metric.double_value = value
-        code = QUALITY_CODES.get(reading["quality"])
-        if code is not None:
-            metric.properties.keys.append(QUALITY)
-            metric.properties.values.add(type=DataType.INT32, int_value=code)
+        _value(metric, reading["value"], reading["quality"])
     return DataMessages(devices, node)
+
+
+def _value(metric: Any, value: float | None, quality: str) -> None:
+    """A reading's value (or is_null) and, when it is not good, its Quality property."""
+    if value is None:
+        metric.is_null = True
+    else:
+        metric.double_value = value
+    code = QUALITY_CODES.get(quality)
+    if code is not None:
+        metric.properties.keys.append(QUALITY)
+        metric.properties.values.add(type=DataType.INT32, int_value=code)

@@ -34,6 +34,7 @@ from edge_agent.uplink.sparkplug.metrics import (
     REBIRTH,
     SEQ_MODULUS,
     Catalog,
+    Latest,
     data_messages,
     device_birth,
     millis,
@@ -58,6 +59,7 @@ class SparkplugUplink(Uplink):
         )
         self._seq = 0
         self._births_lock = asyncio.Lock()  # held while births (or the death) are queued: no data in between
+        self.latest: Latest | None = None  # the births' values (the agent's LatestValues.get)
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) % SEQ_MODULUS
@@ -103,7 +105,7 @@ class SparkplugUplink(Uplink):
             birth.seq = self._seq = 0
             await client.publish(self.topics.nbirth, birth.SerializeToString(), qos=0)
             for device in self._catalog.devices:
-                payload = device_birth(device, self._catalog, now)
+                payload = device_birth(device, self._catalog, now, self.latest)
                 payload.seq = self._next_seq()
                 await client.publish(self.topics.dbirth(device.name), payload.SerializeToString(), qos=0)
 
