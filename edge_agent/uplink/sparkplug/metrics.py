@@ -125,22 +125,32 @@ def data_messages(readings: list[dict[str, Any]], catalog: Catalog, *, historica
     """`readings`: the buffer's encoded readings (docs/mqtt.md's readings[]), oldest first."""
     devices: dict[str, Any] = {}
     node: Any | None = None
+    times: dict[str, int] = {}  # the readings of one poll share their timestamp: parsed once
     for reading in readings:
+        ts = reading["ts"]
+        at = times.get(ts)
+        if at is None:
+            at = times[ts] = millis(datetime.fromisoformat(ts))
+        value = reading["value"]
+        fields: dict[str, Any] = {"timestamp": at, "datatype": DataType.DOUBLE}
+        if value is None:
+            fields["is_null"] = True
+        else:
+            fields["double_value"] = value
+        if historical:
+            fields["is_historical"] = True
         info = catalog.of(reading["device"], reading["point"])
         if info is None:
             node = node or Payload()
-            metric = node.metrics.add(name=f"{reading['device']}/{reading['point']}")
+            metric = node.metrics.add(name=f"{reading['device']}/{reading['point']}", **fields)
             _property(metric.properties, "engUnit", DataType.STRING, reading["unit"])
         else:
             payload = devices.get(info.device)
             if payload is None:
                 payload = devices[info.device] = Payload()
-            metric = payload.metrics.add(alias=info.alias)
-        metric.timestamp = millis(datetime.fromisoformat(reading["ts"]))
-        metric.datatype = DataType.DOUBLE
-        if historical:
-            metric.is_historical = True
-        _value(metric, reading["value"], reading["quality"])
+            metric = payload.metrics.add(alias=info.alias, **fields)
+        if reading["quality"] != "good":
+            _quality(metric, reading["quality"])
     return DataMessages(devices, node)
 
 
@@ -150,6 +160,10 @@ def _value(metric: Any, value: float | None, quality: str) -> None:
         metric.is_null = True
     else:
         metric.double_value = value
+    _quality(metric, quality)
+
+
+def _quality(metric: Any, quality: str) -> None:
     code = QUALITY_CODES.get(quality)
     if code is not None:
         metric.properties.keys.append(QUALITY)
