@@ -41,8 +41,9 @@ def requests(body: bytes, device: str = "room-101") -> list[dict[str, Any]]:
     return [json.loads(w.request) for w in write_requests(TOPIC, device, body, CATALOG, NOW) if w.request]
 
 
-def problems(body: bytes, device: str = "room-101") -> list[str]:
-    return [w.problem or "" for w in write_requests(TOPIC, device, body, CATALOG, NOW) if w.request is None]
+def problems(body: bytes, device: str = "room-101") -> list[tuple[str, str]]:
+    writes = write_requests(TOPIC, device, body, CATALOG, NOW)
+    return [(w.refusal.code, w.refusal.message) for w in writes if w.refusal is not None]
 
 
 # --- configuration ----------------------------------------------------------------------------------
@@ -89,13 +90,17 @@ def test_a_redelivered_dcmd_keeps_its_ids_and_another_dcmd_gets_new_ones() -> No
 
 def test_what_no_write_can_come_of_is_named() -> None:
     assert problems(dcmd({"alias": 999, "datatype": DataType.DOUBLE, "double_value": 1.0})) == [
-        "room-101: no metric with alias 999 (see its DBIRTH)"
+        ("unknown-point", "room-101: no metric with alias 999 (see its DBIRTH)")
     ]
     meter_alias = {"alias": SETPOINT, "datatype": DataType.DOUBLE, "double_value": 1.0}
-    assert "no metric with alias" in problems(dcmd(meter_alias), device="meter-main")[0]
+    assert problems(dcmd(meter_alias), device="meter-main")[0][0] == "unknown-point"
     text = {"name": "cooling_setpoint", "datatype": DataType.STRING, "string_value": "27"}
-    assert problems(dcmd(text)) == ["room-101/cooling_setpoint: a write takes a number, not string_value"]
-    assert problems(b"\xff\xff\xff")[0].startswith("not a Sparkplug B payload")
+    assert problems(dcmd(text)) == [
+        ("invalid", "room-101/cooling_setpoint: a write takes a number, not string_value")
+    ]
+    assert problems(b"\xff\xff\xff")[0][0] == "malformed"
+    many = [{"alias": SETPOINT, "datatype": DataType.DOUBLE, "double_value": 27.0}] * 2000
+    assert problems(dcmd(*many)) == [("too-large", f"{len(dcmd(*many))} bytes, over 16384")]  # one refusal
 
 
 async def _routed(

@@ -16,6 +16,8 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
+from edge_agent.errors import CommandRefused
+from edge_agent.uplink.commands import MAX_COMMAND_BYTES, CommandErrorCode
 from edge_agent.uplink.sparkplug.metrics import Catalog
 from edge_agent.uplink.sparkplug.proto import Payload
 
@@ -31,17 +33,21 @@ class WriteRequest:
 
     metric: str  # the metric's name, or "alias N"
     request: bytes | None
-    problem: str | None = None
+    refusal: CommandRefused | None = None
 
 
 def write_requests(
     topic: str, device: str, body: bytes, catalog: Catalog, now: datetime
 ) -> list[WriteRequest]:
     """The write_point requests a DCMD for `device` asks for, in the DCMD's order."""
+    if len(body) > MAX_COMMAND_BYTES:
+        message = f"{len(body)} bytes, over {MAX_COMMAND_BYTES}"
+        return [WriteRequest("", None, CommandRefused(CommandErrorCode.TOO_LARGE, message))]
     try:
         payload = Payload.FromString(body)
     except DecodeError as exc:
-        return [WriteRequest("", None, f"not a Sparkplug B payload: {exc}")]
+        message = f"not a Sparkplug B payload: {exc}"
+        return [WriteRequest("", None, CommandRefused(CommandErrorCode.MALFORMED, message))]
     sent = datetime.fromtimestamp(payload.timestamp / 1000, UTC) if payload.HasField("timestamp") else now
     expires = (sent + timedelta(seconds=DCMD_LIFETIME_S)).isoformat(timespec="milliseconds")
     digest = hashlib.sha256(topic.encode() + b"\n" + body).hexdigest()[:40]
@@ -58,19 +64,20 @@ def _request(metric: Any, device: str, catalog: Catalog, *, request_id: str, exp
     if metric.HasField("alias"):
         info = catalog.by_alias(metric.alias)
         if info is None or info.device != device or (point and point != info.point):
-            return WriteRequest(
-                label, None, f"{device}: no metric with alias {metric.alias} (see its DBIRTH)"
-            )
+            message = f"{device}: no metric with alias {metric.alias} (see its DBIRTH)"
+            return WriteRequest(label, None, CommandRefused(CommandErrorCode.UNKNOWN_POINT, message, "alias"))
         point = info.point
     if not point:
-        return WriteRequest(label, None, f"{device}: a metric has neither name nor alias")
+        message = f"{device}: a metric has neither name nor alias"
+        return WriteRequest(label, None, CommandRefused(CommandErrorCode.INVALID, message, "name"))
     value: float | None
     if metric.is_null:
         value = None  # relinquish (BACnet); the router refuses it elsewhere
     else:
         kind = metric.WhichOneof("value")
         if kind not in _VALUE_FIELDS:
-            return WriteRequest(label, None, f"{device}/{point}: a write takes a number, not {kind}")
+            message = f"{device}/{point}: a write takes a number, not {kind}"
+            return WriteRequest(label, None, CommandRefused(CommandErrorCode.INVALID, message, "value"))
         number = getattr(metric, kind)
         if kind == "int_value" and metric.datatype in _SIGNED_32 and number >= 2**31:
             number -= 2**32

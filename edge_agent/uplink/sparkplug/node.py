@@ -204,10 +204,8 @@ class SparkplugUplink(Uplink):
         topic, as every command's."""
         route: Route = (self.reply_topic, None)
         for write in write_requests(topic, device, body, self._catalog, utc_now()):
-            refusal: CommandRefused | None = None
-            if write.request is None:
-                refusal = CommandRefused(CommandErrorCode.UNKNOWN_POINT, write.problem or "", "metrics")
-            elif retained:
+            refusal = write.refusal
+            if refusal is None and retained:
                 message = "a retained DCMD is replayed by the broker at every subscribe: never run"
                 refusal = CommandRefused(CommandErrorCode.RETAINED, message, "retain")
             delivery = Delivery(write.request or b"{}", topic, refusal)
