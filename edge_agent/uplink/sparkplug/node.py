@@ -85,10 +85,10 @@ class SparkplugUplink(Uplink):
         await self._births(client)
 
     async def _host_online(self, client: aiomqtt.Client) -> None:
-        """Waits for the primary host's STATE to say online (retained: at once, when it is)."""
+        """Waits for the primary host's STATE to say online (retained: at once, when it is), at every
+        connection: the host may have gone while the gateway was away."""
         assert self._host is not None
-        if self._host.online:
-            return
+        self._host.online = False
         self._last_error = f"waiting for the primary host {self._host.host_id!r} to be online"
         log.info("uplink waits for the primary host", host=self._host.host_id)
         async for message in client.messages:
