@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the BACnet interoperability test (tests/test_bacnet_interop.py) needs: Node.js from Debian's
-# packages when `node` is missing (with sudo when not root), then tests/interop's npm dependencies exactly as
-# pinned in its package-lock.json (`npm ci`), only when node_modules is missing or older than the lock file.
+# Installs what the interoperability tests (tests/test_bacnet_interop.py, tests/test_sparkplug_interop.py)
+# need: Node.js from Debian's packages when `node` is missing (with sudo when not root), then tests/interop's
+# npm dependencies (@bacnet-js/client; Eclipse Tahu's sparkplug-payload and mqtt.js) exactly as pinned in its
+# package-lock.json (`npm ci`), only when node_modules is missing or older than the lock file.
 # Safe to run again: it only installs what is missing or stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."

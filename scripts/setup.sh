@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepares this checkout: a virtualenv in .venv with edge-agent installed (editable, with the dev tools),
 # socat (the simulator's virtual RS-485 bus), and with --test-tools what the test suite talks to:
-# mosquitto, mbpoll and libfaketime (clock steps) from Debian, and @bacnet-js/client from npm
-# (scripts/install_interop.sh).
+# mosquitto, mbpoll and libfaketime (clock steps) from Debian, and @bacnet-js/client, sparkplug-payload and
+# mqtt from npm (scripts/install_interop.sh).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +31,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "${1:-}" = "--test-tools" ]; then
-    bash scripts/install_interop.sh  # Node.js and @bacnet-js/client, an independent BACnet stack
+    bash scripts/install_interop.sh  # Node.js; @bacnet-js/client and Tahu's sparkplug-payload, independent peers
 fi
 
 if [ ! -x .venv/bin/python ]; then

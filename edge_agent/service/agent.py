@@ -53,6 +53,7 @@ from edge_agent.uplink.command_log import COMMAND_LOG
 from edge_agent.uplink.commands import CommandRouter, Delivery
 from edge_agent.uplink.payloads import BuildingModelInfo, device_infos
 from edge_agent.uplink.session import OFFLINE_TIMEOUT_S, Uplink, UplinkStatistics
+from edge_agent.uplink.sparkplug.node import SparkplugUplink
 
 log = structlog.get_logger("edge_agent.service")
 
@@ -140,7 +141,8 @@ class Agent:
         self._router = CommandRouter(self, admission=self._admission)
         self.building_model = load_configured_building_model(config)
         loaded = None if self.building_model is None else self.building_model.loaded
-        self.uplink = Uplink(
+        uplink = SparkplugUplink if config.mqtt.format == "sparkplug" else Uplink
+        self.uplink = uplink(
             config.mqtt,
             config.gateway.id,
             self.buffer,
@@ -148,6 +150,8 @@ class Agent:
             self._delivery,
             building_model=None if loaded is None else BuildingModelInfo(**asdict(loaded)),
         )
+        if isinstance(self.uplink, SparkplugUplink):
+            self.uplink.latest = self.latest.get
         self._bacnet: BacnetApplication | None = None
         self._links: dict[str, ModbusLink] = {}  # shared by the units of one RS-485 bus or RTU gateway
         self._heartbeats = Heartbeats()

@@ -274,7 +274,7 @@ class Uplink:
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             clean_session=None if v5 else True,
             keepalive=self._config.keepalive_s,
-            will=aiomqtt.Will(self.status_topic, self._death(), qos=1, retain=True),
+            will=self._will(),
             timeout=self._config.publish_timeout_s,
             tls_context=tls_context,
             username=self._config.username,
@@ -293,9 +293,7 @@ class Uplink:
             # long on a broker that is stuck: what arrives meanwhile is still backlog).
             self._backlog_last, self._backlog_sent = self._buffer.last_seq, 0
             try:
-                await client.publish(self.status_topic, self._birth(), qos=1, retain=True)
-                if self._commands is not None:
-                    await self._subscribe_commands(client)
+                await self._announce(client)
                 self._state = UplinkState.CONNECTED
                 self._connects += 1
                 self._last_error = None
@@ -313,8 +311,22 @@ class Uplink:
                 # A clean disconnect suppresses the Last Will, so say 'offline' ourselves.
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                     async with asyncio.timeout(OFFLINE_TIMEOUT_S):
-                        await client.publish(self.status_topic, self._death(), 1, True)
+                        await self._farewell(client)
                 raise
+
+    def _will(self) -> aiomqtt.Will:
+        """The Last Will the broker publishes when the connection breaks."""
+        return aiomqtt.Will(self.status_topic, self._death(), qos=1, retain=True)
+
+    async def _announce(self, client: aiomqtt.Client) -> None:
+        """What a new session says and subscribes to before data flows: the birth, the commands."""
+        await client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+        if self._commands is not None:
+            await self._subscribe_commands(client)
+
+    async def _farewell(self, client: aiomqtt.Client) -> None:
+        """A clean disconnect suppresses the Last Will: the death certificate, said by ourselves."""
+        await client.publish(self.status_topic, self._death(), 1, True)
 
     async def _subscribe_commands(self, client: aiomqtt.Client) -> None:
         """QoS 1; with MQTT 5 a retained command shows its retain flag even when it arrives live (so it is
