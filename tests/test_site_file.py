@@ -104,3 +104,26 @@ def test_a_new_device_at_an_address_the_file_has_is_not_added(tmp_path: Path) ->
     assert [(p.found, p.existing) for p in result.present] == [("unit-2-eastron-sdm630", "main")]
     assert result.backup is None
     assert path.read_text() == SITE
+
+
+def test_devices_split_by_other_tables_stay_where_they_are(tmp_path: Path) -> None:
+    """tomlkit would regroup [[devices]] tables that a [log] table splits, moving the file's own lines: the
+    new entries then go at the end of the file, below the text as it was."""
+    split = SITE + '\n[log]\nlevel = "info"  # quiet\n\n[[devices]]\nname = "b"\nprotocol = "bacnet-ip"\n'
+    split += 'host = "10.0.0.9"\ninstance = 9\npoints = [{ name = "t", object = "analog-input,1" }]\n'
+    path = tmp_path / "site.toml"
+    path.write_text(split)
+    result = add_to_site_file(path, FOUND, NOW)
+    assert result.added == ["unit-2-eastron-sdm630"]
+    merged = path.read_text()
+    assert merged.startswith(split)
+    config = parse_config(merged, "merged")
+    assert [d.name for d in config.devices] == ["main", "b", "unit-2-eastron-sdm630"]
+    assert [p.device for p in config.pollers] == ["unit-2-eastron-sdm630"]
+
+
+def test_a_new_pollers_list_is_set_apart_by_a_blank_line(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(SITE + '\n[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n')
+    add_to_site_file(path, FOUND, NOW)
+    assert 'url = "mqtt://127.0.0.1:1883"\n\n[[pollers]]' in path.read_text()

@@ -1,11 +1,15 @@
 """Adding what a scan found to a site file (`scan modbus --add-to`, `scan bacnet --add-to`).
 
 The file is edited with tomlkit, which keeps its comments, order and layout: the new [[devices]] entries go
-after the file's last device, their [[pollers]] after its last poller. A device the file already has at
-the same address (host and unit, serial port and unit, BACnet host and instance) is reported as present
-and not added again, so a second scan adds nothing twice. A new device whose name the file already uses
-for another address is a clash: the whole merge is refused, naming it, and the file is left as it was.
-The merged text must pass the same validation as `config check`, else nothing is written.
+after the file's last device, their [[pollers]] after its last poller. Where that would move any of the
+file's own lines (tomlkit regroups [[devices]] tables that other tables split), the entries are appended at
+the end of the file instead, which TOML allows, and the file's text stays as it was above them.
+
+A device the file already has at the same address (host and unit, serial port and unit, BACnet host and
+instance) is reported as present and not added again, so a second scan adds nothing twice. A new device
+whose name the file already uses for another address is a clash: the whole merge is refused, naming it,
+and the file is left as it was. The merged text must pass the same validation as `config check`, else
+nothing is written.
 
 Writing: a timestamped backup of the old file first (`site.toml.20261207T191500Z.bak`), then the new text
 to a temporary file beside it, fsync, rename over the file (its mode kept), fsync of the directory. A crash
@@ -15,6 +19,7 @@ leaves the old file or the new one, never half of either.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import shutil
 import tempfile
@@ -84,9 +89,32 @@ def add_to_site_file(path: Path, snippet: str, now: datetime | None = None) -> M
     _append(site, "devices", new_tables, path)
     _append(site, "pollers", pollers, path)
     new_text = tomlkit.dumps(site)
+    if not _only_additions(old_text, new_text):
+        new_text = (
+            old_text.rstrip("\n") + ("\n\n" if old_text.strip() else "") + _alone(snippet, result.added)
+        )
     _validated(new_text, f"{path} with the scan's devices", "nothing was written")
     backup = _write_with_backup(target, old_text if target.exists() else None, new_text, now)
     return MergeResult(path, result.added, result.present, backup)
+
+
+def _only_additions(old: str, new: str) -> bool:
+    """Whether `new` is `old` with lines inserted, none changed, moved or removed."""
+    matcher = difflib.SequenceMatcher(None, old.splitlines(), new.splitlines(), autojunk=False)
+    return all(tag in ("equal", "insert") for tag, *_ in matcher.get_opcodes())
+
+
+def _alone(snippet: str, names: list[str]) -> str:
+    """The snippet's entries for the devices named (and their pollers), as TOML text of their own."""
+    found = tomlkit.parse(snippet)
+    document = tomlkit.document()
+    for key, field_name in (("devices", "name"), ("pollers", "device")):
+        tables = [t for t in _entries(found, key) if t.get(field_name) in names]
+        if tables:
+            document.append(key, tomlkit.aot())
+            for table in tables:
+                document[key].append(table)
+    return tomlkit.dumps(document)
 
 
 def _parse_toml(text: str, source: str) -> tomlkit.TOMLDocument:
@@ -114,6 +142,8 @@ def _append(document: tomlkit.TOMLDocument, key: str, tables: list[Any], path: P
         return
     existing = document.get(key)
     if existing is None:
+        if document.body:
+            document.add(tomlkit.nl())
         document.append(key, tomlkit.aot())
         existing = document[key]
     if not isinstance(existing, AoT):
