@@ -329,6 +329,9 @@ def test_sweep_with_tcp_or_json_and_snippet_is_a_usage_mistake() -> None:
     sweep = runner.invoke(app, ["scan", "modbus", "--host", LOOPBACK, "--sweep"])
     assert sweep.exit_code == 2
     assert "--sweep" in sweep.output
+    fixed = runner.invoke(app, ["scan", "modbus", "--serial", "/dev/ttyUSB0", "--sweep", "--parity", "E"])
+    assert fixed.exit_code == 2
+    assert "leave out --baudrate and --parity" in fixed.output
     both = runner.invoke(app, ["scan", "modbus", "--host", LOOPBACK, "--json", "--snippet"])
     assert both.exit_code == 2
     assert "both want stdout" in both.output

@@ -233,6 +233,8 @@ def scan_modbus(
     )  # fmt: skip
     if transport is None:
         _usage("--host/--serial", "give --host HOST (Modbus TCP) or --serial PORT (RS-485)")
+    if sweep_line and (baudrate, parity) != (9600, Parity.N):
+        _usage("--sweep", "tries the baud rates and parities itself: leave out --baudrate and --parity")
     _check_outputs(transport, sweep_line=sweep_line, json_output=json_output, show_snippet=show_snippet)
     lowest = 0 if transport.kind == "tcp" else 1  # unit 0 is broadcast on a serial line: nobody answers
     try:
