@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 from datetime import datetime
 from typing import Annotated, Any
@@ -38,7 +39,8 @@ def _parse_line(text: str) -> tuple[int, str, int]:
     """'19200-8E1' -> (19200, 'E', 1)."""
     baudrate, _, frame = text.partition("-")
     if not (
-        baudrate.isdigit() and len(frame) == 3 and frame[0] == "8" and frame[1] in "NEO" and frame[2] in "12"
+        baudrate in ("1200", "2400", "4800", "9600", "19200", "38400", "57600", "115200")
+        and re.fullmatch(r"8[NEO][12]", frame)
     ):
         raise typer.BadParameter(f"{text!r}: expected BAUD-8PS, e.g. 9600-8N1 or 19200-8E1")
     return int(baudrate), frame[1], int(frame[2])
