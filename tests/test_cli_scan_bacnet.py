@@ -298,7 +298,14 @@ def test_point_names_from_any_object_name_are_ascii_and_unique_within_the_device
     def obj(name: str | None, instance: int) -> ScannedObject:
         return ScannedObject("analog-input", instance, name, "degrees-celsius", 21.0)
 
-    objects = (obj("서고 온도", 1), obj("서고 온도", 2), obj("1", 3), obj(None, 4), obj("온도 ℃", 5))
+    objects = (
+        obj("서고 온도", 1),
+        obj("서고 온도", 2),
+        obj("1", 3),
+        obj(None, 4),
+        obj("온도\t℃", 5),
+        obj(" \n", 6),
+    )
     device = ScannedDevice(
         5, "127.0.0.1:47808", 999, 1476, "noSegmentation", "서고", None, None, None, objects, ()
     )
@@ -311,6 +318,7 @@ def test_point_names_from_any_object_name_are_ascii_and_unique_within_the_device
         ("seogo_ondo_2", "서고 온도"),  # the same name twice: still unique
         ("analog_input_3", "1"),  # nothing readable left: from the object's type and instance
         ("analog_input_4", None),
-        ("ondo", "온도 ℃"),
+        ("ondo", "온도 ℃"),  # a control character in the name: a space in the label
+        ("analog_input_6", None),
     ]
     assert parse_config(snippet_text([device], request), "snippet").devices[0].points[0].label == "서고 온도"

@@ -260,9 +260,10 @@ def point_name(o: ScannedObject) -> str:
     return name if re.search(r"[a-z]", name) else f"{o.type.replace('-', '_')}_{o.instance}"
 
 
-def _label(name: str) -> str:
-    """The object's own name as a point label: control characters dropped, at most 128 characters."""
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", name).strip()[:128] or "?"
+def _label(name: str | None) -> str:
+    """The object's own name as a point label: control characters as spaces, at most 128 characters; ''
+    when nothing is left."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", name or "").strip()[:128].strip()
 
 
 def _pollable(o: ScannedObject) -> bool:
@@ -306,8 +307,8 @@ def snippet_text(found: list[ScannedDevice], request: ScanRequest) -> str:
         point_names: set[str] = set()
         for o in points:
             lines += ["[[devices.points]]", f"name = {_toml(_unique(point_name(o), point_names))}"]
-            if o.name:
-                lines += [f"label = {_toml(_label(o.name))}"]
+            if label := _label(o.name):
+                lines += [f"label = {_toml(label)}"]
             lines += [f"object = {_toml(o.object_id)}"]
             if o.units is not None:
                 lines += [f"unit = {_toml(UNITS.get(o.units, o.units))}"]
