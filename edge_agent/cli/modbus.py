@@ -337,20 +337,15 @@ def _run_scan(
     async def run() -> None:
         with progress:
             if sweep_line:
-                settings = sweep_settings(transport)
-                if (
-                    await sweep(
-                        settings,
-                        plan_list,
-                        unit_ids,
-                        timeouts,
-                        on_setting=on_setting,
-                        on_result=on_result,
-                        on_refused=on_refused,
-                    )
-                    is None
-                ):
-                    found[0] = None
+                found[0] = await sweep(  # None: no setting answered
+                    sweep_settings(transport),
+                    plan_list,
+                    unit_ids,
+                    timeouts,
+                    on_setting=on_setting,
+                    on_result=on_result,
+                    on_refused=on_refused,
+                )
                 return
             async with open_link(transport, timeout, connect_timeout) as link:
                 await scan(link, plan_list, unit_ids, timeout, on_result)

@@ -6,11 +6,11 @@ client never reads a half-updated block.
 
 A pty carries bytes, not a line: a client at the wrong speed would be answered all the same. So the RTU
 bus reads the line setting the client gave its end of the pty (termios) before it answers, and its meters
-stay silent, as real ones would, when the speed or the stop bits differ from the bus's (or odd parity is
-set on one side only). Parity itself cannot be simulated on a pty: Linux's pty driver drops the
-parity-enable flag (PARENB) a client sets, and the C library (glibc's tcsetattr check) then fails the
-client's second setting of it with EINVAL, so a pymodbus client cannot open a pty at 8E1 or 8O1 at all. A
-bus at 19200 8E1 therefore answers a client at 19200 8N1: the speed and stop bits are what it checks.
+stay silent, as real ones would, when the speed or the stop bits differ from the bus's. Parity cannot be
+simulated on a pty: Linux's pty driver drops the parity-enable flag (PARENB) a client sets, and the C
+library (glibc's tcsetattr check) then fails the client's second setting of it with EINVAL, so a pymodbus
+client cannot open a pty at 8E1 or 8O1 at all. A bus at 19200 8E1 therefore answers a client at 19200 8N1:
+the speed and the stop bits are what it checks.
 """
 
 from __future__ import annotations
@@ -234,16 +234,13 @@ class ModbusRtuMeterBus(_MeterHost):
         await self._stop()
 
     def line_matches(self) -> bool:
-        """Whether the client's end of the pty is set to the bus's speed, stop bits and (odd or not) parity,
-        as its termios say (read through a descriptor opened before any client: pymodbus opens the port
-        exclusively)."""
+        """Whether the client's end of the pty is set to the bus's speed and stop bits, as its termios say
+        (read through a descriptor opened before any client: pymodbus opens the port exclusively)."""
         if self._line_watch is None:
             return True
         _iflag, _oflag, cflag, _lflag, _ispeed, ospeed, _cc = termios.tcgetattr(self._line_watch)
-        speed = getattr(termios, f"B{self.baudrate}", None)
-        odd = bool(cflag & termios.PARODD)
         two_stop_bits = bool(cflag & termios.CSTOPB)
-        return ospeed == speed and odd == (self.parity == "O") and two_stop_bits == (self.stopbits == 2)
+        return ospeed == getattr(termios, f"B{self.baudrate}", None) and two_stop_bits == (self.stopbits == 2)
 
     async def _start_socat(self) -> str:
         socat = shutil.which("socat")
