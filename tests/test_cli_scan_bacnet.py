@@ -15,10 +15,8 @@ from bacpypes3.local.device import DeviceObject
 from typer.testing import CliRunner, Result
 
 from edge_agent.cli.app import app
-from edge_agent.cli.bacnet import snippet_text
-from edge_agent.cli.bacnet_scan import ScannedDevice, ScannedObject, ScanRequest
 from edge_agent.clock import ManualClock
-from edge_agent.config import MqttConfig, load_config, parse_config
+from edge_agent.config import MqttConfig, load_config
 from edge_agent.protocols.bacnet.app import BacnetApplication
 from edge_agent.store.buffer import Buffer
 from edge_agent.uplink.payloads import Birth, device_infos
@@ -292,33 +290,3 @@ async def test_hangul_object_names_become_labels_beside_readable_names(
     (birth,) = [Birth.model_validate(s) for s in central.status if s["online"]]
     published = {p.name: p.label for p in birth.devices[0].points}
     assert published["1cheung_yeollamsil_ondo"] == "1층 열람실 온도"
-
-
-def test_point_names_from_any_object_name_are_ascii_and_unique_within_the_device() -> None:
-    def obj(name: str | None, instance: int) -> ScannedObject:
-        return ScannedObject("analog-input", instance, name, "degrees-celsius", 21.0)
-
-    objects = (
-        obj("서고 온도", 1),
-        obj("서고 온도", 2),
-        obj("1", 3),
-        obj(None, 4),
-        obj("온도\t℃", 5),
-        obj(" \n", 6),
-    )
-    device = ScannedDevice(
-        5, "127.0.0.1:47808", 999, 1476, "noSegmentation", "서고", None, None, None, objects, ()
-    )
-    request = ScanRequest((), "0.0.0.0:0")
-    data = tomllib.loads(snippet_text([device], request))
-    (entry,) = data["devices"]
-    assert entry["name"] == "seogo"
-    assert [(p["name"], p.get("label")) for p in entry["points"]] == [
-        ("seogo_ondo", "서고 온도"),
-        ("seogo_ondo_2", "서고 온도"),  # the same name twice: still unique
-        ("analog_input_3", "1"),  # nothing readable left: from the object's type and instance
-        ("analog_input_4", None),
-        ("ondo", "온도 ℃"),  # a control character in the name: a space in the label
-        ("analog_input_6", None),
-    ]
-    assert parse_config(snippet_text([device], request), "snippet").devices[0].points[0].label == "서고 온도"
