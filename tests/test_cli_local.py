@@ -17,6 +17,8 @@ from rich.console import Console
 
 from edge_agent.cli import local as cli_local
 from edge_agent.clock import ScaledClock
+from edge_agent.config import parse_config
+from edge_agent.service.agent import point_labels
 from edge_sim.simulator import Simulator
 from tests.support import Broker, agent_process, free_base_port
 from tests.test_control_bacnet import SPEED, START, agent_toml, eventually, slots
@@ -159,3 +161,36 @@ def test_status_prints_disk_full_clock_steps_and_todays_saving_with_its_uncertai
     assert "saving today 2.0 kWh +- 3.0 (68%), within the baseline's noise, 295 KRW, over 0.5 h" in text
     assert "dropped unsent 75 (60 since start never numbered); disk full: dropping the oldest" in text
     assert "clock: stepped; 1 step(s), the last -259200 s; 140 readings sent as uncertain-time" in text
+
+
+def test_status_names_held_and_stale_points_with_their_labels() -> None:
+    """Points configured with a label (a scan keeps a BACnet object's own name there) show it beside the
+    point wherever status names one: writes held, points backed off, stale inputs."""
+    config = parse_config(
+        """
+[[devices]]
+name = "room1"
+protocol = "bacnet-ip"
+host = "127.0.0.1:47808"
+instance = 1301
+points = [
+  { name = "cooling_sp", label = "1층 열람실 냉방 설정온도", object = "analog-value,1" },
+  { name = "t", label = "1층 열람실 온도", object = "analog-input,1" },
+  { name = "co2", object = "analog-input,2" },
+]
+""",
+        "site",
+    )
+    labels = point_labels(config)
+    assert labels == {"room1/cooling_sp": "1층 열람실 냉방 설정온도", "room1/t": "1층 열람실 온도"}
+    held = {"point": "room1/cooling_sp", "value": 27.0, "priority": 10, "since": None, "lease_until": None}
+    control = {
+        "mode": "active", "demand_target_kw": 100.0, "policy": "rules", "fallback": None, "steps": 3,
+        "missing_inputs": ["room1/t", "room1/co2"], "writes": [held], "backed_off": ["room1/cooling_sp"],
+    }  # fmt: skip
+    printed = StringIO()
+    cli_local._print_control(control, Console(file=printed, width=200, markup=False), labels)
+    text = printed.getvalue()
+    assert "holds room1/cooling_sp (1층 열람실 냉방 설정온도) = 27 at priority 10" in text
+    assert "backs off room1/cooling_sp (1층 열람실 냉방 설정온도): an operator holds it" in text
+    assert "inputs missing or stale: room1/t (1층 열람실 온도), room1/co2" in text

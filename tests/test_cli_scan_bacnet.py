@@ -15,10 +15,23 @@ from bacpypes3.local.device import DeviceObject
 from typer.testing import CliRunner, Result
 
 from edge_agent.cli.app import app
+from edge_agent.clock import ManualClock
+from edge_agent.config import MqttConfig, load_config
 from edge_agent.protocols.bacnet.app import BacnetApplication
+from edge_agent.store.buffer import Buffer
+from edge_agent.uplink.payloads import Birth, device_infos
+from edge_agent.uplink.session import Uplink
 from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.simulator import Simulator
-from tests.support import free_port
+from tests.conftest import SIM_START
+from tests.support import (
+    Broker,
+    async_wait_until,
+    central_subscriber,
+    free_base_port,
+    free_port,
+    in_background,
+)
 from tests.test_bacnet_discovery import bbmd_application, rooms
 
 pytestmark = pytest.mark.integration
@@ -92,9 +105,8 @@ async def test_the_snippet_passes_config_check_and_reads_a_room_temperature(
     vav = room(sim)
     snippet = tmp_path / "found.toml"
     plant = sim.controller("library-plant").info.address
-    result = await cli(
-        "scan", "bacnet", "--address", vav.info.address, "--address", plant, "--snippet", str(snippet)
-    )
+    args = ("scan", "bacnet", "--address", vav.info.address, "--address", plant, "--add-to", str(snippet))
+    result = await cli(*args)
     assert result.exit_code == 0, result.output
     assert f"edge-agent config check {snippet}" in result.stderr
 
@@ -108,6 +120,7 @@ async def test_the_snippet_passes_config_check_and_reads_a_room_temperature(
     points = {p["name"]: p for p in by_name["library-reading-1-vav"]["points"]}
     assert points["zone_temperature"] == {
         "name": "zone_temperature",
+        "label": "Zone Temperature",  # the device's own name for it
         "object": "analog-input,1",
         "unit": "degC",
     }
@@ -121,9 +134,16 @@ async def test_the_snippet_passes_config_check_and_reads_a_room_temperature(
     assert 15 < reading["value"] < 35
     assert reading["value"] == pytest.approx(vav.zone.thermal.t_air, abs=0.01)
 
-    to_stdout = await cli("scan", "bacnet", "--address", vav.info.address, "--snippet", "-")
+    to_stdout = await cli("scan", "bacnet", "--address", vav.info.address, "--snippet")
     assert to_stdout.exit_code == 0, to_stdout.output
     assert tomllib.loads(to_stdout.stdout)["devices"][0]["name"] == "library-reading-1-vav"
+    assert "edge-sim VAV controller" in to_stdout.stderr  # the table, kept off stdout
+
+    before = snippet.read_text()
+    again = await cli(*args)  # the same devices, scanned twice: nothing added twice
+    assert again.exit_code == 0, again.output
+    assert f"{vav.info.address} device 1301 (not added again)" in again.stderr
+    assert snippet.read_text() == before
 
 
 async def test_a_device_without_segmentation_still_gives_its_long_object_list() -> None:
@@ -213,7 +233,7 @@ async def test_nothing_answering_is_said_with_reasons(sim: Simulator) -> None:
         (["--address", "127.0.0.1:1-9999"], "at most 256 addresses"),
         (["--bbmd", "bbmd.local"], "--bbmd 'bbmd.local': expected IP[:PORT]"),
         (["--local-address", "localhost"], "--local-address 'localhost'"),
-        (["--address", "127.0.0.1:1", "--json", "--snippet", "-"], "both want stdout"),
+        (["--address", "127.0.0.1:1", "--json", "--snippet"], "both want stdout"),
     ],
 )
 async def test_usage_mistakes_exit_2(args: list[str], message: str) -> None:
@@ -228,3 +248,45 @@ async def test_a_silent_bbmd_exits_1_naming_it() -> None:
     assert result.exit_code == 1, result.output
     assert f"BBMD {bbmd}" in result.stderr
     assert "registration" in result.stderr
+
+
+async def test_hangul_object_names_become_labels_beside_readable_names(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A controller that names its objects in Hangul ("1층 열람실 온도"): the scan keeps each name as the
+    point's label and derives an ASCII name by romanisation; the result passes `config check`, and the
+    Hangul names are what `read` shows and the birth certificate publishes."""
+    async with Simulator(
+        ManualClock(SIM_START), free_base_port(), serial_bus=False, control=False, hangul_names=True
+    ) as sim:
+        vav = room(sim)
+        site = tmp_path / "site.toml"
+        added = await cli("scan", "bacnet", "--address", vav.info.address, "--add-to", str(site))
+        assert added.exit_code == 0, added.output
+        check = await cli("config", "check", str(site))
+        assert check.exit_code == 0, check.output
+        (device,) = tomllib.loads(site.read_text())["devices"]
+        assert device["name"] == "1cheung-yeollamsil-vav"  # the device object's "1층 열람실 VAV"
+        labels = {p["name"]: p["label"] for p in device["points"]}
+        assert labels["1cheung_yeollamsil_ondo"] == "1층 열람실 온도"
+        assert labels["1cheung_yeollamsil_geupgi_ondo"] == "1층 열람실 급기 온도"
+        assert labels["1cheung_yeollamsil_naengbang_seoljeongondo"] == "1층 열람실 냉방 설정온도"
+        assert len(labels) == 7
+
+        point = ("1cheung-yeollamsil-vav", "1cheung_yeollamsil_ondo")
+        table = await cli("read", "-c", str(site), *point)
+        assert table.exit_code == 0, table.output
+        assert "1층 열람실 온도" in table.stdout
+        read = await cli("read", "-c", str(site), *point, "--json")
+        (reading,) = json.loads(read.stdout)["readings"]
+        assert reading["label"] == "1층 열람실 온도"
+        assert reading["value"] == pytest.approx(vav.zone.thermal.t_air, abs=0.01)
+
+    devices = device_infos(load_config(site))
+    async with Buffer(tmp_path / "b.db") as buffer, central_subscriber(broker.port, "gw-hangul") as central:
+        uplink = Uplink(MqttConfig(url=f"mqtt://127.0.0.1:{broker.port}"), "gw-hangul", buffer, devices)
+        async with in_background(uplink.run()):
+            await async_wait_until(lambda: bool(central.status), 10, "the birth certificate")
+    (birth,) = [Birth.model_validate(s) for s in central.status if s["online"]]
+    published = {p.name: p.label for p in birth.devices[0].points}
+    assert published["1cheung_yeollamsil_ondo"] == "1층 열람실 온도"

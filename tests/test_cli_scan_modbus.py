@@ -7,7 +7,9 @@ import asyncio
 import json
 import signal
 import sys
+import tomllib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from edge_agent.cli.modbus_scan import compress, parse_units
 from edge_agent.clock import ManualClock
 from edge_agent.config import ModbusTcpDevice, parse_config
 from edge_sim.devices import modbus_servers
+from edge_sim.devices.meters.iem3255 import Iem3255
 from edge_sim.devices.modbus_servers import ModbusRtuMeterBus
 from edge_sim.simulator import Simulator
 from edge_sim.site_meters import RS485
@@ -82,10 +85,12 @@ async def test_table_progress_and_snippet(sim: Simulator) -> None:
     assert result.exit_code == 0, result.output
     assert f"Scanning {LOOPBACK}:{port}, units 1-3" in result.stderr
     assert "3/3" in result.stderr  # the progress bar, on stderr
-    assert "schneider-iem3255 (Schneider Electric iEM3255)" in result.stdout
-    assert "│ 2-3  │ no" in result.stdout  # the absent units, as one run
-    assert "1 answered, 1 identified, 2 silent." in result.stdout
-    snippet = result.stdout[result.stdout.index("[[devices]]") :]
+    # with --snippet the table goes to stderr: stdout is the snippet alone
+    assert "schneider-iem3255 (Schneider Electric iEM3255)" in result.stderr
+    assert "│ 2-3  │ no" in result.stderr  # the absent units, as one run
+    assert "1 answered, 1 identified, 2 silent." in result.stderr
+    snippet = result.stdout
+    assert snippet.startswith("[[devices]]")
     config = parse_config(snippet, "snippet")  # what a technician pastes passes `config check`
     (device,) = config.devices
     assert isinstance(device, ModbusTcpDevice)
@@ -185,3 +190,148 @@ def test_unit_ranges() -> None:
     assert compress([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
     with pytest.raises(ValueError, match="outside"):
         parse_units("0", lowest=1)
+
+
+# --- what a scan found, into a site file ---------------------------------------------------------
+
+SITE = """\
+# Library gateway: commissioned 2026-12-07 by the night shift.
+[gateway]
+id = "library-01"  # as central knows it
+
+# The main meter, in the basement switch room.
+[[devices]]
+name = "basement-main"
+protocol = "modbus-tcp"
+host = "10.0.0.5"
+points = [{ name = "total_power", table = "input", address = 0x34, unit = "W" }]
+
+# Every five seconds.
+[[pollers]]
+device = "basement-main"
+interval_s = 5
+
+# end of the site file
+"""
+
+
+def comments(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if "#" in line]
+
+
+def backups(directory: Path) -> list[Path]:
+    return sorted(directory.glob("site.toml.*.bak"))
+
+
+@pytest.mark.integration
+async def test_add_to_merges_into_a_commented_site_file_once_and_refuses_clashes(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    port = port_of(sim, "library-main-meter")  # iEM3255 at unit 1
+    site = tmp_path / "site.toml"
+    site.write_text(SITE)
+    scan = ["scan", "modbus", "--host", LOOPBACK, "--port", port, "--units", "1-2", "--add-to", str(site)]
+
+    added = await invoke(scan)
+    assert added.exit_code == 0, added.output
+    assert "added to" in added.stderr
+    assert "unit-1-schneider-iem3255" in added.stderr
+    merged = site.read_text()
+    assert comments(merged) == comments(SITE)  # every comment kept, in order
+    data = tomllib.loads(merged)
+    assert [d["name"] for d in data["devices"]] == ["basement-main", "unit-1-schneider-iem3255"]
+    assert [p["device"] for p in data["pollers"]] == ["basement-main", "unit-1-schneider-iem3255"]
+    assert merged.startswith(SITE.split("# Every five seconds.", maxsplit=1)[0])  # its own part, as it was
+    (backup,) = backups(tmp_path)
+    assert backup.read_text() == SITE
+    check = await invoke(["config", "check", str(site)])
+    assert check.exit_code == 0, check.output
+    assert "ok (2 devices" in check.stdout
+
+    again = await invoke(scan)  # the same meter, scanned twice: not added twice
+    assert again.exit_code == 0, again.output
+    assert f"{LOOPBACK}:{port} unit 1 (not added again)" in again.stderr
+    assert "nothing new to add; not changed" in again.stderr
+    assert site.read_text() == merged
+    assert len(backups(tmp_path)) == 1
+
+    clash = SITE.replace('name = "basement-main"', 'name = "unit-1-schneider-iem3255"').replace(
+        'device = "basement-main"', 'device = "unit-1-schneider-iem3255"'
+    )
+    site.write_text(clash)
+    refused = await invoke(scan)
+    assert refused.exit_code == 2, refused.output
+    assert "not changed" in refused.stderr
+    assert "device 'unit-1-schneider-iem3255': the file has a device of that name at 10.0.0.5:502" in (
+        refused.stderr.replace("\n", " ")
+    )
+    assert site.read_text() == clash
+    assert len(backups(tmp_path)) == 1  # nothing written, not even a backup
+
+
+@pytest.mark.integration
+async def test_snippet_appended_with_shell_redirection_stays_valid_toml(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    port = port_of(sim, "info-centre-main-meter")
+    result = await invoke(["scan", "modbus", "--host", LOOPBACK, "--port", port, "--snippet"])
+    assert result.exit_code == 0, result.output
+    assert "eastron-sdm630" in result.stderr  # the table, kept off stdout
+    site = tmp_path / "site.toml"
+    site.write_text(SITE + result.stdout)  # what `>> site.toml` does
+    data = tomllib.loads(site.read_text())
+    assert [d["name"] for d in data["devices"]] == ["basement-main", "unit-1-eastron-sdm630"]
+    check = await invoke(["config", "check", str(site)])
+    assert check.exit_code == 0, check.output
+
+
+@pytest.mark.integration
+async def test_sweep_finds_an_iem3255_at_19200_8e1(tmp_path: Path) -> None:
+    """The simulated bus answers only a client whose end of the pty is set to 19200 baud and one stop bit
+    (modbus_servers.py reads the client's termios). A pty cannot carry parity: the pty driver drops
+    PARENB, and the C library then refuses a pymodbus client's 8E1 or 8O1 (EINVAL), so on the simulator
+    the sweep reports those settings as refused by the port, skips them, and finds the meter at 19200 8N1;
+    on an RS-485 adapter 19200 8E1, tried before 8N1, is where an iEM3255 answers."""
+    async with ModbusRtuMeterBus([Iem3255(unit_id=3)], baudrate=19200, parity="E") as bus:
+        port = bus.client_port
+        plain = await invoke(["scan", "modbus", "--serial", port, "--units", "1-3", "--json"])
+        assert plain.exit_code == 0, plain.output
+        assert json.loads(plain.stdout)["answered"] == []  # at the default 9600 8N1: nothing
+        args = ["scan", "modbus", "--serial", port, "--units", "1-3", "--timeout", "0.2", "--sweep"]
+        swept = await invoke([*args, "--json"])
+        assert swept.exit_code == 0, swept.output
+        data = json.loads(swept.stdout)
+        assert data["answered"] == [3]
+        assert by_unit(data)[3]["profile"] == "schneider-iem3255"
+        assert data["line_found"] == "19200 8N1"
+        tried = [line.split()[1:] for line in swept.stderr.splitlines() if line.startswith("trying ")]
+        assert tried == [
+            ["38400", "8E1"],
+            ["38400", "8N1"],
+            ["38400", "8O1"],
+            ["19200", "8E1"],
+            ["19200", "8N1"],
+        ]
+        assert "the port cannot be set to 19200 8E1 (Invalid argument)" in swept.stderr
+        assert "units answer at 19200 8N1" in swept.stderr
+
+        site = tmp_path / "site.toml"
+        added = await invoke([*args, "--add-to", str(site)])
+        assert added.exit_code == 0, added.output
+        (device,) = tomllib.loads(site.read_text())["devices"]
+        assert (device["serial_port"], device["baudrate"], device["stopbits"]) == (port, 19200, 1)
+        read = await invoke(["read", "-c", str(site), device["name"], "voltage_l1", "--json"])
+        assert read.exit_code == 0, read.output
+        assert json.loads(read.stdout)["readings"][0]["quality"] == "good"
+
+
+def test_sweep_with_tcp_or_json_and_snippet_is_a_usage_mistake() -> None:
+    sweep = runner.invoke(app, ["scan", "modbus", "--host", LOOPBACK, "--sweep"])
+    assert sweep.exit_code == 2
+    assert "--sweep" in sweep.output
+    fixed = runner.invoke(app, ["scan", "modbus", "--serial", "/dev/ttyUSB0", "--sweep", "--parity", "E"])
+    assert fixed.exit_code == 2
+    assert "leave out --baudrate and --parity" in fixed.output
+    both = runner.invoke(app, ["scan", "modbus", "--host", LOOPBACK, "--json", "--snippet"])
+    assert both.exit_code == 2
+    assert "both want stdout" in both.output

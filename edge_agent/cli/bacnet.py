@@ -20,6 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from edge_agent.cli.common import EXIT_CONFIG, EXIT_FAILURE, JsonOption, echo_json, scan_group
+from edge_agent.cli.hangul import romanize
+from edge_agent.cli.site_file import add_found_to
 from edge_agent.config.devices import BACNET_OBJECT_TYPES
 from edge_agent.errors import DeviceError, StartupError
 
@@ -92,9 +94,17 @@ def scan_bacnet(
         bool, typer.Option("--objects", help="List every object: name, units, present value.")
     ] = False,
     snippet: Annotated[
-        str | None,
+        bool,
         typer.Option(
-            help="Write a configuration snippet (devices, their points, pollers) to FILE, or - for stdout."
+            "--snippet",
+            help="Print only a configuration snippet (devices, points, pollers) on stdout; tables to stderr.",
+        ),
+    ] = False,
+    add_to: Annotated[
+        Path | None,
+        typer.Option(
+            help="Add the devices found (and their pollers) to this site file, keeping its comments; "
+            "refuses name clashes, skips devices already in it, keeps a backup."
         ),
     ] = None,
     json_output: JsonOption = False,
@@ -107,8 +117,8 @@ def scan_bacnet(
     mistake."""
     from edge_agent.cli import bacnet_scan
 
-    if json_output and snippet == "-":
-        raise _usage("--json and --snippet - both want stdout: write the snippet to a file")
+    if json_output and snippet:
+        raise _usage("--json and --snippet both want stdout: give one (or --add-to FILE)")
     if (low is None) != (high is None) or (low is not None and high is not None and low > high):
         raise _usage("give --low and --high together, low first")
     if bbmd is not None and not IPV4_PORT.match(bbmd):
@@ -120,18 +130,27 @@ def scan_bacnet(
     if not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?(:\d{1,5})?", local_address):
         raise _usage(f"--local-address {local_address!r}: expected IP[/prefix][:port]")
     request = bacnet_scan.ScanRequest(
-        targets, local_address, low, high, wait, timeout, bbmd, objects=objects or snippet is not None
+        targets,
+        local_address,
+        low,
+        high,
+        wait,
+        timeout,
+        bbmd,
+        objects=objects or snippet or add_to is not None,
     )
     found = _run_scan(request)
-    out = Console(stderr=snippet == "-", width=None if sys.stdout.isatty() else 160)
+    out = Console(stderr=snippet, width=None if sys.stdout.isatty() else 160)
     if json_output:
         echo_json({"devices": [_device_json(d) for d in found]})
     else:
         _print_devices(out, found, objects)
     if not found:
         typer.echo(NOTHING_ANSWERED.format(wait=wait, local=local_address), err=True)
-    if snippet is not None:
-        _write_snippet(snippet, found, request)
+    if snippet:
+        typer.echo(snippet_text(found, request), nl=False)
+    if add_to is not None:
+        add_found_to(add_to, snippet_text(found, request), "scan bacnet")
 
 
 def _run_scan(request: ScanRequest) -> list[ScannedDevice]:
@@ -210,19 +229,6 @@ def _device_json(d: ScannedDevice) -> dict[str, Any]:
 # --- the configuration snippet -----------------------------------------------------------------------
 
 
-def _write_snippet(target: str, found: list[ScannedDevice], request: ScanRequest) -> None:
-    text = snippet_text(found, request)
-    if target == "-":
-        typer.echo(text, nl=False)
-        return
-    try:
-        Path(target).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        typer.echo(f"scan bacnet: --snippet {target}: cannot write: {exc.strerror}", err=True)
-        raise typer.Exit(EXIT_FAILURE) from None
-    typer.echo(f"wrote {target}: check it with `edge-agent config check {target}`", err=True)
-
-
 def _toml(text: str) -> str:
     """A TOML basic string (JSON's escapes are TOML's)."""
     import json
@@ -240,16 +246,24 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def device_name(d: ScannedDevice) -> str:
-    """A configuration name from the device's object name: letters, digits, '_', '.', '-'."""
-    name = re.sub(r"[^a-z0-9_.-]+", "-", (d.name or "").lower()).strip("-.")[:64]
+    """A configuration name from the device's object name (Hangul romanised): letters, digits, '_', '.',
+    '-'."""
+    name = re.sub(r"[^a-z0-9_.-]+", "-", romanize(d.name or "").lower()).strip("-.")[:64]
     return name or f"bacnet-{d.instance}"
 
 
 def point_name(o: ScannedObject) -> str:
     """A point name from the object's name, as the profiles spell them: 'Zone Temperature' ->
-    'zone_temperature'."""
-    name = re.sub(r"[^a-z0-9]+", "_", (o.name or "").lower()).strip("_")[:64]
-    return name or f"{o.type.replace('-', '_')}_{o.instance}"
+    'zone_temperature', '1층 열람실 온도' -> '1cheung_yeollamsil_ondo'; from its type and instance when
+    nothing readable is left ('analog_input_3')."""
+    name = re.sub(r"[^a-z0-9]+", "_", romanize(o.name or "").lower()).strip("_")[:64]
+    return name if re.search(r"[a-z]", name) else f"{o.type.replace('-', '_')}_{o.instance}"
+
+
+def _label(name: str | None) -> str:
+    """The object's own name as a point label: control characters as spaces, at most 128 characters; ''
+    when nothing is left."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", name or "").strip()[:128].strip()
 
 
 def _pollable(o: ScannedObject) -> bool:
@@ -293,6 +307,8 @@ def snippet_text(found: list[ScannedDevice], request: ScanRequest) -> str:
         point_names: set[str] = set()
         for o in points:
             lines += ["[[devices.points]]", f"name = {_toml(_unique(point_name(o), point_names))}"]
+            if label := _label(o.name):
+                lines += [f"label = {_toml(label)}"]
             lines += [f"object = {_toml(o.object_id)}"]
             if o.units is not None:
                 lines += [f"unit = {_toml(UNITS.get(o.units, o.units))}"]

@@ -69,13 +69,14 @@ def control(
         results |= _ask(config, socket, "set_demand_target", {"kw": target})
     if mode is not None:
         results |= _ask(config, socket, "set_control_mode", {"mode": mode.value})
-    state = _ask(config, socket, "status", {})["control"]
+    status = _ask(config, socket, "status", {})
+    state = status["control"]
     if as_json:
         echo_json(state)
         return
     for key, value in results.items():
         typer.echo(f"{key} set to {value}")
-    _print_control(state, Console(markup=False))
+    _print_control(state, Console(markup=False), status.get("labels") or {})
 
 
 def _ask(config: Path | None, socket: Path | None, command: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +151,7 @@ def _print_status(status: dict[str, Any], now: datetime, console: Console) -> No
             f"{clock['uncertain']} readings sent as uncertain-time"
         )
     console.print(f"clock: {clock['state']}{held}{steps}")
-    _print_control(status["control"], console)
+    _print_control(status["control"], console, status.get("labels") or {})
     _print_building_model(status.get("building_model"), console)
     if status.get("demand_response"):
         _print_demand_response(status["demand_response"], console)
@@ -184,7 +185,13 @@ def _print_building_model(model: dict[str, Any] | None, console: Console) -> Non
     )
 
 
-def _print_control(state: dict[str, Any], console: Console) -> None:
+def _labelled(point: str, labels: dict[str, str]) -> str:
+    """'device/point', with the point's label when it has one: 'room/t_1 (1층 열람실 온도)'."""
+    return f"{point} ({labels[point]})" if point in labels else point
+
+
+def _print_control(state: dict[str, Any], console: Console, labels: dict[str, str] | None = None) -> None:
+    labels = labels or {}
     target, learned = state.get("demand_target_kw"), state.get("month_target_kw")
     if target is not None:
         aim = f"{target:g} kW"
@@ -201,11 +208,12 @@ def _print_control(state: dict[str, Any], console: Console) -> None:
     if state.get("model_trust"):  # the model in use: who signed it (or UNSIGNED), and which file exactly
         console.print(f"  model {state['model']}: {state['model_trust']}, sha256 {state['model_sha256']}")
     if state["missing_inputs"]:
-        console.print(f"  inputs missing or stale: {', '.join(state['missing_inputs'])}")
+        missing = ", ".join(_labelled(point, labels) for point in state["missing_inputs"])
+        console.print(f"  inputs missing or stale: {missing}")
     for write in state["writes"]:
-        console.print(_hold_line(write))
+        console.print(_hold_line({**write, "point": _labelled(write["point"], labels)}))
     for point in state["backed_off"]:
-        console.print(f"  backs off {point}: an operator holds it")
+        console.print(f"  backs off {_labelled(point, labels)}: an operator holds it")
     if state.get("savings_today"):
         console.print(_savings_line(state["savings_today"]))
 

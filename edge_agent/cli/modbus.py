@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Sequence
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
@@ -35,15 +36,17 @@ from edge_agent.cli.decode_table import (
     plausible_readings,
     verdict,
 )
+from edge_agent.cli.site_file import add_found_to
 from edge_agent.config import profiles
 from edge_agent.errors import DeviceError
 
 if TYPE_CHECKING:
-    from edge_agent.cli.modbus_scan import Transport, UnitResult
+    from edge_agent.cli.modbus_scan import ProfilePlan, Transport, UnitResult
 
 EXIT_INTERRUPTED = 130  #     Ctrl-C, as a shell reports it
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 ORDER_COLUMNS = ("ABCD", "CDAB", "BADC", "DCBA")
+SWEPT = "38400, 19200, 9600 baud with 8E1, 8N1, 8O1"  # what `--sweep` tries (modbus_scan.sweep_settings)
 
 
 class Parity(StrEnum):
@@ -162,9 +165,9 @@ def _reason(error: DeviceError) -> str:
     return str(error).removeprefix(f"{error.device} {error.address}: ")
 
 
-def _stdout_console() -> Console:
-    """Tables on stdout; wide enough when piped that a row stays on one line."""
-    console = Console()
+def _stdout_console(*, stderr: bool = False) -> Console:
+    """Tables on stdout (or stderr); wide enough when piped that a row stays on one line."""
+    console = Console(stderr=stderr)
     if not console.is_terminal:
         console.width = 160
     return console
@@ -192,7 +195,26 @@ def scan_modbus(
         list[str] | None, typer.Option(help="Try only this profile (repeat for more). Default: all.")
     ] = None,
     show_snippet: Annotated[
-        bool, typer.Option("--snippet", help="Also print [[devices]] entries for what was identified.")
+        bool,
+        typer.Option(
+            "--snippet",
+            help="Print only [[devices]] and [[pollers]] entries on stdout (the table to stderr).",
+        ),
+    ] = False,
+    add_to: Annotated[
+        Path | None,
+        typer.Option(
+            help="Add the meters identified (and their pollers) to this site file, keeping its comments; "
+            "refuses name clashes, skips meters already in it, keeps a backup."
+        ),
+    ] = None,
+    sweep_line: Annotated[
+        bool,
+        typer.Option(
+            "--sweep",
+            help="Serial: try 38400, 19200 and 9600 baud with 8E1, 8N1, 8O1 until a unit answers "
+            "(instead of --baudrate/--parity).",
+        ),
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -203,7 +225,7 @@ def scan_modbus(
     Exit 0 when the scan ran (even if nothing answered), 1 when the host or serial port cannot be
     opened, 2 for bad options.
     """
-    from edge_agent.cli.modbus_scan import compress, open_link, parse_units, plans, scan, scan_json, snippet
+    from edge_agent.cli.modbus_scan import compress, parse_units, plans, scan_json, snippet
 
     transport = _transport(
         host=host, port=port, serial=serial, baudrate=baudrate, parity=parity, stopbits=stopbits,
@@ -211,6 +233,9 @@ def scan_modbus(
     )  # fmt: skip
     if transport is None:
         _usage("--host/--serial", "give --host HOST (Modbus TCP) or --serial PORT (RS-485)")
+    if sweep_line and (baudrate, parity) != (9600, Parity.N):
+        _usage("--sweep", "tries the baud rates and parities itself: leave out --baudrate and --parity")
+    _check_outputs(transport, sweep_line=sweep_line, json_output=json_output, show_snippet=show_snippet)
     lowest = 0 if transport.kind == "tcp" else 1  # unit 0 is broadcast on a serial line: nobody answers
     try:
         unit_ids = parse_units(units or ("1" if transport.kind == "tcp" else "1-247"), lowest, 247)
@@ -223,12 +248,67 @@ def scan_modbus(
     plan_list = plans(transport, timeout, profile or known)
 
     err = Console(stderr=True, highlight=False)
+    where = f"{transport.serial_port}, line settings {SWEPT}" if sweep_line else transport.describe()
     err.print(
-        f"Scanning {transport.describe()}, units {compress(unit_ids)}, {timeout:g} s per unit; "
+        f"Scanning {where}, units {compress(unit_ids)}, {timeout:g} s per unit; "
         f"profiles: {', '.join(p.name for p in plan_list)}",
         soft_wrap=True,
     )
+    found, results, interrupted = _run_scan(
+        transport, plan_list, unit_ids, (timeout, connect_timeout), sweep_line=sweep_line, err=err
+    )
+    if sweep_line:
+        _report_sweep(found, results, interrupted)
+    shown = found or transport
+    if json_output:
+        data = scan_json(shown, unit_ids, timeout, results, complete=not interrupted)
+        if sweep_line:
+            answered = found is not None and any(r.answered for r in results)
+            data["line_found"] = found.line() if found is not None and answered else None
+        echo_json(data)
+    else:
+        _print_scan(shown, results, stderr=show_snippet)
+    text = snippet(shown, results) if found is not None else ""
+    if show_snippet:
+        typer.echo(text or "# nothing identified: no snippet")
+    if add_to is not None and not interrupted:
+        add_found_to(add_to, text, "scan modbus")
+    if interrupted:
+        typer.echo(f"scan modbus: interrupted after {len(results)} of {len(unit_ids)} units", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _check_outputs(transport: Transport, *, sweep_line: bool, json_output: bool, show_snippet: bool) -> None:
+    if sweep_line and transport.kind != "rtu":
+        _usage("--sweep", "sweeps a serial line's settings: give --serial PORT")
+    if json_output and show_snippet:
+        _usage("--json/--snippet", "both want stdout: give one (or --add-to FILE)")
+
+
+def _report_sweep(found: Transport | None, results: Sequence[UnitResult], interrupted: bool) -> None:
+    if found is not None and any(r.answered for r in results):
+        typer.echo(f"scan modbus: units answer at {found.line()}", err=True)
+    elif not interrupted:
+        typer.echo(f"scan modbus: no unit answered at any line setting tried ({SWEPT})", err=True)
+
+
+def _run_scan(
+    transport: Transport,
+    plan_list: Sequence[ProfilePlan],
+    unit_ids: Sequence[int],
+    timeouts: tuple[float, float],
+    *,
+    sweep_line: bool,
+    err: Console,
+) -> tuple[Transport | None, list[UnitResult], bool]:
+    """The scan (or sweep) with its progress bar on stderr: the line setting the results were found at
+    (None: a sweep where nothing answered), the results, and whether Ctrl-C stopped it. Exits 1 when the
+    host or serial port cannot be opened."""
+    from edge_agent.cli.modbus_scan import open_link, scan, sweep, sweep_settings
+
+    timeout, connect_timeout = timeouts
     results: list[UnitResult] = []
+    found: list[Transport | None] = [transport]
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -237,43 +317,53 @@ def scan_modbus(
         TimeRemainingColumn(),
         console=err,
     )
-
     task = progress.add_task("units", total=len(unit_ids), answered=0)
 
+    def on_result(result: UnitResult) -> None:
+        results.append(result)
+        answered = sum(1 for r in results if r.answered)
+        progress.update(task, advance=1, answered=answered, description=f"unit {result.unit}")
+
+    def on_setting(setting: Transport) -> None:
+        results.clear()  # only the units probed at the setting that answered are reported
+        progress.reset(task, answered=0)
+        progress.console.print(f"trying {setting.line()}", highlight=False)
+        found[0] = setting
+
+    def on_refused(error: DeviceError) -> None:
+        reason = _reason(error).removesuffix(f" ({error.code})")
+        progress.console.print(f"  skipped: {reason}", highlight=False)
+
     async def run() -> None:
-
-        def on_result(result: UnitResult) -> None:
-            results.append(result)
-            answered = sum(1 for r in results if r.answered)
-            progress.update(task, advance=1, answered=answered, description=f"unit {result.unit}")
-
-        async with open_link(transport, timeout, connect_timeout) as link:
-            with progress:
+        with progress:
+            if sweep_line:
+                found[0] = await sweep(  # None: no setting answered
+                    sweep_settings(transport),
+                    plan_list,
+                    unit_ids,
+                    timeouts,
+                    on_setting=on_setting,
+                    on_result=on_result,
+                    on_refused=on_refused,
+                )
+                return
+            async with open_link(transport, timeout, connect_timeout) as link:
                 await scan(link, plan_list, unit_ids, timeout, on_result)
 
-    interrupted = False
     _quiet_pymodbus()
     try:
         asyncio.run(run())
     except KeyboardInterrupt:
-        interrupted = True
+        return found[0], results, True
     except DeviceError as error:
-        typer.echo(f"scan modbus: {transport.describe()}: {_reason(error)}", err=True)
+        typer.echo(f"scan modbus: {(found[0] or transport).describe()}: {_reason(error)}", err=True)
         raise typer.Exit(EXIT_FAILURE) from None
-
-    if json_output:
-        echo_json(scan_json(transport, unit_ids, timeout, results, complete=not interrupted))
-    else:
-        _print_scan(transport, results)
-        if show_snippet:
-            typer.echo(snippet(transport, results) or "# nothing identified: no snippet")
-    if interrupted:
-        typer.echo(f"scan modbus: interrupted after {len(results)} of {len(unit_ids)} units", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+    return found[0], results, False
 
 
-def _print_scan(transport: Transport, results: Sequence[UnitResult]) -> None:
-    """One row per unit that answered; silent units in runs, one row a run."""
+def _print_scan(transport: Transport, results: Sequence[UnitResult], *, stderr: bool = False) -> None:
+    """One row per unit that answered; silent units in runs, one row a run (on stderr when stdout carries
+    a snippet)."""
     from edge_agent.cli.modbus_scan import compress
 
     table = Table(title=f"Modbus units on {transport.describe()}", title_justify="left")
@@ -301,7 +391,7 @@ def _print_scan(transport: Transport, results: Sequence[UnitResult]) -> None:
             guess = Text(f"{best.profile} ({best.model})", style="bold green")
             table.add_row(str(result.unit), "yes", guess, best.confidence or "", best.why())
     add_silent()
-    console = _stdout_console()
+    console = _stdout_console(stderr=stderr)
     console.print(table)
     answered = [r for r in results if r.answered]
     if not answered:

@@ -7,6 +7,9 @@ and judges the answers against plausibility ranges (decode_table.py): a unit who
 within the timeout (or for which a gateway answers "no such unit") is silent; nothing more is asked of it,
 so a scan of 247 units costs about one timeout per silent unit.
 
+A serial sweep (`sweep`) tries line settings one after another, the fastest first, until a unit answers,
+and scans the remaining units at that setting: meters ship at 9600 8N1, 19200 8E1 (Schneider), 38400 ...
+
 Also here: reading raw registers for `decode`, and a configuration snippet for what a scan found.
 """
 
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
 import re
+import termios
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +44,9 @@ from edge_agent.protocols.modbus.link import RESYNC_S, ModbusLink, link_for
 from edge_agent.protocols.modbus.wire import Wire
 
 GATEWAY_NO_UNIT = ("modbus exception 10", "modbus exception 11")  # a gateway's "no such unit"
+SWEEP_BAUDRATES = (38400, 19200, 9600)  # fastest first: a silent unit costs the same timeout at any speed
+SWEEP_PARITIES = ("E", "N", "O")  # even first: the Modbus serial line's default (8E1)
+SETTING_REFUSED = "setting refused"  # DeviceUnreachable's code: the port would not take a line setting
 Kind = Literal["tcp", "rtu-tcp", "rtu"]
 Verdict = Literal["plausible", "implausible", "zero", "unavailable", "refused"]
 
@@ -55,9 +63,13 @@ class Transport:
     parity: str = "N"
     stopbits: int = 1
 
+    def line(self) -> str:
+        """A serial line setting as meters' manuals write it: '19200 8E1'."""
+        return f"{self.baudrate} 8{self.parity}{self.stopbits}"
+
     def describe(self) -> str:
         if self.kind == "rtu":
-            return f"{self.serial_port} ({self.baudrate} 8{self.parity}{self.stopbits})"
+            return f"{self.serial_port} ({self.line()})"
         return f"{self.host}:{self.port}" + (" (RTU over TCP)" if self.kind == "rtu-tcp" else "")
 
     def fields(self) -> dict[str, Any]:
@@ -98,17 +110,26 @@ async def open_link(
     probe = ModbusPoint(name="probe", table="holding", address=0, type="uint16")
     link = link_for(transport.device({"name": "scan", "timeout_s": timeout_s, "points": [probe]}))
     try:
+        refused = ""
         try:
             async with asyncio.timeout(connect_timeout_s + 1):
                 await link.call(_connected, timeout_s=connect_timeout_s)
         except TimeoutError as exc:
             message = f"cannot connect within {connect_timeout_s:g} s"
             raise DeviceUnreachable("scan", transport.describe(), message) from exc
+        except termios.error as exc:  # the port (a pty, some USB adapters) cannot be set to this line
+            refused = str(exc.args[1] if len(exc.args) > 1 else exc)
         except (ConnectionError, OSError) as exc:
             message = (
                 "cannot open the serial port" if transport.kind == "rtu" else "cannot connect (refused?)"
             )
             raise DeviceUnreachable("scan", transport.describe(), message) from exc
+        if refused:
+            # pymodbus drops the port it opened without closing it, holding its lock: collected here,
+            # once the exception's frames are gone, so that the next setting can open the port
+            gc.collect()
+            message = f"the port cannot be set to {transport.line()} ({refused})"
+            raise DeviceUnreachable("scan", transport.describe(), message, SETTING_REFUSED)
         yield link
     finally:
         link.close()
@@ -322,6 +343,48 @@ async def scan(
         on_result(await probe_unit(link, plan_list, unit, timeout_s))
 
 
+def sweep_settings(transport: Transport) -> list[Transport]:
+    """The serial line settings a sweep tries, in order: each baud rate (fastest first) with 8E1, 8N1, 8O1
+    (the stop bits as given)."""
+    return [
+        replace(transport, baudrate=baudrate, parity=parity)
+        for baudrate in SWEEP_BAUDRATES
+        for parity in SWEEP_PARITIES
+    ]
+
+
+async def sweep(
+    settings: Sequence[Transport],
+    plan_list: Sequence[ProfilePlan],
+    units: Sequence[int],
+    timeouts: tuple[float, float],
+    *,
+    on_setting: Callable[[Transport], None],
+    on_result: Callable[[UnitResult], None],
+    on_refused: Callable[[DeviceUnreachable], None],
+) -> Transport | None:
+    """Try each line setting in turn: probe the units until one answers, then scan the rest of them at that
+    setting and return it; None when no unit answered at any setting. `on_result` hears every unit probed
+    at the setting `on_setting` last announced; `on_refused` each setting the port would not take (the
+    sweep goes on). Raises DeviceUnreachable when the port cannot be opened at all."""
+    timeout_s, connect_timeout_s = timeouts
+    for setting in settings:
+        on_setting(setting)
+        try:
+            async with open_link(setting, timeout_s, connect_timeout_s) as link:
+                for index, unit in enumerate(units):
+                    result = await probe_unit(link, plan_list, unit, timeout_s)
+                    on_result(result)
+                    if result.answered:
+                        await scan(link, plan_list, units[index + 1 :], timeout_s, on_result)
+                        return setting
+        except DeviceUnreachable as error:
+            if error.code != SETTING_REFUSED:
+                raise
+            on_refused(error)
+    return None
+
+
 # --- unit ranges, raw registers, snippets -------------------------------------------------------
 
 
@@ -382,7 +445,8 @@ async def read_registers(
 
 
 def snippet(transport: Transport, found: Sequence[UnitResult], interval_s: float = 5.0) -> str:
-    """[[devices]] and [[pollers]] entries for the units a scan identified, ready for a site file."""
+    """[[devices]] and [[pollers]] entries for the units a scan identified, ready for a site file (or ''
+    when none was)."""
     lines: list[str] = []
     for result in found:
         best = result.best

@@ -61,6 +61,7 @@ class PointValue:
     unit: str
     quality: Quality
     error: str | None = None
+    label: str | None = None  # the device's own name for the point ("1층 열람실 온도"), when configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,12 +263,14 @@ async def read_points(
 def _point_value(device: ModbusDevice | BacnetDevice, result: PointResult) -> PointValue:
     point = next(p for p in device.points if p.name == result.point)
     if result.error is not None:
-        return PointValue(device.name, point.name, None, point.unit, Quality.BAD, str(result.error))
+        return PointValue(
+            device.name, point.name, None, point.unit, Quality.BAD, str(result.error), point.label
+        )
     quality = Quality.UNAVAILABLE if result.unavailable else Quality.GOOD
     reading = Reading(device.name, point.name, result.value, point.unit, quality, utc_now())
     checked = Plausibility(*point.plausible)(reading) if point.plausible else reading
     shown = checked or reading  # plausibility marks a reading, never drops it
-    return PointValue(device.name, point.name, shown.value, point.unit, shown.quality)
+    return PointValue(device.name, point.name, shown.value, point.unit, shown.quality, label=point.label)
 
 
 async def priority_array(

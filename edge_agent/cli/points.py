@@ -193,6 +193,7 @@ def _show_values(values: list[PointValue], slots: dict[str, Slots] | None, json_
             row: dict[str, Any] = {
                 "device": v.device,
                 "point": v.point,
+                "label": v.label,
                 "value": v.value,
                 "unit": v.unit,
                 "quality": v.quality.value,
@@ -208,7 +209,8 @@ def _show_values(values: list[PointValue], slots: dict[str, Slots] | None, json_
     for v in values:
         shown = v.error or ("" if v.value is None else f"{v.value:g}")
         extra = [] if slots is None else [slots_line(slots[v.point])]
-        table.add_row(v.device, v.point, shown, v.unit, v.quality.value, *extra)
+        point = v.point if v.label is None else f"{v.point} ({v.label})"
+        table.add_row(v.device, point, shown, v.unit, v.quality.value, *extra)
     _console().print(table)
 
 

@@ -15,6 +15,9 @@ from edge_agent.config.codec import DataType, Encoding, Order
 
 class _Point(Strict):
     name: Name
+    label: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")] | None = None
+    """The device's own name for the point, in any script ("1층 열람실 온도"): shown and published beside
+    `name`, which stays the point's key."""
     unit: Annotated[str, Field(max_length=32)] = ""
     """The unit published with every reading: 'W', 'kWh', 'degC', ..."""
     plausible: tuple[float, float] | None = None

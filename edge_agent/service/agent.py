@@ -75,6 +75,12 @@ class AgentStatus:
     control: ControlStatus | ControlSettings  # the loop's status when [control] is configured
     demand_response: DemandResponseStatus | None = None  # with [openadr]: the VTN's events
     building_model: BuildingModelStatus | None = None  # [control] building_model, loaded or refused
+    labels: dict[str, str] | None = None  # 'device/point' -> the point's label, for points that have one
+
+
+def point_labels(config: AgentConfig) -> dict[str, str]:
+    """'device/point' -> label, for the points configured with one ("1층 열람실 온도")."""
+    return {f"{d.name}/{p.name}": p.label for d in config.devices for p in d.points if p.label is not None}
 
 
 def _subscribe(device: ModbusDevice | BacnetDevice) -> Subscribe | None:
@@ -221,6 +227,7 @@ class Agent:
             self.control if self.controller is None else self.controller.status(),
             None if self.ven is None else self.ven.response.status(),
             self.building_model,
+            point_labels(self.config),
         )
 
     # --- what central commands act on (commands.CommandHandlers), besides config, control and points ---

@@ -20,6 +20,9 @@ class _Payload(BaseModel):
 
 class PointInfo(_Payload):
     name: str
+    label: str | None = Field(
+        default=None, description="the device's own name for the point, any script; null: none configured"
+    )
     unit: str
     write_range: tuple[float, float] | None = Field(
         description="[low, high] a write_point command may set; null: read-only to commands"
@@ -99,7 +102,10 @@ def device_infos(config: AgentConfig) -> list[DeviceInfo]:
             name=device.name,
             protocol="bacnet-ip" if isinstance(device, BacnetDevice) else device.protocol,
             address=device.address,
-            points=[PointInfo(name=p.name, unit=p.unit, write_range=p.write_range) for p in device.points],
+            points=[
+                PointInfo(name=p.name, label=p.label, unit=p.unit, write_range=p.write_range)
+                for p in device.points
+            ],
         )
         for device in config.devices
     ]

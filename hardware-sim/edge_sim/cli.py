@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -34,6 +35,17 @@ def _parse_start(text: str) -> datetime:
     return start
 
 
+def _parse_line(text: str) -> tuple[int, str, int]:
+    """'19200-8E1' -> (19200, 'E', 1)."""
+    baudrate, _, frame = text.partition("-")
+    if not (
+        baudrate in ("1200", "2400", "4800", "9600", "19200", "38400", "57600", "115200")
+        and re.fullmatch(r"8[NEO][12]", frame)
+    ):
+        raise typer.BadParameter(f"{text!r}: expected BAUD-8PS, e.g. 9600-8N1 or 19200-8E1")
+    return int(baudrate), frame[1], int(frame[2])
+
+
 @app.command()
 def run(
     speed: Annotated[float, typer.Option(min=0.001, help="Building seconds per wall-clock second.")] = 1.0,
@@ -46,22 +58,30 @@ def run(
     serial_bus: Annotated[
         bool, typer.Option(help="Serve the RS-485 sub-meters on a socat pty pair (needs socat).")
     ] = True,
+    *,
+    rs485_line: Annotated[
+        str, typer.Option(help="The RS-485 bus's line setting; its meters answer only a client set so.")
+    ] = "9600-8N1",
+    hangul_names: Annotated[
+        bool, typer.Option(help="Room controllers name themselves and their objects in Korean.")
+    ] = False,
 ) -> None:
     """Serve the devices on 127.0.0.1 until Ctrl-C or SIGTERM; print one line per device."""
     clock = ScaledClock(_parse_start(start), speed)
+    options = {"serial_bus": serial_bus, "rs485_line": _parse_line(rs485_line), "hangul_names": hangul_names}
     try:
-        asyncio.run(_serve(clock, base_port, seed=seed, serial_bus=serial_bus))
+        asyncio.run(_serve(clock, base_port, seed=seed, options=options))
     except (OSError, RuntimeError, StartupError) as exc:  # pymodbus says RuntimeError for a busy port
         typer.echo(f"edge-sim: cannot serve from base port {base_port}: {exc}", err=True)
         raise typer.Exit(1) from None
 
 
-async def _serve(clock: ScaledClock, base_port: int, *, seed: int, serial_bus: bool) -> None:
+async def _serve(clock: ScaledClock, base_port: int, *, seed: int, options: dict[str, Any]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with Simulator(clock, base_port, seed=seed, serial_bus=serial_bus) as sim:
+    async with Simulator(clock, base_port, seed=seed, **options) as sim:
         for endpoint in sim.endpoints():
             print(endpoint.line(), flush=True)
         print(f"{'control':<30} {'tcp':<11} {sim.host}:{sim.control_port}  (edge-sim fault ...)", flush=True)

@@ -58,7 +58,12 @@ class Simulator:
         seed: int = 0,
         serial_bus: bool = True,
         control: bool = True,
+        rs485_line: tuple[int, str, int] = (9600, "N", 1),
+        hangul_names: bool = False,
     ) -> None:
+        """`rs485_line`: the RS-485 bus's baud rate, parity and stop bits (its meters answer only a client
+        at that setting, as far as a pty tells: modbus_servers.py); `hangul_names`: the room controllers
+        name themselves and their objects in Korean ("1층 열람실 온도")."""
         self.clock = clock
         self.host = host
         self.control_port = control_port(base_port) if control else None
@@ -73,7 +78,15 @@ class Simulator:
             for key, offset in HOST_PORT_OFFSETS.items()
         }
         if serial_bus:
-            self.hosts[RS485] = ModbusRtuMeterBus(self._models(RS485), client_link=rs485_link(base_port))
+            baudrate, parity, stopbits = rs485_line
+            self.hosts[RS485] = ModbusRtuMeterBus(
+                self._models(RS485),
+                baudrate=baudrate,
+                parity=parity,
+                stopbits=stopbits,
+                client_link=rs485_link(base_port),
+            )
+        self._hangul_names = hangul_names
         self.controllers = self._controllers(base_port + BACNET_OFFSET)
         self._stack = contextlib.AsyncExitStack()
         self._stuck: set[str] = set()  # devices whose values stopped changing
@@ -95,7 +108,10 @@ class Simulator:
             controllers.append(LightingController(building, bacnet_instance(index, "lighting"), address()))
             for number, zone in enumerate(building.zones, start=1):
                 instance = bacnet_instance(index, "room", number)
-                controllers.append(RoomController(zone, instance, address(), building.spec.name))
+                room = RoomController(
+                    zone, instance, address(), building.spec.name, hangul=self._hangul_names
+                )
+                controllers.append(room)
         return controllers
 
     def controller(self, name: str) -> Controller:

@@ -3,6 +3,14 @@
 Both are async context managers to be entered inside a running event loop; `show(unit_id, reading)`
 updates a meter's registers. Each RegisterWrite is applied without yielding to the event loop, so a
 client never reads a half-updated block.
+
+A pty carries bytes, not a line: a client at the wrong speed would be answered all the same. So the RTU
+bus reads the line setting the client gave its end of the pty (termios) before it answers, and its meters
+stay silent, as real ones would, when the speed or the stop bits differ from the bus's. Parity cannot be
+simulated on a pty: Linux's pty driver drops the parity-enable flag (PARENB) a client sets, and the C
+library (glibc's tcsetattr check) then fails the client's second setting of it with EINVAL, so a pymodbus
+client cannot open a pty at 8E1 or 8O1 at all. A bus at 19200 8E1 therefore answers a client at 19200 8N1:
+the speed and the stop bits are what it checks.
 """
 
 from __future__ import annotations
@@ -10,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
+import termios
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -41,11 +51,14 @@ class _KnownUnits(SimCore):
     It is also where injected faults (faults.py) change what a unit answers."""
 
     fault_of: Callable[[int], Fault | None] = staticmethod(lambda unit_id: None)
+    line_matches: Callable[[], bool] = staticmethod(lambda: True)  # see ModbusRtuMeterBus.line_matches
 
     async def async_getValues(  # noqa: N802 (pymodbus name)
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> list[int] | list[bool] | ExcCodes:
         self._check(device_id)
+        if not self.line_matches():  # a request at another line setting arrives garbled: no meter answers
+            raise NoSuchIdException(f"unit {device_id} hears another line setting")
         fault = self.fault_of(device_id)
         if fault is not None and fault.kind is FaultKind.OFFLINE:
             raise NoSuchIdException(f"unit {device_id} is offline")  # with ignore_missing_devices: silence
@@ -92,6 +105,7 @@ class _MeterHost:
         context = _KnownUnits(devices)
         context.fault_of = self._fault_of
         server.context = context
+        self._units = context
         self._server = server
 
     def _fault_of(self, unit_id: int) -> Fault | None:
@@ -183,6 +197,7 @@ class ModbusRtuMeterBus(_MeterHost):
         self.bytesize = bytesize
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._socat: asyncio.subprocess.Process | None = None
+        self._line_watch: int | None = None  # a descriptor of the client's end, for its termios
         self.client_port = ""
 
     @property
@@ -198,13 +213,14 @@ class ModbusRtuMeterBus(_MeterHost):
                 framer=FramerType.RTU,
                 port=server_port,
                 baudrate=self.baudrate,
-                parity=self.parity,
+                parity="N",  # the server's own pty end: a pty carries no parity (see line_matches)
                 stopbits=self.stopbits,
                 bytesize=self.bytesize,
                 ignore_missing_devices=True,  # on RS-485 a unit that is not there stays silent
                 reconnect_delay=0,
             )
             self._install(server, devices)
+            self._units.line_matches = self.line_matches
             await server.serve_forever(background=True)
             await asyncio.sleep(0)  # let the serial transport register its reader before anything else
         except BaseException:
@@ -216,6 +232,15 @@ class ModbusRtuMeterBus(_MeterHost):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._stop()
+
+    def line_matches(self) -> bool:
+        """Whether the client's end of the pty is set to the bus's speed and stop bits, as its termios say
+        (read through a descriptor opened before any client: pymodbus opens the port exclusively)."""
+        if self._line_watch is None:
+            return True
+        _iflag, _oflag, cflag, _lflag, _ispeed, ospeed, _cc = termios.tcgetattr(self._line_watch)
+        two_stop_bits = bool(cflag & termios.CSTOPB)
+        return ospeed == getattr(termios, f"B{self.baudrate}", None) and two_stop_bits == (self.stopbits == 2)
 
     async def _start_socat(self) -> str:
         socat = shutil.which("socat")
@@ -242,6 +267,7 @@ class ModbusRtuMeterBus(_MeterHost):
         if not (server_port.exists() and client_port.exists()):
             raise RuntimeError(f"socat did not create the pty links: {log}")
         self.client_port = str(client_port)
+        self._line_watch = os.open(client_port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         return str(server_port)
 
     @staticmethod
@@ -269,6 +295,9 @@ class ModbusRtuMeterBus(_MeterHost):
         try:
             await self._stop_server()
         finally:
+            if self._line_watch is not None:
+                os.close(self._line_watch)
+                self._line_watch = None
             try:
                 await self._stop_socat()
             finally:

@@ -22,6 +22,18 @@ from edge_sim.site.building import Building, Zone
 VENDOR_ID = 999
 ROOM, AHU, PLANT, LIGHTING = "room", "ahu", "plant", "lighting"
 
+# Room controllers as a Korean integrator names them (RoomController(hangul=True)): the room, then the
+# quantity, "1층 열람실 온도" (1st floor reading room temperature). The simulator's own names stay English.
+HANGUL_ROOMS = {
+    "reading-1": "1층 열람실", "reading-2": "2층 열람실", "stacks": "서고", "lobby": "로비",
+    "office-south": "남측 사무실", "office-north": "북측 사무실", "control-room": "상황실",
+}  # fmt: skip
+HANGUL_OBJECTS = {
+    "Zone Temperature": "온도", "Zone CO2": "이산화탄소", "Discharge Air Temperature": "급기 온도",
+    "Discharge Airflow": "급기 풍량", "Occupied Mode": "재실", "Cooling Setpoint": "냉방 설정온도",
+    "Heating Setpoint": "난방 설정온도",
+}  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class ControllerInfo:
@@ -52,23 +64,32 @@ class Controller:
 class RoomController(Controller):
     """A VAV zone controller: temperatures, CO2, airflow; cooling and heating setpoints commandable."""
 
-    def __init__(self, zone: Zone, instance: int, address: str, building: str) -> None:
+    def __init__(
+        self, zone: Zone, instance: int, address: str, building: str, *, hangul: bool = False
+    ) -> None:
+        """`hangul`: the device and its objects carry Korean names (HANGUL_ROOMS, HANGUL_OBJECTS)."""
         self.zone = zone
         name = f"{building}-{zone.name}-vav"
         self.info = ControllerInfo(name, ROOM, instance, address)
+        room = HANGUL_ROOMS.get(zone.name, zone.name)
+
+        def named(english: str) -> str:
+            return f"{room} {HANGUL_OBJECTS[english]}" if hangul else english
+
         t = zone.thermal.t_air
-        self.temperature = sensor(1, "Zone Temperature", "degreesCelsius", t, zone.spec.description)
-        self.co2 = sensor(2, "Zone CO2", "partsPerMillion", zone.thermal.co2_ppm)
-        self.discharge = sensor(3, "Discharge Air Temperature", "degreesCelsius", t)
-        self.airflow = sensor(4, "Discharge Airflow", "litersPerSecond", 0.0)
-        self.occupied = status(1, "Occupied Mode", False)
-        self.cooling_sp = setpoint(1, "Cooling Setpoint", "degreesCelsius", 26.0, description="occupied 26 C")
-        self.heating_sp = setpoint(2, "Heating Setpoint", "degreesCelsius", 20.0, description="occupied 20 C")
+        self.temperature = sensor(1, named("Zone Temperature"), "degreesCelsius", t, zone.spec.description)
+        self.co2 = sensor(2, named("Zone CO2"), "partsPerMillion", zone.thermal.co2_ppm)
+        self.discharge = sensor(3, named("Discharge Air Temperature"), "degreesCelsius", t)
+        self.airflow = sensor(4, named("Discharge Airflow"), "litersPerSecond", 0.0)
+        self.occupied = status(1, named("Occupied Mode"), False)
+        cooling, heating = named("Cooling Setpoint"), named("Heating Setpoint")
+        self.cooling_sp = setpoint(1, cooling, "degreesCelsius", 26.0, description="occupied 26 C")
+        self.heating_sp = setpoint(2, heating, "degreesCelsius", 20.0, description="occupied 20 C")
         objects = [self.temperature, self.co2, self.discharge, self.airflow, self.occupied]
         self.stack = BacnetApplication(
             address,
             [
-                _device(instance, name, "edge-sim VAV controller"),
+                _device(instance, f"{room} VAV" if hangul else name, "edge-sim VAV controller"),
                 *objects,
                 self.cooling_sp.obj,
                 self.heating_sp.obj,
