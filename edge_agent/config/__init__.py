@@ -12,8 +12,6 @@ from edge_agent.config.agent import (
     MqttConfig,
     PollerConfig,
     builtin_config_text,
-    load_config,
-    parse_config,
 )
 from edge_agent.config.control import ControlConfig, ZoneControl
 from edge_agent.config.devices import (
@@ -27,6 +25,7 @@ from edge_agent.config.devices import (
     ModbusTcpDevice,
     RegisterRange,
 )
+from edge_agent.config.load import check_file, check_text, load_config, parse_config
 from edge_agent.errors import ConfigError
 
 __all__ = [
@@ -52,6 +51,8 @@ __all__ = [
     "RegisterRange",
     "ZoneControl",
     "builtin_config_text",
+    "check_file",
+    "check_text",
     "load_config",
     "parse_config",
 ]
