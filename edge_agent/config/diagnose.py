@@ -137,14 +137,14 @@ class _Diagnosis:
             point = entry.point_name(rest[1])
             if point is not None:
                 words = _join(f"point {point!r}", dotted(rest[2:]))
-                if entry.merged is not None:  # a profile's point: the override that names it, or the profile
+                if isinstance(entry.raw, dict) and "profile" in entry.raw:  # the override naming it, or the profile
                     index = entry.raw_point_index(point)
                     raw_rest = ("profile",) if index is None else ("points", index, *rest[2:])
         name = entry.name
         if entry.pattern is not None and not by_device:
             head = f"device group {entry.pattern!r}"
         else:
-            head = f"device {name!r}" if name is not None else dotted(entry.origin)
+            head = f"device {name!r}" if name else dotted(entry.origin)
             if entry.pattern is not None:
                 head += f" (device group {entry.pattern!r})"
         line = line_of(self.lines, entry.origin + raw_rest)
