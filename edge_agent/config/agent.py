@@ -221,13 +221,10 @@ class AgentConfig(Strict):
     device that has neither (added at validation)."""
     _configured_pollers: int | None = PrivateAttr(default=None)
 
-    @model_validator(mode="before")
     @classmethod
-    def _profiles(cls, data: Any) -> Any:
+    def _profiles(cls, data: dict[str, Any]) -> dict[str, Any]:
         """[[device_groups]] become devices (groups.py), and devices that name a profile get its settings
         and points (profiles.py), before validation."""
-        if not isinstance(data, dict):
-            return data
         data = _with_groups_expanded(data)
         if not isinstance(data.get("devices"), list):
             return data
@@ -259,19 +256,15 @@ class AgentConfig(Strict):
     def _default_pollers(cls, data: Any, handler: ModelWrapValidatorHandler[AgentConfig]) -> AgentConfig:
         """Every device is polled: at its poll_interval_s, and every 5 s when no [[pollers]] entry names it
         either (a device without a poller used to be silently never polled)."""
+        if not isinstance(data, dict):
+            return handler(data)
+        data = cls._profiles(data)
+        configured = data.get("pollers", [])
+        if isinstance(configured, list) and isinstance(data.get("devices"), list):
+            data = {**data, "pollers": [*configured, *_default_pollers(data["devices"], configured)]}
         config = handler(data)
-        if config._configured_pollers is not None:
-            return config  # already complete: validated again as a field, or copied
-        named = {p.device for p in config.pollers}
-        added = [
-            PollerConfig(device=d.name, interval_s=d.poll_interval_s or DEFAULT_INTERVAL_S)
-            for d in config.devices
-            if d.poll_interval_s is not None or d.name not in named
-        ]
-        added = [p for p in added if p not in config.pollers]  # a configuration dumped and read back
-        complete = config.model_copy(update={"pollers": [*config.pollers, *added]})
-        complete._configured_pollers = len(config.pollers)
-        return complete
+        config._configured_pollers = len(configured) if isinstance(configured, list) else 0
+        return config
 
     def polling_warnings(self) -> list[Finding]:
         """Devices left to the 5 s default, and points no poller reads (never read)."""
@@ -281,6 +274,29 @@ class AgentConfig(Strict):
             device = by_name[poller.device]
             polled.setdefault(poller.device, set()).update(poller.points or [p.name for p in device.points])
         return polling_findings([(("devices", i), d) for i, d in enumerate(self.devices)], polled)
+
+
+def _field(entry: object, name: str) -> object:
+    """A field of a device or poller given as a table or as a model."""
+    return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
+
+
+def _default_pollers(devices: list[object], configured: list[object]) -> list[dict[str, object]]:
+    """A poller of all points for each device with a poll_interval_s, and for each device that no configured
+    poller names (every 5 s). Pollers already there are not added twice (a configuration read back)."""
+    named = {str(_field(p, "device")) for p in configured}
+    present = {
+        (str(_field(p, "device")), _field(p, "interval_s")) for p in configured if _field(p, "points") is None
+    }
+    added: list[dict[str, object]] = []
+    for device in devices:
+        name, interval = _field(device, "name"), _field(device, "poll_interval_s")
+        if not isinstance(name, str) or (interval is None and name in named):
+            continue
+        interval = DEFAULT_INTERVAL_S if interval is None else interval
+        if (name, interval) not in present:
+            added.append({"device": name, "interval_s": interval})
+    return added
 
 
 def _with_groups_expanded(data: dict[str, Any]) -> dict[str, Any]:
