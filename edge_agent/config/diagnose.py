@@ -97,9 +97,11 @@ class _Diagnosis:
     lines: dict[Path, int]
     entries: list[_Entry] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    seen: set[Problem] = field(default_factory=set)
 
     def add(self, problem: Problem) -> None:
-        if problem not in self.problems:  # a group's devices share their mistakes: reported once
+        if problem not in self.seen:  # a group's devices share their mistakes: reported once
+            self.seen.add(problem)
             self.problems.append(problem)
 
     # --- where a path is, in words and lines ----------------------------------------------------
@@ -137,7 +139,9 @@ class _Diagnosis:
             point = entry.point_name(rest[1])
             if point is not None:
                 words = _join(f"point {point!r}", dotted(rest[2:]))
-                if isinstance(entry.raw, dict) and "profile" in entry.raw:  # the override naming it, or the profile
+                if (
+                    isinstance(entry.raw, dict) and "profile" in entry.raw
+                ):  # the override naming it, or the profile
                     index = entry.raw_point_index(point)
                     raw_rest = ("profile",) if index is None else ("points", index, *rest[2:])
         name = entry.name
@@ -148,7 +152,8 @@ class _Diagnosis:
             if entry.pattern is not None:
                 head += f" (device group {entry.pattern!r})"
         line = line_of(self.lines, entry.origin + raw_rest)
-        return Problem(_join(head, words), message, line, suggestion, name)
+        device = name if entry.pattern is None or by_device else None
+        return Problem(_join(head, words), message, line, suggestion, device)
 
     # --- the passes -------------------------------------------------------------------------------
 
@@ -245,14 +250,26 @@ class _Diagnosis:
         by_name = {device.name: device for _, device in devices}
         findings: list[Finding] = device_findings(devices)
         findings += poller_findings(pollers, by_name, names)
-        try:
-            control = ControlConfig.model_validate(self.data.get("control", {}))
-        except ValidationError:
-            control = None  # reported with its section
+        control = _valid_part(ControlConfig, self.data.get("control", {}))
         if control is not None:
             findings += control_findings(control, by_name, names)
         for path, message, close in findings:
             self.add(self.at(path, message, close, by_device=True))
+
+
+def _valid_part(model: type[ControlConfig], value: object) -> ControlConfig | None:
+    """The section as valid, or without the keys that are not (reported with it), so that its references
+    are checked all the same; None when even that fails."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as error:
+        wrong = {item["loc"][0] for item in error.errors() if item["loc"]}
+        if not isinstance(value, dict) or not wrong:
+            return None
+    try:
+        return model.model_validate({k: v for k, v in value.items() if k not in wrong})
+    except ValidationError:
+        return None
 
 
 def _join(head: str, rest: str) -> str:
