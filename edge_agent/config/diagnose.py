@@ -334,24 +334,27 @@ def _pydantic_problems(
     return found
 
 
-def diagnose(data: dict[str, Any], text: str) -> list[Problem]:
-    """Every problem of a file's data (`text` gives the lines), in the order of the file."""
-    diagnosis = _Diagnosis(data, key_lines(text))
-    diagnosis.top_level()
-    diagnosis.collect_devices()
-    pollers = diagnosis.check_pollers()
-    diagnosis.cross_references(pollers)
-    order = {id(p): i for i, p in enumerate(diagnosis.problems)}
-    return sorted(diagnosis.problems, key=lambda p: (p.line is None, p.line or 0, order[id(p)]))
+class Diagnosis:
+    """A file's data checked in parts: its problems, and (once it is valid) its warnings."""
 
+    def __init__(self, data: dict[str, Any], text: str) -> None:
+        self._state = _Diagnosis(data, key_lines(text))
+        self._state.top_level()
+        self._state.collect_devices()
+        self._state.cross_references(self._state.check_pollers())
 
-def warnings(config: AgentConfig, data: dict[str, Any], text: str) -> list[Problem]:
-    """What a valid file likely does not mean: devices left to the default poller, points never read."""
-    diagnosis = _Diagnosis(data, key_lines(text))
-    diagnosis.collect_devices()
-    found: list[Problem] = []
-    for path, message, close in config.polling_warnings():
-        problem = diagnosis.at(path, message, close)
-        if problem not in found:
-            found.append(problem)
-    return found
+    @property
+    def problems(self) -> list[Problem]:
+        """Every problem, in the order of the file."""
+        found = self._state.problems
+        order = {id(p): i for i, p in enumerate(found)}
+        return sorted(found, key=lambda p: (p.line is None, p.line or 0, order[id(p)]))
+
+    def warnings(self, config: AgentConfig) -> list[Problem]:
+        """What the valid file likely does not mean: devices left to the default poller, points never read."""
+        found: list[Problem] = []
+        for path, message, close in config.polling_warnings():
+            problem = self._state.at(path, message, close)
+            if problem not in found:
+                found.append(problem)
+        return found

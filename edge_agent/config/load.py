@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edge_agent.config.agent import BUILTIN_CONFIG, AgentConfig, builtin_config_text, problems_of
-from edge_agent.config.diagnose import Problem, diagnose, warnings
+from edge_agent.config.diagnose import Diagnosis, Problem
 from edge_agent.errors import ConfigError
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -65,14 +65,14 @@ def check_text(text: str, source: str) -> Checked:
     if unusable:
         found = [p.split(": ", 1) for p in unusable]
         raise _refuse(source, [Problem(where, message) for where, message in found])
-    problems = diagnose(data, text)
-    if problems:
-        raise _refuse(source, problems)
+    diagnosis = Diagnosis(data, text)
+    if diagnosis.problems:
+        raise _refuse(source, diagnosis.problems)
     try:
         config = AgentConfig.model_validate(data)
     except ValidationError as exc:  # what the passes above missed: still every problem, by path
         raise _refuse(source, [Problem("", problem) for problem in problems_of(exc)]) from exc
-    return Checked(config, warnings(config, data, text))
+    return Checked(config, diagnosis.warnings(config))
 
 
 def parse_config(text: str, source: str) -> AgentConfig:
