@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import unicodedata
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -200,9 +201,9 @@ class LogConfig(Strict):
 class PollerConfig(Strict):
     """A group of one device's points read together on one interval."""
 
-    device: str
+    device: Name
     interval_s: Annotated[float, Field(ge=0.1, le=86400)] = 5.0
-    points: Annotated[list[str], Field(min_length=1)] | None = None
+    points: Annotated[list[Name], Field(min_length=1)] | None = None
     """Point names of the device; None (left out) reads all of them."""
 
 
@@ -281,17 +282,25 @@ def _field(entry: object, name: str) -> object:
     return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
 
 
+def _nfc(name: object) -> str:
+    """A name as Name keeps it."""
+    return unicodedata.normalize("NFC", str(name))
+
+
 def _default_pollers(devices: list[object], configured: list[object]) -> list[dict[str, object]]:
     """A poller of all points for each device with a poll_interval_s, and for each device that no configured
     poller names (every 5 s). Pollers already there are not added twice (a configuration read back)."""
-    named = {str(_field(p, "device")) for p in configured}
+    named = {_nfc(_field(p, "device")) for p in configured}
     present = {
-        (str(_field(p, "device")), _field(p, "interval_s")) for p in configured if _field(p, "points") is None
+        (_nfc(_field(p, "device")), _field(p, "interval_s")) for p in configured if not _field(p, "points")
     }
     added: list[dict[str, object]] = []
     for device in devices:
         name, interval = _field(device, "name"), _field(device, "poll_interval_s")
-        if not isinstance(name, str) or (interval is None and name in named):
+        if not isinstance(name, str):
+            continue
+        name = _nfc(name)
+        if interval is None and name in named:
             continue
         interval = DEFAULT_INTERVAL_S if interval is None else interval
         if (name, interval) not in present:
