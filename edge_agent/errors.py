@@ -46,9 +46,13 @@ class ConfigError(EdgeAgentError):
     ) -> None:
         self.source = source
         self.problems = problems
-        self.details = details if details is not None else [{"where": "", "message": p} for p in problems]
+        self.details = details if details is not None else [_whole_file(p) for p in problems]
         """The problems as data (where, message, line, suggestion, device), for `config check --json`."""
         super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _whole_file(problem: str) -> dict[str, object]:
+    return {"where": "", "message": problem, "line": None, "suggestion": None, "device": None}
 
 
 class StartupError(EdgeAgentError):

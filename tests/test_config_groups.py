@@ -149,6 +149,11 @@ GROUP = (
         ("gw{host_number}-meter-{unit}", "gw{host_number}-meter", "name: it gives every unit the same name"),
         ("gw{host_number}-meter-{unit}", "meter-{unit}", "name: it gives every host the same name"),
         ("gw{host_number}-meter-{unit}", "m-{units}", "name: 'm-{units}': a pattern may use {unit}, {host}"),
+        (
+            "gw{host_number}-meter-{unit}",
+            "gw{host_number} meter {unit}",
+            "name: 'gw{host_number} meter {unit}': 'gw1 meter 1' holds U+0020",
+        ),
         ('"1-50"', '"1-300"', "units: '1-300': unit ids are 0-247"),
         ('"1-50"', '"one"', "units: expected units such as"),
         ('"modbus-tcp"', '"modbus-tpc"', "protocol: 'modbus-tpc' is not one of"),

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import structlog
 import typer
 
 from edge_agent.cli import bacnet as cli_bacnet
@@ -82,9 +83,15 @@ def run(
     from edge_agent.service.agent import Agent
     from edge_agent.service.logs import configure_logging
 
-    settings = load_or_exit(config)
+    try:
+        checked = check_file(config)
+    except ConfigError as error:
+        exit_refused(error)
+    settings = checked.config
     clock = _building_clock(clock_speed, clock_start)
     configure_logging(settings.log)
+    for warning in checked.warnings:  # what `config check` warns about, in the journal too
+        structlog.get_logger("edge_agent.config").warning("configuration", warning=warning.text())
     try:
         asyncio.run(_run_until_signalled(lambda: Agent(settings, clock)))
     except StartupError as error:  # exit 2 when an operator must fix it first (the unit does not restart)

@@ -13,7 +13,7 @@ NAME_PATTERN = r"^[^\s/+#\x00-\x1f\x7f]{1,64}$"
 """What a consumer may rely on (JSON Schemas): no '/', '+', '#', spaces or control characters."""
 
 
-def _name(value: str) -> str:
+def valid_name(value: str) -> str:
     """Letters and digits of any script (Hangul too), their combining marks, '_', '.' and '-': safe in an MQTT
     topic level, a payload, a SQLite row and a shell. Normalised to NFC, so one name has one spelling."""
     value = unicodedata.normalize("NFC", value)
@@ -29,7 +29,7 @@ def _name(value: str) -> str:
     return value
 
 
-Name = Annotated[str, AfterValidator(_name), WithJsonSchema({"type": "string", "pattern": NAME_PATTERN})]
+Name = Annotated[str, AfterValidator(valid_name), WithJsonSchema({"type": "string", "pattern": NAME_PATTERN})]
 """Device, point, zone and gateway names end up in MQTT topics and payloads: letters and digits of any
 script, '_', '.' and '-'."""
 
@@ -38,7 +38,7 @@ def _point_ref(value: str) -> str:
     device, slash, point = value.partition("/")
     if not slash:
         raise ValueError(f"{value!r} is not 'device/point'")
-    return f"{_name(device)}/{_name(point)}"
+    return f"{valid_name(device)}/{valid_name(point)}"
 
 
 PointRef = Annotated[str, AfterValidator(_point_ref)]

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from edge_agent.config.base import valid_name
+
 GROUP_KEYS = ("name", "units", "host", "hosts")
 """What a group has besides device keys."""
 PATTERN_FIELDS = ("unit", "host", "host_number")
@@ -141,8 +143,8 @@ def expand_group(group: dict[str, Any], index: int) -> tuple[list[Expanded], lis
     for number, host in enumerate(hosts, start=1):
         for unit in units:
             try:
-                name = pattern.format(unit=unit, host=host, host_number=number)
-            except (ValueError, TypeError) as exc:  # a format spec that does not fit, e.g. {host:03}
+                name = valid_name(pattern.format(unit=unit, host=host, host_number=number))
+            except (ValueError, TypeError) as exc:  # a spec that does not fit ({host:03}), a space in it
                 return [], [GroupProblem("name", f"{pattern!r}: {exc}")]
             entry = {"name": name, **base, "unit_id": unit}
             if host is not None:
