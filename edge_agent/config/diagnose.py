@@ -73,6 +73,10 @@ class _Entry:
     device: AnyDevice | None = None  # when valid
 
     @property
+    def profiled(self) -> bool:
+        return isinstance(self.raw, dict) and "profile" in self.raw
+
+    @property
     def name(self) -> str | None:
         name = self.raw.get("name") if isinstance(self.raw, dict) else None
         return name if isinstance(name, str) else None
@@ -139,9 +143,7 @@ class _Diagnosis:
             point = entry.point_name(rest[1])
             if point is not None:
                 words = _join(f"point {point!r}", dotted(rest[2:]))
-                if (
-                    isinstance(entry.raw, dict) and "profile" in entry.raw
-                ):  # the override naming it, or the profile
+                if entry.profiled:  # its line: the override naming it, or the profile's
                     index = entry.raw_point_index(point)
                     raw_rest = ("profile",) if index is None else ("points", index, *rest[2:])
         name = entry.name
@@ -168,14 +170,23 @@ class _Diagnosis:
                 assert model is not None
                 self.validate(model, self.data[section], (section,))
 
-    def validate(self, model: type[BaseModel], value: object, path: Path, **how: Any) -> BaseModel | None:
+    def validate(
+        self,
+        model: type[BaseModel],
+        value: object,
+        path: Path,
+        extra_keys: tuple[str, ...] = (),
+        *,
+        whole: bool = True,
+    ) -> BaseModel | None:
+        """`value` as `model`, or None with its problems added. `extra_keys`: more keys the table may have;
+        not `whole`: its points are left out (a profile that could not be merged, reported instead)."""
         try:
             return model.model_validate(value)
         except ValidationError as error:
-            for where, message, close in _pydantic_problems(error, model, how.get("extra_keys", ())):
-                if not how.get("whole", True) and where == ("points",):
-                    continue  # the profile's points were not merged in: it is reported instead
-                self.add(self.at((*path, *where), message, close, by_device=how.get("by_device", False)))
+            for where, message, close in _pydantic_problems(error, model, extra_keys):
+                if whole or where != ("points",):
+                    self.add(self.at((*path, *where), message, close))
             return None
 
     def collect_devices(self) -> None:
@@ -191,11 +202,9 @@ class _Diagnosis:
             key = parse_path(problem.key) if problem.key else ()
             self.add(self.at(("device_groups", index, *key), problem.message))
         for expanded in made:
-            pattern = group_tables(self.data)[expanded.group]
-            assert isinstance(pattern, dict)
-            self.entries.append(
-                _Entry(expanded.entry, ("device_groups", expanded.group), pattern.get("name"))
-            )
+            group = group_tables(self.data)[expanded.group]
+            assert isinstance(group, dict)
+            self.entries.append(_Entry(expanded.entry, ("device_groups", expanded.group), group.get("name")))
         for index, entry in enumerate(self.entries):
             self.check_device(index, entry)
 
@@ -224,9 +233,7 @@ class _Diagnosis:
             key, message, close = exc.args
             self.add(self.at((*path, *parse_path(key)), message, close))
             entry.merged, usable = {k: v for k, v in raw.items() if k not in (*PROFILE_KEYS, "points")}, False
-        valid = self.validate(
-            DEVICE_CLASSES[protocol], entry.merged, path, extra_keys=PROFILE_KEYS, whole=usable
-        )
+        valid = self.validate(DEVICE_CLASSES[protocol], entry.merged, path, PROFILE_KEYS, whole=usable)
         if usable and isinstance(
             valid, ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | BacnetDevice
         ):
