@@ -118,7 +118,8 @@ def test_poller_pointing_at_undefined_device(tmp_path: Path) -> None:
     text = GOOD.replace('device = "room-101"', 'device = "room-102"')
     code, output = check(write(tmp_path, text))
     assert code == 2
-    assert "poller for 'room-102', device: no device named 'room-102'; did you mean 'room-101'? (line 23)" in output
+    expected = "poller for 'room-102', device: no device named 'room-102'; did you mean 'room-101'? (line 23)"
+    assert expected in output
 
 
 def test_poller_naming_unknown_point(tmp_path: Path) -> None:
