@@ -155,6 +155,16 @@ GROUP = (
             "name: 'gw{host_number} meter {unit}': 'gw1 meter 1' holds U+0020",
         ),
         ('"1-50"', '"1-300"', "units: '1-300': unit ids are 0-247"),
+        (
+            "gw{host_number}-meter-{unit}",
+            "gw{host_number}-{unit:>999999999}",
+            "name: 'gw{host_number}-{unit:>9",
+        ),
+        (
+            'hosts = ["192.0.2.10", "192.0.2.11"]',
+            "hosts = " + str([f"10.0.0.{i}" for i in range(100)]),
+            "units: 100 hosts x 50 units: more than 4096 devices",
+        ),
         ('"1-50"', '"one"', "units: expected units such as"),
         ('"modbus-tcp"', '"modbus-tpc"', "protocol: 'modbus-tpc' is not one of"),
         ('"eastron-sdm630"', '"eastron-sdm63"', "profile: no profile named 'eastron-sdm63'"),
@@ -206,3 +216,15 @@ def test_unit_ranges(units: object, expected: list[int]) -> None:
 def test_bad_unit_ranges(units: object) -> None:
     with pytest.raises(ValueError, match="unit"):
         parse_units(units)
+
+
+def test_groups_together_stand_for_at_most_4096_devices() -> None:
+    hosts = "hosts = " + str([f"10.0.0.{i}" for i in range(41)])  # 41 x 50 = 2050 a group
+    one = GROUP.replace('hosts = ["192.0.2.10", "192.0.2.11"]', hosts)
+    other = one.replace("gw{host_number}", "b{host_number}").replace("10.0.0.", "10.0.1.")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(HEADER + one + "\n" + other, "site.toml")
+    [problem] = caught.value.problems
+    assert problem.startswith(
+        "device group 'b{host_number}-meter-{unit}', units: the groups stand for more than 4096"
+    )

@@ -20,6 +20,8 @@ GROUP_KEYS = ("name", "units", "host", "hosts")
 """What a group has besides device keys."""
 PATTERN_FIELDS = ("unit", "host", "host_number")
 MAX_HOSTS = 256
+MAX_DEVICES = 4096
+"""The most devices a file's groups may stand for: a few lines must not make a resource bomb."""
 T = TypeVar("T")
 
 
@@ -80,9 +82,13 @@ def _pattern_fields(pattern: object) -> set[str]:
             f"{pattern!r} is not a name pattern ({exc}); write braces as {{{{ and }}}}"
         ) from None
     fields = {name for _text, name, _spec, _conversion in parsed if name is not None}
-    odd = [name for _t, name, spec, conv in parsed if name is not None and (conv or "{" in (spec or ""))]
-    if fields - set(PATTERN_FIELDS) or odd:
+    if fields - set(PATTERN_FIELDS):
         raise ValueError(f"{pattern!r}: a pattern may use {{unit}}, {{host}} and {{host_number}} only")
+    for _text, name, spec, conversion in parsed:  # a width, zero-padded or not: {unit:02}, {unit:3}
+        if name is not None and (conversion or not re.fullmatch(r"0?[1-9]?d?", spec or "")):
+            raise ValueError(
+                f"{pattern!r}: {{{name}:{spec}}}: a field may only be zero-padded, e.g. {{{name}:02}}"
+            )
     return fields
 
 
@@ -137,6 +143,9 @@ def expand_group(group: dict[str, Any], index: int) -> tuple[list[Expanded], lis
     _fields, units, hosts, problems = _parts(group)
     if problems:
         return [], problems
+    if len(hosts) * len(units) > MAX_DEVICES:
+        message = f"{len(hosts)} hosts x {len(units)} units: more than {MAX_DEVICES} devices for one gateway"
+        return [], [GroupProblem("units", message)]
     pattern = str(group["name"])
     base = {key: value for key, value in group.items() if key not in GROUP_KEYS}
     expanded: list[Expanded] = []
@@ -168,6 +177,10 @@ def expand_all(data: dict[str, Any]) -> tuple[list[Expanded], list[tuple[int, Gr
             problems.append((index, GroupProblem("", "expected a table")))
             continue
         made, wrong = expand_group(group, index)
+        if len(devices) + len(made) > MAX_DEVICES:
+            message = f"the groups stand for more than {MAX_DEVICES} devices, too many for one gateway"
+            problems.append((index, GroupProblem("units", message)))
+            continue
         devices += made
         problems += [(index, problem) for problem in wrong]
     return devices, problems
