@@ -12,6 +12,7 @@ import re
 Path = tuple[str | int, ...]
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SCALAR_END = re.compile(r"[,\]}\n#]")
 _MAX_DEPTH = 64  # deeper values are skipped, not indexed (the configuration refuses them anyway)
 
 
@@ -30,10 +31,12 @@ class _Scanner:
         return self.text[index] if index < len(self.text) else ""
 
     def advance(self, count: int = 1) -> None:
-        for _ in range(count):
-            if self.peek() == "\n":
-                self.line += 1
-            self.pos += 1
+        self.move_to(self.pos + count)
+
+    def move_to(self, end: int) -> None:
+        end = min(end, len(self.text))
+        self.line += self.text.count("\n", self.pos, end)
+        self.pos = end
 
     def skip_blank(self, newlines: bool) -> None:
         """Spaces, tabs, comments, and newlines too when `newlines`."""
@@ -42,8 +45,8 @@ class _Scanner:
             if char in " \t\r" or (newlines and char == "\n"):
                 self.advance()
             elif char == "#":
-                while self.pos < len(self.text) and self.peek() != "\n":
-                    self.advance()
+                end = self.text.find("\n", self.pos)
+                self.move_to(len(self.text) if end < 0 else end)
             else:
                 return
 
@@ -53,20 +56,22 @@ class _Scanner:
         triple = self.text.startswith(quote * 3, self.pos)
         delimiter = quote * 3 if triple else quote
         self.advance(len(delimiter))
-        start = self.pos
-        while self.pos < len(self.text):
-            if quote == '"' and self.peek() == "\\":
-                self.advance(2)
-            elif self.text.startswith(delimiter, self.pos):
-                end = self.pos
-                self.advance(len(delimiter))
-                while triple and self.peek() == quote:  # up to two quotes may close a multi-line string
-                    end += 1
-                    self.advance()
-                return self.text[start:end]
-            else:
-                self.advance()
-        return self.text[start:]
+        start = search = self.pos
+        while True:
+            end = self.text.find(delimiter, search)
+            if end < 0:
+                self.move_to(len(self.text))
+                return self.text[start:]
+            escapes = 0  # a basic string's delimiter after an odd number of backslashes is escaped
+            while quote == '"' and end - escapes - 1 >= start and self.text[end - escapes - 1] == "\\":
+                escapes += 1
+            if escapes % 2 == 0:
+                break
+            search = end + 1
+        while triple and self.text.startswith(quote, end + len(delimiter)):  # up to two more quotes close it
+            end += 1
+        self.move_to(end + len(delimiter))
+        return self.text[start:end]
 
     # --- keys and values -------------------------------------------------------------------------
 
@@ -99,8 +104,8 @@ class _Scanner:
             self.advance()
             self.inline_table(path, depth + 1)
         else:
-            while self.pos < len(self.text) and self.peek() not in ",]}\n#":
-                self.advance()
+            match = _SCALAR_END.search(self.text, self.pos)
+            self.move_to(match.start() if match else len(self.text))
 
     def array(self, path: Path, depth: int) -> None:
         index = 0
