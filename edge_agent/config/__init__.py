@@ -1,5 +1,6 @@
 """The configuration: one pydantic model read from TOML (agent.py), its device and control sections,
-device profiles from drivers/, and the register codec the device entries are checked with."""
+device profiles from drivers/ and device groups, the register codec the device entries are checked with, and
+the reading of a file (load.py) that reports every mistake by device and line (diagnose.py)."""
 
 from edge_agent.config.agent import (
     BUILTIN_CONFIG,

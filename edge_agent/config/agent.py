@@ -1,7 +1,7 @@
 """The whole configuration file as one pydantic model, read from TOML.
 
-`load_config` turns every mistake into a ConfigError whose problems name the offending field by its path
-(`devices[1].port: ...`), so a technician can find it in the file.
+Validated as a whole, it refuses a mistake by its path (`devices[1].port: ...`); a file is read and checked by
+load.py, which finds every mistake at once and names each by device and line (diagnose.py).
 """
 
 from __future__ import annotations
