@@ -41,10 +41,18 @@ class EdgeAgentError(Exception):
 class ConfigError(EdgeAgentError):
     """A configuration that cannot be used; `problems` lists 'path: message' lines."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(
+        self, source: str, problems: list[str], details: list[dict[str, object]] | None = None
+    ) -> None:
         self.source = source
         self.problems = problems
+        self.details = details if details is not None else [_whole_file(p) for p in problems]
+        """The problems as data (where, message, line, suggestion, device), for `config check --json`."""
         super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _whole_file(problem: str) -> dict[str, object]:
+    return {"where": "", "message": problem, "line": None, "suggestion": None, "device": None}
 
 
 class StartupError(EdgeAgentError):

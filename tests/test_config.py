@@ -96,14 +96,14 @@ def test_unknown_key_names_its_path(tmp_path: Path) -> None:
     text = GOOD.replace('host = "10.0.0.5"', 'host = "10.0.0.5"\nbaudrate = 9600')
     code, output = check(write(tmp_path, text))
     assert code == 2
-    assert "devices[0].baudrate: unknown key" in output
+    assert "device 'meter-main', baudrate: unknown key (line 9)" in output
 
 
 def test_wrong_type_names_its_path(tmp_path: Path) -> None:
     text = GOOD.replace("interval_s = 1", 'interval_s = "fast"')
     code, output = check(write(tmp_path, text))
     assert code == 2
-    assert "pollers[0].interval_s:" in output
+    assert "poller for 'meter-main', interval_s:" in output
     assert "number" in output
 
 
@@ -111,21 +111,22 @@ def test_nested_point_field_names_its_path(tmp_path: Path) -> None:
     text = GOOD.replace("address = 0x34", "address = 70000")
     code, output = check(write(tmp_path, text))
     assert code == 2
-    assert "devices[0].points[0].address:" in output
+    assert "device 'meter-main', point 'total_power', address:" in output
 
 
 def test_poller_pointing_at_undefined_device(tmp_path: Path) -> None:
     text = GOOD.replace('device = "room-101"', 'device = "room-102"')
     code, output = check(write(tmp_path, text))
     assert code == 2
-    assert "pollers[1].device: no device named 'room-102'" in output
+    expected = "poller for 'room-102', device: no device named 'room-102'; did you mean 'room-101'? (line 23)"
+    assert expected in output
 
 
 def test_poller_naming_unknown_point(tmp_path: Path) -> None:
     text = GOOD.replace('points = ["zone_temperature"]', 'points = ["zone_humidity"]')
     code, output = check(write(tmp_path, text))
     assert code == 2
-    assert "pollers[1].points[0]: device 'room-101' has no point 'zone_humidity'" in output
+    assert "poller for 'room-101', points[0]: device 'room-101' has no point 'zone_humidity'" in output
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -134,8 +135,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     )
     code, output = check(write(tmp_path, text))
     assert code == 2
-    assert "devices[0].baud: unknown key" in output
-    assert "pollers[0].interval_s:" in output
+    assert "device 'meter-main', baud: unknown key" in output
+    assert "poller for 'meter-main', interval_s:" in output
 
 
 def test_toml_syntax_error_gives_line(tmp_path: Path) -> None:
@@ -161,7 +162,7 @@ def test_bad_broker_url(tmp_path: Path, url: str) -> None:
 def test_device_names_must_be_topic_safe(tmp_path: Path) -> None:
     code, output = check(write(tmp_path, GOOD.replace('"meter-main"', '"meter/main"', 1)))
     assert code == 2
-    assert "devices[0].name:" in output
+    assert "device 'meter/main', name:" in output
 
 
 def test_plan_shows_each_request(tmp_path: Path) -> None:
@@ -194,6 +195,7 @@ def test_plan_and_check_as_json(tmp_path: Path) -> None:
         "points": 2,
         "pollers": check["pollers"],
         "control": {"mode": "off", "knobs": {}, "missing_knobs": check["control"]["missing_knobs"]},
+        "warnings": [],
     }
 
 

@@ -23,7 +23,7 @@ from bench.faults.table import markdown
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent import signing
-from edge_agent.config.agent import load_config
+from edge_agent.config import load_config
 from edge_sim.logging_modbus import LoggingModbusServer
 from tests.support import LOOPBACK
 

@@ -67,8 +67,8 @@ def test_unknown_profile_names_the_field_and_the_choices() -> None:
         parse_config(
             '[[devices]]\nname = "m"\nprotocol = "modbus-tcp"\nhost = "h"\nprofile = "sdm-630"\n', "t"
         )
-    assert caught.value.problems[0].startswith("devices[0].profile: no profile named 'sdm-630'")
-    assert "eastron-sdm630" in caught.value.problems[0]
+    assert caught.value.problems[0].startswith("device 'm', profile: no profile named 'sdm-630'")
+    assert caught.value.problems[0].endswith("did you mean 'eastron-sdm630'? (line 5)")
 
 
 def test_a_bacnet_profile_on_a_modbus_device_is_refused() -> None:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import structlog
 import typer
 
 from edge_agent.cli import bacnet as cli_bacnet
@@ -24,11 +25,19 @@ from edge_agent.cli import local as cli_local
 from edge_agent.cli import modbus as cli_modbus
 from edge_agent.cli import points as cli_points
 from edge_agent.cli import savings as cli_savings
-from edge_agent.cli.common import EXIT_CONFIG, EXIT_FAILURE, ConfigOption, JsonOption, echo_json, load_or_exit
+from edge_agent.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    ConfigOption,
+    JsonOption,
+    echo_json,
+    exit_refused,
+    load_or_exit,
+)
 from edge_agent.clock import Clock, ScaledClock
-from edge_agent.config import BacnetDevice, builtin_config_text
+from edge_agent.config import BacnetDevice, builtin_config_text, check_file
 from edge_agent.config.control import KNOB_NEEDS
-from edge_agent.errors import ShutdownIncomplete, StartupError
+from edge_agent.errors import ConfigError, ShutdownIncomplete, StartupError
 from edge_agent.service.gc_tuning import settle_after_startup
 
 if TYPE_CHECKING:
@@ -74,9 +83,15 @@ def run(
     from edge_agent.service.agent import Agent
     from edge_agent.service.logs import configure_logging
 
-    settings = load_or_exit(config)
+    try:
+        checked = check_file(config)
+    except ConfigError as error:
+        exit_refused(error)
+    settings = checked.config
     clock = _building_clock(clock_speed, clock_start)
     configure_logging(settings.log)
+    for warning in checked.warnings:  # what `config check` warns about, in the journal too
+        structlog.get_logger("edge_agent.config").warning("configuration", warning=warning.text())
     try:
         asyncio.run(_run_until_signalled(lambda: Agent(settings, clock)))
     except StartupError as error:  # exit 2 when an operator must fix it first (the unit does not restart)
@@ -111,8 +126,15 @@ async def _run_until_signalled(make_agent: Callable[[], Agent]) -> None:
 def config_check(
     path: Annotated[Path, typer.Argument(help="Configuration file to validate.")], as_json: JsonOption = False
 ) -> None:
-    """Validate a configuration file; exit 2 naming every offending field."""
-    settings = load_or_exit(path)
+    """Validate a configuration file: every mistake at once, by device and line, exit 2; then warnings."""
+    try:
+        checked = check_file(path)
+    except ConfigError as error:
+        if as_json:
+            echo_json({"file": str(path), "ok": False, "problems": error.details})
+            raise typer.Exit(EXIT_CONFIG) from None
+        exit_refused(error)
+    settings, warnings = checked.config, checked.warnings
     devices, pollers = len(settings.devices), len(settings.pollers)
     points = sum(len(d.points) for d in settings.devices)
     control = settings.control
@@ -128,10 +150,13 @@ def config_check(
                 "points": points,
                 "pollers": pollers,
                 "control": {"mode": control.mode, "knobs": has, "missing_knobs": lacks},
+                "warnings": [w.as_dict() for w in warnings],
             }
         )
         return
     typer.echo(f"{path}: ok ({devices} devices, {points} points, {pollers} pollers)")
+    for warning in warnings:
+        typer.echo(f"  warning: {warning.text()}")
     if control.mode == "off" and next(control.references(), None) is None:
         typer.echo("control: off, no [control] points")
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -32,10 +32,16 @@ def load_or_exit(path: Path | None) -> AgentConfig:
     try:
         return load_config(path)
     except ConfigError as error:
-        typer.echo(f"{error.source}: configuration is not valid", err=True)
-        for problem in error.problems:
-            typer.echo(f"  {problem}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
+        exit_refused(error)
+
+
+def exit_refused(error: ConfigError) -> NoReturn:
+    """Print every problem of a configuration, one a line, then exit 2."""
+    count = len(error.problems)
+    typer.echo(f"{error.source}: configuration is not valid ({count} problem{'s' * (count != 1)})", err=True)
+    for problem in error.problems:
+        typer.echo(f"  {problem}", err=True)
+    raise typer.Exit(EXIT_CONFIG)
 
 
 def scan_group(app: typer.Typer) -> typer.Typer:

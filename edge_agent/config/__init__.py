@@ -1,5 +1,6 @@
 """The configuration: one pydantic model read from TOML (agent.py), its device and control sections,
-device profiles from drivers/, and the register codec the device entries are checked with."""
+device profiles from drivers/ and device groups, the register codec the device entries are checked with, and
+the reading of a file (load.py) that reports every mistake by device and line (diagnose.py)."""
 
 from edge_agent.config.agent import (
     BUILTIN_CONFIG,
@@ -12,8 +13,6 @@ from edge_agent.config.agent import (
     MqttConfig,
     PollerConfig,
     builtin_config_text,
-    load_config,
-    parse_config,
 )
 from edge_agent.config.control import ControlConfig, ZoneControl
 from edge_agent.config.devices import (
@@ -27,6 +26,7 @@ from edge_agent.config.devices import (
     ModbusTcpDevice,
     RegisterRange,
 )
+from edge_agent.config.load import check_file, check_text, load_config, parse_config
 from edge_agent.errors import ConfigError
 
 __all__ = [
@@ -52,6 +52,8 @@ __all__ = [
     "RegisterRange",
     "ZoneControl",
     "builtin_config_text",
+    "check_file",
+    "check_text",
     "load_config",
     "parse_config",
 ]

@@ -1,32 +1,44 @@
 """The whole configuration file as one pydantic model, read from TOML.
 
-`load_config` turns every mistake into a ConfigError whose problems name the offending field by its path
-(`devices[1].port: ...`), so a technician can find it in the file.
+Validated as a whole, it refuses a mistake by its path (`devices[1].port: ...`); a file is read and checked by
+load.py, which finds every mistake at once and names each by device and line (diagnose.py).
 """
 
 from __future__ import annotations
 
 import os
 import ssl
-import tomllib
+import unicodedata
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge_agent.config.base import HostPort, LocalAddress, Name, Strict
 from edge_agent.config.control import ControlConfig
-from edge_agent.config.devices import (
-    BacnetDevice,
-    Device,
-    ModbusDevice,
-    ModbusRtuDevice,
-)
+from edge_agent.config.devices import Device
+from edge_agent.config.groups import expand_all
 from edge_agent.config.openadr import OpenAdrConfig
 from edge_agent.config.profiles import expand
-from edge_agent.errors import ConfigError
+from edge_agent.config.references import (
+    DEFAULT_INTERVAL_S,
+    Finding,
+    control_findings,
+    device_findings,
+    dotted,
+    poller_findings,
+    polling_findings,
+)
 from edge_agent.signing import load_public_key
 
 BUILTIN_CONFIG = "builtin:default.toml"
@@ -195,9 +207,9 @@ class LogConfig(Strict):
 class PollerConfig(Strict):
     """A group of one device's points read together on one interval."""
 
-    device: str
+    device: Name
     interval_s: Annotated[float, Field(ge=0.1, le=86400)] = 5.0
-    points: Annotated[list[str], Field(min_length=1)] | None = None
+    points: Annotated[list[Name], Field(min_length=1)] | None = None
     """Point names of the device; None (left out) reads all of them."""
 
 
@@ -212,12 +224,16 @@ class AgentConfig(Strict):
     log: LogConfig = LogConfig()
     devices: list[Device] = Field(default_factory=list)
     pollers: list[PollerConfig] = Field(default_factory=list)
+    """The file's [[pollers]], then one for each device with a poll_interval_s, and one (every 5 s) for each
+    device that has neither (added at validation)."""
+    _configured_pollers: int | None = PrivateAttr(default=None)
 
-    @model_validator(mode="before")
     @classmethod
-    def _profiles(cls, data: Any) -> Any:
-        """Devices that name a profile get its settings and points (profiles.py) before validation."""
-        if not isinstance(data, dict) or not isinstance(data.get("devices"), list):
+    def _profiles(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """[[device_groups]] become devices (groups.py), and devices that name a profile get its settings
+        and points (profiles.py), before validation."""
+        data = _with_groups_expanded(data)
+        if not isinstance(data.get("devices"), list):
             return data
         devices = [
             expand(entry, f"devices[{i}]") if isinstance(entry, dict) else entry
@@ -227,79 +243,96 @@ class AgentConfig(Strict):
 
     @model_validator(mode="after")
     def _cross_references(self) -> AgentConfig:
-        problems: list[str] = []
-        by_name: dict[str, ModbusDevice | BacnetDevice] = {}
-        lines: dict[str, tuple[int, tuple[int, str, int]]] = {}
-        for i, device in enumerate(self.devices):
-            if device.name in by_name:
-                problems.append(f"devices[{i}].name: device {device.name!r} is defined twice")
-            by_name[device.name] = device
-            if isinstance(device, ModbusRtuDevice):
-                first = lines.setdefault(device.serial_port, (i, device.line))
-                if first[1] != device.line:
-                    problems.append(
-                        f"devices[{i}].baudrate: {device.serial_port} is set to {device.line} here but "
-                        f"{first[1]} in devices[{first[0]}]: devices on one bus share its line settings"
-                    )
-            seen: set[str] = set()
-            for j, point in enumerate(device.points):
-                if point.name in seen:
-                    problems.append(f"devices[{i}].points[{j}].name: point {point.name!r} is defined twice")
-                seen.add(point.name)
-        for i, poller in enumerate(self.pollers):
-            target = by_name.get(poller.device)
-            if target is None:
-                known = ", ".join(sorted(by_name)) or "none"
-                problems.append(f"pollers[{i}].device: no device named {poller.device!r} (defined: {known})")
-                continue
-            names = {p.name for p in target.points}
-            for j, point_name in enumerate(poller.points or []):
-                if point_name not in names:
-                    problems.append(
-                        f"pollers[{i}].points[{j}]: device {poller.device!r} has no point {point_name!r}"
-                    )
-        problems += _same_addresses(self.devices)
-        problems += _control_references(self.control, by_name)
-        problems += self.control.cannot_act()
-        if problems:
-            raise ValueError("\n".join(problems))
+        devices = [(("devices", i), device) for i, device in enumerate(self.devices)]
+        by_name = {device.name: device for device in self.devices}
+        pollers = [(("pollers", i), p.device, p.points) for i, p in enumerate(self.pollers)]
+        findings = device_findings(devices)
+        findings += poller_findings(pollers, by_name, by_name)
+        findings += control_findings(self.control, by_name, by_name)
+        if findings:
+            raise ValueError(
+                "\n".join(
+                    f"{dotted(path)}: {message}" + (f" (did you mean {close!r}?)" if close else "")
+                    for path, message, close in findings
+                )
+            )
         return self
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _default_pollers(cls, data: Any, handler: ModelWrapValidatorHandler[AgentConfig]) -> AgentConfig:
+        """Every device is polled: at its poll_interval_s, and every 5 s when no [[pollers]] entry names it
+        either (a device without a poller used to be silently never polled)."""
+        if not isinstance(data, dict):
+            return handler(data)
+        data = cls._profiles(data)
+        configured = data.get("pollers", [])
+        if isinstance(configured, list) and isinstance(data.get("devices"), list):
+            data = {**data, "pollers": [*configured, *_default_pollers(data["devices"], configured)]}
+        config = handler(data)
+        config._configured_pollers = len(configured) if isinstance(configured, list) else 0
+        return config
 
-def _same_addresses(devices: list[Device]) -> list[str]:
-    """Two entries for one device (one Modbus unit on one link, one BACnet instance) poll it twice and
-    publish its readings under two names: a copy-paste mistake."""
-    problems: list[str] = []
-    first: dict[str, int] = {}
-    for i, device in enumerate(devices):
-        if isinstance(device, BacnetDevice):
-            key, what = f"bacnet:{device.instance}", f"BACnet device instance {device.instance}"
-        else:
-            key, what = f"{device.link}:{device.unit_id}", device.address
-        if key in first:
-            field = "instance" if isinstance(device, BacnetDevice) else "unit_id"
-            problems.append(f"devices[{i}].{field}: {what} is already devices[{first[key]}]")
-        first.setdefault(key, i)
-    return problems
+    def polling_warnings(self) -> list[Finding]:
+        """Devices left to the 5 s default, and points no poller reads (never read)."""
+        by_name = {d.name: d for d in self.devices}
+        polled: dict[str, set[str]] = {}
+        for poller in self.pollers[: self._configured_pollers]:
+            device = by_name[poller.device]
+            polled.setdefault(poller.device, set()).update(poller.points or [p.name for p in device.points])
+        return polling_findings([(("devices", i), d) for i, d in enumerate(self.devices)], polled)
 
 
-def _control_references(control: ControlConfig, devices: dict[str, ModbusDevice | BacnetDevice]) -> list[str]:
-    problems = []
-    zones: dict[str, int] = {}
-    for i, zone in enumerate(control.zones):
-        if zones.setdefault(zone.name, i) != i:
-            problems.append(f"control.zones[{i}].name: zone {zone.name!r} is defined twice")
-    for path, ref, written in control.references():
-        device_name, point_name = ref.split("/")
-        device = devices.get(device_name)
-        point = next((p for p in device.points if p.name == point_name), None) if device else None
-        if device is None:
-            problems.append(f"{path}: no device named {device_name!r}")
-        elif point is None:
-            problems.append(f"{path}: device {device_name!r} has no point {point_name!r}")
-        elif written and point.write_range is None:
-            problems.append(f"{path}: {ref} has no write_range, so control may not write it")
-    return problems
+def _field(entry: object, name: str) -> object:
+    """A field of a device or poller given as a table or as a model."""
+    return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
+
+
+def _nfc(name: object) -> str:
+    """A name as Name keeps it."""
+    return unicodedata.normalize("NFC", str(name))
+
+
+def _default_pollers(devices: list[object], configured: list[object]) -> list[dict[str, object]]:
+    """A poller of all points for each device with a poll_interval_s, and for each device that no configured
+    poller names (every 5 s). Pollers already there are not added twice (a configuration read back)."""
+    named = {_nfc(_field(p, "device")) for p in configured}
+    present = {
+        (_nfc(_field(p, "device")), _field(p, "interval_s")) for p in configured if not _field(p, "points")
+    }
+    added: list[dict[str, object]] = []
+    for device in devices:
+        name, interval = _field(device, "name"), _field(device, "poll_interval_s")
+        if not isinstance(name, str):
+            continue
+        name = _nfc(name)
+        if interval is None and name in named:
+            continue
+        interval = DEFAULT_INTERVAL_S if interval is None else interval
+        if (name, interval) not in present:
+            added.append({"device": name, "interval_s": interval})
+    return added
+
+
+def _with_groups_expanded(data: dict[str, Any]) -> dict[str, Any]:
+    if "device_groups" not in data:
+        return data
+    if not isinstance(data["device_groups"], list):
+        raise ValueError("device_groups: expected a list of tables ([[device_groups]])")  # noqa: TRY004 - pydantic reports only ValueErrors
+    expanded, problems = expand_all(data)
+    if problems:
+        lines = [
+            f"{dotted(('device_groups', g, *([p.key] if p.key else [])))}: {p.message}" for g, p in problems
+        ]
+        raise ValueError("\n".join(lines))
+    data = {key: value for key, value in data.items() if key != "device_groups"}
+    if expanded:
+        devices = data.get("devices", [])
+        data["devices"] = [
+            *(devices if isinstance(devices, list) else [devices]),
+            *(e.entry for e in expanded),
+        ]
+    return data
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -314,7 +347,8 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return path
 
 
-def _problems(error: ValidationError) -> list[str]:
+def problems_of(error: ValidationError) -> list[str]:
+    """A validation error as 'path: message' lines."""
     problems: list[str] = []
     for item in error.errors(include_url=False):
         path = _location(item["loc"])
@@ -328,65 +362,6 @@ def _problems(error: ValidationError) -> list[str]:
     return problems
 
 
-MAX_FILE_BYTES = 4 * 1024 * 1024
-"""A configuration file is text a person wrote: larger than this, it is the wrong file."""
-MAX_DEPTH = 16
-"""The deepest a configuration nests (devices[0].points[0].write_range[0] is 5 levels)."""
-
-
-def _unusable_values(value: object, path: str = "", depth: int = 0) -> list[str]:
-    """Values no field accepts but that would reach validation: NUL characters (which paths, serial
-    ports and hosts would carry to the operating system) and nesting bombs."""
-    if depth > MAX_DEPTH:
-        return [f"{path or 'file'}: nested more than {MAX_DEPTH} levels deep"]
-    if isinstance(value, str):
-        return [f"{path}: contains a NUL character"] if "\x00" in value else []
-    if isinstance(value, dict):
-        items: list[tuple[str, object]] = [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
-    elif isinstance(value, list):
-        items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
-    else:
-        return []
-    return [problem for key, item in items for problem in _unusable_values(item, key, depth + 1)]
-
-
-def parse_config(text: str, source: str) -> AgentConfig:
-    """Parse and validate TOML text; `source` names it in errors."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [f"not valid TOML: {exc}"]) from exc
-    except RecursionError:  # tomllib parses arrays and inline tables recursively
-        raise ConfigError(source, [f"not valid TOML: nested more than {MAX_DEPTH} levels deep"]) from None
-    problems = _unusable_values(data)
-    if problems:
-        raise ConfigError(source, problems)
-    try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(source, _problems(exc)) from exc
-
-
 def builtin_config_text() -> str:
     """The embedded default: the agent pointed at `edge-sim run` on its default ports."""
     return resources.files("edge_agent.config").joinpath("default.toml").read_text(encoding="utf-8")
-
-
-def load_config(path: Path | None) -> AgentConfig:
-    """Read a configuration file, or the built-in default when path is None."""
-    if path is None:
-        return parse_config(builtin_config_text(), BUILTIN_CONFIG)
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)  # bounded: a device file such as /dev/zero never ends
-    except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read: {exc.strerror or exc}"]) from exc
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(
-            str(path), [f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB: not a configuration file"]
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), [f"not UTF-8 text: {exc}"]) from exc
-    return parse_config(text, str(path))

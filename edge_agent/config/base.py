@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-"""Device and point names end up in MQTT topics and payloads: no '/', '+', '#' or spaces."""
+NAME_MAX = 64
+NAME_PATTERN = r"^[^\s/+#\x00-\x1f\x7f]{1,64}$"
+"""What a consumer may rely on (JSON Schemas): no '/', '+', '#', spaces or control characters."""
+
+
+def valid_name(value: str) -> str:
+    """Letters and digits of any script (Hangul too), their combining marks, '_', '.' and '-': safe in an MQTT
+    topic level, a payload, a SQLite row and a shell. Normalised to NFC, so one name has one spelling."""
+    value = unicodedata.normalize("NFC", value)
+    if not 1 <= len(value) <= NAME_MAX:
+        raise ValueError(f"a name has 1 to {NAME_MAX} characters, not {len(value)}")
+    for char in value:
+        if char not in "_.-" and unicodedata.category(char)[0] not in "LMN":
+            shown = repr(char) if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}"
+            raise ValueError(
+                f"{value!r} holds {shown}: a name has letters, digits, '_', '.' and '-' only "
+                "(no '/', '+', '#', spaces or control characters: it goes into MQTT topics)"
+            )
+    return value
+
+
+Name = Annotated[str, AfterValidator(valid_name), WithJsonSchema({"type": "string", "pattern": NAME_PATTERN})]
+"""Device, point, zone and gateway names end up in MQTT topics and payloads: letters and digits of any
+script, '_', '.' and '-'."""
+
+
+def _point_ref(value: str) -> str:
+    device, slash, point = value.partition("/")
+    if not slash:
+        raise ValueError(f"{value!r} is not 'device/point'")
+    return f"{valid_name(device)}/{valid_name(point)}"
+
+
+PointRef = Annotated[str, AfterValidator(_point_ref)]
+"""'device/point'."""
 
 
 class Strict(BaseModel):

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from edge_agent.config.base import Strict
+from edge_agent.config.base import Name, PointRef, Strict
 from edge_agent.control.calendar import OpeningHours
 from edge_agent.control.limits import DEFAULT_LIMITS, KNOBS, MAX_OFFSET_K
 from edge_agent.signing import load_public_key
@@ -32,9 +32,6 @@ KNOB_NEEDS: dict[str, str] = {
 """What wires each knob of control.limits.KNOBS: the points control acts through."""
 assert list(KNOB_NEEDS) == list(KNOBS)
 
-PointRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}/[A-Za-z0-9_.-]{1,64}$")]
-"""'device/point'."""
-
 
 def _public_key(text: str) -> str:
     load_public_key(text)  # ValueError says what is wrong with it
@@ -48,7 +45,7 @@ PublicKey = Annotated[str, AfterValidator(_public_key)]
 class ZoneControl(Strict):
     """One zone: what control reads (temperature, CO2, illuminance) and writes (setpoints, dimming)."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    name: Name
     temperature: PointRef
     cooling_setpoint: PointRef | None = None
     heating_setpoint: PointRef | None = None

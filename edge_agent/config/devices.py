@@ -132,6 +132,8 @@ class _Device(Strict):
     name: Name
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
     """Upper bound on one request to the device, connection included."""
+    poll_interval_s: Annotated[float, Field(ge=0.1, le=86400)] | None = None
+    """Poll all the device's points this often, besides any [[pollers]] naming it. Neither: every 5 s."""
 
 
 class RegisterRange(Strict):

@@ -8,6 +8,7 @@ profile file is validated by them too (tests/test_profiles.py).
 
 from __future__ import annotations
 
+import difflib
 import functools
 import tomllib
 from importlib import resources
@@ -78,23 +79,36 @@ def _shape_problem(name: object, only: object, overrides: object) -> str | None:
 
 
 def expand(entry: dict[str, Any], where: str) -> dict[str, Any]:
-    """A device entry that names a profile, with the profile's settings and points merged in."""
+    """A device entry that names a profile, with the profile's settings and points merged in; a ValueError
+    names the field as `where.field`."""
+    try:
+        return merge_profile(entry)
+    except ValueError as exc:
+        key, message = exc.args[0], exc.args[1]
+        raise ValueError(f"{where}.{key}: {message}") from None
+
+
+def merge_profile(entry: dict[str, Any]) -> dict[str, Any]:
+    """`expand`, raising ValueError(key, message, suggestion or None) for what is wrong."""
     name = entry.get("profile")
     if name is None:
         return entry
     only, overrides = entry.get("only_points"), entry.get("points", [])
     shape = _shape_problem(name, only, overrides)
     if shape:  # a ValueError, not a TypeError: pydantic reports only ValueErrors as problems
-        raise ValueError(f"{where}.{shape}")
+        key, _, message = shape.partition(": ")
+        raise ValueError(key, message, None)
     try:
         profile = load(name)
     except KeyError:
         known = ", ".join(available()) or "none"
-        raise ValueError(f"{where}.profile: no profile named {name!r} (available: {known})") from None
+        close = difflib.get_close_matches(name, list(available()), n=1, cutoff=0.5)
+        message = f"no profile named {name!r} (available: {known})"
+        raise ValueError("profile", message, next(iter(close), None)) from None
     protocol = str(entry.get("protocol", ""))
     wanted = "bacnet" if protocol.startswith("bacnet") else "modbus"
     if profile.profile.protocol != wanted:
-        raise ValueError(f"{where}.profile: {name!r} is a {profile.profile.protocol} profile, not {protocol}")
+        raise ValueError("profile", f"{name!r} is a {profile.profile.protocol} profile, not {protocol}", None)
     merged = {k: v for k, v in entry.items() if k not in ("profile", "only_points")}
     for key, value in profile.device.items():
         merged.setdefault(key, value)
@@ -102,7 +116,9 @@ def expand(entry: dict[str, Any], where: str) -> dict[str, Any]:
     if only is not None:
         missing = [n for n in only if n not in points]
         if missing:
-            raise ValueError(f"{where}.only_points: {name!r} has no point {missing[0]!r}")
+            close = difflib.get_close_matches(missing[0], list(points), n=1, cutoff=0.5)
+            message = f"{name!r} has no point {missing[0]!r}"
+            raise ValueError(f"only_points[{only.index(missing[0])}]", message, next(iter(close), None))
         points = {n: points[n] for n in only}
     for override in overrides:
         points[override["name"]] = {**points.get(override["name"], {}), **override}
