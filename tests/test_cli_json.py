@@ -10,6 +10,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from edge_agent.cli.app import app
@@ -17,6 +18,7 @@ from edge_agent.clock import ScaledClock
 from edge_sim.cli import app as sim_app
 from edge_sim.layout import DEFAULT_START
 from edge_sim.simulator import Simulator
+from tests.support import free_base_port
 from tests.test_cli_keys import COMMITTED
 
 runner = CliRunner()
@@ -51,11 +53,13 @@ def test_keys_new_and_model_sign_print_json(tmp_path: Path) -> None:
     assert len(signature["sha256"]) == 64
 
 
-def test_the_base_port_help_says_where_the_simulators_devices_are() -> None:
-    base = 20000
-    sim = Simulator(ScaledClock(datetime.fromisoformat(DEFAULT_START), 1.0), base, serial_bus=False)
-    meters = {int(e.address.rsplit(":", 1)[1]) for e in sim.endpoints() if e.protocol == "modbus-tcp"}
-    controllers = {int(c.info.address.rsplit(":", 1)[1]) for c in sim.controllers}
+@pytest.mark.integration
+async def test_the_base_port_help_says_where_the_simulators_devices_are() -> None:
+    base = free_base_port()
+    clock = ScaledClock(datetime.fromisoformat(DEFAULT_START), 1.0)
+    async with Simulator(clock, base, serial_bus=False) as sim:  # where its servers really listen
+        meters = {int(e.address.rsplit(":", 1)[1]) for e in sim.endpoints() if e.protocol == "modbus-tcp"}
+        controllers = {int(c.info.address.rsplit(":", 1)[1]) for c in sim.controllers}
     assert sim.control_port is not None
     offsets = {"meters": sorted({p - base for p in meters}), "first controller": min(controllers) - base}
     assert offsets == {"meters": [0, 1, 2], "first controller": 10}, offsets
