@@ -11,11 +11,12 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-import holidays as holiday_tables
-
 
 class KoreanHolidays:
-    """Korean public holidays of every year, plus the site's own closed days (`[control] holidays`)."""
+    """Korean public holidays of every year, plus the site's own closed days (`[control] holidays`).
+
+    The package is imported at the first lookup (about a third of a second: every command loads the
+    configuration, few ask about holidays); control makes that lookup before its loop runs."""
 
     def __init__(self, closed_days: Iterable[date] = ()) -> None:
         self.closed_days = frozenset(closed_days)
@@ -37,6 +38,8 @@ class KoreanHolidays:
     def _year(self, year: int) -> frozenset[date]:
         days = self._years.get(year)
         if days is None:
+            import holidays as holiday_tables  # (see the class docstring)
+
             days = self._years[year] = frozenset(holiday_tables.country_holidays("KR", years=year))
         return days
 
