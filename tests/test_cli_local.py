@@ -146,7 +146,8 @@ def test_status_prints_disk_full_clock_steps_and_todays_saving_with_its_uncertai
             "gateway": "gw", "devices": [], "queue": {"batches_waiting": 0, "capacity": 10},
             "buffer": {
                 "depth": 0, "oldest_ts": None, "size_bytes": 0, "cap_bytes": 1e6, "dropped": 75,
-                "unnumbered": 60, "disk_full": True,
+                "unnumbered": 60, "disk_full": True, "write_state": "disk full",
+                "write_reason": "the disk has no room: the oldest readings make way for the newest",
             },
             "uplink": {
                 "state": "connected", "broker": "b:1883", "mqtt": "5", "session": 1, "readings_published": 0,
@@ -159,7 +160,9 @@ def test_status_prints_disk_full_clock_steps_and_todays_saving_with_its_uncertai
     )  # fmt: skip
     text = printed.getvalue()
     assert "saving today 2.0 kWh +- 3.0 (68%), within the baseline's noise, 295 KRW, over 0.5 h" in text
-    assert "dropped unsent 75 (60 since start never numbered); disk full: dropping the oldest" in text
+    assert "gateway gw: hazards:\n  buffer: disk full: the disk has no room: the oldest" in text
+    assert "buffer: disk full; 0 readings unsent" in text
+    assert "dropped unsent 75 (ever: the cap, a full disk or queue, a damaged file, a stop), 60 of" in text
     assert "clock: stepped; 1 step(s), the last -259200 s; 140 readings sent as uncertain-time" in text
 
 

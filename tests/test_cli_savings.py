@@ -77,6 +77,22 @@ def test_fit_writes_a_baseline_the_agent_loads(site: Path, tmp_path: Path) -> No
     assert baseline.quality.cv_rmse < 0.3
 
 
+@pytest.mark.integration
+def test_fit_with_json_prints_the_fits_quality(site: Path, tmp_path: Path) -> None:
+    readings = tmp_path / "readings.jsonl"
+    export(readings)
+    output = tmp_path / "baseline.json"
+    args = ["baseline", "fit", str(readings), "-o", str(output), "-c", str(site), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    fit = json.loads(result.stdout)
+    assert fit["baseline"] == str(output)
+    assert fit["quality"]["samples"] == 7 * 24
+    assert fit["quality"]["first"] == "2026-08-03"
+    assert fit["quality"] == json.loads(output.read_text())["quality"]
+    assert fit["residuals"]["effective_samples"] > 0
+
+
 def test_a_broken_export_is_refused_naming_the_line(site: Path, tmp_path: Path) -> None:
     readings = tmp_path / "readings.jsonl"
     readings.write_text(

@@ -1,10 +1,16 @@
 """One supervisor per device: opens the connection, reads each point group on its interval, reconnects
-with full-jitter backoff while the device is down, and logs health only when it changes."""
+with full-jitter backoff while the device is down, and logs health only when it changes.
+
+A device is `late` when no poll has been answered for LATE_INTERVALS of its shortest interval, whatever
+its last known health (a poll that hangs, a stalled loop): `status` never shows `up` with a poll minutes old.
+Reconnecting waits at most one poll interval, so a repaired device reads `up` at its next poll.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -22,6 +28,8 @@ from edge_agent.protocols.watchdog import Watchdog
 from edge_agent.readings import Quality, Reading, utc_now
 
 log = structlog.get_logger("edge_agent.polling")
+LATE_INTERVALS = 3.0  # no poll answered for this many intervals: `late`
+RECONNECT_CAP_S = 60.0  # the longest wait between connection attempts, for a device polled less often
 _GOOD, _BAD, _UNAVAILABLE = Quality.GOOD, Quality.BAD, Quality.UNAVAILABLE
 
 ReadingSink = Callable[[list[Reading]], Awaitable[None]]
@@ -44,6 +52,7 @@ class Health(StrEnum):
     UNKNOWN = "unknown"
     UP = "up"
     DEGRADED = "degraded"  # connected, but some points fail
+    LATE = "late"  # no poll answered for LATE_INTERVALS intervals (hung, or the loop stalled)
     DOWN = "down"
 
 
@@ -79,6 +88,9 @@ class DevicePoller:
             _Group(tuple(p.points or self._units), p.interval_s) for p in pollers if p.device == device.name
         ]
         self._polled = sorted({name for group in self._groups for name in group.points})
+        self._interval_s = min((g.interval_s for g in self._groups), default=RECONNECT_CAP_S)
+        self._late_after_s: float | None = None  # while polling: LATE_INTERVALS of the shortest interval
+        self._answered_at = 0.0  # monotonic: the last poll answered, or the start
         self._client_factory = client_factory
         self._sink = sink
         self._subscribe = subscribe
@@ -121,8 +133,12 @@ class DevicePoller:
         return slots
 
     def statistics(self) -> PollerStatistics:
+        health = self._health
+        late = self._late_after_s is not None and time.monotonic() - self._answered_at > self._late_after_s
+        if late and health is not Health.DOWN:
+            health = Health.LATE
         return PollerStatistics(
-            self.device.name, self._health, self._polls, self._failures, self._last_success, self._last_error
+            self.device.name, health, self._polls, self._failures, self._last_success, self._last_error
         )
 
     def _set_health(self, health: Health, error: DeviceError | None = None) -> None:
@@ -142,7 +158,10 @@ class DevicePoller:
         ends the loop: it is logged as the device going down, and retried with backoff."""
         if not self._groups:
             return
-        backoff = Backoff(base_s=0.5, cap_s=60.0)
+        self._answered_at = time.monotonic()
+        self._late_after_s = LATE_INTERVALS * self._interval_s
+        # Attempts at most one interval apart: a repaired device is back at its next poll, not a minute on.
+        backoff = Backoff(base_s=min(0.5, self._interval_s), cap_s=min(RECONNECT_CAP_S, self._interval_s))
         while True:
             try:
                 client = self._client_factory()
@@ -185,7 +204,11 @@ class DevicePoller:
             ]
             self._client = client
             session.callback(setattr, self, "_client", None)
-            await self._poll(client, [g for g in groups if g.points], backoff)
+            polled = [g for g in groups if g.points]
+            if not polled:  # everything arrives by COV, when it changes: no schedule to be late on
+                self._late_after_s = None
+                session.callback(setattr, self, "_late_after_s", LATE_INTERVALS * self._interval_s)
+            await self._poll(client, polled, backoff)
 
     async def _feed(self, subscription: Subscription) -> None:
         async for result in subscription:
@@ -221,6 +244,7 @@ class DevicePoller:
     async def _deliver(self, results: list[PointResult]) -> None:
         now = utc_now()
         self._polls += 1
+        self._answered_at = time.monotonic()
         device, units = self.device.name, self._units  # (this runs for every point of every poll)
         readings = [
             Reading(

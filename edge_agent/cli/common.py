@@ -69,6 +69,13 @@ def age_text(delta: timedelta) -> str:
     return f"{seconds} s"
 
 
+def mib_text(size: float) -> str:
+    """A size the one way every command shows it: binary units (KiB under a MiB, else MiB)."""
+    if size < 1024 * 1024:
+        return f"{size / 1024:,.0f} KiB"
+    return f"{size / (1024 * 1024):,.1f} MiB"
+
+
 def echo_json(data: Any) -> None:
     """One JSON document on stdout (datetimes and paths as strings)."""
     typer.echo(json.dumps(data, indent=2, default=str, allow_nan=False))

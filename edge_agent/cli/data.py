@@ -25,6 +25,7 @@ from edge_agent.cli.common import (
     age_text,
     echo_json,
     load_or_exit,
+    mib_text,
 )
 from edge_agent.errors import BufferUnreadable, InferenceFailed, ModelError
 
@@ -125,7 +126,7 @@ def _summary_lines(s: BufferSummary, cap_bytes: int, now: datetime) -> Iterator[
         f"size      {_mib(s.used_bytes)} of the {_mib(cap_bytes)} cap ({share:.1%});"
         f" {_mib(s.file_bytes)} on disk with the write-ahead log"
     )
-    dropped = f"{s.dropped:,} readings (buffer full)"
+    dropped = f"{s.dropped:,} readings unsent, ever (the cap, a full disk or queue, a damaged file, a stop)"
     if s.dropped:
         dropped += f", the newest #{s.last_dropped_seq}"
     yield f"dropped   {dropped}"
@@ -144,9 +145,7 @@ def iso_ts(ts: datetime) -> str:
 
 
 def _mib(size: int) -> str:
-    if size < 1024 * 1024:
-        return f"{size / 1024:,.0f} KiB"
-    return f"{size / (1024 * 1024):,.1f} MiB"
+    return mib_text(size)
 
 
 def _moment(text: str | None, option: str) -> datetime | None:

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from edge_agent import signing
-from edge_agent.cli.common import EXIT_CONFIG, EXIT_FAILURE
+from edge_agent.cli.common import EXIT_CONFIG, EXIT_FAILURE, JsonOption, echo_json
 from edge_agent.cli.data import model_app
 from edge_agent.errors import ModelError
 
@@ -35,6 +35,7 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
 @keys_app.command("new")
 def keys_new(
     name: Annotated[Path, typer.Argument(help="Writes NAME.pem (private, 0600) and NAME.pub (public).")],
+    as_json: JsonOption = False,
 ) -> None:
     """Make a key pair: print the public key line (`ed25519:...`) for the configuration's trusted keys;
     the private key stays with whoever signs. Never overwrites a key."""
@@ -51,6 +52,9 @@ def keys_new(
         raise _fail(f"{exc.filename} exists: keys are never overwritten") from None
     except OSError as exc:
         raise _fail(f"cannot write {exc.filename} ({exc.strerror or exc})", EXIT_FAILURE) from None
+    if as_json:
+        echo_json({"public_key": line, "private_key_file": str(private), "public_key_file": str(public)})
+        return
     typer.echo(f"private key {private} (mode 0600: keep it with the signer); public key {public}", err=True)
     typer.echo('trust it in the configuration, e.g. [control] model_keys = ["<the line below>"]', err=True)
     typer.echo(line)
@@ -68,6 +72,7 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
 def model_sign(
     model: Annotated[Path, typer.Argument(help="The ONNX model file to sign.")],
     key: Annotated[Path, typer.Option("--key", "-k", help="Private key (NAME.pem from `keys new`).")],
+    as_json: JsonOption = False,
 ) -> None:
     """Sign the model file's exact bytes: writes MODEL.sig beside it, which the agent checks against
     [control] model_keys before it uses the model."""
@@ -95,5 +100,11 @@ def model_sign(
         temporary.replace(target)
     except OSError as exc:
         raise _fail(f"cannot write {target} ({exc.strerror or exc})", EXIT_FAILURE) from None
+    if as_json:
+        echo_json(
+            {"model": str(model), "version": card.version, "sha256": card.sha256, "signed_by": signer,
+             "signature_file": str(target)}
+        )  # fmt: skip
+        return
     typer.echo(f"signed {model} (version {card.version or '?'}, sha256 {card.sha256}) by {signer}")
     typer.echo(f"wrote {target}")

@@ -1,7 +1,9 @@
 """`status` and `control`: talking to the running daemon over its local UNIX socket.
 
 Both send the same JSON requests as the MQTT command topic (docs/mqtt.md) to the socket the configuration
-names (`[gateway] socket`), so they find the daemon by the same --config it runs on.
+names (`[gateway] socket`), so they find the daemon by the same --config it runs on. `status` shows the
+hazards first (devices not `up`, a buffer that is not writing, writes of ours held on devices). When the
+agent does not answer, both still list the writes its journal says are held (a killed run's), then exit 3.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from edge_agent.cli.common import (
     age_text,
     echo_json,
     load_or_exit,
+    mib_text,
 )
 from edge_agent.control.settings import ControlMode
 from edge_agent.service.local_socket import find_socket, request
@@ -45,8 +48,9 @@ def register(app: typer.Typer, config_app: typer.Typer) -> None:
 
 
 def status(config: ConfigOption = None, socket: SocketOption = None, as_json: JsonOption = False) -> None:
-    """Ask the running agent how it is: devices, buffer, uplink, control. Exit 3 when it does not answer."""
-    result = _ask(config, socket, "status", {})
+    """Ask the running agent how it is: hazards first, then devices, buffer, uplink, control. Exit 3 when it
+    does not answer (the writes its journal lists as still held on devices are shown even then)."""
+    result = _ask(config, socket, "status", {}, as_json=as_json)
     if as_json:
         echo_json(result)
         return
@@ -66,10 +70,10 @@ def control(
     demand target; with neither, show control's state. Lasts until the agent restarts ([control] mode)."""
     results: dict[str, Any] = {}
     if target is not None:
-        results |= _ask(config, socket, "set_demand_target", {"kw": target})
+        results |= _ask(config, socket, "set_demand_target", {"kw": target}, as_json=as_json)
     if mode is not None:
-        results |= _ask(config, socket, "set_control_mode", {"mode": mode.value})
-    status = _ask(config, socket, "status", {})
+        results |= _ask(config, socket, "set_control_mode", {"mode": mode.value}, as_json=as_json)
+    status = _ask(config, socket, "status", {}, as_json=as_json)
     state = status["control"]
     if as_json:
         echo_json(state)
@@ -79,15 +83,20 @@ def control(
     _print_control(state, Console(markup=False), status.get("labels") or {})
 
 
-def _ask(config: Path | None, socket: Path | None, command: str, args: dict[str, Any]) -> dict[str, Any]:
-    """One command's result from the daemon; exits 3 when it cannot be reached, 2 or 1 when it refuses."""
-    path = socket or find_socket(load_or_exit(config))
+def _ask(
+    config: Path | None, socket: Path | None, command: str, args: dict[str, Any], *, as_json: bool = False
+) -> dict[str, Any]:
+    """One command's result from the daemon; exits 2 or 1 when it refuses, and 3 when it cannot be reached,
+    after listing the writes the journal says are still held on devices."""
+    settings = load_or_exit(config)
+    path = socket or find_socket(settings)
     payload = json.dumps({"id": "cli", "command": command, "args": args}).encode()
     try:
         reply = json.loads(asyncio.run(request(path, payload, REQUEST_TIMEOUT_S)))
     except (OSError, TimeoutError) as exc:
         reason = "no answer in time" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
         typer.echo(f"edge-agent is not running, or not on {path}: {reason}", err=True)
+        _show_journal(settings.buffer.resolved_path().parent, f"{path}: {reason}", as_json)
         raise typer.Exit(EXIT_NO_DAEMON) from None
     if not reply.get("ok"):
         error = reply.get("error") or {}
@@ -98,17 +107,68 @@ def _ask(config: Path | None, socket: Path | None, command: str, args: dict[str,
     return result
 
 
+def _show_journal(state_dir: Path, reason: str, as_json: bool) -> None:
+    """The writes a run that is not answering left held on devices, from its journal (holds.db)."""
+    from edge_agent.errors import JournalError  # (sqlite3 only for this)
+    from edge_agent.store.holds import HOLDS_JOURNAL, read_holds
+
+    journal = state_dir / HOLDS_JOURNAL
+    try:
+        holds = read_holds(journal)
+    except JournalError as error:
+        typer.echo(f"holds: {error}", err=True)
+        return
+    writes = [
+        {
+            "point": h.point,
+            "value": h.value,
+            "priority": h.priority,
+            "since": h.since.isoformat(),
+            "lease_until": None if h.lease_until is None else h.lease_until.isoformat(),
+            "holder": "central" if h.owner == "central" else "left",
+        }
+        for h in holds
+    ]
+    if as_json:
+        echo_json({"running": False, "reason": reason, "journal": str(journal), "holds": writes})
+        return
+    if not writes:
+        typer.echo(f"holds: none in {journal}")
+        return
+    typer.echo(f"holds still on the devices, by {journal} (the next start gives control's back):")
+    for write in writes:
+        typer.echo(_hold_line(write))
+
+
 def _age(iso: str | None, now: datetime) -> str:
     if iso is None:
         return "never"
     return f"{age_text(now - datetime.fromisoformat(iso))} ago"
 
 
+def _hazards(status: dict[str, Any], now: datetime) -> list[str]:
+    """What needs a look, before any table: devices not up, a buffer not writing, writes of ours held."""
+    lines = []
+    for device in status["devices"]:
+        if device["health"] != "up":
+            last = _age(device["last_success"], now)
+            lines.append(f"  device {device['device']}: {device['health']}, last complete poll {last}")
+    buffer = status["buffer"]
+    if buffer.get("write_state", "writing") != "writing":
+        lines.append(f"  buffer: {buffer['write_state']}: {buffer['write_reason']}")
+    lines += [_hold_line(write) for write in status.get("holds", [])]
+    return lines
+
+
 def _print_status(status: dict[str, Any], now: datetime, console: Console) -> None:
+    hazards = _hazards(status, now)
+    console.print(f"gateway {status['gateway']}: " + ("hazards:" if hazards else "no hazards"))
+    for line in hazards:
+        console.print(line)
     devices = Table(title=f"gateway {status['gateway']}: devices")
     for column in ("device", "health", "last poll", "polls", "failures", "last error"):
         devices.add_column(column)
-    colours = {"up": "green", "degraded": "yellow", "down": "red"}
+    colours = {"up": "green", "degraded": "yellow", "late": "red", "down": "red"}
     for device in status["devices"]:
         health = device["health"]
         devices.add_row(
@@ -122,12 +182,12 @@ def _print_status(status: dict[str, Any], now: datetime, console: Console) -> No
     console.print(devices)
     buffer, uplink, queue = status["buffer"], status["uplink"], status["queue"]
     oldest = "none" if buffer["oldest_ts"] is None else _age(buffer["oldest_ts"], now)
+    writing = buffer.get("write_state", "writing")
     console.print(
-        f"buffer: {buffer['depth']} readings unsent, oldest {oldest}; "
-        f"{buffer['size_bytes'] / 1e6:.1f} of {buffer['cap_bytes'] / 1e6:.0f} MB; "
-        f"dropped unsent {buffer['dropped']}"
-        + (f" ({buffer['unnumbered']} since start never numbered)" if buffer.get("unnumbered") else "")
-        + ("; disk full: dropping the oldest" if buffer.get("disk_full") else "")
+        f"buffer: {writing}; {buffer['depth']} readings unsent, oldest {oldest}; "
+        f"{mib_text(buffer['size_bytes'])} of {mib_text(buffer['cap_bytes'])}; "
+        f"dropped unsent {buffer['dropped']} (ever: the cap, a full disk or queue, a damaged file, a stop)"
+        + (f", {buffer['unnumbered']} of them since start never numbered" if buffer.get("unnumbered") else "")
     )
     queue_dropped = (
         f"; {queue['readings_dropped']} readings dropped (queue full)"
@@ -233,6 +293,7 @@ def _savings_line(today: dict[str, Any]) -> str:
 _HOLDERS = {
     "control": "holds",
     "recovered": "holds (a previous run's, not given back yet)",
+    "left": "holds (left by a run that is not answering)",
     "central": "holds for central (write_point, never released by the agent)",
 }
 

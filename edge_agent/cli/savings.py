@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edge_agent.cli.common import EXIT_CONFIG, EXIT_FAILURE, ConfigOption, JsonOption, echo_json, load_or_exit
 from edge_agent.control.savings.ledger import SAVINGS_LEDGER
+
+if TYPE_CHECKING:  # numpy: imported by `baseline fit` only
+    from edge_agent.control.savings.baseline import FitQuality
+    from edge_agent.control.savings.uncertainty import Residuals
 
 GUIDELINE_14_CV_RMSE = 0.30  # hourly data
 
@@ -28,6 +33,7 @@ def baseline_fit(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The baseline file to write.")],
     config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Fit the building's baseline (time of week and temperature) on weeks without control, for
     `[control] baseline`. The demand and outdoor temperature points and the opening hours come from the
@@ -58,17 +64,20 @@ def baseline_fit(
         raise typer.Exit(EXIT_CONFIG) from None
     output.write_text(baseline.to_json())
     q = baseline.quality
-    typer.echo(
-        f"{output}: {q.samples} hours from {q.first} to {q.last}, outdoor {q.outdoor_range_c[0]:.1f} to "
-        f"{q.outdoor_range_c[1]:.1f} C; CV(RMSE) {q.cv_rmse:.1%}, NMBE {q.nmbe:+.1%}"
-    )
     residuals = q.residuals()
-    if residuals is not None:  # what a day's savings uncertainty will come from (docs/savings.md)
-        typer.echo(
-            f"residuals: {residuals.parameters} parameters, CV(RMSE) over n - p {residuals.cv_rmse:.1%}, "
-            f"hour-to-hour autocorrelation {residuals.autocorrelation:.2f} "
-            f"({residuals.effective_samples:.0f} independent hours of {residuals.samples})"
+    if as_json:
+        echo_json(
+            {
+                "baseline": str(output),
+                "quality": asdict(q),
+                "residuals": None
+                if residuals is None
+                else {**asdict(residuals), "effective_samples": residuals.effective_samples},
+                "guideline_14_cv_rmse": GUIDELINE_14_CV_RMSE,
+            }
         )
+    else:
+        _print_fit(output, q, residuals)
     if q.cv_rmse > GUIDELINE_14_CV_RMSE:
         typer.echo(
             f"warning: CV(RMSE) above ASHRAE Guideline 14's {GUIDELINE_14_CV_RMSE:.0%} for hourly data: "
@@ -77,21 +86,37 @@ def baseline_fit(
         )
 
 
+def _print_fit(output: Path, q: FitQuality, residuals: Residuals | None) -> None:
+    typer.echo(
+        f"{output}: {q.samples} hours from {q.first} to {q.last}, outdoor {q.outdoor_range_c[0]:.1f} to "
+        f"{q.outdoor_range_c[1]:.1f} C; CV(RMSE) {q.cv_rmse:.1%}, NMBE {q.nmbe:+.1%}"
+    )
+    if residuals is not None:  # what a day's savings uncertainty will come from (docs/savings.md)
+        typer.echo(
+            f"residuals: {residuals.parameters} parameters, CV(RMSE) over n - p {residuals.cv_rmse:.1%}, "
+            f"hour-to-hour autocorrelation {residuals.autocorrelation:.2f} "
+            f"({residuals.effective_samples:.0f} independent hours of {residuals.samples})"
+        )
+
+
 def savings(
     config: ConfigOption = None,
     days: Annotated[int, typer.Option(min=1, help="How many of the latest days.")] = 7,
     as_json: JsonOption = False,
 ) -> None:
-    """The daily savings reports kept in the ledger next to the buffer (the last --days)."""
+    """The daily savings reports kept in the ledger next to the buffer (the last --days); none yet is no
+    failure (with --json: an empty list)."""
     path = load_or_exit(config).buffer.resolved_path().parent / SAVINGS_LEDGER
     try:
         lines = path.read_text().splitlines()[-days:]
     except FileNotFoundError:
-        typer.echo(f"{path}: no savings reported yet (needs [control] baseline)", err=True)
-        raise typer.Exit(EXIT_FAILURE) from None
+        lines = []
     reports = [json.loads(line) for line in lines if line.strip()]
     if as_json:
         echo_json(reports)
+        return
+    if not reports:
+        typer.echo(f"{path}: no savings reported yet (needs [control] baseline and a day of control)")
         return
     typer.echo(
         f"{'day':<11}{'covered h':>10}{'avoided kWh':>13}{'+- 68%':>9}{'+- 90%':>9}{'FSU 68/90':>12}"

@@ -62,7 +62,7 @@ class BufferConfig(Strict):
     path: Annotated[Path, AfterValidator(_file_name)] = Path("edge-agent-buffer.db")
     """Relative paths resolve against $STATE_DIRECTORY (systemd) or else the working directory."""
     cap_mb: Annotated[float, Field(ge=1, le=1_000_000)] = 1024.0
-    """The most disk the buffer may take; beyond it the oldest readings are dropped and counted."""
+    """The most disk the buffer may take, in MiB; beyond it the oldest readings are dropped and counted."""
     durability: Literal["full", "normal"] = "full"
     """'full': a committed batch survives power loss. 'normal': faster, may lose the last commits."""
 

@@ -95,7 +95,7 @@ class ControlConfig(Strict):
     )
     """Monday is 0."""
     holidays: list[date] = Field(default_factory=list)
-    """Closed days besides the built-in Korean public holidays."""
+    """The site's own closed days (ISO dates), besides the Korean public holidays of every year."""
     open_on_holidays: bool = False
     cooling_setpoint_c: float = DEFAULT_LIMITS.cooling_base_c
     """Occupied cooling setpoint that offsets start from (Korean public buildings: at least 26)."""

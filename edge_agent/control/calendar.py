@@ -1,23 +1,47 @@
-"""The building's week: opening hours and public holidays, as configured (Korean public holidays built in).
+"""The building's week: opening hours, Korean public holidays of any year, and the site's own closed days.
 
-Times are the building's local time (KST for the first customer).
+Times are the building's local time (KST for the first customer). The public holidays, lunar ones (Seollal,
+Chuseok, Buddha's Birthday) and substitute holidays included, come from the maintained `holidays` package:
+a new year needs no new release of the agent, only the package's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Container, Iterable
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-# Korean public holidays (including substitute holidays) as best known; extend with control.holidays.
-KOREAN_HOLIDAYS_2026 = frozenset(
-    date.fromisoformat(d)
-    for d in (
-        "2026-01-01", "2026-02-16", "2026-02-17", "2026-02-18", "2026-03-01", "2026-03-02",
-        "2026-05-05", "2026-05-24", "2026-05-25", "2026-06-03", "2026-06-06", "2026-08-15",
-        "2026-08-17", "2026-09-24", "2026-09-25", "2026-09-26", "2026-10-03", "2026-10-05",
-        "2026-10-09", "2026-12-25",
-    )
-)  # fmt: skip
+
+class KoreanHolidays:
+    """Korean public holidays of every year, plus the site's own closed days (`[control] holidays`).
+
+    The package is imported at the first lookup (about a third of a second: every command loads the
+    configuration, few ask about holidays); control makes that lookup before its loop runs."""
+
+    def __init__(self, closed_days: Iterable[date] = ()) -> None:
+        self.closed_days = frozenset(closed_days)
+        self._years: dict[int, frozenset[date]] = {}  # computed once per year asked about
+
+    def __contains__(self, day: object) -> bool:
+        if not isinstance(day, date):
+            return False
+        if isinstance(day, datetime):
+            day = day.date()
+        return day in self.closed_days or day in self._year(day.year)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KoreanHolidays) and other.closed_days == self.closed_days
+
+    def __hash__(self) -> int:
+        return hash(self.closed_days)
+
+    def _year(self, year: int) -> frozenset[date]:
+        days = self._years.get(year)
+        if days is None:
+            import holidays as holiday_tables  # (see the class docstring)
+
+            days = self._years[year] = frozenset(holiday_tables.country_holidays("KR", years=year))
+        return days
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +49,7 @@ class OpeningHours:
     open_hour: int = 9
     close_hour: int = 18  # exclusive
     days: frozenset[int] = frozenset(range(5))  # Monday = 0
-    holidays: frozenset[date] = KOREAN_HOLIDAYS_2026
+    holidays: Container[date] = field(default_factory=KoreanHolidays)
     open_on_holidays: bool = False
 
     def is_open(self, local: datetime) -> bool:

@@ -104,6 +104,7 @@ class ControlLoop:
     ) -> None:
         self._gateway = gateway
         self.setup = setup
+        setup.limits.hours.is_holiday(clock.now().date())  # the holiday tables load here, not in a step
         self.settings = settings
         self._points = points
         self._clock = clock

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import structlog
 
@@ -26,7 +26,7 @@ from edge_agent.acquisition.pipeline import PointFilters
 from edge_agent.acquisition.poller import ClientFactory, DevicePoller, PollerStatistics, Subscribe
 from edge_agent.clock import Clock, WallClock
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
-from edge_agent.control.loop import ControlLoop, ControlStatus
+from edge_agent.control.loop import ControlLoop, ControlStatus, HeldWrite
 from edge_agent.control.peak_file import DEMAND_PEAK, PeakFile
 from edge_agent.control.recovery import Recovery
 from edge_agent.control.savings.ledger import SAVINGS_LEDGER, SavingsLedger
@@ -76,6 +76,7 @@ class AgentStatus:
     demand_response: DemandResponseStatus | None = None  # with [openadr]: the VTN's events
     building_model: BuildingModelStatus | None = None  # [control] building_model, loaded or refused
     labels: dict[str, str] | None = None  # 'device/point' -> the point's label, for points that have one
+    holds: list[HeldWrite] = field(default_factory=list)  # every write of ours still on a device
 
 
 def point_labels(config: AgentConfig) -> dict[str, str]:
@@ -217,6 +218,14 @@ class Agent:
         return self._bacnet
 
     def status(self) -> AgentStatus:
+        control = self.control if self.controller is None else self.controller.status()
+        if isinstance(control, ControlStatus):
+            holds = control.writes
+        else:  # no control loop: the journal still lists central's writes and a previous run's leftovers
+            holds = [
+                HeldWrite.of(h, "central" if h.owner == "central" else "recovered")
+                for h in self.journal.holds()
+            ]
         return AgentStatus(
             self.config.gateway.id,
             [p.statistics() for p in self.pollers],
@@ -224,10 +233,11 @@ class Agent:
             self.buffer.statistics(),
             self.uplink.statistics(),
             self.path.clock_guard.statistics(),
-            self.control if self.controller is None else self.controller.status(),
+            control,
             None if self.ven is None else self.ven.response.status(),
             self.building_model,
             point_labels(self.config),
+            holds,
         )
 
     # --- what central commands act on (commands.CommandHandlers), besides config, control and points ---

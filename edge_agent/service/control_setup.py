@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from edge_agent.config import AgentConfig, ControlConfig
-from edge_agent.control.calendar import KOREAN_HOLIDAYS_2026, OpeningHours
+from edge_agent.control.calendar import KoreanHolidays, OpeningHours
 from edge_agent.control.limits import Limits
 from edge_agent.control.model_trust import ModelTrust
 from edge_agent.control.settings import ControlMode, ControlSettings
@@ -18,7 +18,7 @@ def opening_hours(config: ControlConfig) -> OpeningHours:
         config.open_hour,
         config.close_hour,
         frozenset(config.open_days),
-        KOREAN_HOLIDAYS_2026 | frozenset(config.holidays),
+        KoreanHolidays(config.holidays),
         config.open_on_holidays,
     )
 

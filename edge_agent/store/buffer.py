@@ -40,6 +40,7 @@ from edge_agent.store.opening import check_access, is_locked, open_error, proves
 from edge_agent.store.rows import INSERT_ROWS, SET_TEXTS, RowEncoder
 from edge_agent.store.salvage import salvage
 from edge_agent.store.space import COMMIT_PAGES, TIGHT_BATCH, SpaceReserve, data_limit, wal_pages
+from edge_agent.store.write_state import WriteState, write_failure
 
 log = structlog.get_logger("edge_agent.buffer")
 
@@ -100,6 +101,8 @@ class BufferStatistics:
     disk_full: bool = False  # the disk refused a write: the oldest readings are dropped to keep the newest
     unnumbered: int = 0  # of `dropped`, since start: readings never given a seq (refused by a full disk,
     # dropped from the writer's full queue, left uncommitted by a stop)
+    write_state: WriteState = WriteState.WRITING  # write_state.py
+    write_reason: str | None = None  # why it is not `writing`
 
 
 def _from_us(us: int) -> datetime:
@@ -112,6 +115,7 @@ Durability = Literal["full", "normal"]
 MIN_CAP_BYTES = 1 << 20
 NO_LIMIT = (1 << 63) - 1  # above every sequence number
 DROP_SHARE = 0.05  # when full, drop this share of the readings at once (not one by one)
+FULL_UNTIL = 0.9  # at the cap, the buffer reads `full` until the backlog is sent below this share of it
 FULL_DROP_SHARE = 0.1  # when the disk is full: this share of the readings, each time a write is refused
 FULL_ROUNDS = 4  # times a refused write drops readings and tries again before its readings are dropped
 LOCK_WAIT_S = 20.0  # a buffer locked by another process at start: waited out this long
@@ -151,6 +155,8 @@ class Buffer:
         self._unnumbered = 0  # readings counted in `dropped` that never had a seq, since start
         self._refused = 0  # ... of them, refused by a full disk when the writer committed them
         self._refusing = False  # the last commit was refused (logged once)
+        self._at_cap = False  # the cap made the oldest readings give way (until sent below FULL_UNTIL)
+        self._write_error: tuple[WriteState, str] | None = None  # the last commit failed: why
         self._counted_at = 0.0  # when unnumbered losses were last saved to the ledger (monotonic)
         self._counts_behind = False  # ... and some were counted since
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
@@ -373,6 +379,7 @@ class Buffer:
         """Over the cap (or what a full disk holds): drop the oldest share of the readings, count them, and
         give the pages back (on a full disk they are kept in the file, for the next readings)."""
         while self._size() > limit and self._depth > 0:
+            self._at_cap = self._at_cap or not self.disk_full
             self._drop_oldest(max(1, int(self._depth * DROP_SHARE)))
         if not self.disk_full:
             self._conn().executescript("PRAGMA incremental_vacuum;")  # (execute() would free one page only)
@@ -592,6 +599,7 @@ class Buffer:
             if self._depth == 0:
                 db.executescript("PRAGMA incremental_vacuum;")  # drained: give the free pages back
             self._measure()
+            self._at_cap = self._at_cap and self._size() >= self.cap_bytes * FULL_UNTIL
         except sqlite3.Error as error:  # the delete stands; the pages come back after a later one
             self._housekeeping_failed(error)
         return deleted
@@ -607,7 +615,12 @@ class Buffer:
                 await self.append(readings[start : start + TIGHT_BATCH])
             return
         rows_json, texts_json = self._rows(readings)
-        await self._run(self._insert, rows_json, texts_json, len(readings))
+        try:
+            await self._run(self._insert, rows_json, texts_json, len(readings))
+        except sqlite3.Error as error:
+            self._write_error = write_failure(self.path, error)
+            raise
+        self._write_error = None
         self._changed.set()
 
     def count_unnumbered(self, count: int) -> None:
@@ -677,4 +690,20 @@ class Buffer:
             self.cap_bytes,
             self.disk_full,
             self._unnumbered,
+            *self._write_state(),
         )
+
+    def _write_state(self) -> tuple[WriteState, str | None]:
+        if self._write_error is not None:
+            return self._write_error
+        if self.disk_full:
+            if self._refusing:
+                return (
+                    WriteState.DISK_FULL,
+                    "the disk has no room and nothing is left to drop: new readings dropped",
+                )
+            return WriteState.DISK_FULL, "the disk has no room: the oldest readings make way for the newest"
+        if self._at_cap:
+            cap = f"{self.cap_bytes / (1 << 20):,.1f} MiB"
+            return WriteState.FULL, f"at its cap of {cap}: the oldest readings make way for the newest"
+        return WriteState.WRITING, None

@@ -162,3 +162,18 @@ def open_journal(path: Path) -> HoldFile:
             "write journal cannot be made: control sends no write", journal=str(path), error=error.reason
         )
     return journal
+
+
+def read_holds(path: Path) -> list[Hold]:
+    """What the journal at `path` lists, read-only (for `status` while the agent is not running, even after
+    it was killed): [] when there is no journal; JournalError when it cannot be read."""
+    if not path.exists():
+        return []
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        ) as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM holds").fetchall()
+    except sqlite3.Error as exc:
+        raise JournalError(path, f"cannot read: {exc}") from exc
+    return sorted((_hold(row) for row in rows), key=lambda h: h.since)

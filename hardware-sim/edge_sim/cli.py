@@ -14,7 +14,7 @@ import typer
 from edge_agent.clock import ScaledClock
 from edge_agent.errors import StartupError
 from edge_sim.faults import FaultKind
-from edge_sim.layout import DEFAULT_BASE_PORT, DEFAULT_HOST, DEFAULT_START
+from edge_sim.layout import BACNET_OFFSET, CONTROL_OFFSET, DEFAULT_BASE_PORT, DEFAULT_HOST, DEFAULT_START
 from edge_sim.simulator import Simulator
 
 app = typer.Typer(help="A simulated building behind real Modbus and BACnet servers.", no_args_is_help=True)
@@ -46,12 +46,20 @@ def _parse_line(text: str) -> tuple[int, str, int]:
     return int(baudrate), frame[1], int(frame[2])
 
 
+# What --base-port places where (layout.py): every port counted from it, on 127.0.0.1.
+PORT_PLAN = (
+    "The first of the simulator's ports: Modbus TCP meters on this port and the next two, BACnet/IP "
+    f"controllers (UDP) from this port + {BACNET_OFFSET}, the fault channel (TCP) on this port + "
+    f"{CONTROL_OFFSET}."
+)
+
+
 @app.command()
 def run(
     speed: Annotated[float, typer.Option(min=0.001, help="Building seconds per wall-clock second.")] = 1.0,
     base_port: Annotated[
         int,
-        typer.Option(min=1, max=65534, help="Meter on this port (TCP), room controller on the next (UDP)."),
+        typer.Option(min=1, max=65535 - CONTROL_OFFSET, help=PORT_PLAN),
     ] = DEFAULT_BASE_PORT,
     start: Annotated[str, typer.Option(help="Building time at start, ISO 8601 with offset.")] = DEFAULT_START,
     seed: Annotated[int, typer.Option(help="Weather seed.")] = 0,
@@ -103,7 +111,7 @@ def demo(
     speed: Annotated[float, typer.Option(min=0.001, help="Simulated building seconds per second.")] = 60.0,
     base_port: Annotated[
         int,
-        typer.Option(min=1, max=65534, help="Simulator ports: meter on this one, controller on the next."),
+        typer.Option(min=1, max=65535 - CONTROL_OFFSET, help=PORT_PLAN),
     ] = DEFAULT_BASE_PORT,
 ) -> None:
     """Start the simulator and the agent together and show live readings, buffer depth and uplink state."""
@@ -144,7 +152,7 @@ def kpi(
 
 fault_app = typer.Typer(help="Inject faults into a running `edge-sim run`.", no_args_is_help=True)
 app.add_typer(fault_app, name="fault")
-BasePortOption = Annotated[int, typer.Option(min=1, max=65534, help="The simulator's base port.")]
+BasePortOption = Annotated[int, typer.Option(min=1, max=65535 - CONTROL_OFFSET, help=PORT_PLAN)]
 
 
 def _control(base_port: int, request: dict[str, object]) -> None:
