@@ -23,6 +23,7 @@ from edge_agent.config.devices import (
     Device,
     ModbusDevice,
     ModbusRtuDevice,
+    ModbusTcpDevice,
 )
 from edge_agent.config.openadr import OpenAdrConfig
 from edge_agent.config.profiles import expand
@@ -224,6 +225,7 @@ class AgentConfig(Strict):
         problems: list[str] = []
         by_name: dict[str, ModbusDevice | BacnetDevice] = {}
         lines: dict[str, tuple[int, tuple[int, str, int]]] = {}
+        endpoints: dict[str, tuple[int, tuple[int, int]]] = {}
         for i, device in enumerate(self.devices):
             if device.name in by_name:
                 problems.append(f"devices[{i}].name: device {device.name!r} is defined twice")
@@ -235,6 +237,8 @@ class AgentConfig(Strict):
                         f"devices[{i}].baudrate: {device.serial_port} is set to {device.line} here but "
                         f"{first[1]} in devices[{first[0]}]: devices on one bus share its line settings"
                     )
+            if isinstance(device, ModbusTcpDevice):
+                problems += _endpoint_settings(i, device, endpoints)
             seen: set[str] = set()
             for j, point in enumerate(device.points):
                 if point.name in seen:
@@ -258,6 +262,20 @@ class AgentConfig(Strict):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+
+def _endpoint_settings(
+    i: int, device: ModbusTcpDevice, endpoints: dict[str, tuple[int, tuple[int, int]]]
+) -> list[str]:
+    """Devices at one host:port share its connections: they must say the same about them."""
+    first, settings = endpoints.setdefault(device.link, (i, device.sharing)), device.sharing
+    where = f"{device.host}:{device.port}"
+    return [
+        f"devices[{i}].{field}: {mine} here but {theirs} in devices[{first[0]}]: the devices at {where} "
+        f"share its connections and their settings"
+        for field, mine, theirs in zip(("max_connections", "in_flight"), settings, first[1], strict=True)
+        if mine != theirs
+    ]
 
 
 def _same_addresses(devices: list[Device]) -> list[str]:
