@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,11 @@ from typing import Any
 import pytest
 
 from edge_agent.acquisition.poller import Health
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, ModbusPoint, ModbusTcpDevice
+from edge_agent.errors import DeviceUnreachable
+from edge_agent.protocols.base import PointResult
+from edge_agent.protocols.modbus.client import ModbusClient
+from edge_agent.protocols.modbus.endpoint import endpoint_for
 from edge_agent.service.agent import Agent
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
@@ -176,3 +181,79 @@ async def test_a_cap_of_two_connections_is_honoured(tmp_path: Path) -> None:
         polled = await polls_over_window(agent, meters_except(dead))
     assert connections.most == connections.opened == 2  # both used, never a third, never made again
     assert_on_schedule(polled, meters_except(dead))
+
+
+# --- a slow unit's late answers on a shared connection ----------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def slow_unit_gateway(slow: int, late_s: float) -> AsyncIterator[tuple[int, asyncio.Event]]:
+    """A Modbus TCP server answering every unit at once but `slow`, which answers `late_s` late (each
+    request on its own, as a gateway with a queue per unit does). Yields its port and an event set once a
+    late answer has been sent."""
+    sent_late = asyncio.Event()
+    tasks: set[asyncio.Task[None]] = set()
+    connections: list[tuple[asyncio.Task[Any], asyncio.StreamWriter]] = []
+
+    async def answer(writer: asyncio.StreamWriter, frame: bytes, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        writer.write(frame)
+        if delay_s:
+            sent_late.set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        connections.append((task, writer))
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                transaction, _protocol, length = struct.unpack(">HHH", await reader.readexactly(6))
+                request = await reader.readexactly(length)
+                unit, count = request[0], struct.unpack(">H", request[4:6])[0]
+                body = bytes([request[1], 2 * count]) + bytes(2 * count)
+                frame = struct.pack(">HHHB", transaction, 0, len(body) + 1, unit) + body
+                task = asyncio.create_task(answer(writer, frame, late_s if unit == slow else 0.0))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+    server = await asyncio.start_server(serve, LOOPBACK, 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1], sent_late
+        for task in list(tasks):
+            task.cancel()
+        for _, writer in connections:
+            writer.close()
+        await asyncio.gather(*(serving for serving, _ in connections), return_exceptions=True)
+
+
+@pytest.mark.integration
+async def test_a_slow_units_late_answer_is_not_taken_as_garbage_by_the_others_on_its_connection() -> None:
+    """Unit 2 answers after its timeout while unit 1 is asked hundreds of times on the same connection:
+    unit 2's read times out (its own failure) and every read of unit 1 stays good."""
+    async with slow_unit_gateway(slow=2, late_s=0.5) as (port, sent_late):
+        point = ModbusPoint(name="power", table="input", address=0x34, type="uint16")
+        meters = [
+            ModbusTcpDevice(
+                name=f"meter-{unit}",
+                protocol="modbus-tcp",
+                host=LOOPBACK,
+                port=port,
+                unit_id=unit,
+                points=[point],
+                timeout_s=0.2,
+            )
+            for unit in (1, 2)
+        ]
+        endpoint = endpoint_for(meters[0])
+        fast, slow = (ModbusClient(meter, endpoint) for meter in meters)
+        try:
+            slow_read = asyncio.create_task(slow.read(["power"]))
+            results: list[PointResult] = []
+            while not sent_late.is_set() or len(results) < 100:
+                results += await fast.read(["power"])
+            with pytest.raises(DeviceUnreachable, match=r"meter-2.*no answer within 0\.2 s"):
+                await slow_read
+            results += await fast.read(["power"])
+        finally:
+            endpoint.close()
+    assert [r for r in results if r.value != 0.0] == []

@@ -272,7 +272,7 @@ def _endpoint_settings(
     where = f"{device.host}:{device.port}"
     return [
         f"devices[{i}].{field}: {mine} here but {theirs} in devices[{first[0]}]: the devices at {where} "
-        f"share its connections and their settings"
+        f"share its connections, so they set {field} alike"
         for field, mine, theirs in zip(("max_connections", "in_flight"), settings, first[1], strict=True)
         if mine != theirs
     ]
