@@ -187,10 +187,12 @@ async def test_a_cap_of_two_connections_is_honoured(tmp_path: Path) -> None:
 
 
 @contextlib.asynccontextmanager
-async def slow_unit_gateway(slow: int, late_s: float) -> AsyncIterator[tuple[int, asyncio.Event]]:
+async def slow_unit_gateway(
+    slow: int, late_s: float
+) -> AsyncIterator[tuple[int, asyncio.Event, list[tuple[asyncio.Task[Any], asyncio.StreamWriter]]]]:
     """A Modbus TCP server answering every unit at once but `slow`, which answers `late_s` late (each
-    request on its own, as a gateway with a queue per unit does). Yields its port and an event set once a
-    late answer has been sent."""
+    request on its own, as a gateway with a queue per unit does). Yields its port, an event set once a
+    late answer has been sent, and its connections."""
     sent_late = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
     connections: list[tuple[asyncio.Task[Any], asyncio.StreamWriter]] = []
@@ -218,7 +220,7 @@ async def slow_unit_gateway(slow: int, late_s: float) -> AsyncIterator[tuple[int
 
     server = await asyncio.start_server(serve, LOOPBACK, 0)
     async with server:
-        yield server.sockets[0].getsockname()[1], sent_late
+        yield server.sockets[0].getsockname()[1], sent_late, connections
         for task in list(tasks):
             task.cancel()
         for _, writer in connections:
@@ -230,20 +232,8 @@ async def slow_unit_gateway(slow: int, late_s: float) -> AsyncIterator[tuple[int
 async def test_a_slow_units_late_answer_is_not_taken_as_garbage_by_the_others_on_its_connection() -> None:
     """Unit 2 answers after its timeout while unit 1 is asked hundreds of times on the same connection:
     unit 2's read times out (its own failure) and every read of unit 1 stays good."""
-    async with slow_unit_gateway(slow=2, late_s=0.5) as (port, sent_late):
-        point = ModbusPoint(name="power", table="input", address=0x34, type="uint16")
-        meters = [
-            ModbusTcpDevice(
-                name=f"meter-{unit}",
-                protocol="modbus-tcp",
-                host=LOOPBACK,
-                port=port,
-                unit_id=unit,
-                points=[point],
-                timeout_s=0.2,
-            )
-            for unit in (1, 2)
-        ]
+    async with slow_unit_gateway(slow=2, late_s=0.5) as (port, sent_late, _):
+        meters = two_meters(port)
         endpoint = endpoint_for(meters[0])
         fast, slow = (ModbusClient(meter, endpoint) for meter in meters)
         try:
@@ -257,3 +247,43 @@ async def test_a_slow_units_late_answer_is_not_taken_as_garbage_by_the_others_on
         finally:
             endpoint.close()
     assert [r for r in results if r.value != 0.0] == []
+
+
+def two_meters(port: int, in_flight: int = 1) -> list[ModbusTcpDevice]:
+    point = ModbusPoint(name="power", table="input", address=0x34, type="uint16")
+    return [
+        ModbusTcpDevice(
+            name=f"meter-{unit}",
+            protocol="modbus-tcp",
+            host=LOOPBACK,
+            port=port,
+            unit_id=unit,
+            points=[point],
+            timeout_s=0.2,
+            in_flight=in_flight,
+        )
+        for unit in (1, 2)
+    ]
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+@pytest.mark.integration
+async def test_requests_in_flight_on_one_connection(in_flight: int) -> None:
+    """With two requests in flight, unit 1 is read while unit 2's request waits for its answer, on the
+    same connection; with one, unit 1 waits for unit 2's timeout."""
+    async with slow_unit_gateway(slow=2, late_s=1.0) as (port, _, connections):
+        meters = two_meters(port, in_flight)
+        endpoint = endpoint_for(meters[0])
+        fast, slow = (ModbusClient(meter, endpoint) for meter in meters)
+        try:
+            slow_read = asyncio.create_task(slow.read(["power"]))
+            await asyncio.sleep(0)  # unit 2's request goes first
+            [fast_result] = await fast.read(["power"])
+            slow_pending = not slow_read.done()
+            with pytest.raises(DeviceUnreachable):
+                await slow_read
+        finally:
+            endpoint.close()
+    assert fast_result.value == 0.0
+    assert slow_pending is (in_flight == 2)
+    assert len(connections) == 1
