@@ -62,11 +62,6 @@ class TcpEndpoint:
         connected = any(c.wire.connected for c in self._connections)
         return LinkStatistics(self.key, self._requests, len(self._turns), connected)
 
-    @property
-    def connections(self) -> int:
-        """Connections open now."""
-        return sum(c.wire.connected for c in self._connections)
-
     def join(self, unit: str) -> None:
         """A unit (by device name) on this endpoint, to size the wait for a slot; it counts once."""
         self._units.add(unit)
