@@ -82,6 +82,8 @@ async def modbus_end_to_end(
     async with meters(units, answer_delay_s, separate) as port:
         with tempfile.TemporaryDirectory() as state:
             entries = sdm630_devices(port, units)
+            for entry in entries:  # a connection per meter, as the raw loops have (the default shares one)
+                entry["max_connections"] = units
             config = AgentConfig.model_validate(
                 {
                     "buffer": {"path": str(Path(state) / "b.db")},

@@ -132,8 +132,8 @@ def test_a_group_on_rs485_and_a_group_on_one_host() -> None:
         ("floor-2", 2, "rtu:/dev/ttyUSB0"),
         ("floor-3", 3, "rtu:/dev/ttyUSB0"),
         ("floor-7", 7, "rtu:/dev/ttyUSB0"),
-        ("hvac-1", 1, "tcp:192.0.2.40:502:1"),
-        ("hvac-2", 2, "tcp:192.0.2.40:502:2"),
+        ("hvac-1", 1, "tcp:192.0.2.40:502"),
+        ("hvac-2", 2, "tcp:192.0.2.40:502"),
     ]
 
 

@@ -111,6 +111,11 @@ CASES: list[tuple[str, str, str]] = [
     ("BBMD octet", edit('"10.0.0.2/24:47808"', '"10.0.0.2/24:47808"\nbbmd = "256.1.1.1"'), "bacnet.bbmd"),
     ("Modbus port 0", edit('host = "10.0.0.5"', 'host = "10.0.0.5"\nport = 0'), "device 'meter', port"),
     ("Modbus port 65536", edit('host = "10.0.0.5"', 'host = "10.0.0.5"\nport = 65536'), "device 'meter', port"),
+    ("no connections", edit('host = "10.0.0.5"', 'host = "10.0.0.5"\nmax_connections = 0'), "device 'meter', max_connections"),
+    ("in flight 33", edit('host = "10.0.0.5"', 'host = "10.0.0.5"\nin_flight = 33'), "device 'meter', in_flight"),
+    ("TCP endpoint settings differ", BASE + '[[devices]]\nname = "m4"\nprotocol = "modbus-tcp"\nhost = "10.0.0.5"\n'
+        + 'unit_id = 3\nmax_connections = 4\npoints = [{ name = "p", table = "input", address = 0 }]\n',
+        "device 'm4', max_connections"),
     ("MQTT port 0", edit('"mqtt://127.0.0.1:1883"', '"mqtt://127.0.0.1:0"'), "mqtt.url"),
     ("MQTT port 99999", edit('"mqtt://127.0.0.1:1883"', '"mqtt://127.0.0.1:99999"'), "mqtt.url"),
     ("unit id 248", edit("unit_id = 1", "unit_id = 248"), "device 'meter', unit_id"),

@@ -186,6 +186,10 @@ class ModbusTcpDevice(_ModbusDevice):
     protocol: Literal["modbus-tcp"]
     host: Host
     port: Annotated[int, Field(ge=1, le=65535)] = 502
+    max_connections: Annotated[int, Field(ge=1, le=32)] = 1
+    """Most TCP connections to host:port, shared by every device there (they must agree: checked)."""
+    in_flight: Annotated[int, Field(ge=1, le=32)] = 1
+    """Most requests outstanding at once on one of those connections (serial gateways: one)."""
 
     @property
     def address(self) -> str:
@@ -193,7 +197,12 @@ class ModbusTcpDevice(_ModbusDevice):
 
     @property
     def link(self) -> str:
-        return f"tcp:{self.host}:{self.port}:{self.unit_id}"  # a connection of its own
+        return f"tcp:{self.host}:{self.port}"  # the devices at one host:port share its connections
+
+    @property
+    def sharing(self) -> tuple[int, int]:
+        """What the devices on one host:port must agree on: max_connections, in_flight."""
+        return self.max_connections, self.in_flight
 
 
 class ModbusRtuTcpDevice(_ModbusDevice):

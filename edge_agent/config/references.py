@@ -13,7 +13,13 @@ import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from edge_agent.config.control import ControlConfig
-from edge_agent.config.devices import BacnetDevice, BacnetPoint, ModbusDevice, ModbusRtuDevice
+from edge_agent.config.devices import (
+    BacnetDevice,
+    BacnetPoint,
+    ModbusDevice,
+    ModbusRtuDevice,
+    ModbusTcpDevice,
+)
 
 Path = tuple[str | int, ...]
 Finding = tuple[Path, str, str | None]
@@ -44,10 +50,12 @@ def dotted(path: Path) -> str:
 
 
 def device_findings(devices: Sequence[tuple[Path, AnyDevice]]) -> list[Finding]:
-    """Names used twice, one device configured twice, one RS-485 bus at two line settings."""
+    """Names used twice, one device configured twice, one RS-485 bus at two line settings, one Modbus TCP
+    endpoint with two connection settings."""
     findings: list[Finding] = []
     names: set[str] = set()
     lines: dict[str, tuple[str, tuple[int, str, int]]] = {}
+    endpoints: dict[str, tuple[str, tuple[int, int]]] = {}
     addresses: dict[str, str] = {}
     for path, device in devices:
         if device.name in names:
@@ -61,6 +69,17 @@ def device_findings(devices: Sequence[tuple[Path, AnyDevice]]) -> list[Finding]:
                     f"{first[0]!r}: devices on one bus share its line settings"
                 )
                 findings.append(((*path, "baudrate"), message, None))
+        if isinstance(device, ModbusTcpDevice):  # the devices at one host:port share its connections
+            first_tcp = endpoints.setdefault(device.link, (device.name, device.sharing))
+            for field, mine, theirs in zip(
+                ("max_connections", "in_flight"), device.sharing, first_tcp[1], strict=True
+            ):
+                if mine != theirs:
+                    message = (
+                        f"{mine} here but {theirs} for device {first_tcp[0]!r}: the devices at "
+                        f"{device.host}:{device.port} share its connections, so they set {field} alike"
+                    )
+                    findings.append(((*path, field), message, None))
         seen: set[str] = set()
         for j, point in enumerate(device.points):
             if point.name in seen:

@@ -39,7 +39,8 @@ from edge_agent.protocols.bacnet.cov import CovSubscriber, renewal_interval_s
 from edge_agent.protocols.bacnet.discovery import foreign_device_stack
 from edge_agent.protocols.base import ProtocolClient
 from edge_agent.protocols.modbus.client import ModbusClient
-from edge_agent.protocols.modbus.link import ModbusLink, link_for
+from edge_agent.protocols.modbus.endpoint import endpoint_for
+from edge_agent.protocols.modbus.link import Link, link_for
 from edge_agent.service.building_model import BuildingModelStatus, load_configured_building_model
 from edge_agent.service.control_setup import agent_control_setup, control_settings
 from edge_agent.service.demand_response_setup import demand_response_ven
@@ -160,7 +161,7 @@ class Agent:
         if isinstance(self.uplink, SparkplugUplink):
             self.uplink.latest = self.latest.get
         self._bacnet: BacnetApplication | None = None
-        self._links: dict[str, ModbusLink] = {}  # shared by the units of one RS-485 bus or RTU gateway
+        self._links: dict[str, Link] = {}  # shared by the units of one bus, RTU gateway or TCP endpoint
         self._heartbeats = Heartbeats()
         self.path = ReadingPath(
             self.latest,
@@ -207,10 +208,11 @@ class Agent:
             return lambda: BacnetClient(
                 device, self._bacnet_stack(), max_apdu=device.max_apdu, max_batch=device.max_batch
             )
-        if isinstance(device, ModbusTcpDevice):
-            return lambda: ModbusClient(device)  # a connection of its own
-        link = self._links.get(device.link) or self._links.setdefault(device.link, link_for(device))
-        return lambda: ModbusClient(device, link)  # units on one bus or gateway take turns
+        link = self._links.get(device.link)
+        if link is None:
+            link = endpoint_for(device) if isinstance(device, ModbusTcpDevice) else link_for(device)
+            self._links[device.link] = link
+        return lambda: ModbusClient(device, link)  # units on one bus, gateway or endpoint share its wire
 
     def _bacnet_stack(self) -> BacnetApplication:
         if self._bacnet is None:

@@ -19,7 +19,7 @@ from edge_agent.config.codec import BlockDecoder, Encoding
 from edge_agent.errors import DeviceError, DeviceGarbage, DeviceRejected
 from edge_agent.protocols.base import ClientContext, PointResult
 from edge_agent.protocols.modbus.errors import ILLEGAL_ADDRESS, Translated, translated
-from edge_agent.protocols.modbus.link import ModbusLink, link_for
+from edge_agent.protocols.modbus.link import Link, link_for
 from edge_agent.protocols.modbus.planner import PlanLimits, ReadBlock, plan_reads
 from edge_agent.protocols.modbus.wire import Wire
 
@@ -48,9 +48,10 @@ class _Request:
 
 
 class ModbusClient(ClientContext):
-    """One unit. Its link is its own (`link=None`: a TCP device) or shared with the other units on a bus."""
+    """One unit. Its link is its own (`link=None`) or shared: with the other units on a bus, or on a Modbus
+    TCP endpoint (endpoint.py)."""
 
-    def __init__(self, device: ModbusDevice, link: ModbusLink | None = None) -> None:
+    def __init__(self, device: ModbusDevice, link: Link | None = None) -> None:
         self.device = device
         self._owns_link = link is None
         self._link = link or link_for(device)
@@ -77,14 +78,14 @@ class ModbusClient(ClientContext):
         return plan
 
     def read_budget_s(self, points: Sequence[str]) -> float:
-        """The longest a read may take, waiting for turns included: each request may wait for every other
-        unit on the link to use its full time budget."""
-        return len(self._plan(points)) * self.device.timeout_s * max(1, self._link.units)
+        """The longest a read may take, waiting for turns included: each request may wait for the other
+        units on the link to use their full time budgets."""
+        return len(self._plan(points)) * self.device.timeout_s * self._link.rounds
 
     async def open(self) -> None:
         """Connect the link if it is not (a shared link stays up for the other units)."""
         with translated(self.device, "", connecting=True):
-            await self._link.call(_nothing, timeout_s=self.device.timeout_s * max(1, self._link.units))
+            await self._link.connect(timeout_s=self.device.timeout_s * self._link.rounds)
 
     async def close(self) -> None:
         if self._owns_link:
@@ -209,7 +210,3 @@ class ModbusClient(ClientContext):
             lambda w: w.write_registers(unit, target.address, words, multiple=multiple),
             True,
         )
-
-
-async def _nothing(_wire: Wire) -> None:
-    """A turn on the link that only makes sure it is connected."""

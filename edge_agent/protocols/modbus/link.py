@@ -15,7 +15,7 @@ import heapq
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerType
@@ -38,11 +38,34 @@ class LinkStatistics:
     connected: bool
 
 
-class _Turns:
-    """A lock handed to waiters by priority, then arrival: writes overtake queued reads."""
+class Link(Protocol):
+    """What a Modbus client asks of the wire it shares: a ModbusLink, or a Modbus TCP endpoint's connections
+    (endpoint.py)."""
 
-    def __init__(self) -> None:
-        self._busy = False
+    def join(self, unit: str) -> None: ...
+
+    @property
+    def rounds(self) -> int:
+        """How many full time budgets a request may take, waiting for turns and its own included."""
+        ...
+
+    async def connect(self, *, timeout_s: float) -> None:
+        """Make sure the link is connected (ConnectionError when it cannot be)."""
+        ...
+
+    async def call(
+        self, operation: Callable[[Wire], Awaitable[T]], *, timeout_s: float, write: bool = False
+    ) -> T: ...
+
+    def close(self) -> None: ...
+
+
+class Turns:
+    """A lock for `slots` holders at once, handed to waiters by priority, then arrival: writes overtake
+    queued reads."""
+
+    def __init__(self, slots: int = 1) -> None:
+        self._free = slots
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
 
@@ -51,9 +74,9 @@ class _Turns:
 
     def take(self) -> bool:
         """The turn now if nobody has it (no waiting, no coroutine: most turns on a link of one device)."""
-        if self._busy or self._waiters:
+        if not self._free or self._waiters:
             return False
-        self._busy = True
+        self._free -= 1
         return True
 
     async def acquire(self, priority: int) -> None:
@@ -74,7 +97,7 @@ class _Turns:
             if not future.done():
                 future.set_result(None)
                 return
-        self._busy = False
+        self._free += 1
 
 
 class ModbusLink:
@@ -82,7 +105,7 @@ class ModbusLink:
         self.key = key
         self._wire = wire
         self._gap_s = frame_gap_s
-        self._turns = _Turns()
+        self._turns = Turns()
         self._watchdog = Watchdog()  # bounds each turn
         self._last_frame_end = 0.0
         self._resync = False
@@ -100,6 +123,13 @@ class ModbusLink:
     @property
     def units(self) -> int:
         return len(self._units)
+
+    @property
+    def rounds(self) -> int:
+        return max(1, len(self._units))  # one request at a time: every other unit's turn, then its own
+
+    async def connect(self, *, timeout_s: float) -> None:
+        await self.call(_nothing, timeout_s=timeout_s)
 
     async def call(
         self, operation: Callable[[Wire], Awaitable[T]], *, timeout_s: float, write: bool = False
@@ -131,6 +161,10 @@ class ModbusLink:
     def close(self) -> None:
         self._watchdog.close()
         self._wire.close()
+
+
+async def _nothing(_wire: Wire) -> None:
+    """A turn on the link that only makes sure it is connected."""
 
 
 def link_for(device: ModbusDevice) -> ModbusLink:

@@ -25,7 +25,9 @@ _HEADER = struct.Struct(">HHHB")  # transaction, protocol (0), length (unit + PD
 _MAX_LENGTH = 254  # a unit id and the longest PDU (253 bytes)
 UNSOLICITED_BYTES = 4096
 """Bytes of frames nobody asked for, in a row, after which a connection is given up as flooding."""
-_RECENT = 16  # transactions answered or given up on whose late or repeated answers are dropped quietly
+_RECENT = 16  # transactions answered lately whose repeated answers are dropped quietly
+_ABANDONED = 1024  # transactions given up on (timed out) whose late answers are dropped quietly: on a
+# connection that units share, hundreds of others' requests may pass before a slow unit's late answer
 
 
 class TcpWire:
@@ -83,6 +85,7 @@ class _Connection(asyncio.Protocol):
         self._received = bytearray()
         self._waiting: dict[int, tuple[int, asyncio.Future[bytes]]] = {}  # by transaction id: unit, answer
         self._recent: collections.deque[int] = collections.deque(maxlen=_RECENT)
+        self._abandoned: collections.deque[int] = collections.deque(maxlen=_ABANDONED)
         self._unsolicited = 0  # bytes of frames nobody asked for, since the last answer
         self._flooded: MalformedAnswer | None = None
         self.open = False
@@ -99,7 +102,9 @@ class _Connection(asyncio.Protocol):
             return await answer
         finally:
             del self._waiting[transaction]
-            self._recent.append(transaction)  # a late or repeated answer to it is stale, not a stranger's
+            # a late or repeated answer to it is stale, not a stranger's
+            answered = answer.done() and not answer.cancelled()
+            (self._recent if answered else self._abandoned).append(transaction)
 
     def close(self) -> None:
         self.open = False
@@ -133,7 +138,7 @@ class _Connection(asyncio.Protocol):
                 self._answer(waiting, unit, bytes(received[_HEADER.size : end]))
             else:
                 self._unsolicited += end
-                if transaction not in self._recent:
+                if transaction not in self._recent and transaction not in self._abandoned:
                     self._stranger(transaction)
                 # (a late or repeated answer to a recent request: dropped)
             del received[:end]

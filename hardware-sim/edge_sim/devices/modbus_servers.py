@@ -16,6 +16,7 @@ the speed and the stop bits are what it checks.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -25,13 +26,15 @@ import termios
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.base import ModbusBaseServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import SimDevice
 from pymodbus.simulator.simcore import SimCore
 
@@ -85,6 +88,48 @@ class _KnownUnits(SimCore):
     def _check(self, device_id: int) -> None:
         if device_id not in self.devices:
             raise NoSuchIdException(f"no unit {device_id}")
+
+
+class _AnswerEachRequest(ServerRequestHandler):
+    """pymodbus' handler takes the ids of its answer from the connection's latest request, read after the
+    datastore has answered: while a slow unit's request waits, the next request on the connection (another
+    unit's, once the client gave up on the slow one) has become the latest, and the slow unit's registers
+    went out under its transaction and unit id. A gateway answers each request under its own ids: this
+    handler keeps each request (in arrival order) with the task that answers it."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)  # type: ignore[no-untyped-call]
+        self._arrived: collections.deque[tuple[ModbusPDU, tuple[Any, ...] | None]] = collections.deque()
+        self._answering: set[asyncio.Task[None]] = set()
+
+    def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
+        used = int(super().callback_data(data, addr))  # a request schedules one handle_later
+        if self.last_pdu is not None:
+            self._arrived.append((self.last_pdu, self.last_addr))
+        return used
+
+    def handle_later(self) -> None:
+        request, addr = self._arrived.popleft()
+        task = asyncio.get_running_loop().create_task(self._answer(request, addr))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def _answer(self, request: ModbusPDU, addr: tuple[Any, ...] | None) -> None:
+        try:
+            response = await request.datastore_update(self.server.context, request.dev_id)
+        except NoSuchIdException:
+            if self.server.ignore_missing_devices:
+                return  # silent, as a unit that is not there
+            response = ExceptionResponse(request.function_code, ExcCodes.GATEWAY_NO_RESPONSE)
+        except Exception:  # the datastore failed: the device says so
+            response = ExceptionResponse(request.function_code, ExcCodes.DEVICE_FAILURE)
+        response.transaction_id, response.dev_id = request.transaction_id, request.dev_id
+        self.server_send(response, addr)  # type: ignore[no-untyped-call]
+
+
+class _TcpServer(ModbusTcpServer):
+    def callback_new_connection(self) -> _AnswerEachRequest:
+        return _AnswerEachRequest(self, self.trace_packet, self.trace_pdu, self.trace_connect)
 
 
 class _MeterHost:
@@ -152,7 +197,7 @@ class ModbusTcpMeterServer(_MeterHost):
 
     async def __aenter__(self) -> Self:
         devices = self._devices()
-        server = ModbusTcpServer(devices, address=(self.host, self.port), framer=self.framer)
+        server = _TcpServer(devices, address=(self.host, self.port), framer=self.framer)
         self._install(server, devices)
         try:
             await server.serve_forever(background=True)
