@@ -198,7 +198,9 @@ class Guards:
             zones[zone.name] = target
         plant_cap = self._plant_watch.cap(decision.plant_limit, limits)
         fan = decision.fan_limit
-        if early:  # a warm-up (cool-down) spread over hours at a limited plant and fan, not a peak
+        # A warm-up (cool-down) spread over hours at a limited plant and fan, not a peak; a planned pre-cool
+        # (below the occupied setpoint) is spread by its plan, which bounds its demand.
+        if early and decision.cooling_offset >= 0:
             warm_up = self._plant_watch.cap(limits.warm_up_plant_pct, limits, warm_up=True)
             plant_cap, fan = min(plant_cap, warm_up), min(fan, limits.warm_up_fan_pct)
         return Targets(

@@ -45,21 +45,29 @@ class Plan:
 
 
 def solve(
-    model: ThermalModel, t0_c: float, horizon: Horizon, peak_floor_kw: float, demand_krw_per_kw: float
+    model: ThermalModel,
+    temperatures_c: tuple[float, float],
+    horizon: Horizon,
+    peak_floor_kw: float,
+    demand_krw_per_kw: float,
 ) -> Plan | str:
-    """The cheapest plan, or why there is none."""
+    """The cheapest plan from the mean zone temperature now and a slot ago, or why there is none."""
     h = len(horizon.outdoor_c)
     n = 3 * h + 2  # T[1..H], D[0..H-1], M, S[1..H] (kelvin past the comfort edge), E (M over the floor)
-    a, kappa = model.coupling, model.kappa_k_per_kw
+    t0, t_before = temperatures_c
     eq = np.zeros((h, n))
     rhs = np.zeros(h)
     for k in range(h):
-        # T[k+1] - (1 - a) T[k] + kappa D[k] = a To[k] + g[k]
+        # T[k+1] - a1 T[k] - a2 T[k-1] + kappa D[k] = b To[k] + g[k]; T[0], T[-1] known (column k-1: T[k])
         eq[k, k] = 1.0
-        if k > 0:
-            eq[k, k - 1] = -(1 - a)
-        eq[k, h + k] = kappa
-        rhs[k] = a * horizon.outdoor_c[k] + horizon.gain_k[k] + ((1 - a) * t0_c if k == 0 else 0.0)
+        eq[k, h + k] = model.kappa_k_per_kw
+        rhs[k] = model.outdoor * horizon.outdoor_c[k] + horizon.gain_k[k]
+        for lag, a in ((1, model.a1), (2, model.a2)):
+            j = k + 1 - lag  # T[j], j <= 0 known
+            if j >= 1:
+                eq[k, j - 1] = -a
+            else:
+                rhs[k] += a * (t0 if j == 0 else t_before)
     upper = np.zeros((2 * h + 1, n))
     for k in range(h):
         upper[k, h + k], upper[k, 2 * h] = 1.0, -1.0  # D[k] - M <= 0

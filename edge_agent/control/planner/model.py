@@ -1,32 +1,38 @@
-"""The building as one thermal node, learnt from its own slots by least squares:
+"""The building's mean zone temperature as a second-order ARX model, learnt from its own slots by least
+squares (two poles: the air and the mass that pre-cooling charges, as the 3R2C network of
+shared/DOMAIN.md):
 
-    Tz[k+1] - Tz[k] = a (To[k] - Tz[k]) + g(open, hour of day) - kappa D[k]
+    Tz[k+1] = a1 Tz[k] + a2 Tz[k-1] + b To[k] - kappa D[k] + g(open, hour of day)
 
-Tz the mean zone temperature, To outdoor, D the building's mean demand over the slot (the main meter: the
-HVAC share is what moves Tz), g the gains (sun, people, the base load's share of D) by opening and hour.
-`a` is the envelope's coupling per slot, `kappa` how far a kilowatt of demand cools the building in one
-slot. The fit is refused (None, with the reason) when it lacks data or comes out unphysical.
+Tz the mean zone temperature at a slot's start, To outdoor, D the building's mean demand over the slot (the
+main meter: its HVAC share is what cools), g the gains (sun, people, and the base load's share of D) by
+opening and hour. Fits that lack data or come out unphysical (unstable poles, demand that warms, outdoor
+air that cools) are refused with the reason; an unstable second order is fitted again as first order.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
-from edge_agent.control.planner.slots import Slot
+from edge_agent.control.planner.slots import SLOT, Slot
 
 MIN_SLOTS = 2 * 96  # two days
 MIN_OPEN_SLOTS = 16
-MAX_COUPLING = 0.3  # per slot: a building whose air follows outdoors faster than this is not one node
+MAX_POLE = 0.999
 
 
 @dataclass(frozen=True, slots=True)
 class ThermalModel:
-    coupling: float  # a, per slot
-    kappa_k_per_kw: float  # per slot
+    a1: float
+    a2: float
+    outdoor: float  # b
+    kappa_k_per_kw: float
     gains: tuple[float, ...]  # coefficients of `gain_terms`
     rmse_k: float  # one-slot error on the fitting slots
     slots: int
@@ -40,21 +46,45 @@ def gain_terms(local: datetime, is_open: bool) -> list[float]:
     return [1.0, float(is_open), math.sin(angle), math.cos(angle), math.sin(2 * angle), math.cos(2 * angle)]
 
 
-def fit_thermal(slots: list[Slot]) -> ThermalModel | str:
+def fit_thermal(slots: Sequence[Slot]) -> ThermalModel | str:
     """The model of the slots, or why there is none."""
     if len(slots) < MIN_SLOTS:
         return f"{len(slots)} slots of history, {MIN_SLOTS} needed (two days)"
     if sum(s.open for s in slots) < MIN_OPEN_SLOTS:
         return "too few open hours in the history"
-    x = np.array([[s.outdoor_c - s.zone_start_c, -s.demand_kw, *gain_terms(s.start, s.open)] for s in slots])
-    y = np.array([s.zone_end_c - s.zone_start_c for s in slots])
-    scale = np.maximum(np.abs(x).max(axis=0), 1e-9)
-    coefficients, *_ = np.linalg.lstsq(x / scale, y, rcond=None)
-    coefficients = coefficients / scale
-    coupling, kappa = float(coefficients[0]), float(coefficients[1])
-    if not 0 < coupling < MAX_COUPLING:
-        return f"unphysical envelope coupling {coupling:.3g} per slot"
+    rows, targets = [], []
+    for before, slot in itertools.pairwise(slots):
+        if slot.start - before.start == SLOT:
+            rows.append(
+                [
+                    slot.zone_start_c,
+                    before.zone_start_c,
+                    slot.outdoor_c,
+                    -slot.demand_kw,
+                    *gain_terms(slot.start, slot.open),
+                ]
+            )
+            targets.append(slot.zone_end_c)
+    x, y = np.array(rows), np.array(targets)
+    for order in (2, 1):
+        keep = np.ones(x.shape[1], dtype=bool)
+        keep[1] = order == 2
+        coefficients = np.zeros(x.shape[1])
+        coefficients[keep] = _least_squares(x[:, keep], y)
+        a1, a2, b, kappa = (float(c) for c in coefficients[:4])
+        if np.abs(np.roots([1.0, -a1, -a2])).max() < MAX_POLE:
+            break
+    else:
+        return "the fitted building is unstable (its temperature would run away)"
     if kappa <= 0:
         return "demand does not cool the building in the history (no cooling seen)"
+    if b <= 0:
+        return "outdoor air does not warm the building in the history"
     rmse = float(np.sqrt(np.mean(np.square(x @ coefficients - y))))
-    return ThermalModel(coupling, kappa, tuple(float(c) for c in coefficients[2:]), rmse, len(slots))
+    return ThermalModel(a1, a2, b, kappa, tuple(float(c) for c in coefficients[4:]), rmse, len(rows))
+
+
+def _least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    scale = np.maximum(np.abs(x).max(axis=0), 1e-9)
+    solution, *_ = np.linalg.lstsq(x / scale, y, rcond=None)
+    return np.asarray(solution / scale, dtype=float)

@@ -68,7 +68,9 @@ class Planner:
             raise ModelError(self.name, "no cooling ahead (the planner plans cooling)")
         tariff = tariff_for(local.date())
         peak_floor = max(interval.peak_kw, features.demand_target)
-        plan = solve(model, mean, horizon, peak_floor, tariff.demand_krw_per_kw_month)
+        slots = self.history.slots
+        before = slots[-1].zone_start_c if slots else mean
+        plan = solve(model, (mean, before), horizon, peak_floor, tariff.demand_krw_per_kw_month)
         if isinstance(plan, str):
             raise ModelError(self.name, plan)
         self.plan = plan

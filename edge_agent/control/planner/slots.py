@@ -15,7 +15,7 @@ from statistics import fmean
 from edge_agent.control.observation import Observation
 
 SLOT = timedelta(minutes=15)
-MAX_DAYS = 14
+MAX_DAYS = 21  # three weeks: the commissioning ones are still there when control begins
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,10 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from edge_agent.control.core import ControlState, decide
+from edge_agent.control.demand import IntervalDemand
 from edge_agent.control.guards import Targets, ZoneTargets
 from edge_agent.control.limits import Limits
 from edge_agent.control.model_trust import ModelTrust
@@ -45,6 +46,8 @@ LIMITED_POINTS = frozenset(
 )
 NO_AIR_HANDLER = frozenset({"fan_limit", "supply_air"})
 CONTROLLERS = ("planner", "rules", "onnx")
+COMMISSIONING_SEED_OFFSET = 2000  # the commissioning weeks' weather (other than the week's and "last year's")
+COMMISSIONING_SHIFT = timedelta(days=14)  # they end a week before the controlled week begins
 BENCH_TRUST = ModelTrust(allow_unsigned=True)  # measures a model, in no building
 
 
@@ -121,8 +124,7 @@ def policy_for(controller: str, model: str) -> Policy:
     if controller == "rules":
         return RuleBasedPolicy()
     if controller == "planner":
-        planner = Planner(RuleBasedPolicy())
-        return ModelOrRules(planner, RuleBasedPolicy(), planner.now, lambda reason, previous: None)
+        return planned(Planner(RuleBasedPolicy()))
     if controller == "onnx":
         return load_policy(model, BENCH_TRUST)
     raise ValueError(f"controller: unknown {controller!r} (planner, rules or onnx)")
@@ -151,11 +153,37 @@ def demand_target_kw(zoo: ZooSpec, scenario: str, days: int | None = None) -> fl
     return TARGET_SHARE * run(zoo, scenario, days=days, weather_offset=TARGET_SEED_OFFSET).peak_15min_kw
 
 
+def planned(planner: Planner) -> Policy:
+    """The planner while it has a model and a plan, else the rules (as the agent runs it)."""
+    return ModelOrRules(planner, RuleBasedPolicy(), planner.now, lambda reason, previous: None)
+
+
+def commission(zoo: ZooSpec, scenario: str, planner: Planner, days: int | None = None) -> None:
+    """The planner's commissioning, as on site before control is switched on: it watches the building run
+    its own sequences (shadow mode) through the scenario under other weather, COMMISSIONING_SHIFT earlier."""
+    limits: Limits | None = None
+
+    def watch(site: Site) -> None:
+        nonlocal limits
+        building = site.building(zoo.name)
+        limits = limits or Limits(hours=opening_hours(building))
+        seen = visible(observe(site, building), points_of(zoo))
+        seen = replace(seen, at=seen.at - COMMISSIONING_SHIFT)
+        planner.observe(seen, IntervalDemand().state(seen.at), limits)
+
+    run(zoo, scenario, loop=watch, days=days, weather_offset=COMMISSIONING_SEED_OFFSET)
+
+
 def run_controlled(
     zoo: ZooSpec, scenario: str, controller: str, target_kw: float, *, model: str, days: int | None = None
 ) -> tuple[Kpis, list[float]]:
-    """KPIs under the control core, and its decision times in seconds."""
-    loop = ZooLoop(zoo, policy_for(controller, model), target_kw)
+    """KPIs under the control core, and its decision times in seconds. The planner is commissioned first."""
+    policy = policy_for(controller, model)
+    if controller == "planner":
+        planner = Planner(RuleBasedPolicy())
+        commission(zoo, scenario, planner, days)
+        policy = planned(planner)
+    loop = ZooLoop(zoo, policy, target_kw)
     return run(zoo, scenario, loop=loop, days=days), loop.decision_s
 
 
