@@ -79,6 +79,8 @@ class MqttConfig(Strict):
     """Batches published and awaiting their PUBACK at once; a restart may send these again."""
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     """MQTT version; 'auto' tries 5 and falls back to 3.1.1 when the broker refuses it."""
+    format: Literal["json", "compact", "sparkplug"] = "json"
+    """What the uplink publishes: 'json' (the batch of docs/mqtt.md), 'compact' (names by alias, time deltas) or 'sparkplug' (Sparkplug B 3.0)."""
     backlog_messages_per_s: Annotated[float, Field(gt=0, le=10_000)] = 20.0
     """The backlog (readings buffered while the link was down) drains behind live data at most this fast,"""
     backlog_bytes_per_s: Annotated[int, Field(ge=1024)] = 1_000_000
