@@ -117,10 +117,10 @@ def decode(birth: dict[str, Any], batch: dict[str, Any]) -> list[tuple[int, Read
             names[device["alias"] + index] = (device["name"], point[0], point[1], point[2])
     seqs = batch["seqs"] or list(range(batch["seq"], batch["last"] + 1))
     assert len(seqs) == len(batch["r"])
-    decoded, ms = [], batch["t"]
+    decoded = []
     for seq, entry in zip(seqs, batch["r"], strict=True):
         alias, delta, value = entry[:3]
-        ms += delta
+        ms = batch["t"] + delta
         device, point, unit, is_f32 = names[alias] if isinstance(alias, int) else (*alias, False)
         if value is not None:
             value = f32(value) if is_f32 else float(value)

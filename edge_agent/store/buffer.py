@@ -96,7 +96,7 @@ FROM (SELECT * FROM readings WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)
 """
 
 
-# The compact batch's entries (docs/mqtt.md): [alias, ms since the previous entry, value(, quality)], the
+# The compact batch's entries (docs/mqtt.md): [alias, ms after the first one's time, value(, quality)], the
 # alias from the uplink's table (temp.aliases; a point missing from it is named instead: [device, point,
 # unit]); values of float32 points with 9 significant digits (enough to give the float32 back), others as
 # above.
@@ -105,16 +105,14 @@ SELECT MIN(seq), MAX(seq), COUNT(*), MIN(t0),
        CASE WHEN MAX(seq) - MIN(seq) + 1 = COUNT(*) THEN NULL ELSE json_group_array(seq) END,
        '[' || group_concat(entry, ',') || ']'
 FROM (
-    SELECT seq, FIRST_VALUE(ms) OVER w AS t0,
-           '[' || COALESCE(alias, json_array(device, point, unit))
-           || ',' || (ms - COALESCE(LAG(ms) OVER w, ms)) || ','
+    SELECT seq, t0,
+           '[' || COALESCE(alias, json_array(device, point, unit)) || ',' || (ts_us / 1000 - t0) || ','
            || CASE WHEN value_text IS NOT NULL THEN value_text WHEN value IS NULL THEN 'null'
                    WHEN f32 THEN printf('%.9g', value) ELSE printf('%!.17g', value) END
            || CASE quality WHEN 'good' THEN ']' ELSE ',"' || quality || '"]' END AS entry
-    FROM (SELECT seq, device, point, unit, value, value_text, quality, ts_us / 1000 AS ms
-          FROM readings WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)
+    FROM (SELECT *, (SELECT ts_us / 1000 FROM readings WHERE seq > ?1 ORDER BY seq LIMIT 1) AS t0
+          FROM readings WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)
     LEFT JOIN temp.aliases USING (device, point)
-    WINDOW w AS (ORDER BY seq)
     ORDER BY seq
 )
 """
@@ -737,6 +735,10 @@ class Buffer:
         self._loop = asyncio.get_running_loop()
         self._fresh.clear()
         self._early = None if limit is None else (limit, compact)
+
+    @property
+    def publishing_early(self) -> bool:
+        return self._early is not None
 
     def _arrived(self, batch: EncodedBatch) -> None:
         if self._early is not None:  # (not one from before publishing stopped)

@@ -137,7 +137,7 @@ CompactEntry = (
     tuple[int | CompactName, int, float | None]
     | tuple[int | CompactName, int, float | None, Literal["bad", "stale", "unavailable", "uncertain-time"]]
 )
-"""[alias, ms after the previous entry (the first: after `t`), value] and, unless it is good, the quality."""
+"""[alias, its time in ms after `t`, value] and, unless it is good, the quality."""
 
 
 class CompactBatch(_Payload):
