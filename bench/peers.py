@@ -44,7 +44,7 @@ from bench.meters import meters
 from edge_agent.config import AgentConfig, ModbusTcpDevice
 from edge_agent.protocols.modbus.planner import PlanLimits, plan_reads
 
-UNITS = 50
+UNITS = 50  # the workload's meters (--units for a lighter one)
 WARM_UP_S = 4.0  # after the first message: start-up, connections and first polls done before the window
 
 
@@ -164,7 +164,8 @@ async def agent(
 
 
 async def reference(meter_port: int, broker_port: int, seconds: float) -> Figures:
-    command = [sys.executable, "-m", "bench.peers", "--reference", str(meter_port), str(broker_port)]
+    command = [sys.executable, "-m", "bench.peers", "--units", str(UNITS), "--reference", str(meter_port)]
+    command.append(str(broker_port))
     return await measured(broker_port, "reference/readings", DECODERS["reference"], command, seconds)
 
 
@@ -259,6 +260,7 @@ def _arguments() -> Any:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--formats", nargs="+", default=FORMATS, choices=list(DECODERS))
+    parser.add_argument("--units", type=int, default=UNITS)
     parser.add_argument("--baseline", type=Path, help="another checkout's agent, as a json row")
     parser.add_argument("--reference", nargs=2, type=int, metavar=("METER_PORT", "BROKER_PORT"))
     return parser.parse_args()
@@ -266,6 +268,7 @@ def _arguments() -> Any:
 
 if __name__ == "__main__":
     arguments = _arguments()
+    UNITS = arguments.units
     if arguments.reference:
         asyncio.run(reference_gateway(*arguments.reference))
     else:
