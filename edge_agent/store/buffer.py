@@ -487,13 +487,24 @@ class Buffer:
                       buffer=str(self.path), error=str(error), depth=self._depth)  # fmt: skip
             self._refusing = True
         self._refused += count
-        if self._handed_out > self._last_seq:  # numbered already (handed out early): never used again
-            self._last_seq = self._handed_out
-            self._dropped += count
-            self._last_dropped_seq = self._last_seq
-            self._save_ledger()
-            return
-        self._count_unnumbered(count)
+        self._count_unnumbered(count - self._burn_handed_out())
+
+    def _burn_handed_out(self) -> int:
+        """Readings handed out early whose commit is given up (refused, or a stop): counted as dropped, and
+        their numbers never used again (at worst counted again at the next start, if the file cannot take
+        the sequence now: its mark says they were issued). How many."""
+        count = self._handed_out - self._last_seq
+        if count <= 0:
+            return 0
+        self._last_seq = self._handed_out
+        self._dropped += count
+        self._last_dropped_seq = self._last_seq
+        with contextlib.suppress(sqlite3.Error):
+            self._conn().execute(
+                "UPDATE sqlite_sequence SET seq = ? WHERE name = 'readings'", (self._last_seq,)
+            )
+        self._save_ledger()
+        return count
 
     def _count_unnumbered(self, count: int, *, now: bool = False) -> None:
         """Readings lost before they had a seq: counted in `dropped` (not in `last_dropped_seq`) and saved
@@ -702,7 +713,7 @@ class Buffer:
     def _uncommitted(self, accepted: int) -> tuple[int, bool]:
         lost = accepted - self._appended - self._refused
         if lost > 0:
-            self._count_unnumbered(lost, now=True)
+            self._count_unnumbered(lost - self._burn_handed_out(), now=True)
         return max(lost, 0), not self._ledger.unsaved
 
     async def next_encoded(self, limit: int, after_seq: int = 0, *, compact: bool = False) -> EncodedBatch:
