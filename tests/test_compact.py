@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -179,3 +180,39 @@ def test_identical_devices_share_one_point_list_in_the_birth() -> None:
         ("meter-2", "voltage", 3, False),
     ]
     assert lists[0] == [("total_power", "W", True), ("voltage", "V", False)]
+
+
+SDM630 = {
+    "voltage_l1": 230.0, "voltage_l2": 231.0, "voltage_l3": 229.0, "current_l1": 61.0, "current_l2": 60.0,
+    "current_l3": 62.0, "power_l1": 14000.0, "total_power": 42000.0, "power_factor": 0.95, "frequency": 50.0,
+    "import_energy": 123456.0, "export_energy": 0.0, "demand": 40000.0,
+}  # fmt: skip
+
+
+def sdm630_polls(meters: int, rng: random.Random) -> tuple[AgentConfig, list[Reading]]:
+    """A second of 50 SDM630 meters polled: each value a float32 near its typical figure, the meters read
+    a few ms apart."""
+    points = [{"name": n, "table": "input", "address": 2 * i, "unit": "-"} for i, n in enumerate(SDM630)]
+    config = AgentConfig.model_validate(
+        {"devices": [meter(f"meter-{m}", m) | {"points": points} for m in range(1, meters + 1)]}
+    )
+    readings = [
+        Reading(f"meter-{m}", name, f32(typical * rng.uniform(0.9, 1.1)), "-", Quality.GOOD, at(20 * m))
+        for m in range(1, meters + 1)
+        for name, typical in SDM630.items()
+    ]
+    return config, readings
+
+
+async def test_fifty_sdm630_take_at_most_30_bytes_a_value(broker: Broker, tmp_path: Path) -> None:
+    """The worst case: one message per poll (each poll its own commit, published as it is made)."""
+    config, polls = sdm630_polls(50, random.Random(19))
+    mqtt = MqttConfig(url=f"mqtt://{LOOPBACK}:{broker.port}", format="compact")
+    async with Buffer(tmp_path / "b.db") as buffer, subscriber(broker.port) as seen:
+        uplink = Uplink(mqtt, GATEWAY, buffer, device_infos(config), float32=float32_points(config))
+        async with in_background(uplink.run()):
+            await async_wait_until(lambda: bool(seen.births), 5, "the birth")
+            for meter_readings in (polls[i : i + 13] for i in range(0, len(polls), 13)):
+                await buffer.append(meter_readings)  # one commit per poll
+            await async_wait_until(lambda: sum(len(b["r"]) for b in seen.batches) == 650, 10, "every value")
+    assert seen.payload_bytes / 650 <= 30
