@@ -13,6 +13,7 @@ import pytest
 
 from edge_agent.store.buffer import Buffer
 from tests.test_buffer import readings
+from tests.test_disk_full import fill, small_disk  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +27,7 @@ import asyncio, os, signal, sqlite3, sys
 from pathlib import Path
 from edge_agent.store.buffer import Buffer
 from tests.test_buffer import readings
+from tests.test_disk_full import fill, small_disk  # noqa: F401 - a fixture
 
 def killed_after_hand_out(buffer: Buffer) -> None:
     hand_out = buffer._hand_out
@@ -98,3 +100,35 @@ async def test_a_puback_before_the_flush_deletes_after_it(tmp_path: Path) -> Non
     with sqlite3.connect(path) as db:
         kept = {row[0] for row in db.execute("SELECT seq FROM readings")}
     assert kept == set(range(1, first))
+
+
+async def test_a_full_disk_refusing_readings_handed_out_early_counts_them_and_reuses_no_number(
+    small_disk: Path,  # noqa: F811 - the fixture imported above
+) -> None:
+    """As test_disk_full's disk with no room at all, publishing early: the refused readings were numbered and
+    handed out before the disk refused their commit, so they are numbered losses: every missing seq is at or
+    below last_dropped_seq and counted, and the readings stored once the disk has room get new numbers."""
+    async with Buffer(small_disk / "b.db", durability="normal") as buffer:
+        await buffer.append(readings(10))
+        await buffer.ack(await buffer.next_encoded(10))  # delivered: nothing left to drop
+        buffer.publish_early(100)
+        fill(small_disk, 0)
+        handed_out = 10
+        for batch in range(50):
+            async with asyncio.timeout(5):
+                await buffer.append(readings(200, 10 + 200 * batch))
+                while buffer.last_seq > handed_out:
+                    handed_out = (await buffer.next_encoded(100, after_seq=handed_out)).last_seq
+        full = buffer.statistics()
+        assert full.disk_full
+        with sqlite3.connect(small_disk / "b.db") as db:
+            stored = {row[0] for row in db.execute("SELECT seq FROM readings")}
+        missing = set(range(11, handed_out + 1)) - stored
+        assert missing  # the disk refused some
+        assert max(missing) <= full.last_dropped_seq  # known losses
+        assert full.dropped - full.unnumbered == len(missing)  # each counted once, as numbered
+        assert full.appended < 10 + 50 * 200  # some refused
+        assert full.unnumbered == 0  # ... each after it was numbered: a numbered loss
+        (small_disk / "filler").unlink()
+        await buffer.append(readings(5, 20_000))
+        assert buffer.last_seq == handed_out + 5  # above every number handed out
