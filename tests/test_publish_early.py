@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.store.buffer import Buffer
+from edge_agent.store.buffer import FRESH_BATCHES, Buffer
 from tests.test_buffer import readings
 from tests.test_disk_full import fill, small_disk  # noqa: F401 - a fixture
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 CHILD = """
 import asyncio, os, signal, sqlite3, sys
 from pathlib import Path
-from edge_agent.store.buffer import Buffer
+from edge_agent.store.buffer import FRESH_BATCHES, Buffer
 from tests.test_buffer import readings
 from tests.test_disk_full import fill, small_disk  # noqa: F401 - a fixture
 
@@ -132,3 +132,21 @@ async def test_a_full_disk_refusing_readings_handed_out_early_counts_them_and_re
         (small_disk / "filler").unlink()
         await buffer.append(readings(5, 20_000))
         assert buffer.last_seq == handed_out + 5  # above every number handed out
+
+
+async def test_a_lane_that_does_not_take_its_batches_holds_a_bounded_number(tmp_path: Path) -> None:
+    """A stalled broker: commits stop handing batches out once FRESH_BATCHES wait, and the lane still gets
+    every reading, in order, from the buffer."""
+    async with Buffer(tmp_path / "b.db") as buffer:
+        buffer.publish_early(10)
+        for start in range(0, 100 * 10, 10):
+            await buffer.append(readings(10, start))
+        await asyncio.sleep(0)  # (the last hand-outs reach the loop)
+        assert len(buffer._fresh) == FRESH_BATCHES
+        seqs: list[int] = []
+        after = 0
+        while after < 1000:
+            batch = await buffer.next_encoded(10, after_seq=after)
+            seqs += range(batch.first_seq, batch.last_seq + 1)
+            after = batch.last_seq
+        assert seqs == list(range(1, 1001))

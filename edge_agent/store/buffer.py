@@ -153,6 +153,7 @@ FULL_DROP_SHARE = 0.1  # when the disk is full: this share of the readings, each
 FULL_ROUNDS = 4  # times a refused write drops readings and tries again before its readings are dropped
 LOCK_WAIT_S = 20.0  # a buffer locked by another process at start: waited out this long
 BUSY_TIMEOUT_MS = 5000  # once running: how long a statement waits for another process's lock
+FRESH_BATCHES = 64  # batches handed out early and not yet taken (a stalled broker): no more until taken
 
 
 class Buffer:
@@ -607,7 +608,10 @@ class Buffer:
 
     def _hand_out(self, after_seq: int, last: int, depth: int, limit: int, compact: bool) -> None:
         """Inside a commit's transaction, before its flush: the readings (after_seq, last] to the uplink, in
-        batches. The mark says first that they were issued (a crash now makes them a known loss)."""
+        batches. The mark says first that they were issued (a crash now makes them a known loss). None while
+        FRESH_BATCHES wait (the broker is slow): the live lane reads those readings after the commit."""
+        if len(self._fresh) >= FRESH_BATCHES:  # (read on this thread, an approximate bound is enough)
+            return
         self._ledger.write_mark(last, depth)
         self._handed_out = last
         loop = self._loop
