@@ -5,7 +5,9 @@
 
 Pollers never wait: when the queue is full (the buffer refuses writes), the oldest queued poll results are
 dropped, logged and counted in the buffer's `dropped`, which receivers see. The writer commits everything
-waiting in one transaction, at most one per COMMIT_INTERVAL_S; a failed commit (I/O error, a lock held too
+waiting in one transaction, at most one per COMMIT_INTERVAL_S (EARLY_COMMIT_INTERVAL_S while the uplink
+is connected: each commit then hands its readings to the uplink before its flush, so this interval is all a
+reading waits for on its way to the broker); a failed commit (I/O error, a lock held too
 long) keeps the readings and retries with backoff; a full disk is the buffer's to handle (it drops its
 oldest readings, or the new ones when nothing is left to drop, counted: the writer never waits on it).
 `drain` waits until every accepted reading is committed (an orderly stop); `abandon` counts what a stop
@@ -38,6 +40,7 @@ WRITE_BATCH_READINGS = 20_000  # readings committed in one transaction at most
 # Group commit: at most one transaction (one disk flush) per interval, whatever the load. An SD card
 # wears by flushes, and each commit costs the event loop thread hand-offs, not only disk time.
 COMMIT_INTERVAL_S = 0.05
+EARLY_COMMIT_INTERVAL_S = 0.01  # while publishing early: read-to-broker within ~20 ms, at most 100 flushes/s
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +111,8 @@ class ReadingPath:
         while True:
             batches = [await self._queue.get()]
             await asyncio.sleep(next_commit - loop.time())  # (a negative delay does not wait)
-            next_commit = loop.time() + COMMIT_INTERVAL_S
+            interval = EARLY_COMMIT_INTERVAL_S if self.buffer.publishing_early else COMMIT_INTERVAL_S
+            next_commit = loop.time() + interval
             readings = list(batches[0])
             while len(readings) < WRITE_BATCH_READINGS and not self._queue.empty():
                 batches.append(self._queue.get_nowait())

@@ -52,7 +52,7 @@ from edge_agent.store.holds import HOLDS_JOURNAL, open_journal
 from edge_agent.uplink.admission import CommandAdmission
 from edge_agent.uplink.command_log import COMMAND_LOG
 from edge_agent.uplink.commands import CommandRouter, Delivery
-from edge_agent.uplink.payloads import BuildingModelInfo, device_infos
+from edge_agent.uplink.payloads import BuildingModelInfo, device_infos, float32_points
 from edge_agent.uplink.session import OFFLINE_TIMEOUT_S, Uplink, UplinkStatistics
 from edge_agent.uplink.sparkplug.node import SparkplugUplink
 
@@ -157,6 +157,7 @@ class Agent:
             device_infos(config),
             self._delivery,
             building_model=None if loaded is None else BuildingModelInfo(**asdict(loaded)),
+            float32=float32_points(config),
         )
         if isinstance(self.uplink, SparkplugUplink):
             self.uplink.latest = self.latest.get

@@ -13,6 +13,12 @@ hang: the file stops growing while the disk still has the room its log needs (sp
 readings are dropped (and counted) to keep the newest. When the disk refuses even so (another program took
 the last bytes) and there is nothing left to drop, the readings it refuses are dropped instead, counted in
 `dropped` too: nothing older is left to give up for them, and holding them would only hold the pollers.
+
+Publishing early (publish_early, while the uplink is connected): a commit hands its readings, numbered and
+encoded, to the uplink inside its transaction, before the disk flush, so they reach the broker without
+waiting for it. The mark (ledger.py) says they were issued before any leaves: a crash before the commit
+makes them a known loss (counted in `dropped`, at or below `last_dropped_seq`), never numbers used twice.
+An `ack` runs on the same worker thread, so after the commit: nothing is deleted before it is durable.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import contextlib
 import shutil
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,7 +77,9 @@ class EncodedBatch:
     first_seq: int
     last_seq: int
     count: int
-    readings_json: str
+    readings_json: str  # compact: the entries' array ("r", docs/mqtt.md)
+    t0_ms: int = 0  # compact: the first reading's time, ms since the epoch
+    seqs_json: str | None = None  # compact: every reading's seq, when they are not consecutive
 
 
 # One JSON object per reading, built inside SQLite. Values with 17 significant digits (SQLite's JSON would
@@ -86,6 +95,34 @@ SELECT MIN(seq), MAX(seq), COUNT(*), json_group_array(json_object(
     'ts', strftime('%Y-%m-%dT%H:%M:%fZ', (ts_us / 1000) / 1000.0, 'unixepoch')))
 FROM (SELECT * FROM readings WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)
 """
+
+
+# The compact batch's entries (docs/mqtt.md): [alias, ms after the first one's time, value(, quality)], the
+# alias from the uplink's table (temp.aliases; a point missing from it is named instead: [device, point,
+# unit]); values of float32 points with 9 significant digits (enough to give the float32 back), others as
+# above.
+_COMPACT_SELECT = """
+SELECT MIN(seq), MAX(seq), COUNT(*), MIN(t0),
+       CASE WHEN MAX(seq) - MIN(seq) + 1 = COUNT(*) THEN NULL ELSE json_group_array(seq) END,
+       '[' || group_concat(entry, ',') || ']'
+FROM (
+    SELECT seq, t0,
+           '[' || COALESCE(alias, json_array(device, point, unit)) || ',' || (ts_us / 1000 - t0) || ','
+           || CASE WHEN value_text IS NOT NULL THEN value_text WHEN value IS NULL THEN 'null'
+                   WHEN f32 THEN printf('%.9g', value) ELSE printf('%!.17g', value) END
+           || CASE quality WHEN 'good' THEN ']' ELSE ',"' || quality || '"]' END AS entry
+    FROM (SELECT *, (SELECT ts_us / 1000 FROM readings WHERE seq > ?1 ORDER BY seq LIMIT 1) AS t0
+          FROM readings WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)
+    LEFT JOIN temp.aliases USING (device, point)
+    ORDER BY seq
+)
+"""
+_ALIASES = """
+CREATE TEMP TABLE IF NOT EXISTS aliases (
+    device TEXT, point TEXT, alias INTEGER NOT NULL, f32 INTEGER NOT NULL, PRIMARY KEY (device, point)
+) WITHOUT ROWID
+"""
+Alias = tuple[str, str, int, bool]  # device, point, alias, float32
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +157,7 @@ FULL_DROP_SHARE = 0.1  # when the disk is full: this share of the readings, each
 FULL_ROUNDS = 4  # times a refused write drops readings and tries again before its readings are dropped
 LOCK_WAIT_S = 20.0  # a buffer locked by another process at start: waited out this long
 BUSY_TIMEOUT_MS = 5000  # once running: how long a statement waits for another process's lock
+FRESH_BATCHES = 64  # batches handed out early and not yet taken (a stalled broker): no more until taken
 
 
 class Buffer:
@@ -168,6 +206,10 @@ class Buffer:
         self._oldest_ts: datetime | None = None
         self._changed = asyncio.Event()
         self._rows = RowEncoder()
+        self._early: tuple[int, bool] | None = None  # publishing early: (batch size, compact)
+        self._fresh: deque[EncodedBatch] = deque()  # handed out early, for next_encoded
+        self._handed_out = 0  # the last seq handed out early
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -255,6 +297,7 @@ class Buffer:
         if "value_text" not in {column[1] for column in db.execute("PRAGMA table_info(readings)")}:
             db.execute("ALTER TABLE readings ADD COLUMN value_text TEXT")  # a file from before it existed
         db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        db.execute(_ALIASES)
         return None
 
     def _replace_damaged(self, damage: str) -> None:
@@ -452,7 +495,24 @@ class Buffer:
                       buffer=str(self.path), error=str(error), depth=self._depth)  # fmt: skip
             self._refusing = True
         self._refused += count
-        self._count_unnumbered(count)
+        self._count_unnumbered(count - self._burn_handed_out())
+
+    def _burn_handed_out(self) -> int:
+        """Readings handed out early whose commit is given up (refused, or a stop): counted as dropped, and
+        their numbers never used again (at worst counted again at the next start, if the file cannot take
+        the sequence now: its mark says they were issued). How many."""
+        count = self._handed_out - self._last_seq
+        if count <= 0:
+            return 0
+        self._last_seq = self._handed_out
+        self._dropped += count
+        self._last_dropped_seq = self._last_seq
+        with contextlib.suppress(sqlite3.Error):
+            self._conn().execute(
+                "UPDATE sqlite_sequence SET seq = ? WHERE name = 'readings'", (self._last_seq,)
+            )
+        self._save_ledger()
+        return count
 
     def _count_unnumbered(self, count: int, *, now: bool = False) -> None:
         """Readings lost before they had a seq: counted in `dropped` (not in `last_dropped_seq`) and saved
@@ -526,11 +586,14 @@ class Buffer:
 
     def _commit(self, rows_json: str, texts_json: str | None, count: int) -> None:
         db = self._conn()
+        first, last = self._last_seq + 1, self._last_seq + count  # one writer: consecutive numbers
         with db:  # one transaction, one fsync, for the whole batch
             db.execute("BEGIN IMMEDIATE")
-            last = db.execute(INSERT_ROWS, (rows_json,)).lastrowid or self._last_seq  # the batch's last row
-            if texts_json is not None:  # one writer: the batch's seqs are consecutive
-                db.execute(SET_TEXTS, (texts_json, last - count + 1))
+            db.execute(INSERT_ROWS, (rows_json, first))
+            if texts_json is not None:
+                db.execute(SET_TEXTS, (texts_json, first))
+            if (early := self._early) is not None:
+                self._hand_out(first - 1, last, self._depth + count, *early)
         self._last_seq = last
         self._depth += count
         self._appended += count
@@ -550,13 +613,43 @@ class Buffer:
         except sqlite3.Error as error:
             self._housekeeping_failed(error)
 
-    def _select_encoded(self, limit: int, after_seq: int, up_to_seq: int = NO_LIMIT) -> EncodedBatch | None:
+    def _hand_out(self, after_seq: int, last: int, depth: int, limit: int, compact: bool) -> None:
+        """Inside a commit's transaction, before its flush: the readings (after_seq, last] to the uplink, in
+        batches. The mark says first that they were issued (a crash now makes them a known loss). None while
+        FRESH_BATCHES wait (the broker is slow): the live lane reads those readings after the commit."""
+        if len(self._fresh) >= FRESH_BATCHES:  # (read on this thread, an approximate bound is enough)
+            return
+        self._ledger.write_mark(last, depth)
+        self._handed_out = last
+        loop = self._loop
+        while loop is not None and after_seq < last:
+            batch = self._select_encoded(limit, after_seq, last, compact=compact)
+            if batch is None:
+                break
+            loop.call_soon_threadsafe(self._arrived, batch)
+            after_seq = batch.last_seq
+
+    def _select_encoded(
+        self, limit: int, after_seq: int, up_to_seq: int = NO_LIMIT, *, compact: bool = False
+    ) -> EncodedBatch | None:
+        if compact:
+            first, last, count, t0, seqs, entries = (
+                self._conn().execute(_COMPACT_SELECT, (after_seq, up_to_seq, limit)).fetchone()
+            )
+            return EncodedBatch(first, last, count, entries, t0, seqs) if count else None
         first, last, count, readings_json = (
             self._conn().execute(_ENCODED_SELECT, (after_seq, up_to_seq, limit)).fetchone()
         )
         if not count:
             return None
         return EncodedBatch(first, last, count, readings_json)
+
+    def _set_aliases(self, aliases: Sequence[Alias]) -> None:
+        db = self._conn()
+        with db:
+            db.execute("BEGIN")
+            db.execute("DELETE FROM temp.aliases")
+            db.executemany("INSERT INTO temp.aliases VALUES (?, ?, ?, ?)", aliases)
 
     def _acknowledged_rows(self, first_seq: int, last_seq: int) -> None:
         """Delete an acknowledged batch; on a full disk, try again after the reserve is released, then keep
@@ -637,22 +730,52 @@ class Buffer:
     def _uncommitted(self, accepted: int) -> tuple[int, bool]:
         lost = accepted - self._appended - self._refused
         if lost > 0:
-            self._count_unnumbered(lost, now=True)
+            self._count_unnumbered(lost - self._burn_handed_out(), now=True)
         return max(lost, 0), not self._ledger.unsaved
 
-    async def next_encoded(self, limit: int, after_seq: int = 0) -> EncodedBatch:
+    async def next_encoded(self, limit: int, after_seq: int = 0, *, compact: bool = False) -> EncodedBatch:
         """The oldest `limit` readings with a sequence number above `after_seq` (those below are in
-        flight), encoded as JSON; waits until there is at least one."""
+        flight), encoded as JSON (compact: the compact batch's entries); waits until there is at least
+        one. While publishing early, the next batch a commit handed out comes without a query."""
         while True:
             self._changed.clear()
-            batch = await self._run(self._select_encoded, limit, after_seq)
+            while self._fresh:
+                fresh = self._fresh.popleft()
+                if fresh.first_seq == after_seq + 1:
+                    return fresh
+                if fresh.first_seq > after_seq + 1:  # some in between: the query below gives them
+                    self._fresh.appendleft(fresh)
+                    break
+            batch = await self._run(self._select_encoded, limit, after_seq, compact=compact)
             if batch is not None:
                 return batch
             await self._changed.wait()
 
-    async def backlog_batch(self, limit: int, after_seq: int, up_to_seq: int) -> EncodedBatch | None:
+    async def backlog_batch(
+        self, limit: int, after_seq: int, up_to_seq: int, *, compact: bool = False
+    ) -> EncodedBatch | None:
         """As next_encoded, among the readings up to `up_to_seq` only; None when there are none (no wait)."""
-        return await self._run(self._select_encoded, limit, after_seq, up_to_seq)
+        return await self._run(self._select_encoded, limit, after_seq, up_to_seq, compact=compact)
+
+    def publish_early(self, limit: int | None, *, compact: bool = False) -> None:
+        """From now on each commit hands its readings to next_encoded before its flush, in batches of up
+        to `limit` (None: no more; the uplink is not connected)."""
+        self._loop = asyncio.get_running_loop()
+        self._fresh.clear()
+        self._early = None if limit is None else (limit, compact)
+
+    @property
+    def publishing_early(self) -> bool:
+        return self._early is not None
+
+    def _arrived(self, batch: EncodedBatch) -> None:
+        if self._early is not None:  # (not one from before publishing stopped)
+            self._fresh.append(batch)
+            self._changed.set()
+
+    async def set_aliases(self, aliases: Sequence[Alias]) -> None:
+        """The compact batch's aliases: (device, point) -> alias, and whether the point is a float32."""
+        await self._run(self._set_aliases, aliases)
 
     async def next_session(self) -> int:
         """A new uplink session number (bdSeq in the birth and Last Will), one above the last, kept."""

@@ -18,9 +18,11 @@ from edge_agent.readings import Quality, Reading
 
 # One statement, one bind, one step for a whole batch: the sqlite3 module releases the GIL while SQLite
 # parses and inserts (executemany would bind every row with the GIL held, and cost the loop more).
+# ?2 is the batch's first seq: the buffer numbers readings itself (it may hand them out before the commit).
 INSERT_ROWS = """
-INSERT INTO readings (device, point, unit, quality, value, ts_us)
-SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM json_each(?)
+INSERT INTO readings (seq, device, point, unit, quality, value, ts_us)
+SELECT ?2 + key, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5
+FROM json_each(?1)
 """
 
 # The uplink's JSON is written by SQLite (buffer.py), from the REAL column with printf('%!.17g'). SQLite 3.40

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge_agent.config import AgentConfig, BacnetDevice
+from edge_agent.config import AgentConfig, BacnetDevice, ModbusPoint
 
 CONTRACT_VERSION = 2
 
@@ -95,6 +95,105 @@ class ReadingsBatch(_Payload):
     readings: list[ReadingOut]
 
 
+# --- the compact format ([mqtt] format = "compact") ----------------------------------------------------
+
+CompactPoint = tuple[str, str, bool] | tuple[str, str, bool, float, float]
+"""[name, unit, float32] or [name, unit, float32, write low, write high]; float32: its values are sent with 9
+significant digits, the float32 nearest the number is the exact value read."""
+
+
+class CompactDevice(_Payload):
+    name: str
+    protocol: str
+    address: str
+    alias: int = Field(description="the alias of its first point; each further point's is one more")
+    points: int = Field(description="its points: an index into point_lists")
+
+
+class CompactBirth(_Payload):
+    """The birth certificate in the compact format: every point once, each with its alias."""
+
+    online: Literal[True] = True
+    gateway: str
+    bdSeq: int = Field(  # noqa: N815
+        description="the session number; batches carry it: their aliases are this birth's"
+    )
+    contract: int = CONTRACT_VERSION
+    format: Literal["compact"] = "compact"
+    version: str
+    mqtt: Literal["5", "3.1.1"]
+    connected_at: datetime
+    backlog_last: int
+    dropped: int
+    last_dropped_seq: int
+    point_lists: list[list[CompactPoint]] = Field(
+        description="the devices' point lists, each once (identical devices share one)"
+    )
+    devices: list[CompactDevice]
+    building_model: BuildingModelInfo | None = None
+
+
+CompactName = tuple[str, str, str]
+"""[device, point, unit]: a reading of a point the birth does not list (buffered under another
+configuration)."""
+CompactEntry = (
+    tuple[int | CompactName, int, float | None]
+    | tuple[int | CompactName, int, float | None, Literal["bad", "stale", "unavailable", "uncertain-time"]]
+)
+"""[alias, its time in ms after `t`, value] and, unless it is good, the quality."""
+
+
+class CompactBatch(_Payload):
+    """One message on {prefix}/{gateway}/readings in the compact format."""
+
+    bdSeq: int = Field(description="the session: resolve aliases with its birth")  # noqa: N815
+    seq: int = Field(description="the first reading's seq; the others follow one by one (unless seqs)")
+    last: int = Field(description="the last reading's seq")
+    seqs: list[int] | None = Field(description="every reading's seq, when they are not consecutive")
+    hist: bool = Field(description="true: from the backlog buffered while the link was down")
+    backlog: int = Field(description="backlog_last: older readings up to this seq may still arrive")
+    dropped: int
+    last_dropped: int = Field(description="last_dropped_seq")
+    sent: int = Field(description="when the batch left the gateway, ms since 1970-01-01 UTC")
+    t: int = Field(description="the first reading's time, ms since 1970-01-01 UTC")
+    r: list[CompactEntry]
+
+
+def float32_points(config: AgentConfig) -> frozenset[tuple[str, str]]:
+    """(device, point) of every point whose values are float32 as read (no scale or offset)."""
+    return frozenset(
+        (device.name, point.name)
+        for device in config.devices
+        for point in device.points
+        if isinstance(point, ModbusPoint)
+        and point.type == "float32"
+        and point.scale == 1
+        and point.offset == 0
+    )
+
+
+def compact_points(
+    devices: list[DeviceInfo], float32: frozenset[tuple[str, str]]
+) -> tuple[list[list[CompactPoint]], list[CompactDevice], list[tuple[str, str, int, bool]]]:
+    """The compact birth's point lists and devices, and every point's (device, point, alias, float32)."""
+    lists: dict[tuple[CompactPoint, ...], int] = {}
+    compact: list[CompactDevice] = []
+    aliases: list[tuple[str, str, int, bool]] = []
+    for device in devices:
+        points = tuple(_compact_point(p, (device.name, p.name) in float32) for p in device.points)
+        index = lists.setdefault(points, len(lists))
+        compact.append(CompactDevice(name=device.name, protocol=device.protocol, address=device.address,
+                                     alias=len(aliases), points=index))  # fmt: skip
+        aliases += [(device.name, p[0], len(aliases) + i, p[2]) for i, p in enumerate(points)]
+    return [list(points) for points in lists], compact, aliases
+
+
+def _compact_point(point: PointInfo, f32: bool) -> CompactPoint:
+    if point.write_range is None:
+        return (point.name, point.unit, f32)
+    return (point.name, point.unit, f32, *point.write_range)
+
+
 def device_infos(config: AgentConfig) -> list[DeviceInfo]:
     """What the birth certificate says about every configured device and point."""
     return [
@@ -117,6 +216,8 @@ def payload_schemas() -> dict[str, dict[str, Any]]:
         "readings.json": (ReadingsBatch, "edge-agent readings batch"),
         "birth.json": (Birth, "edge-agent birth certificate"),
         "death.json": (Death, "edge-agent death certificate"),
+        "compact_readings.json": (CompactBatch, "edge-agent readings batch, compact format"),
+        "compact_birth.json": (CompactBirth, "edge-agent birth certificate, compact format"),
     }
     return {
         name: {

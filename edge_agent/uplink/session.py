@@ -45,7 +45,14 @@ from edge_agent.uplink.commands import (
     Delivery,
     ReplyError,
 )
-from edge_agent.uplink.payloads import Birth, BuildingModelInfo, Death, DeviceInfo
+from edge_agent.uplink.payloads import (
+    Birth,
+    BuildingModelInfo,
+    CompactBirth,
+    Death,
+    DeviceInfo,
+    compact_points,
+)
 from edge_agent.uplink.token_bucket import TokenBucket
 
 log = structlog.get_logger("edge_agent.uplink")
@@ -117,6 +124,25 @@ def encode_envelope(
     return f'{head[:-1]},"readings":{batch.readings_json}}}'.encode()
 
 
+def encode_compact(
+    session: int,
+    batch: EncodedBatch,
+    *,
+    historical: bool = False,
+    backlog_last: int = 0,
+    dropped: int = 0,
+    last_dropped_seq: int = 0,
+) -> bytes:
+    """A compact readings batch (payloads.CompactBatch) around the entries SQLite already encoded."""
+    sent = int(utc_now().timestamp() * 1000)
+    seqs = batch.seqs_json or "null"
+    return (
+        f'{{"bdSeq":{session},"seq":{batch.first_seq},"last":{batch.last_seq},"seqs":{seqs},'
+        f'"hist":{"true" if historical else "false"},"backlog":{backlog_last},"dropped":{dropped},'
+        f'"last_dropped":{last_dropped_seq},"sent":{sent},"t":{batch.t0_ms},"r":{batch.readings_json}}}'
+    ).encode()
+
+
 class Uplink:
     def __init__(
         self,
@@ -127,8 +153,11 @@ class Uplink:
         commands: CommandHandler | None = None,
         *,
         building_model: BuildingModelInfo | None = None,
+        float32: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         self._config = config
+        self._compact = config.format == "compact"
+        self._point_lists, self._compact_devices, self._aliases = compact_points(devices or [], float32)
         self._building_model = building_model
         self._gateway_id = gateway_id
         self._buffer = buffer
@@ -204,6 +233,8 @@ class Uplink:
 
     def _birth(self) -> bytes:
         stats = self._buffer.statistics()
+        if self._compact:
+            return self._compact_birth()
         birth = Birth(
             gateway=self._gateway_id,
             bdSeq=self._session_number,
@@ -214,6 +245,23 @@ class Uplink:
             dropped=stats.dropped,
             last_dropped_seq=stats.last_dropped_seq,
             devices=self._devices,
+            building_model=self._building_model,
+        )
+        return birth.model_dump_json().encode()
+
+    def _compact_birth(self) -> bytes:
+        stats = self._buffer.statistics()
+        birth = CompactBirth(
+            gateway=self._gateway_id,
+            bdSeq=self._session_number,
+            version=__version__,
+            mqtt="5" if self._mqtt == "5" else "3.1.1",
+            connected_at=utc_now(),
+            backlog_last=self._backlog_last,
+            dropped=stats.dropped,
+            last_dropped_seq=stats.last_dropped_seq,
+            point_lists=self._point_lists,
+            devices=self._compact_devices,
             building_model=self._building_model,
         )
         return birth.model_dump_json().encode()
@@ -320,6 +368,8 @@ class Uplink:
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         """What a new session says and subscribes to before data flows: the birth, the commands."""
+        if self._compact:
+            await self._buffer.set_aliases(self._aliases)
         await client.publish(self.status_topic, self._birth(), qos=1, retain=True)
         if self._commands is not None:
             await self._subscribe_commands(client)
@@ -468,11 +518,16 @@ class Uplink:
         """Everything committed after the session began, as it comes, up to `in_flight` batches at once."""
         window = asyncio.Semaphore(self._config.in_flight)
         sent_up_to = self._backlog_last
-        while True:
-            await window.acquire()
-            batch = await self._buffer.next_encoded(self._config.batch_size, after_seq=sent_up_to)
-            sent_up_to = batch.last_seq
-            tasks.create_task(self._publish(client, batch, window, historical=False))
+        limit = self._config.batch_size
+        self._buffer.publish_early(limit, compact=self._compact)  # no wait for the commits' flushes
+        try:
+            while True:
+                await window.acquire()
+                batch = await self._buffer.next_encoded(limit, after_seq=sent_up_to, compact=self._compact)
+                sent_up_to = batch.last_seq
+                tasks.create_task(self._publish(client, batch, window, historical=False))
+        finally:
+            self._buffer.publish_early(None)
 
     async def _backlog(self, client: aiomqtt.Client, tasks: asyncio.TaskGroup) -> None:
         """What was buffered before the session, oldest first, within the token bucket; then it ends."""
@@ -484,7 +539,7 @@ class Uplink:
         while True:
             await window.acquire()
             batch = await self._buffer.backlog_batch(
-                self._config.batch_size, self._backlog_sent, self._backlog_last
+                self._config.batch_size, self._backlog_sent, self._backlog_last, compact=self._compact
             )
             if batch is None:
                 window.release()
@@ -500,6 +555,15 @@ class Uplink:
 
     def _payload(self, batch: EncodedBatch, *, historical: bool) -> bytes:
         stats = self._buffer.statistics()
+        if self._compact:
+            return encode_compact(
+                self._session_number,
+                batch,
+                historical=historical,
+                backlog_last=self._backlog_last,
+                dropped=stats.dropped,
+                last_dropped_seq=stats.last_dropped_seq,
+            )
         return encode_envelope(
             self._gateway_id,
             batch,
