@@ -67,6 +67,9 @@ class ControlConfig(Strict):
     """Building time between decisions."""
     model: Path | None = None
     """The ONNX policy; None or unusable: the rule-based demand limiter."""
+    planner: bool = False
+    """The receding-horizon planner decides (docs/control.md): it learns the building from its own readings
+    (two days at least), plans the day against the billed peak, pre-cools; the rules decide meanwhile."""
     model_keys: list[PublicKey] = Field(default_factory=list)
     """Keys a model must be signed by (`<model>.sig`, written by `edge-agent model sign`)."""
     allow_unsigned_model: bool = False

@@ -30,6 +30,8 @@ from edge_agent.control.holds import Hold, HoldJournal
 from edge_agent.control.model_trust import Verdict
 from edge_agent.control.observation import Observation, ZoneObservation
 from edge_agent.control.peak_file import PeakFile
+from edge_agent.control.planner.history_file import HistoryFile
+from edge_agent.control.planner.policy import Planner
 from edge_agent.control.points import Points
 from edge_agent.control.policy import ModelOrRules
 from edge_agent.control.recovery import Recovery, Stored
@@ -101,6 +103,7 @@ class ControlLoop:
         journal: HoldJournal | None = None,
         stored: Stored | None = None,
         peak_file: PeakFile | None = None,
+        planner_file: HistoryFile | None = None,
     ) -> None:
         self._gateway = gateway
         self.setup = setup
@@ -112,6 +115,8 @@ class ControlLoop:
         self._send_savings = send_savings
         self._ledger = ledger
         self._peak_file = peak_file
+        self._planner_file = planner_file
+        self.planner: Planner | None = None
         self.savings: SavingsTracker | None = None
         self._tracked_at: datetime | None = None  # end of the last step counted in the savings
         self.policy = ModelOrRules(None, RuleBasedPolicy(), clock.now, self._policy_changed)
@@ -139,10 +144,11 @@ class ControlLoop:
         held += [HeldWrite.of(h, "central") for h in self.actuator.journal.holds() if h.owner == "central"]
         trust = self.model_trust if self.policy.model is not None else None
         interval = self.state.demand.state(self._clock.now())
+        model = self.policy.model
         return ControlStatus(
             mode=str(self.settings.mode),
             demand_target_kw=self.settings.demand_target_kw,
-            policy="rules" if self.policy.model is None or self.fallback is not None else "onnx",
+            policy=self.policy.rules.name if self.fallback is not None or model is None else model.name,
             fallback=self.fallback,
             model=None if self.setup.model is None else str(self.setup.model),
             model_sha256=None if trust is None else trust.sha256,
@@ -166,6 +172,13 @@ class ControlLoop:
             self._send_event(event.to_json())
 
     def load_model(self) -> None:
+        if self.setup.planner:
+            self.planner = Planner(self.policy.rules)
+            if self._planner_file is not None:
+                self._planner_file.load(self.planner.history)
+            self.policy.model, self.policy.fallback = self.planner, None
+            log.info("the planner decides", slots=len(self.planner.history.slots))
+            return
         if self.setup.model is None:
             self.policy.use_rules("no model configured")
             return
@@ -287,6 +300,9 @@ class ControlLoop:
             log.info("control mode", mode=str(mode))
             self.emit("mode", f"control {mode}", mode=str(mode))
         if mode is ControlMode.OFF:
+            if self.planner is not None:  # it learns the building while control is off (commissioning)
+                self.planner.observe(observation, self.state.demand.state(now), self.setup.limits)
+                self._save_planner()
             await self.actuator.release_all("control switched off")
             return
         missing = observation.missing()
@@ -304,6 +320,7 @@ class ControlLoop:
             return
         self.state.demand_target_kw = self.settings.demand_target_kw  # a command may have changed it
         step = decide(observation, self.state, self.setup.limits)
+        self._save_planner()
         self.steps += 1
         self.last_decision = step.decision.values()
         self.emit(
@@ -321,6 +338,10 @@ class ControlLoop:
             await self.actuator.apply(wanted)
         else:
             await self.actuator.release_all("shadow mode")
+
+    def _save_planner(self) -> None:
+        if self.planner is not None and self._planner_file is not None:
+            self._planner_file.save(self.planner.history)
 
     def _track_demand(self, observation: Observation) -> None:
         """The month's demand, in every mode (decide() adds this same sample again, to no effect), kept on

@@ -50,3 +50,4 @@ class ControlSetup:
     baseline: Path | None  # the savings baseline (docs/savings.md); None: no savings report
     model_trust: ModelTrust = field(default_factory=ModelTrust)  # default: only signed models, no key trusted
     building_model: Path | None = None  # the fitted building model (docs/building_model.md); None: none
+    planner: bool = False  # the receding-horizon planner decides (control/planner/), the rules its fallback

@@ -28,6 +28,7 @@ from edge_agent.clock import Clock, WallClock
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
 from edge_agent.control.loop import ControlLoop, ControlStatus, HeldWrite
 from edge_agent.control.peak_file import DEMAND_PEAK, PeakFile
+from edge_agent.control.planner.history_file import PLANNER_HISTORY, HistoryFile
 from edge_agent.control.recovery import Recovery
 from edge_agent.control.savings.ledger import SAVINGS_LEDGER, SavingsLedger
 from edge_agent.control.settings import ControlSettings
@@ -194,6 +195,7 @@ class Agent:
                 journal=self.journal,
                 stored=devices.stored,
                 peak_file=PeakFile(config.buffer.resolved_path().parent / DEMAND_PEAK),
+                planner_file=HistoryFile(config.buffer.resolved_path().parent / PLANNER_HISTORY),
             )
         self.ven = demand_response_ven(  # [openadr]: a utility's events set the demand target
             config,

@@ -85,6 +85,7 @@ def control_setup(
         baseline=config.baseline,
         model_trust=model_trust(config),
         building_model=config.building_model,
+        planner=config.planner,
     )
 
 

@@ -38,7 +38,11 @@ class Planner:
         self.model: ThermalModel | str = "no history yet"
         self._fitted_at: datetime | None = None
         self._last: tuple[Observation, IntervalState, Limits] | None = None
-        self.plan: Plan | None = None
+        self._planned: tuple[datetime, Plan, Horizon] | None = None  # the slot it was made in
+
+    @property
+    def plan(self) -> Plan | None:
+        return None if self._planned is None else self._planned[1]
 
     def now(self) -> datetime:
         """The building time of the last observation (ModelOrRules' clock for its retries)."""
@@ -52,29 +56,39 @@ class Planner:
         self._last = (observation, interval, limits)
 
     def decide(self, features: Features) -> Decision:
+        """The plan's next slot as knobs. The plan is made once a slot (its resolution): the fitted model
+        and the forecasts change no faster, and a Pi's control step stays short."""
         if self._last is None:
             raise ModelError(self.name, "nothing observed yet")
         observation, interval, limits = self._last
         local = to_kst(observation.at)
+        if self._planned is None or self._planned[0] != slot_start(local):
+            self._planned = None  # a failure below is raised again at the next step, not hidden
+            peak_floor = max(interval.peak_kw, features.demand_target)
+            plan, horizon = self._plan(local, observation, peak_floor, limits)
+            self._planned = (slot_start(local), plan, horizon)
+        _, plan, horizon = self._planned
+        return self._decision(features, plan, horizon, limits)
+
+    def _plan(
+        self, local: datetime, observation: Observation, peak_floor_kw: float, limits: Limits
+    ) -> tuple[Plan, Horizon]:
         model = self._model(local)
         if isinstance(model, str):
             raise ModelError(self.name, f"no model of the building yet: {model}")
         temperatures = [z.temperature_c for z in observation.zones if z.temperature_c is not None]
         if not temperatures or observation.outdoor_c is None:
             raise ModelError(self.name, "no zone or outdoor temperature")
-        mean = sum(temperatures) / len(temperatures)
         horizon = self._horizon(model, local, observation.outdoor_c, temperatures, limits)
         if max(horizon.outdoor_c) < COOLING_ABOVE_C:
             raise ModelError(self.name, "no cooling ahead (the planner plans cooling)")
-        tariff = tariff_for(local.date())
-        peak_floor = max(interval.peak_kw, features.demand_target)
-        slots = self.history.slots
-        before = slots[-1].zone_start_c if slots else mean
-        plan = solve(model, (mean, before), horizon, peak_floor, tariff.demand_krw_per_kw_month)
+        mean = sum(temperatures) / len(temperatures)
+        before = self.history.slots[-1].zone_start_c if self.history.slots else mean
+        demand_charge = tariff_for(local.date()).demand_krw_per_kw_month
+        plan = solve(model, (mean, before), horizon, peak_floor_kw, demand_charge)
         if isinstance(plan, str):
             raise ModelError(self.name, plan)
-        self.plan = plan
-        return self._decision(features, plan, horizon, limits)
+        return plan, horizon
 
     def _model(self, local: datetime) -> ThermalModel | str:
         """Refitted once a slot (the history changes no faster)."""
