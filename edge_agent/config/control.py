@@ -136,6 +136,8 @@ class ControlConfig(Strict):
             raise ValueError(f"open_hour {self.open_hour} must come before close_hour {self.close_hour}")
         if self.comfort_band_c[0] >= self.comfort_band_c[1]:
             raise ValueError(f"comfort_band_c {list(self.comfort_band_c)} must be ordered")
+        if self.planner and self.model is not None:
+            raise ValueError("planner = true and a model: one policy decides; remove model or planner")
         if self.heating_setpoint_c > self.cooling_setpoint_c - 0.56:
             raise ValueError("heating_setpoint_c must be at least 0.56 K below cooling_setpoint_c")
         return self

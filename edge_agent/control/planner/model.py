@@ -46,7 +46,7 @@ def gain_terms(local: datetime, is_open: bool) -> list[float]:
     return [1.0, float(is_open), math.sin(angle), math.cos(angle), math.sin(2 * angle), math.cos(2 * angle)]
 
 
-def fit_thermal(slots: Sequence[Slot]) -> ThermalModel | str:
+def fit_thermal(slots: Sequence[Slot]) -> ThermalModel | str:  # noqa: PLR0911 - one reason each
     """The model of the slots, or why there is none."""
     if len(slots) < MIN_SLOTS:
         return f"{len(slots)} slots of history, {MIN_SLOTS} needed (two days)"
@@ -66,6 +66,9 @@ def fit_thermal(slots: Sequence[Slot]) -> ThermalModel | str:
             )
             targets.append(slot.zone_end_c)
     x, y = np.array(rows), np.array(targets)
+    scaled = x / np.maximum(np.abs(x).max(axis=0), 1e-9)
+    if np.linalg.matrix_rank(scaled, tol=1e-6) < x.shape[1]:
+        return "the demand never varied apart from the time of day and opening: what cools is not known"
     for order in (2, 1):
         keep = np.ones(x.shape[1], dtype=bool)
         keep[1] = order == 2
