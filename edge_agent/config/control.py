@@ -70,6 +70,10 @@ class ControlConfig(Strict):
     planner: bool = False
     """The receding-horizon planner decides (docs/control.md): it learns the building from its own readings
     (two days at least), plans the day against the billed peak, pre-cools; the rules decide meanwhile."""
+    precool_floor_c: Annotated[float, Field(ge=16, le=30)] = DEFAULT_LIMITS.precool_floor_c
+    """The lowest cooling setpoint the planner's pre-cooling writes."""
+    precool_lead_h: Annotated[float, Field(ge=0, le=12)] = DEFAULT_LIMITS.precool_lead_h
+    """The planner pre-cools at most this long before opening."""
     model_keys: list[PublicKey] = Field(default_factory=list)
     """Keys a model must be signed by (`<model>.sig`, written by `edge-agent model sign`)."""
     allow_unsigned_model: bool = False

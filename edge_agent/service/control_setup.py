@@ -39,6 +39,8 @@ def control_limits(config: ControlConfig) -> Limits:
         release_k_per_min=config.release_k_per_min,
         plant_floor_pct=config.plant_limit_floor_pct,
         plant_rated_kw=config.plant_rated_kw,
+        precool_floor_c=config.precool_floor_c,
+        precool_lead_h=config.precool_lead_h,
     )
 
 
