@@ -22,11 +22,17 @@ UNITS = {
     "ahu/supply_air_setpoint": "degC",
     "plant/demand_limit": "%",
     "ahu/fan_speed_limit": "%",
+    "vav/sp": "degC",
 }
 
 
 def feed(latest: LatestValues, zone_c: float) -> None:
-    values = {"meter/total_power": 60.0, "ahu/outdoor_air_temperature": -6.0, "vav/zone_temperature": zone_c}
+    values = {
+        "meter/total_power": 60.0,
+        "ahu/outdoor_air_temperature": -6.0,
+        "vav/zone_temperature": zone_c,
+        "vav/sp": 15.0,  # the night setback
+    }
     readings = []
     for ref, value in values.items():
         device, point = ref.split("/")

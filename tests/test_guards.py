@@ -45,7 +45,8 @@ WARM_UP = replace(Decision.neutral(), precondition=1.0)  # start early; the guar
 
 
 def observe(at: datetime, *temperatures: float, demand_kw: float = 60.0) -> Observation:
-    zones = tuple(ZoneObservation(f"zone-{i}", t, None, None) for i, t in enumerate(temperatures))
+    """Zones at their night setback (30/15 C): control can start them early."""
+    zones = tuple(ZoneObservation(f"zone-{i}", t, 30.0, 15.0) for i, t in enumerate(temperatures))
     return Observation(at, -6.0, demand_kw, zones)
 
 
@@ -60,6 +61,31 @@ def test_a_warm_up_keeps_its_plant_limit_while_the_demand_rises() -> None:
         limits_written.append((targets.plant_limit_pct, targets.fan_limit_pct))
         assert not any("futile" in note for note in targets.notes)
     assert set(limits_written) == {(60.0, 70.0)}
+
+
+def test_no_warm_up_cap_nor_a_closed_hours_limit_where_control_cannot_start_the_zones_early() -> None:
+    """A building whose heating setpoints are not wired starts on its own schedule: a plant limit before
+    opening would only push its warm-up into the opening hours (a new peak, rooms cold at opening)."""
+    guards = Guards()
+    unwired = tuple(ZoneObservation(f"zone-{i}", t, 30.0, None) for i, t in enumerate((17.0, 18.0)))
+    shed = replace(Decision.neutral(), plant_limit=70.0, precondition=1.0)
+    for minute in range(0, 60, 5):
+        at = MONDAY_6AM + timedelta(minutes=minute)
+        targets = guards.apply(shed, Observation(at, -6.0, 120.0, unwired), FEATURES, LIMITS)
+        assert targets.plant_limit_pct is None
+
+
+def test_a_plant_limit_is_let_go_while_a_room_is_past_the_comfort_band() -> None:
+    guards = Guards()
+    shed = replace(Decision.neutral(), plant_limit=70.0)
+    open_features = replace(FEATURES, open=1.0, hours_to_open=0.0)
+    at = MONDAY_6AM + timedelta(hours=4)
+    assert guards.apply(shed, observe(at, 20.0, 20.5), open_features, LIMITS).plant_limit_pct == 70.0
+    later = at + timedelta(minutes=1)
+    targets = guards.apply(shed, observe(later, 20.0, 19.05), open_features, LIMITS)  # a room at 19.05 C
+    assert "comfort: plant limit lifted" in targets.notes
+    assert targets.plant_limit_pct is not None
+    assert targets.plant_limit_pct > 70.0  # raised at the release rate, not at once (no rebound peak)
 
 
 def test_shedding_that_does_not_lower_the_demand_is_paused_but_the_energy_offset_stays() -> None:

@@ -34,6 +34,7 @@ from edge_agent.control.observation import Observation, ZoneObservation
 BASE_HOURS = 20  # hours of demand seen before the day's lowest stands for the base load
 MIN_REFERENCE_PCT = 5.0
 RECENT = timedelta(minutes=30)
+COOLING_SEASON_C = 16.0  # outdoors; below it a warm-up heats (rules.py's COOLING_ABOVE_C)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,10 +200,18 @@ class Guards:
         plant_cap = self._plant_watch.cap(decision.plant_limit, limits)
         fan = decision.fan_limit
         # A warm-up (cool-down) spread over hours at a limited plant and fan, not a peak; a planned pre-cool
-        # (below the occupied setpoint) is spread by its plan, which bounds its demand.
-        if early and decision.cooling_offset >= 0:
+        # (below the occupied setpoint) is spread by its plan, which bounds its demand. Only where control
+        # starts the zones early: where the season's setpoints are not wired the building starts on its own
+        # schedule, and a cap would only delay its start into the opening (lights, people: a new peak).
+        wired = _season_setpoints_wired(observation, features)
+        if early and decision.cooling_offset >= 0 and wired:
             warm_up = self._plant_watch.cap(limits.warm_up_plant_pct, limits, warm_up=True)
             plant_cap, fan = min(plant_cap, warm_up), min(fan, limits.warm_up_fan_pct)
+        if not active and not wired:
+            plant_cap = 100.0  # closed, and no way to start earlier: a limit would only push the start late
+        if active and plant_cap < 100 and _past_comfort(observation, limits):
+            plant_cap = 100.0  # comfort first: a plant held down while a room is past the band is let go
+            notes.append("comfort: plant limit lifted")
         return Targets(
             zones,
             plant_limit_pct=self._plant_limit(_unless(plant_cap, 100.0), now, minutes, limits),
@@ -322,6 +331,22 @@ class Guards:
             elif goal < now_offset and releases < limits.release_zones_per_step:
                 releases += 1
                 current[zone.name] = max(goal, now_offset - release_k)
+
+
+def _season_setpoints_wired(observation: Observation, features: Features) -> bool:
+    """Whether control can start the zones early in this season: heating setpoints below 16 C outdoors,
+    cooling setpoints above."""
+    cooling = features.outdoor_temperature >= COOLING_SEASON_C
+    return any(
+        (z.cooling_setpoint_c if cooling else z.heating_setpoint_c) is not None for z in observation.zones
+    )
+
+
+def _past_comfort(observation: Observation, limits: Limits) -> bool:
+    """A room beyond its comfort band less half the margin (the margin is where control holds rooms)."""
+    high = limits.comfort_high_c - limits.comfort_margin_k / 2
+    low = limits.comfort_low_c + limits.comfort_margin_k / 2
+    return any(z.temperature_c is not None and not low <= z.temperature_c <= high for z in observation.zones)
 
 
 def _warm_up_supply_air(observation: Observation, limits: Limits) -> float | None:
