@@ -199,12 +199,11 @@ class Guards:
             zones[zone.name] = target
         plant_cap = self._plant_watch.cap(decision.plant_limit, limits)
         fan = decision.fan_limit
-        # A warm-up (cool-down) spread over hours at a limited plant and fan, not a peak; a planned pre-cool
-        # (below the occupied setpoint) is spread by its plan, which bounds its demand. Only where control
-        # starts the zones early: where the season's setpoints are not wired the building starts on its own
-        # schedule, and a cap would only delay its start into the opening (lights, people: a new peak).
+        # A warm-up (cool-down, pre-cooling) spread over hours at a limited plant and fan, not a peak. Only
+        # where control starts the zones early: where the season's setpoints are not wired the building starts
+        # on its own schedule, and a cap would only delay its start into the opening (a new peak).
         wired = _season_setpoints_wired(observation, features)
-        if early and decision.cooling_offset >= 0 and wired:
+        if early and wired:
             warm_up = self._plant_watch.cap(limits.warm_up_plant_pct, limits, warm_up=True)
             plant_cap, fan = min(plant_cap, warm_up), min(fan, limits.warm_up_fan_pct)
         if not active and not wired:

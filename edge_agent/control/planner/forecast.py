@@ -14,6 +14,10 @@ from edge_agent.control.planner.slots import Slot
 
 DAYS = 3
 BIAS_FADE_H = 6.0
+# While open the meter never shows the building without its HVAC (lights, plugs and cooling come on
+# together), so the lowest open demand seen is an upper bound of the base load: the floor assumes at least
+# this share of it is not HVAC, and the thermal model says how far shedding can really go.
+OPEN_BASE_SHARE = 0.5
 
 
 def slot_of_day(local: datetime) -> int:
@@ -33,12 +37,19 @@ class History:
         return usual + bias * math.exp(-hours_ahead / BIAS_FADE_H)
 
     def floor_kw(self, local: datetime, is_open: bool) -> float:
-        table = self.floor_open if is_open else self.floor_closed
-        key = slot_of_day(local)
-        for k in (key, key - 1, key + 1, key - 2, key + 2):
-            if k % 96 in table:
-                return table[k % 96]
-        return min(table.values(), default=0.0)
+        closed = _nearest(self.floor_closed, local)
+        if not is_open:
+            return closed
+        return max(closed, OPEN_BASE_SHARE * _nearest(self.floor_open, local))
+
+
+def _nearest(table: dict[int, float], local: datetime) -> float:
+    """The table's entry at this slot of the day, or the nearest within half an hour, or its least."""
+    key = slot_of_day(local)
+    for k in (key, key - 1, key + 1, key - 2, key + 2):
+        if k % 96 in table:
+            return table[k % 96]
+    return min(table.values(), default=0.0)
 
 
 def history(slots: list[Slot]) -> History:

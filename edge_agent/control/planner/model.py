@@ -6,8 +6,8 @@ shared/DOMAIN.md):
 
 Tz the mean zone temperature at a slot's start, To outdoor, D the building's mean demand over the slot (the
 main meter: its HVAC share is what cools), g the gains (sun, people, and the base load's share of D) by
-opening and hour. Fits that lack data or come out unphysical (unstable poles, demand that warms, outdoor
-air that cools) are refused with the reason; an unstable second order is fitted again as first order.
+opening and hour. Fits that lack data or come out unphysical (unstable poles, demand that warms) are
+refused with the reason; an unstable second order is fitted again as first order.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def gain_terms(local: datetime, is_open: bool) -> list[float]:
     return [1.0, float(is_open), math.sin(angle), math.cos(angle), math.sin(2 * angle), math.cos(2 * angle)]
 
 
-def fit_thermal(slots: Sequence[Slot]) -> ThermalModel | str:  # noqa: PLR0911 - one reason each
+def fit_thermal(slots: Sequence[Slot]) -> ThermalModel | str:
     """The model of the slots, or why there is none."""
     if len(slots) < MIN_SLOTS:
         return f"{len(slots)} slots of history, {MIN_SLOTS} needed (two days)"
@@ -69,22 +69,34 @@ def fit_thermal(slots: Sequence[Slot]) -> ThermalModel | str:  # noqa: PLR0911 -
     scaled = x / np.maximum(np.abs(x).max(axis=0), 1e-9)
     if np.linalg.matrix_rank(scaled, tol=1e-6) < x.shape[1]:
         return "the demand never varied apart from the time of day and opening: what cools is not known"
-    for order in (2, 1):
-        keep = np.ones(x.shape[1], dtype=bool)
-        keep[1] = order == 2
-        coefficients = np.zeros(x.shape[1])
-        coefficients[keep] = _least_squares(x[:, keep], y)
-        a1, a2, b, kappa = (float(c) for c in coefficients[:4])
-        if np.abs(np.roots([1.0, -a1, -a2])).max() < MAX_POLE:
-            break
-    else:
-        return "the fitted building is unstable (its temperature would run away)"
-    if kappa <= 0:
-        return "demand does not cool the building in the history (no cooling seen)"
-    if b <= 0:
-        return "outdoor air does not warm the building in the history"
+    fitted = _fit(x, y)
+    if isinstance(fitted, str):
+        return fitted
+    coefficients = fitted
     rmse = float(np.sqrt(np.mean(np.square(x @ coefficients - y))))
+    a1, a2, b, kappa = (float(c) for c in coefficients[:4])
     return ThermalModel(a1, a2, b, kappa, tuple(float(c) for c in coefficients[4:]), rmse, len(rows))
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> np.ndarray | str:
+    """Second order, else first (an unstable second order); an outdoor coefficient that comes out below 0
+    (outdoors and the hour of day move together in a heat wave) is held at 0: the gains carry the day."""
+    for drop_outdoor in (False, True):
+        for order in (2, 1):
+            keep = np.ones(x.shape[1], dtype=bool)
+            keep[1] = order == 2
+            keep[2] = not drop_outdoor
+            coefficients = np.zeros(x.shape[1])
+            coefficients[keep] = _least_squares(x[:, keep], y)
+            if np.abs(np.roots([1.0, -coefficients[0], -coefficients[1]])).max() < MAX_POLE:
+                break
+        else:
+            return "the fitted building is unstable (its temperature would run away)"
+        if coefficients[3] <= 0:
+            return "demand does not cool the building in the history (no cooling seen)"
+        if coefficients[2] >= 0:
+            return coefficients
+    return coefficients
 
 
 def _least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
