@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from edge_agent.clock import ManualClock
+from edge_agent.service import local_socket
 from edge_sim.devices.modbus_servers import ModbusRtuMeterBus
 from edge_sim.simulator import Simulator
 from edge_sim.site_meters import RS485
@@ -133,6 +134,21 @@ async def test_technician_commands_go_through_the_agent_that_owns_the_bus(
             assert code == 0, err
             registers = {r["address"]: r["value"] for r in json.loads(out)["registers"]}
             assert isinstance(registers[SETPOINT], int)
+
+            swept = await cli(*scan, "--sweep", cwd=elsewhere, env=env)
+            assert swept[0] == 1
+            assert "the running agent owns this bus at its configured line" in swept[2]
+
+            for args, refusal in (
+                ({"function": 6, "address": SETPOINT + 1, "values": [1]}, "not-writable"),  # not a point
+                ({"function": 6, "address": SETPOINT, "values": [420]}, "out-of-limits"),
+                ({"function": 3, "address": 0, "count": 2}, "modbus-exception"),  # outside the meter's map
+            ):
+                request = {"command": "modbus_request", "args": {"serial_port": port, "unit": 3, **args}}
+                line = await local_socket.request(
+                    runtime / "edge-agent.sock", json.dumps(request).encode(), 10
+                )
+                assert json.loads(line)["error"]["code"] == refusal, line
 
             after, window = polls(await status(), "sub-3"), time.monotonic() - started
         finally:

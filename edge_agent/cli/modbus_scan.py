@@ -374,6 +374,9 @@ async def sweep(
     at the setting `on_setting` last announced; `on_refused` each setting the port would not take (the
     sweep goes on). Raises DeviceUnreachable when the port cannot be opened at all."""
     timeout_s, connect_timeout_s = timeouts
+    if settings and await agent_link({"serial_port": settings[0].serial_port}) is not None:
+        message = "the running agent owns this bus at its configured line: scan it without --sweep"
+        raise DeviceUnreachable("scan", settings[0].serial_port, message)
     for setting in settings:
         on_setting(setting)
         try:
