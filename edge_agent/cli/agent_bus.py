@@ -139,19 +139,19 @@ async def agent_link(bus: dict[str, str], config: AgentConfig | None = None) -> 
 
 
 def holder(device_path: str) -> str | None:
-    """Who holds a serial port open: 'edge-agent (pid 812, unit edge-agent.service)' or 'minicom (pid
-    77)'; None when nobody (that this user may see) does."""
+    """Who holds a serial port open: 'edge-agent run (pid 812, unit edge-agent.service)', 'minicom (pid
+    77)', an edge-agent first; None when nobody (that this user may see) does."""
     try:
         target = os.path.realpath(device_path)
-        pids = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+        pids = [entry for entry in os.listdir("/proc") if entry.isdigit() and int(entry) != os.getpid()]
     except OSError:
         return None
-    me = os.getpid()
-    for pid in pids:
-        if int(pid) == me or not _has_open(pid, target):
-            continue
-        return _describe(pid)
-    return None
+    found = sorted((_describe(pid) for pid in pids if _has_open(pid, target)), key=_agent_first)
+    return ", ".join(found) or None
+
+
+def _agent_first(description: str) -> bool:
+    return not description.startswith("edge-agent")
 
 
 def _has_open(pid: str, target: str) -> bool:
