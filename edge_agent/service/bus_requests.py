@@ -18,11 +18,15 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import structlog
+
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusRtuDevice
 from edge_agent.errors import BusRequestFailed, ExceptionAnswer, MalformedAnswer
 from edge_agent.protocols.modbus.link import Link
 from edge_agent.protocols.modbus.pdu import Table
 from edge_agent.protocols.modbus.wire import Wire
+
+log = structlog.get_logger("edge_agent.bus_requests")
 
 COMMAND = "modbus_request"
 READS: dict[int, Table] = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
@@ -103,6 +107,8 @@ class BusRequests:
                 operation = lambda wire: wire.write_registers(unit, address, values, multiple=multiple)  # noqa: E731
         else:
             raise BusRequestFailed("invalid", f"function {function}: expected 1-6, 15 or 16")
+        if function in WRITES:  # a technician's write, beside central's journaled ones: logged
+            log.info("local write", link=owned["link"], unit=unit, function=function, address=address)
         result = await _on_link(link, operation, timeout_s, write=function in WRITES)
         return owned | {"values": [int(v) for v in result] if function in READS else []}
 
