@@ -14,6 +14,7 @@ EdgeAgentError
 ├── JournalError           the write journal cannot be written: the write it was to record is not sent
 ├── Refused                a command-line request refused before anything was sent: usage or policy
 ├── CommandRefused         an MQTT command refused: the reply's code, and the request's field at fault
+├── BusRequestFailed       a technician's Modbus request on the agent's bus refused or failed (code)
 ├── ExceptionAnswer        a Modbus exception answer on the wire (code)
 └── MalformedAnswer        a Modbus answer that does not fit its request
 
@@ -25,6 +26,8 @@ the uplink keeps aiomqtt's MqttError inside uplink/session.py, which retries on 
 Signals that never leave their home are drawn all the same, so that this is the one place to look:
 - ExceptionAnswer, MalformedAnswer: what every Modbus wire raises; ModbusClient turns them into DeviceErrors.
 - CommandRefused: raised and caught inside uplink/commands.py, where the router turns it into a reply.
+- BusRequestFailed: raised in service/bus_requests.py, a reply on the local socket; the command line's
+  agent wire (cli/agent_bus.py) turns it back into the wire's errors.
 - cli/model_card.py's protobuf walker says "corrupt" with ValueError or TypeError, caught there: no class.
 A test (tests/test_errors.py) holds this drawing and the code to each other.
 """
@@ -145,6 +148,17 @@ class CommandRefused(EdgeAgentError):
         self.code = code
         self.message = message
         self.field = field
+
+
+class BusRequestFailed(EdgeAgentError):
+    """A `modbus_request` on the agent's local socket refused or failed: `code` is the reply's (invalid,
+    unknown-link, not-writable, out-of-limits, modbus-exception, malformed, unreachable, timeout); `exception`
+    the Modbus exception code when the device answered with one."""
+
+    def __init__(self, code: str, message: str, exception: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.exception = exception
 
 
 class ExceptionAnswer(EdgeAgentError):

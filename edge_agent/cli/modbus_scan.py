@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from edge_agent.cli.agent_bus import agent_link, holder
 from edge_agent.cli.decode_table import FREQUENCY, LINE_VOLTAGE, PHASE_VOLTAGE, POWER_FACTOR, Quantity
 from edge_agent.config import (
     ModbusDevice,
@@ -40,7 +41,7 @@ from edge_agent.config import (
 from edge_agent.errors import DeviceError, DeviceRejected, DeviceUnreachable
 from edge_agent.protocols.modbus.client import ModbusClient
 from edge_agent.protocols.modbus.errors import EXCEPTION_NAMES
-from edge_agent.protocols.modbus.link import RESYNC_S, ModbusLink, link_for
+from edge_agent.protocols.modbus.link import RESYNC_S, Link, link_for
 from edge_agent.protocols.modbus.wire import Wire
 
 GATEWAY_NO_UNIT = ("modbus exception 10", "modbus exception 11")  # a gateway's "no such unit"
@@ -100,13 +101,16 @@ async def _connected(_wire: Wire) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_link(
-    transport: Transport, timeout_s: float, connect_timeout_s: float
-) -> AsyncIterator[ModbusLink]:
+async def open_link(transport: Transport, timeout_s: float, connect_timeout_s: float) -> AsyncIterator[Link]:
     """One connection for the whole scan (every unit takes turns on it); DeviceUnreachable naming the
-    host or serial port when it cannot be opened within `connect_timeout_s`."""
+    host or serial port when it cannot be opened within `connect_timeout_s`. A serial bus the running
+    agent owns is reached through the agent (its line settings, its turns)."""
     if transport.kind == "rtu":
         _check_serial_port(transport)
+        through_agent = await agent_link({"serial_port": transport.serial_port})
+        if through_agent is not None:
+            yield through_agent
+            return
     probe = ModbusPoint(name="probe", table="holding", address=0, type="uint16")
     link = link_for(transport.device({"name": "scan", "timeout_s": timeout_s, "points": [probe]}))
     try:
@@ -120,9 +124,7 @@ async def open_link(
         except termios.error as exc:  # the port (a pty, some USB adapters) cannot be set to this line
             refused = str(exc.args[1] if len(exc.args) > 1 else exc)
         except (ConnectionError, OSError) as exc:
-            message = (
-                "cannot open the serial port" if transport.kind == "rtu" else "cannot connect (refused?)"
-            )
+            message = _serial_refusal(transport) if transport.kind == "rtu" else "cannot connect (refused?)"
             raise DeviceUnreachable("scan", transport.describe(), message) from exc
         if refused:
             # pymodbus drops the port it opened without closing it, holding its lock: collected here,
@@ -133,6 +135,12 @@ async def open_link(
         yield link
     finally:
         link.close()
+
+
+def _serial_refusal(transport: Transport) -> str:
+    """Why the serial port would not open, naming who holds it when someone does."""
+    held_by = holder(transport.serial_port)
+    return "cannot open the serial port" + (f": held by {held_by}" if held_by else "")
 
 
 def _check_serial_port(transport: Transport) -> None:
@@ -304,9 +312,7 @@ def _judge(plan: ProfilePlan, results: Sequence[Any]) -> Judgement:
     return Judgement(plan.name, plan.model, tuple(evidence), note)
 
 
-async def probe_unit(
-    link: ModbusLink, plan_list: Sequence[ProfilePlan], unit: int, timeout_s: float
-) -> UnitResult:
+async def probe_unit(link: Link, plan_list: Sequence[ProfilePlan], unit: int, timeout_s: float) -> UnitResult:
     """Ask one unit for each profile's characteristic registers; silent when the first request gets no
     answer (or a gateway's "no such unit")."""
     judgements: list[Judgement] = []
@@ -332,7 +338,7 @@ async def probe_unit(
 
 
 async def scan(
-    link: ModbusLink,
+    link: Link,
     plan_list: Sequence[ProfilePlan],
     units: Sequence[int],
     timeout_s: float,
@@ -368,6 +374,9 @@ async def sweep(
     at the setting `on_setting` last announced; `on_refused` each setting the port would not take (the
     sweep goes on). Raises DeviceUnreachable when the port cannot be opened at all."""
     timeout_s, connect_timeout_s = timeouts
+    if settings and await agent_link({"serial_port": settings[0].serial_port}) is not None:
+        message = "the running agent owns this bus at its configured line: scan it without --sweep"
+        raise DeviceUnreachable("scan", settings[0].serial_port, message)
     for setting in settings:
         on_setting(setting)
         try:
@@ -417,7 +426,7 @@ def compress(units: Sequence[int]) -> str:
 
 
 async def read_registers(
-    link: ModbusLink,
+    link: Link,
     transport: Transport,
     unit: int,
     *,

@@ -26,6 +26,7 @@ from bacpypes3.primitivedata import ObjectIdentifier
 from pydantic import ValidationError
 
 from edge_agent.acquisition.pipeline import Plausibility
+from edge_agent.cli.agent_bus import agent_link, bus_of
 from edge_agent.cli.bacnet_scan import PropertyReader, command_line_stack, host_port, plain
 from edge_agent.config import (
     AgentConfig,
@@ -235,8 +236,11 @@ async def bounded(device: ModbusDevice | BacnetDevice, what: str, budget_s: floa
 
 
 @contextlib.asynccontextmanager
-async def connected(device: ModbusDevice | BacnetDevice, local_address: str) -> AsyncIterator[ProtocolClient]:
-    """The device's protocol client, opened (bounded); BACnet on a stack of the command line's own."""
+async def connected(
+    device: ModbusDevice | BacnetDevice, local_address: str, config: AgentConfig | None = None
+) -> AsyncIterator[ProtocolClient]:
+    """The device's protocol client, opened (bounded); BACnet on a stack of the command line's own. A
+    Modbus link the running agent owns (an RS-485 bus above all) is used through the agent, in its turns."""
     async with contextlib.AsyncExitStack() as resources:
         client: BacnetClient | ModbusClient
         if isinstance(device, BacnetDevice):
@@ -244,6 +248,8 @@ async def connected(device: ModbusDevice | BacnetDevice, local_address: str) -> 
                 command_line_stack(local_address, None, device.timeout_s)
             )
             client = BacnetClient(device, stack, max_apdu=device.max_apdu, max_batch=device.max_batch)
+        elif through_agent := await agent_link(bus_of(device), config):
+            client = ModbusClient(device, through_agent)
         else:
             client = ModbusClient(device)  # a link of its own, closed with the client
         resources.push_async_callback(client.close)

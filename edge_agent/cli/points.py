@@ -28,7 +28,7 @@ from edge_agent.errors import DeviceError, Refused, StartupError
 
 if TYPE_CHECKING:
     from edge_agent.cli.point_access import PointValue, WriteOutcome, WritePlan
-    from edge_agent.config import BacnetDevice, ModbusDevice
+    from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice
 
 Slots = list[float | None] | None
 
@@ -169,18 +169,22 @@ def read(
         else:
             target = access.find_device(settings, device or "")
             names = access.point_names(target, points or [])
-        values, slots = asyncio.run(_read(target, names, priority_array, address))
+        values, slots = asyncio.run(_read(target, names, priority_array, address, settings))
     _show_values(values, slots if priority_array else None, json_output)
     if any(v.error for v in values):
         raise typer.Exit(EXIT_FAILURE)
 
 
 async def _read(
-    device: ModbusDevice | BacnetDevice, names: list[str], with_slots: bool, address: str
+    device: ModbusDevice | BacnetDevice,
+    names: list[str],
+    with_slots: bool,
+    address: str,
+    settings: AgentConfig,
 ) -> tuple[list[PointValue], dict[str, Slots]]:
     from edge_agent.cli import point_access as access
 
-    async with access.connected(device, address) as client:
+    async with access.connected(device, address, settings) as client:
         values = await access.read_points(client, device, names)
         slots = {n: await access.priority_array(client, device, n) for n in names} if with_slots else {}
     return values, slots
@@ -263,7 +267,7 @@ def write(
         address = access.local_address_for(settings, local_address)
         target = access.find_device(settings, device)
         plan = access.plan_write(target, point, value, priority=priority, operator=operator)
-        outcome = asyncio.run(_write(plan, address))
+        outcome = asyncio.run(_write(plan, address, settings))
     back = outcome.readback
     if json_output:
         echo_json(
@@ -288,10 +292,10 @@ def write(
         raise typer.Exit(EXIT_FAILURE)
 
 
-async def _write(plan: WritePlan, address: str) -> WriteOutcome:
+async def _write(plan: WritePlan, address: str, settings: AgentConfig) -> WriteOutcome:
     from edge_agent.cli import point_access as access
 
-    async with access.connected(plan.device, address) as client:
+    async with access.connected(plan.device, address, settings) as client:
         return await access.write(client, plan)
 
 

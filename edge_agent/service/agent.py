@@ -42,6 +42,7 @@ from edge_agent.protocols.base import ProtocolClient
 from edge_agent.protocols.modbus.client import ModbusClient
 from edge_agent.protocols.modbus.endpoint import endpoint_for
 from edge_agent.protocols.modbus.link import Link, link_for
+from edge_agent.service import bus_requests
 from edge_agent.service.building_model import BuildingModelStatus, load_configured_building_model
 from edge_agent.service.control_setup import agent_control_setup, control_settings
 from edge_agent.service.demand_response_setup import demand_response_ven
@@ -165,6 +166,7 @@ class Agent:
         self._bacnet: BacnetApplication | None = None
         self._links: dict[str, Link] = {}  # shared by the units of one bus, RTU gateway or TCP endpoint
         self._heartbeats = Heartbeats()
+        self._bus = bus_requests.BusRequests(config, self._links)  # technicians' requests on our buses
         self.path = ReadingPath(
             self.latest,
             self.buffer,
@@ -248,6 +250,11 @@ class Agent:
     # --- what central commands act on (commands.CommandHandlers), besides config, control and points ---
 
     async def _command(self, payload: bytes) -> bytes:
+        """The local socket's requests: central's commands, and a technician's `modbus_request`."""
+        if bus_requests.COMMAND.encode() in payload:
+            local = await self._bus.answer(payload)
+            if local is not None:
+                return local
         return (await self._router.handle(payload)).to_json()
 
     async def _delivery(self, delivery: Delivery) -> bytes:

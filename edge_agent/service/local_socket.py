@@ -26,6 +26,7 @@ MAX_CONNECTIONS = 8  # technicians' commands at once; more wait for the accept
 IDLE_TIMEOUT_S = 60.0  # a connection that sends nothing for this long is closed
 MAX_PATH_BYTES = 107  # sun_path, less the terminating NUL
 SYSTEMD_RUNTIME_DIRECTORY = Path("/run/edge-agent")  # RuntimeDirectory= of systemd/edge-agent.service
+SESSION_LINK = "edge-agent.sock"  # in $XDG_RUNTIME_DIR: an agent run outside systemd, found from anywhere
 
 Handler = Callable[[bytes], Awaitable[bytes]]
 
@@ -42,24 +43,77 @@ def socket_path(config: AgentConfig) -> Path:
 
 def find_socket(config: AgentConfig) -> Path:
     """The socket a command-line user reaches the agent on: the daemon's own rule, or, from a shell without
-    $RUNTIME_DIRECTORY, the systemd service's runtime directory when a socket is there."""
+    $RUNTIME_DIRECTORY, the systemd service's runtime directory, or the session's link ($XDG_RUNTIME_DIR),
+    whichever has a socket (from any directory, without --config on a standard install)."""
     path = socket_path(config)
     if config.gateway.socket.is_absolute() or _is_socket(path):
         return path
     service = SYSTEMD_RUNTIME_DIRECTORY / config.gateway.socket
-    return service if _is_socket(service) else path
+    return next((p for p in (service, *well_known_sockets()) if is_socket(p)), path)
+
+
+def well_known_sockets() -> list[Path]:
+    """Where an agent can be found without its configuration: the systemd unit's runtime directory, then
+    the link a run outside systemd leaves in $XDG_RUNTIME_DIR."""
+    found = [SYSTEMD_RUNTIME_DIRECTORY / "edge-agent.sock"]
+    session = os.environ.get("XDG_RUNTIME_DIR")
+    if session:
+        found.append(Path(session) / SESSION_LINK)
+    return found
 
 
 @contextlib.asynccontextmanager
 async def serving(path: Path, handler: Handler) -> AsyncIterator[asyncio.Server | None]:
     """Serve `handler` on `path` while inside; None (and one log line) when the socket cannot be had."""
     server = await _start(path, handler)
+    link = None if server is None else await _session_link(path)
     try:
         yield server
     finally:
         if server is not None:
             server.close()
             _remove_socket(path)
+        if link is not None and _points_to(link, path):
+            link.unlink(missing_ok=True)
+
+
+async def _session_link(path: Path) -> Path | None:
+    """Outside systemd, a link to our socket in $XDG_RUNTIME_DIR, so that the command line finds the agent
+    from any directory; left alone when another live agent has it."""
+    session = os.environ.get("XDG_RUNTIME_DIR")
+    if os.environ.get("RUNTIME_DIRECTORY") or not session or Path(session) == path.parent:
+        return None
+    link = Path(session) / SESSION_LINK
+    if link.is_symlink() and await _live(link.resolve()):
+        log.info("session socket link kept: another agent answers on it", link=str(link))
+        return None
+    return _make_link(link, path)
+
+
+def _make_link(link: Path, path: Path) -> Path | None:
+    try:
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(path.resolve())
+    except OSError as error:
+        log.info("no session socket link", link=str(link), error=str(error))
+        return None
+    return link
+
+
+def is_socket(path: Path) -> bool:
+    """A socket at `path`, or at the end of a link there."""
+    try:
+        return stat.S_ISSOCK(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def _points_to(link: Path, path: Path) -> bool:
+    try:
+        return link.is_symlink() and link.readlink() == path.resolve()
+    except OSError:
+        return False
 
 
 async def _start(path: Path, handler: Handler) -> asyncio.Server | None:
