@@ -122,8 +122,8 @@ def test_a_small_study_runs_each_building_through_decide_against_its_own_sequenc
     weeks, latency = study(plan, processes=1)
     assert latency == {}
     (week,) = weeks
-    assert set(week.kpis) == {"baseline", "rules", "onnx"}
-    for controller in ("rules", "onnx"):
+    assert set(week.kpis) == {"baseline", "planner", "rules", "onnx"}
+    for controller in ("planner", "rules", "onnx"):
         r = week.ratios(controller)
         assert all(math.isfinite(v) for v in (r.peak, r.hvac, r.cost, r.discomfort_kh))
         assert 0.3 < r.peak < 1.5
