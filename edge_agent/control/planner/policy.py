@@ -14,7 +14,7 @@ from datetime import datetime
 from edge_agent.control.decision import Decision
 from edge_agent.control.demand import IntervalState
 from edge_agent.control.features import Features
-from edge_agent.control.limits import MAX_OFFSET_K, MAX_PRECOOL_K, Limits
+from edge_agent.control.limits import ENERGY_OFFSET_K, MAX_OFFSET_K, MAX_PRECOOL_K, Limits
 from edge_agent.control.observation import Observation
 from edge_agent.control.planner.forecast import history, slot_of_day
 from edge_agent.control.planner.lp import Horizon, Plan, solve
@@ -136,9 +136,11 @@ class Planner:
         setpoint = plan.temperature_c[0]
         offset = min(MAX_OFFSET_K, max(-MAX_PRECOOL_K, setpoint - limits.cooling_base_c))
         if features.open >= 0.5:
-            return replace(
-                decision, cooling_offset=offset, plant_limit=100.0, fan_limit=100.0, precondition=0.0
-            )
+            # The plan's path; the rules' shedding on top while the 15-minute demand nears the target (the
+            # plan is only as good as its forecast: the limiter watches the billed quantity itself).
+            shedding = decision.cooling_offset > ENERGY_OFFSET_K
+            cooling = max(offset, decision.cooling_offset) if shedding else offset
+            return replace(decision, cooling_offset=cooling, precondition=0.0)
         precooling = plan.demand_kw[0] > horizon.floor_kw[0] + PRECOOLING_KW
         return replace(
             decision,
