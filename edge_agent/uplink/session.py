@@ -233,38 +233,21 @@ class Uplink:
 
     def _birth(self) -> bytes:
         stats = self._buffer.statistics()
-        if self._compact:
-            return self._compact_birth()
-        birth = Birth(
-            gateway=self._gateway_id,
-            bdSeq=self._session_number,
-            version=__version__,
-            mqtt="5" if self._mqtt == "5" else "3.1.1",
-            connected_at=utc_now(),
-            backlog_last=self._backlog_last,
-            dropped=stats.dropped,
-            last_dropped_seq=stats.last_dropped_seq,
-            devices=self._devices,
-            building_model=self._building_model,
-        )
-        return birth.model_dump_json().encode()
-
-    def _compact_birth(self) -> bytes:
-        stats = self._buffer.statistics()
-        birth = CompactBirth(
-            gateway=self._gateway_id,
-            bdSeq=self._session_number,
-            version=__version__,
-            mqtt="5" if self._mqtt == "5" else "3.1.1",
-            connected_at=utc_now(),
-            backlog_last=self._backlog_last,
-            dropped=stats.dropped,
-            last_dropped_seq=stats.last_dropped_seq,
-            point_lists=self._point_lists,
-            devices=self._compact_devices,
-            building_model=self._building_model,
-        )
-        return birth.model_dump_json().encode()
+        fields: dict[str, object] = {
+            "gateway": self._gateway_id,
+            "bdSeq": self._session_number,
+            "version": __version__,
+            "mqtt": "5" if self._mqtt == "5" else "3.1.1",
+            "connected_at": utc_now(),
+            "backlog_last": self._backlog_last,
+            "dropped": stats.dropped,
+            "last_dropped_seq": stats.last_dropped_seq,
+            "building_model": self._building_model,
+        }
+        if self._compact:  # point names once, by alias (payloads.CompactBirth)
+            compact = {"point_lists": self._point_lists, "devices": self._compact_devices}
+            return CompactBirth.model_validate(fields | compact).model_dump_json().encode()
+        return Birth.model_validate(fields | {"devices": self._devices}).model_dump_json().encode()
 
     def _death(self) -> bytes:
         return Death(gateway=self._gateway_id, bdSeq=self._session_number).model_dump_json().encode()
