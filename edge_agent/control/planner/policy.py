@@ -136,10 +136,11 @@ class Planner:
         setpoint = plan.temperature_c[0]
         offset = min(MAX_OFFSET_K, max(-MAX_PRECOOL_K, setpoint - limits.cooling_base_c))
         if features.open >= 0.5:
-            # The plan's path; the rules' shedding on top while the 15-minute demand nears the target (the
-            # plan is only as good as its forecast: the limiter watches the billed quantity itself).
-            shedding = decision.cooling_offset > ENERGY_OFFSET_K
-            cooling = max(offset, decision.cooling_offset) if shedding else offset
+            # The plan's setpoints, the rules' plant and fan limits on top (they act as the 15-minute demand
+            # nears the target), and the rules' setpoint levels too once the demand runs past the plan's peak:
+            # the plan is only as good as its forecast, the limiter watches the billed quantity itself.
+            behind = features.interval_projection > plan.peak_kw and decision.cooling_offset > ENERGY_OFFSET_K
+            cooling = max(offset, decision.cooling_offset) if behind else offset
             return replace(decision, cooling_offset=cooling, precondition=0.0)
         precooling = plan.demand_kw[0] > horizon.floor_kw[0] + PRECOOLING_KW
         return replace(
