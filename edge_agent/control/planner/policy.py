@@ -1,9 +1,10 @@
-"""The planner as a policy: every step it learns from the slots seen so far, plans the next HORIZON_H hours
-(lp.py) and turns the plan's next slot into knobs: the zones' cooling setpoints at the planned temperature
-(below the occupied setpoint: pre-cooling, started early before opening; up to the comfort edge while the
-stored cold carries the building through its peak). It plans cooling; in the heating season, before it
-has learnt the building, or without a feasible plan it raises ModelError and the rule-based limiter
-decides (ModelOrRules), saying why.
+"""The planner as a policy: it learns from every observation (slots.py, model.py), plans the next HORIZON_H
+hours once a slot (lp.py) and turns the plan's next slot into the zones' cooling setpoints: below the
+occupied setpoint to pre-cool, started early before opening; up to the comfort edge while the stored cold
+carries the building through its peak. The rules' plant and fan limits act on top, and their setpoint
+levels once the demand runs past the plan's peak; ventilation, lighting and heating stay the rules'. It
+plans cooling; in the heating season, before it has learnt the building, or without a feasible plan it
+raises ModelError and the rule-based limiter decides (ModelOrRules), saying why.
 """
 
 from __future__ import annotations
