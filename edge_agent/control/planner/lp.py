@@ -1,12 +1,13 @@
 """The plan: a linear programme over the next HORIZON slots, solved by HiGHS (scipy.optimize.linprog).
 
-Variables: the mean zone temperature at the end of each slot T[1..H], the demand of each slot D[0..H-1]
-and the billed peak M. The building follows the thermal model (model.py); D stays between the floor (the
-plant at rest) and the ceiling (the most the building has drawn); while the building is open T stays
-under the comfort edge and above the pre-cooling floor; before opening the plant may pre-cool only within
-the pre-cooling window (else it rests, as the building's own night setback has it). The cost is the
-demand charge on M (never below the month's billed peak so far: shaving under it saves nothing) plus the
-energy at each slot's tariff price.
+Variables: the mean zone temperature at the end of each slot T[1..H], the demand of each slot D[0..H-1],
+the plan's peak M, the kelvin past the comfort edge S[1..H] and E, M's excess over the month's billed peak
+(or the target). The building follows the thermal model (model.py); D stays between the floor (the plant at
+rest) and the ceiling (the most the building has drawn); T stays above the pre-cooling floor and, while
+the building is open, under the comfort edge (S, priced prohibitively, keeps a hot day feasible); before
+opening the plant may pre-cool only within the pre-cooling window (else it rests, as the building's own
+night setback has it). The cost: the demand charge on E, a tenth of it on M (under the billed peak a
+lower peak saves nothing, but the forecast is uncertain), and the energy at each slot's tariff price.
 """
 
 from __future__ import annotations
