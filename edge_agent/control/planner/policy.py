@@ -41,10 +41,6 @@ class Planner:
         self._last: tuple[Observation, IntervalState, Limits] | None = None
         self._planned: tuple[datetime, Plan, Horizon] | None = None  # the slot it was made in
 
-    @property
-    def plan(self) -> Plan | None:
-        return None if self._planned is None else self._planned[1]
-
     def now(self) -> datetime:
         """The building time of the last observation (ModelOrRules' clock for its retries)."""
         if self._last is None:
