@@ -55,12 +55,32 @@ def test_a_warm_up_keeps_its_plant_limit_while_the_demand_rises() -> None:
     limits_written = []
     for minute in range(0, 90, 1):
         demand = 20.0 if minute < 10 else 120.0  # the plant starts: the demand rises, by design
-        features = replace(FEATURES, demand=demand, interval_average=demand)
+        features = replace(FEATURES, demand=demand, interval_average=demand, hours_to_open=3 - minute / 60)
         at = MONDAY_6AM + timedelta(minutes=minute)
-        targets = guards.apply(WARM_UP, observe(at, 17.0, 18.0, demand_kw=demand), features, LIMITS)
+        warming = minute / 60  # the rooms warm 1 K an hour: at the comfort edge by opening
+        observation = observe(at, 17.0 + warming, 18.0 + warming, demand_kw=demand)
+        targets = guards.apply(WARM_UP, observation, features, LIMITS)
         limits_written.append((targets.plant_limit_pct, targets.fan_limit_pct))
         assert not any("futile" in note for note in targets.notes)
     assert set(limits_written) == {(60.0, 70.0)}
+
+
+def test_a_warm_up_that_falls_behind_gets_its_caps_lifted_until_it_is_back_on_course() -> None:
+    """A capped warm-up that would leave a room cold at opening (a discomfort the building's own start
+    would not have made, and a peak at opening) runs uncapped while a room lags its straight line."""
+    guards = Guards()
+    caps = {}
+    for minute in range(0, 180, 1):
+        features = replace(FEATURES, hours_to_open=3 - minute / 60)
+        # One room warms on course (17 -> 19.3 C by opening); the other stalls at 16 C for an hour and a
+        # half, then catches up fast once its plant and fan are free.
+        slow = 16.0 if minute < 90 else min(19.3, 16.0 + (minute - 90) / 20)
+        at = MONDAY_6AM + timedelta(minutes=minute)
+        targets = guards.apply(WARM_UP, observe(at, 17.0 + minute / 60 * 0.77, slow), features, LIMITS)
+        caps[minute] = (targets.plant_limit_pct, targets.fan_limit_pct)
+    assert caps[10] == (60.0, 70.0)  # on course early on (within the slack)
+    assert caps[60] == (None, None)  # a third of the way gone, the stalled room none: uncapped
+    assert caps[170] == (60.0, 70.0)  # back on course: spread again (after the stage hold)
 
 
 def test_no_warm_up_cap_nor_a_closed_hours_limit_where_control_cannot_start_the_zones_early() -> None:

@@ -11,7 +11,8 @@
 - plant limits are shares of where the plant runs (its highest draw over the last day, when its power is
   metered and its rating known; else of its rating), written no lower than `plant_floor_pct`;
 - plant and fan limits held at least `hold_s` between changes (stage hold), and at most
-  `warm_up_plant_pct` and `warm_up_fan_pct` while the zones start early (a warm-up spread over hours);
+  `warm_up_plant_pct` and `warm_up_fan_pct` while the zones start early (a warm-up spread over hours),
+  unless a zone lags the straight line from where it began to its comfort edge at opening;
 - futility: shedding (offsets beyond the energy level, or a plant limit that binds) that has not lowered
   the 15-minute demand and leaves it over the target after `futility_after_s` stops for `cooldown_s`
   (the energy offsets are kept, the rest given back at the release rate);
@@ -35,6 +36,7 @@ BASE_HOURS = 20  # hours of demand seen before the day's lowest stands for the b
 MIN_REFERENCE_PCT = 5.0
 RECENT = timedelta(minutes=30)
 COOLING_SEASON_C = 16.0  # outdoors; below it a warm-up heats (rules.py's COOLING_ABOVE_C)
+WARM_UP_SLACK = 0.1  # share of its way a zone may lag the warm-up's straight line before the caps go
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,41 @@ class _PlantWatch:
 
 
 @dataclass(slots=True)
+class _WarmUpWatch:
+    """Whether a warm-up (cool-down) is on course: each zone should close its gap to the occupied comfort
+    edge (less the margin) at least in proportion to the time gone since the warm-up began. A zone behind
+    that line lifts the warm-up's plant and fan caps until opening: a building still cold (hot) at opening
+    is a discomfort the building's own start would not have made, and a peak at opening besides."""
+
+    started: datetime | None = None
+    hours: float = 0.0
+    gaps: dict[str, float] = field(default_factory=dict)  # each zone's gap to the edge at the start, K
+
+    def on_course(self, observation: Observation, features: Features, limits: Limits, early: bool) -> bool:
+        if not early:
+            self.started = None
+            return True
+        cooling = features.outdoor_temperature >= COOLING_SEASON_C
+        gaps = {z.name: _gap_k(z, cooling, limits) for z in observation.zones if z.temperature_c is not None}
+        if self.started is None:
+            self.started, self.hours, self.gaps = observation.at, max(features.hours_to_open, 0.1), gaps
+            return True
+        gone = (observation.at - self.started).total_seconds() / 3600 / self.hours
+        return not any(
+            start_gap > 0 and name in gaps and 1 - gaps[name] / start_gap < gone - WARM_UP_SLACK
+            for name, start_gap in self.gaps.items()
+        )
+
+
+def _gap_k(zone: ZoneObservation, cooling: bool, limits: Limits) -> float:
+    """Kelvin the room still has to go to the occupied comfort edge less the margin (<= 0: there)."""
+    t = zone.temperature_c or 0.0
+    if cooling:
+        return t - (limits.comfort_high_c - limits.comfort_margin_k)
+    return limits.comfort_low_c + limits.comfort_margin_k - t
+
+
+@dataclass(slots=True)
 class Guards:
     _cooling: dict[str, float] = field(default_factory=dict)  # offsets in force, per zone
     _heating: dict[str, float] = field(default_factory=dict)
@@ -152,6 +189,7 @@ class Guards:
     _fan: _Held = field(default_factory=_Held)
     _shed: _ShedWatch = field(default_factory=_ShedWatch)
     _plant_watch: _PlantWatch = field(default_factory=_PlantWatch)
+    _warm_up: _WarmUpWatch = field(default_factory=_WarmUpWatch)
     _last_at: datetime | None = None
 
     def apply(
@@ -203,7 +241,10 @@ class Guards:
         # where control starts the zones early: where the season's setpoints are not wired the building starts
         # on its own schedule, and a cap would only delay its start into the opening (a new peak).
         wired = _season_setpoints_wired(observation, features)
-        if early and wired:
+        on_course = self._warm_up.on_course(observation, features, limits, early and wired)
+        if early and wired and not on_course:
+            notes.append("warm-up behind: plant and fan caps lifted")
+        elif early and wired:
             warm_up = self._plant_watch.cap(limits.warm_up_plant_pct, limits, warm_up=True)
             plant_cap, fan = min(plant_cap, warm_up), min(fan, limits.warm_up_fan_pct)
         if not active and not wired:
