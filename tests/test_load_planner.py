@@ -20,7 +20,9 @@ from edge_agent.control.observation import Observation, ZoneObservation
 from edge_agent.control.planner.history_file import PLANNER_HISTORY, HistoryFile
 from edge_agent.control.planner.lp import Horizon, solve
 from edge_agent.control.planner.model import ThermalModel, fit_thermal
+from edge_agent.control.planner.policy import Planner
 from edge_agent.control.planner.slots import SLOT, Slot, SlotHistory
+from edge_agent.control.rules import RuleBasedPolicy
 from edge_agent.control.savings.tariff import KST
 from edge_agent.control.settings import ControlMode
 from edge_agent.service.control_setup import control_settings, control_setup
@@ -195,3 +197,23 @@ async def test_the_agents_planner_learns_while_off_and_keeps_its_history_across_
     again = loop()
     assert again.planner is not None
     assert list(again.planner.history.slots) == list(first.planner.history.slots if first.planner else [])
+
+
+def test_a_pre_cool_drawing_more_than_planned_stops_in_time_for_the_plant_to_unload() -> None:
+    """Half an hour before opening, a plant still drawing so much that the open building would pass the
+    plan's peak (its rooms lag the model: a heat-soaked Monday) stops pre-cooling; one on plan goes on."""
+
+    def decide_at_0830(demand_kw: float) -> Decision:
+        planner = Planner(RuleBasedPolicy())
+        planner.history.slots.extend(simulated_slots(7))
+        at = START + timedelta(days=7, hours=8, minutes=30)  # Monday, opening at 9
+        zones = (ZoneObservation("a", 27.5, 30.0, None),)
+        observation = Observation(at, 31.0, demand_kw, zones)
+        interval = IntervalDemand().state(at)
+        planner.observe(observation, interval, Limits())
+        return planner.decide(build_features(observation, interval, 100.0, Limits().hours))
+
+    on_plan = decide_at_0830(40.0)
+    assert on_plan.precondition == 1.0  # cooling before opening, as planned
+    overrun = decide_at_0830(400.0)
+    assert overrun.precondition == 0.0  # the plant left to unload: the building's own setback until 9

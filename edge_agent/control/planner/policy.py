@@ -28,6 +28,7 @@ from edge_agent.errors import ModelError
 
 HORIZON_H = 24
 PRECOOLING_KW = 0.01  # planned demand this far above the floor before opening: the plant pre-cools
+UNLOAD_H = 0.5  # a plant unloads within this: a pre-cool that would carry its draw into the opening stops
 
 
 class Planner:
@@ -40,6 +41,7 @@ class Planner:
         self._fitted_at: datetime | None = None
         self._last: tuple[Observation, IntervalState, Limits] | None = None
         self._planned: tuple[datetime, Plan, Horizon] | None = None  # the slot it was made in
+        self._opening_floor_kw: float | None = None  # the demand floor forecast once the building opens
 
     def now(self) -> datetime:
         """The building time of the last observation (ModelOrRules' clock for its retries)."""
@@ -112,6 +114,7 @@ class Planner:
         low += mean_c - min(temperatures)
         names = ("out", "gain", "floor", "ceiling", "low", "high", "price")
         rows: dict[str, list[float]] = {name: [] for name in names}
+        self._opening_floor_kw = None
         for k in range(HORIZON_H * 4):
             at = start + k * SLOT
             is_open = limits.hours.is_open(at)
@@ -119,6 +122,8 @@ class Planner:
             lead_h = limits.hours.hours_to_open(at, HORIZON_H)
             may_cool = is_open or 0 < lead_h <= limits.precool_lead_h
             floor = seen.floor_kw(at, is_open)
+            if k > 0 and is_open and self._opening_floor_kw is None and not limits.hours.is_open(start):
+                self._opening_floor_kw = floor
             rows["out"].append(seen.outdoor_c(at, outdoor_c, k / 4, slot_of_day(start)))
             rows["gain"].append(model.gain_k(at, is_open))
             rows["floor"].append(floor)
@@ -127,6 +132,17 @@ class Planner:
             rows["high"].append(high if ends_open else 99.0)
             rows["price"].append(tariff_for(at.date()).energy_price(at))
         return Horizon(*(rows[name] for name in names))
+
+    def _overrun(self, features: Features, plan: Plan, horizon: Horizon) -> bool:
+        """A pre-cool drawing more than its plan (the rooms lag the model: a heat-soaked Monday) stops: when
+        the demand is past the plan's peak already, or when, close to opening, the plant's draw now on top of
+        the open building's floor would pass it (the plant needs the time left to unload)."""
+        if features.interval_projection > plan.peak_kw:
+            return True
+        if self._opening_floor_kw is None or features.hours_to_open > UNLOAD_H:
+            return False
+        plant_kw = max(0.0, features.demand - horizon.floor_kw[0])
+        return plant_kw + self._opening_floor_kw > plan.peak_kw
 
     def _decision(self, features: Features, plan: Plan, horizon: Horizon, limits: Limits) -> Decision:
         decision = self.rules.decide(features)
@@ -140,6 +156,8 @@ class Planner:
             cooling = max(offset, decision.cooling_offset) if behind else offset
             return replace(decision, cooling_offset=cooling, precondition=0.0)
         precooling = plan.demand_kw[0] > horizon.floor_kw[0] + PRECOOLING_KW
+        if precooling and self._overrun(features, plan, horizon):
+            precooling = False
         return replace(
             decision,
             cooling_offset=min(0.0, offset) if precooling else 0.0,
