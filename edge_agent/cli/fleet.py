@@ -286,7 +286,7 @@ def _takeover(row: GatewayRow) -> Text:
     if not t or not t.get("count"):
         return Text("")
     return Text(
-        f"TAKEN OVER {t.get('count')}x (another session uses its id), last {t.get('last_at', '?')}",
+        f"TAKEN OVER {t.get('count')}x, last {t.get('last_at', '?')}",
         "bold red",
     )
 
