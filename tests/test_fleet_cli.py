@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,53 @@ async def test_a_bad_broker_url_names_the_option_and_exits_2() -> None:
     assert code == 2
     assert "--broker" in err
     assert "mqtt://HOST[:PORT]" in err
+
+
+async def next_document(
+    lines: asyncio.StreamReader, wanted: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Read the live JSON lines until one satisfies `wanted` (bounded by the caller's timeout)."""
+    while True:
+        line = await lines.readline()
+        assert line, "edge-agent fleet ended early"
+        document: dict[str, Any] = json.loads(line)
+        if wanted(document):
+            return document
+
+
+async def test_a_sparkplug_gateway_shows_from_its_nbirth_until_its_ndeath_and_ctrl_c_ends_the_watch(
+    broker: Broker, tmp_path: Path
+) -> None:
+    watch = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge_agent", "fleet", "--broker", broker.url, "--json", "--refresh", "0.3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert watch.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            await next_document(watch.stdout, lambda d: d["connection"] == "connected")  # subscribed
+            meters = ModbusTcpMeterServer(LOOPBACK, 0, [Sdm630(unit_id=1)])
+            async with meters:
+                await meters.show(1, MeterReading(40_001.0, 1234.5, 0.0, 39_000.0, 50_000.0))
+                config = gateway_config("sp-gw", 1, meters.port, broker, tmp_path / "sp", fmt="sparkplug")
+                async with publishing(config):
+                    seen = await next_document(
+                        watch.stdout,
+                        lambda d: any(g["last_reading"] is not None for g in d["gateways"]),
+                    )
+                    (gateway,) = seen["gateways"]
+                    assert (gateway["gateway"], gateway["state"], gateway["format"]) == (
+                        "sp-gw",
+                        "online",
+                        "sparkplug",
+                    )
+                    assert gateway["bdSeq"] == 1
+                await next_document(watch.stdout, lambda d: d["gateways"][0]["state"] == "offline")
+            watch.send_signal(signal.SIGINT)
+            out, err = await watch.communicate()
+    finally:
+        if watch.returncode is None:
+            watch.kill()
+            await watch.wait()
+    assert watch.returncode == 0, err.decode()
+    assert json.loads(out.splitlines()[-1])["gateways"][0]["state"] == "offline"  # the last word
