@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from edge_agent import __version__
@@ -21,7 +22,7 @@ from edge_agent.service.agent import Agent
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
-from tests.support import LOOPBACK, Broker, async_wait_until, free_port, running_agent
+from tests.support import LOOPBACK, Broker, async_wait_until, free_port, run_mosquitto, running_agent
 
 pytestmark = pytest.mark.integration
 
@@ -179,3 +180,49 @@ async def test_a_sparkplug_gateway_shows_from_its_nbirth_until_its_ndeath_and_ct
             await watch.wait()
     assert watch.returncode == 0, err.decode()
     assert json.loads(out.splitlines()[-1])["gateways"][0]["state"] == "offline"  # the last word
+
+
+async def listening(port: int) -> None:
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(LOOPBACK, port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+
+
+async def test_a_lost_broker_is_reported_and_the_watch_resubscribes_when_it_is_back(tmp_path: Path) -> None:
+    port = free_port()
+    with run_mosquitto(tmp_path, port) as broker:
+        watch = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edge_agent", "fleet", "--broker", broker.url, "--json", "--refresh", "0.3",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert watch.stdout is not None
+        async with asyncio.timeout(30):
+            await next_document(watch.stdout, lambda d: d["connection"] == "connected")
+    try:
+        async with asyncio.timeout(60):
+            lost = await next_document(watch.stdout, lambda d: d["connection"] != "connected")
+            assert lost["gateways"] == []
+            with run_mosquitto(tmp_path, port) as again:
+                await listening(
+                    again.port
+                )  # the port's old connections may have fooled run_mosquitto's check
+                async with aiomqtt.Client(LOOPBACK, again.port, identifier="late-gw") as gateway:
+                    death = {"online": False, "gateway": "late-gw", "bdSeq": 4}
+                    await gateway.publish("edge/late-gw/status", json.dumps(death), qos=1, retain=True)
+                back = await next_document(
+                    watch.stdout, lambda d: d["connection"] == "connected" and d["gateways"]
+                )
+                assert [(g["gateway"], g["state"]) for g in back["gateways"]] == [("late-gw", "offline")]
+            watch.send_signal(signal.SIGINT)
+            await watch.communicate()
+    finally:
+        if watch.returncode is None:
+            watch.kill()
+            await watch.wait()
+    assert watch.returncode == 0
