@@ -125,13 +125,6 @@ async def test_an_unreachable_broker_is_a_clear_error_and_exit_3() -> None:
     assert f"cannot reach the broker at {url}" in err
 
 
-async def test_a_bad_broker_url_names_the_option_and_exits_2() -> None:
-    code, _, err = await fleet("--broker", "http://broker.example", "--once")
-    assert code == 2
-    assert "--broker" in err
-    assert "mqtt://HOST[:PORT]" in err
-
-
 async def next_document(
     lines: asyncio.StreamReader, wanted: Callable[[dict[str, Any]], bool]
 ) -> dict[str, Any]:

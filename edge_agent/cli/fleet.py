@@ -13,6 +13,7 @@ import contextlib
 import json
 import secrets
 import signal
+import ssl
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,8 @@ from edge_agent.uplink.sparkplug.topics import NAMESPACE
 
 ONCE_DEFAULT_S = 5.0  # --once without --for: long enough for the retained births and a batch from each
 CONNECT_TIMEOUT_S = 10.0
+EXIT_UNREACHABLE = EXIT_NO_DAEMON  # 3: what was asked for could not be reached (here the broker)
+OPTIONS = {"url": "--broker", "topic_prefix": "--prefix", "password_file": "--password-file"}  # by field
 
 
 def register(app: typer.Typer, config_app: typer.Typer) -> None:
@@ -67,17 +70,31 @@ def fleet(
     """Every gateway under the prefix, online or not: version, config hash, control model, backlog, last
     reading's age, last savings report, takeover warnings; a table redrawn live, or --json (one document
     with --once, else one line per refresh)."""
+    if password_file is not None and username is None:
+        typer.echo("--password-file needs --username", err=True)
+        raise typer.Exit(EXIT_CONFIG)
     try:
         mqtt = MqttConfig(
             url=broker, topic_prefix=prefix, ca_file=ca_file, username=username, password_file=password_file
         )
     except ValidationError as error:
         for problem in error.errors():
-            where = (
-                "".join(f"--{part}: " for part in problem["loc"]).replace("_", "-").replace("url", "broker")
-            )
+            fields = [str(part) for part in problem["loc"]]
+            where = "".join(f"{OPTIONS.get(field, field)}: " for field in fields)
             typer.echo(f"{where}{problem['msg']}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
+    # Read again at every connection, as the agent does; a file that cannot be read now is a usage mistake.
+    for option, path, read in (
+        ("--password-file", password_file, mqtt.password),
+        ("--ca-file", ca_file, mqtt.tls_context),
+    ):
+        try:
+            read()
+        except (OSError, ssl.SSLError) as error:
+            typer.echo(
+                f"{option} {path}: cannot read it: {getattr(error, 'strerror', None) or error}", err=True
+            )
+            raise typer.Exit(EXIT_CONFIG) from None
     if group != "+" and any(c in group for c in "/+#"):
         typer.echo(
             f"--group: {group!r} is a Sparkplug group id, no '/', '+' or '#' (or '+' for all)", err=True
@@ -121,7 +138,7 @@ class Watch:
                 typer.echo(
                     f"edge-agent fleet: cannot reach the broker at {self.mqtt.url}: {self.problem}", err=True
                 )
-                return EXIT_NO_DAEMON
+                return EXIT_UNREACHABLE
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(window):
                     await self._show(stop)
