@@ -17,7 +17,7 @@ import ssl
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import aiomqtt
 import typer
@@ -31,7 +31,7 @@ from rich.text import Text
 from edge_agent.backoff import Backoff
 from edge_agent.cli.common import EXIT_CONFIG, EXIT_NO_DAEMON, JsonOption, age_text
 from edge_agent.config import MqttConfig
-from edge_agent.uplink.fleet_view import FleetView, GatewayRow
+from edge_agent.uplink.fleet_view import FleetView, GatewayRow, State
 from edge_agent.uplink.sparkplug.topics import NAMESPACE
 
 ONCE_DEFAULT_S = 5.0  # --once without --for: long enough for the retained births and a batch from each
@@ -234,9 +234,7 @@ class Watch:
             table.add_column(column)
         for row in rows:
             table.add_row(*_cells(row))
-        states = {
-            state: sum(r.state == state for r in rows) for state in ("online", "silent", "offline", "unknown")
-        }
+        states = {state: sum(r.state == state for r in rows) for state in get_args(State)}
         footer = ", ".join(f"{count} {state}" for state, count in states.items() if count) or "none"
         lines: list[Table | Text] = [table, Text(f"{len(rows)} gateways: {footer}; at {now:%H:%M:%S} UTC")]
         if self.view.ignored:

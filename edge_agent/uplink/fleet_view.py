@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from edge_agent.uplink.fleet_messages import (
     Batch,
@@ -162,7 +162,7 @@ class FleetView:
             "prefix": self.prefix,
             "watched_s": round((now - self.started).total_seconds(), 1),
             "gateways": [row.as_json() for row in rows],
-            "summary": dict(Counter(row.state for row in rows)),
+            "summary": {state: sum(row.state == state for row in rows) for state in get_args(State)},
             "ignored": {"total": self.ignored.total(), "reasons": dict(self.ignored)},
         }
 
