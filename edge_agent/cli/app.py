@@ -20,6 +20,7 @@ from edge_agent.cli import bacnet as cli_bacnet
 from edge_agent.cli import building_model as cli_building_model
 from edge_agent.cli import command_sign
 from edge_agent.cli import data as cli_data
+from edge_agent.cli import fleet as cli_fleet
 from edge_agent.cli import keys as cli_keys
 from edge_agent.cli import local as cli_local
 from edge_agent.cli import modbus as cli_modbus
@@ -217,6 +218,7 @@ for commands in (cli_modbus, cli_bacnet, cli_points, cli_local, cli_data, cli_sa
     commands.register(app, config_app)
 command_sign.register(app, config_app)
 cli_building_model.register(app, config_app)
+cli_fleet.register(app, config_app)
 
 
 def main() -> None:
