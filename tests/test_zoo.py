@@ -14,11 +14,27 @@ from bench.zoo import MODEL, Plan, plan_of, report, study
 
 from edge_agent.control.guards import Targets, ZoneTargets
 from edge_agent.control.observation import Observation, ZoneObservation
+from edge_agent.control.planner.policy import Planner
+from edge_agent.control.policy import ModelOrRules
+from edge_agent.control.rules import RuleBasedPolicy
+from edge_agent.control.savings.tariff import to_kst
 from edge_sim.physics.climate import WeatherSample
+from edge_sim.site.site import Site
 from edge_sim.zoo import distributions as d
 from edge_sim.zoo.generate import design_base_share, generate, make_building
 from edge_sim.zoo.seeds import HELD_OUT_FROM, check_tuning, tuning_seeds, weather_seed
-from edge_sim.zoo.study import ALL_POINTS, LIMITED_POINTS, points_of, visible, writable
+from edge_sim.zoo.study import (
+    ALL_POINTS,
+    LIMITED_POINTS,
+    ZooLoop,
+    commission,
+    demand_target_kw,
+    points_of,
+    ratios,
+    run,
+    visible,
+    writable,
+)
 
 TUNING_SAMPLE = range(300)
 
@@ -133,3 +149,28 @@ def test_a_small_study_runs_each_building_through_decide_against_its_own_sequenc
     text = "\n".join(report(plan, weeks, latency))
     assert "median over 1 building-weeks" in text
     assert generate(1004, "held-out").describe() in text
+
+
+def test_a_building_with_only_setpoints_a_plant_limit_and_a_meter_gets_a_plan_and_a_saving() -> None:
+    """Issue 18's building: zone temperatures, cooling setpoints, a plant demand limit and a main meter, no
+    other knob. Commissioned (watching its own sequences), the planner decides every open step of a summer
+    day, and the day's billed peak falls, no room less comfortable than under the building's own sequences."""
+    zoo = generate(3, "tuning")
+    assert zoo.limited
+    assert points_of(zoo) == LIMITED_POINTS
+    planner = Planner(RuleBasedPolicy())
+    commission(zoo, "summer", planner, days=1)
+    policy = ModelOrRules(planner, RuleBasedPolicy(), planner.now, lambda reason, previous: None)
+    loop = ZooLoop(zoo, policy, demand_target_kw(zoo, "summer", days=1))
+    deciders: Counter[str] = Counter()
+
+    def step(site: Site) -> None:
+        loop(site)
+        if site.building(zoo.name).zones[0].sequence.schedule.is_open(to_kst(site.now)):
+            deciders[policy.name] += 1
+
+    controlled = run(zoo, "summer", loop=step, days=1)
+    r = ratios(run(zoo, "summer", days=1), controlled)
+    assert set(deciders) == {"planner"}
+    assert r.peak < 0.98
+    assert r.discomfort_kh <= 0.0
