@@ -109,7 +109,7 @@ def file_server(directory: Path) -> Iterator[str]:
     """A plain http server on loopback serving `directory`; its base url."""
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer((LOOPBACK, 0), partial(Quiet, directory=str(directory)))
