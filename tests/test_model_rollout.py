@@ -43,10 +43,14 @@ class Site:
         self.changes = 0
         self.loop, self.building = self.start()
 
-    def start(self, model: Path | None = None, *, rules: bool = False) -> tuple[ControlLoop, Building]:
-        """The loop (again), with `model` configured (default: the fixture's), or none with `rules`."""
+    def start(
+        self, model: Path | None = None, *, rules: bool = False, **control: object
+    ) -> tuple[ControlLoop, Building]:
+        """The loop (again), with `model` configured (default: the fixture's), or none with `rules`;
+        `control`: more of [control]."""
         config = one_zone_control(
             **ALWAYS_OPEN,
+            **control,
             mode="active",
             demand_target_kw=100.0,
             model=None if rules else model or self.configured,

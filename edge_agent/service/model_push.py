@@ -202,6 +202,7 @@ def fetch(url: str) -> bytes:
                     raise _failed(url, f"not fetched within {FETCH_TIMEOUT_S:g} s")
             return bytes(body)
     except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the answer's connection
         raise _failed(url, f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise _failed(url, str(exc.reason)) from None
