@@ -5,15 +5,19 @@ back and the model in use goes on. Every step is an event and survives a restart
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
+from rich.console import Console
 
 from edge_agent.acquisition.latest import LatestValues
+from edge_agent.cli.local import _print_control
 from edge_agent.clock import ManualClock
 from edge_agent.control.limits import KNOBS
-from edge_agent.control.loop import ControlLoop
+from edge_agent.control.loop import ControlLoop, ControlStatus
 from edge_agent.control.model_rollout import MIN_SHADOW_STEPS, REJECTED_IN_A_ROW, ROLLOUT_FILE, RolloutFile
 from edge_agent.service.control_setup import control_settings, control_setup
 from tests.one_zone import ALWAYS_OPEN, VALUES, one_zone_control
@@ -120,6 +124,11 @@ async def test_a_good_model_decides_unwritten_in_shadow_then_is_promoted_the_pre
     assert status.shadow.steps == int(SHADOW_S / STEP_S) - 1
     assert status.shadow.largest_difference["cooling_offset"] == pytest.approx(1.0)
     assert status.model == str(site.configured)
+    printed = io.StringIO()  # edge-agent status
+    state = TypeAdapter(ControlStatus).dump_python(status, mode="json")  # as the local socket sends it
+    _print_control(state, Console(file=printed, width=300, markup=False))
+    shown = f"in shadow: {pushed}, sha256 {status.shadow.sha256}, 9 decisions, decides from"
+    assert shown in printed.getvalue()
 
     await site.steps(1)  # the shadow time is over: promoted
     stage = site.loop.model_stage()
