@@ -1,7 +1,7 @@
 """A control model pushed to a running agent over a real mosquitto, in signed commands: an unsigned model and
 a model changed after signing are refused and nothing changes; a good one, fetched from the url the command
 names, runs in shadow, then decides: the birth message, the events and `status` follow each step, and a
-restart keeps it."""
+restart keeps it. A Sparkplug NBIRTH names the model too."""
 
 from __future__ import annotations
 
@@ -26,11 +26,24 @@ from edge_agent import signing
 from edge_agent.clock import ScaledClock
 from edge_agent.control.model_trust import signature_path
 from edge_agent.uplink.admission import signed_bytes
+from edge_agent.uplink.payloads import ControlModelInfo
+from edge_sim.devices.meters.sdm630 import Sdm630
+from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.simulator import Simulator
 from tests.onnx_models import TRUSTED, signed, small_model
-from tests.support import LOOPBACK, Broker, agent_process, free_base_port, in_background
+from tests.support import (
+    LOOPBACK,
+    Broker,
+    agent_process,
+    async_wait_until,
+    free_base_port,
+    in_background,
+    running_agent,
+)
 from tests.test_cli_local import status
 from tests.test_control_bacnet import GATEWAY, SPEED, START, agent_toml, eventually
+from tests.test_sparkplug_uplink import HOST, host_client, state
+from tests.test_sparkplug_uplink import config as sparkplug_config
 
 pytestmark = pytest.mark.integration
 
@@ -236,3 +249,34 @@ async def test_unsigned_and_tampered_models_are_refused_a_good_one_runs_in_shado
                 async with asyncio.timeout(45):
                     await agent.wait()
     assert agent.returncode == 0
+
+
+async def test_a_sparkplug_nbirth_names_the_control_model_and_its_stage(
+    broker: Broker, tmp_path: Path
+) -> None:
+    async with (
+        ModbusTcpMeterServer(LOOPBACK, 0, [Sdm630(unit_id=1)]) as meter,
+        host_client(broker) as (client, seen),
+    ):
+        await client.publish(f"spBv1.0/STATE/{HOST}", state(True), qos=1, retain=True)
+        async with running_agent(sparkplug_config(broker, tmp_path, meter.port)) as agent:
+
+            def births() -> list[dict[str, str]]:
+                return [
+                    {m.name: m.string_value for m in payload.metrics if m.name.startswith("Control Model/")}
+                    for kind, payload in seen
+                    if kind == "NBIRTH"
+                ]
+
+            await async_wait_until(lambda: len(births()) == 1, 20, "the NBIRTH")
+            assert births() == [{}]  # no control here: no model
+            sha = "ab" * 32
+            agent.uplink.control_model = lambda: ControlModelInfo(file="m.onnx", sha256=sha, stage="shadow")
+            agent.rebirth()  # as a push does
+            await async_wait_until(lambda: len(births()) == 2, 20, "the NBIRTH again")
+            model = {
+                "Control Model/File": "m.onnx",
+                "Control Model/SHA256": sha,
+                "Control Model/Stage": "shadow",
+            }
+            assert births()[-1] == model
