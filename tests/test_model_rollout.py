@@ -235,6 +235,34 @@ async def test_a_shadow_model_changed_on_disk_before_a_restart_is_rolled_back(si
     assert (stage.file, stage.stage) == ("configured.onnx", "active")
 
 
+async def test_a_promoted_model_that_no_longer_loads_at_a_start_gives_way_to_the_one_before(
+    site: Site,
+) -> None:
+    first = site.pushed("first.onnx")
+    site.loop.push_model(site.loop.load_policy(first))
+    await site.steps(int(SHADOW_S / STEP_S))
+    second = site.pushed("second.onnx", outputs=(1.5, *PUSHED[1:]))
+    site.loop.push_model(site.loop.load_policy(second))
+    await site.steps(int(SHADOW_S / STEP_S))
+    stage = site.loop.model_stage()
+    assert stage is not None
+    assert (stage.file, stage.stage) == ("second.onnx", "active")
+    second.write_bytes(second.read_bytes()[:-40])  # the disk let it down
+    site.start()
+    events = site.model_events()
+    assert (events[-1]["model"], events[-1]["stage"]) == ("second.onnx", "rolled_back")
+    assert "does not load at start" in str(events[-1]["reason"])
+    assert "first.onnx decides" in str(events[-1]["message"])
+    stage = site.loop.model_stage()
+    assert stage is not None
+    assert (stage.file, stage.stage) == ("first.onnx", "active")
+    first.write_bytes(b"")  # and the one before too: the configured model
+    site.start()
+    stage = site.loop.model_stage()
+    assert stage is not None
+    assert (stage.file, stage.stage) == ("configured.onnx", "active")
+
+
 async def test_a_second_push_replaces_the_model_in_shadow(site: Site) -> None:
     site.loop.push_model(site.loop.load_policy(site.pushed("first.onnx")))
     site.loop.push_model(site.loop.load_policy(site.pushed("second.onnx", outputs=(1.5, *PUSHED[1:]))))

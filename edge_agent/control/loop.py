@@ -212,6 +212,11 @@ class ControlLoop:
         try:
             model = self.load_policy(path)
         except ModelError as error:
+            active = self.rollout.record.active
+            if active is not None and active.path == str(path):  # a promoted model: the one before it
+                self.rollout.refused_at_start(error.reason)
+                self._load_deciding_model()
+                return
             log.error(  # noqa: TRY400 - the reason says it all
                 "model refused: the rule-based limiter decides", model=str(error.path), reason=error.reason
             )

@@ -328,6 +328,23 @@ class ModelRollout:
         )
         return run.model
 
+    def refused_at_start(self, reason: str) -> None:
+        """The promoted model does not load at a start: the one it replaced decides again (the configured
+        one when that was it, or when none was kept)."""
+        active, previous = self.record.active, self.record.previous
+        if active is None:
+            return
+        back = None if previous is None or previous.path == self.record.base else previous
+        self._save(replace(self.record, active=back, previous=None))
+        base = self.record.base
+        instead = back.file if back is not None else Path(base).name if base is not None else "the rules"
+        log.error(
+            "promoted model refused at start: rolled back", model=active.path, reason=reason, instead=instead
+        )
+        message = f"model {active.file} rolled back: {instead} decides"
+        why = f"does not load at start: {reason}"
+        self._emit("model", message, model=active.file, sha256=active.sha256, stage="rolled_back", reason=why)
+
     def _roll_back(self, stored: StoredModel, reason: str, now: datetime) -> None:
         self.shadow = None
         self._save(replace(self.record, shadow=None, shadow_since=None))
