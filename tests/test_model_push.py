@@ -2,10 +2,13 @@
 no event, the model in use goes on): unsigned (even where unsigned local models are allowed), signed by a
 key the gateway does not trust, changed after signing, another sha256 than the command names, not a model
 the agent can run, not base64, both or neither of data and url, a url that cannot be fetched (missing,
-too large, refused); no control here. A model already running is answered as it is."""
+too large, refused, dripping past the deadline); no control here. A model already running is answered as
+it is."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from edge_agent.service import model_push
 from edge_agent.service.model_push import ModelPush
 from edge_agent.uplink.commands import ApplyModelArgs
 from tests.onnx_models import signed, small_model
+from tests.support import LOOPBACK
 from tests.test_model_push_mqtt import PUSHED, file_server, model_args
 from tests.test_model_rollout import Site
 
@@ -159,3 +163,26 @@ async def test_a_url_that_cannot_be_fetched_is_refused(
         assert "over 100" in refused.message
     refused = await refusal(site, by_url(model, f"{url}/{model.name}"))  # the server is gone
     assert refused.code == "fetch-failed"
+
+
+@pytest.mark.integration
+async def test_a_url_that_drips_is_given_up_at_the_deadline(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(600):  # a byte at a time, each well within the read timeout
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        writer.close()
+
+    monkeypatch.setattr(model_push, "FETCH_TIMEOUT_S", 0.5)
+    server = await asyncio.start_server(drip, LOOPBACK, 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        refused = await refusal(site, by_url(signed(offered(tmp_path)), f"http://{LOOPBACK}:{port}/m.onnx"))
+    assert (refused.code, refused.field) == ("fetch-failed", "args.url")
+    assert "not fetched within 0.5 s" in refused.message

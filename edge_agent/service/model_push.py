@@ -19,6 +19,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("edge_agent.commands")
 
 MODEL_STORE = "models"  # the directory of pushed models and their .sig files, beside the buffer file
-INCOMING = ".incoming"  # inside it: a model being checked
+INCOMING = ".incoming-"  # inside it, a directory for each model being checked
 MAX_MODEL_BYTES = 16 * 1024 * 1024
 FETCH_TIMEOUT_S = 60.0  # the whole download
 READ_TIMEOUT_S = 15.0  # one connect or read
@@ -102,36 +103,32 @@ class ModelPush:
         self, controller: ControlLoop, args: ApplyModelArgs, data: bytes, source: str
     ) -> Path:
         """The model and its signature, checked in INCOMING, then moved into the store (in a thread)."""
-        incoming = self.store / INCOMING
         name = f"{args.sha256[:12]}-{args.file}"
+        cannot = f"the gateway cannot store the model in {self.store}"
         try:
-            shutil.rmtree(incoming, ignore_errors=True)
-            incoming.mkdir(parents=True)
-            staged = incoming / name
+            self.store.mkdir(parents=True, exist_ok=True)
+            incoming = Path(tempfile.mkdtemp(prefix=INCOMING, dir=self.store))  # one per push
+        except OSError as exc:
+            raise CommandRefused(CommandErrorCode.INTERNAL, f"{cannot} ({exc})") from None
+        try:
+            staged, final = incoming / name, self.store / name
             staged.write_bytes(data)
             signature_path(staged).write_text((args.signature or "").strip() + "\n", encoding="utf-8")
-        except OSError as exc:
-            message = f"the gateway cannot store the model in {self.store} ({exc})"
-            raise CommandRefused(CommandErrorCode.INTERNAL, message) from None
-        try:
             try:
                 check(staged, data, controller.setup.model_trust)
             except ModelError as error:
-                raise CommandRefused(
-                    CommandErrorCode.BAD_SIGNATURE, f"{args.file}: {error.reason}", "args.signature"
-                ) from error
+                message = f"{args.file}: {error.reason}"
+                raise CommandRefused(CommandErrorCode.BAD_SIGNATURE, message, "args.signature") from error
             try:
                 controller.load_policy(staged)
             except ModelError as error:
                 raise CommandRefused(
                     CommandErrorCode.INVALID, f"{args.file}: {error.reason}", source
                 ) from error
-            final = self.store / name
             os.replace(signature_path(staged), signature_path(final))
             os.replace(staged, final)
         except OSError as exc:
-            message = f"the gateway cannot store the model in {self.store} ({exc})"
-            raise CommandRefused(CommandErrorCode.INTERNAL, message) from None
+            raise CommandRefused(CommandErrorCode.INTERNAL, f"{cannot} ({exc})") from None
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
         return final
@@ -194,7 +191,7 @@ def fetch(url: str) -> bytes:
             if declared is not None and declared.isdigit() and int(declared) > MAX_MODEL_BYTES:
                 raise _failed(url, f"{declared} bytes, over {MAX_MODEL_BYTES}")
             body = bytearray()
-            while chunk := response.read(64 * 1024):
+            while chunk := response.read1(64 * 1024):  # one read at a time: a slow drip meets the deadline
                 body += chunk
                 if len(body) > MAX_MODEL_BYTES:
                     raise _failed(url, f"over {MAX_MODEL_BYTES} bytes")
