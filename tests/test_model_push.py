@@ -21,7 +21,7 @@ from edge_agent.service import model_push
 from edge_agent.service.model_push import ModelPush
 from edge_agent.uplink.commands import ApplyModelArgs
 from tests.onnx_models import signed, small_model
-from tests.support import LOOPBACK
+from tests.support import LOOPBACK, async_wait_until
 from tests.test_model_push_mqtt import PUSHED, file_server, model_args
 from tests.test_model_rollout import Site
 
@@ -169,20 +169,27 @@ async def test_a_url_that_cannot_be_fetched_is_refused(
 async def test_a_url_that_drips_is_given_up_at_the_deadline(
     site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    drips = 600  # a byte at a time, each well within the read timeout: 30 s in all
+    sent: list[int] = []
+
     async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        count = 0
         with contextlib.suppress(ConnectionError):
-            for _ in range(600):  # a byte at a time, each well within the read timeout
+            for count in range(1, drips + 1):  # noqa: B007 - counted for after the loop
                 writer.write(b"x")
                 await writer.drain()
                 await asyncio.sleep(0.05)
         writer.close()
+        sent.append(count)
 
     monkeypatch.setattr(model_push, "FETCH_TIMEOUT_S", 0.5)
     server = await asyncio.start_server(drip, LOOPBACK, 0)
     async with server:
         port = server.sockets[0].getsockname()[1]
         refused = await refusal(site, by_url(signed(offered(tmp_path)), f"http://{LOOPBACK}:{port}/m.onnx"))
-    assert (refused.code, refused.field) == ("fetch-failed", "args.url")
-    assert "not fetched within 0.5 s" in refused.message
+        assert (refused.code, refused.field) == ("fetch-failed", "args.url")
+        assert "not fetched within 0.5 s" in refused.message
+        await async_wait_until(lambda: bool(sent), 40, "the drip to end")
+    assert sent[0] < drips  # the gateway hung up at its deadline, not when the server was done
