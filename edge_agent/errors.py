@@ -25,7 +25,8 @@ the uplink keeps aiomqtt's MqttError inside uplink/session.py, which retries on 
 
 Signals that never leave their home are drawn all the same, so that this is the one place to look:
 - ExceptionAnswer, MalformedAnswer: what every Modbus wire raises; ModbusClient turns them into DeviceErrors.
-- CommandRefused: raised and caught inside uplink/commands.py, where the router turns it into a reply.
+- CommandRefused: raised inside uplink/commands.py and the commands it runs (service/model_push.py), and
+  caught by the router, which turns it into a reply.
 - BusRequestFailed: raised in service/bus_requests.py, a reply on the local socket; the command line's
   agent wire (cli/agent_bus.py) turns it back into the wire's errors.
 - cli/model_card.py's protobuf walker says "corrupt" with ValueError or TypeError, caught there: no class.

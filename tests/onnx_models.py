@@ -37,10 +37,13 @@ def small_model(
     inputs: Sequence[Sequence[str]] | None = None,
     width: int = len(FEATURE_UNITS),
     bias: float = 0.5,
+    outputs: Sequence[float] | None = None,
 ) -> Path:
-    """A model of the agent's signature (unless told otherwise) whose every output is `bias`."""
+    """A model of the agent's signature (unless told otherwise) whose every output is `bias`, or whose
+    outputs are always `outputs` (KNOBS' order)."""
     weights = numpy_helper.from_array(np.zeros((width, len(KNOBS)), dtype=np.float32), "w")
-    offset = numpy_helper.from_array(np.full(len(KNOBS), bias, dtype=np.float32), "b")
+    constant = np.full(len(KNOBS), bias) if outputs is None else np.asarray(outputs)
+    offset = numpy_helper.from_array(constant.astype(np.float32), "b")
     graph = helper.make_graph(
         [helper.make_node("Gemm", ["features", "w", "b"], ["knobs"])],
         "test",

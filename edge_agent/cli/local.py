@@ -267,6 +267,12 @@ def _print_control(state: dict[str, Any], console: Console, labels: dict[str, st
     console.print(f"{line}, decided by {decided}, {state['steps']} steps")
     if state.get("model_trust"):  # the model in use: who signed it (or UNSIGNED), and which file exactly
         console.print(f"  model {state['model']}: {state['model_trust']}, sha256 {state['model_sha256']}")
+    if state.get("shadow"):  # a pushed model deciding beside it, never written (apply_model)
+        shadow = state["shadow"]
+        console.print(
+            f"  in shadow: {shadow['model']}, sha256 {shadow['sha256']}, {shadow['steps']} decisions,"
+            f" decides from {shadow['until']}"
+        )
     if state["missing_inputs"]:
         missing = ", ".join(_labelled(point, labels) for point in state["missing_inputs"])
         console.print(f"  inputs missing or stale: {missing}")

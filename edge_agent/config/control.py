@@ -78,6 +78,9 @@ class ControlConfig(Strict):
     """Keys a model must be signed by (`<model>.sig`, written by `edge-agent model sign`)."""
     allow_unsigned_model: bool = False
     """Use a model that has no signature file (status shows it); a signature that fails is refused anyway."""
+    model_shadow_s: Annotated[float, Field(ge=0, le=30 * 86400)] = 86400.0
+    """A model pushed by the apply_model command runs this long in shadow (building time, and at least 3
+    decisions) before it decides; it is rolled back if it fails meanwhile."""
     baseline: Path | None = None
     """The building's baseline (a TOWT model file, docs/savings.md); None: no daily savings report."""
     building_model: Path | None = None

@@ -9,7 +9,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 EventKind = Literal[
-    "decision", "write", "release", "fallback", "recovered", "operator", "mode", "error", "demand_response"
+    "decision",
+    "write",
+    "release",
+    "fallback",
+    "recovered",
+    "operator",
+    "mode",
+    "error",
+    "demand_response",
+    "model",
 ]
 
 
@@ -28,6 +37,9 @@ class ControlEvent(BaseModel):
     value: float | None = None  # None with kind "release": relinquished
     priority: int | None = None
     reason: str | None = None
+    model: str | None = None  # kind "model": the pushed model's file name (model_rollout.py)
+    sha256: str | None = None  # ... of its bytes
+    stage: str | None = None  # ... "shadow", "active" or "rolled_back"
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

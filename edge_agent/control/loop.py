@@ -14,19 +14,30 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
 from edge_agent.clock import Clock
 from edge_agent.control.actuator import Actuator
 from edge_agent.control.core import ControlState, decide
+from edge_agent.control.decision import Decision
 from edge_agent.control.demand import IntervalDemand
 from edge_agent.control.events import ControlEvent, EventKind
+from edge_agent.control.features import Features
 from edge_agent.control.guards import Targets
 from edge_agent.control.holds import Hold, HoldJournal
+from edge_agent.control.model_rollout import (
+    ModelRollout,
+    ModelStage,
+    RolloutFile,
+    ShadowRun,
+    ShadowStatus,
+    StoredModel,
+)
 from edge_agent.control.model_trust import Verdict
 from edge_agent.control.observation import Observation, ZoneObservation
 from edge_agent.control.peak_file import PeakFile
@@ -44,6 +55,9 @@ from edge_agent.control.settings import ControlMode, ControlSettings
 from edge_agent.control.setup import ControlSetup
 from edge_agent.errors import ModelError
 from edge_agent.readings import Quality
+
+if TYPE_CHECKING:
+    from edge_agent.control.onnx_policy import OnnxPolicy
 
 log = structlog.get_logger("edge_agent.control")
 
@@ -86,6 +100,7 @@ class ControlStatus:
     month_peak_kw: float = 0.0  # the month's highest 15-minute demand, as far as the gateway has seen
     month_target_kw: float | None = None  # the target while none is set: the month's open-hours peak
     # (last month's while too little of this one is known); None: none yet, nothing is shed
+    shadow: ShadowStatus | None = None  # a pushed model in shadow (model_rollout.py); None: none
 
 
 class ControlLoop:
@@ -104,6 +119,8 @@ class ControlLoop:
         stored: Stored | None = None,
         peak_file: PeakFile | None = None,
         planner_file: HistoryFile | None = None,
+        rollout_file: RolloutFile | None = None,
+        model_store: Path | None = None,
     ) -> None:
         self._gateway = gateway
         self.setup = setup
@@ -132,6 +149,8 @@ class ControlLoop:
         self.steps = 0
         self.last_decision: dict[str, float] | None = None
         self.model_trust: Verdict | None = None  # why the model in use may be used (its signature)
+        self.rollout = ModelRollout(rollout_file, setup.model, setup.model_shadow_s, self.emit, model_store)
+        self.on_model_change: Callable[[], None] | None = None  # the birth's control_model changed
 
     @property
     def fallback(self) -> str | None:
@@ -162,6 +181,7 @@ class ControlLoop:
             skipped_steps=self.schedule.skipped,
             month_peak_kw=interval.peak_kw,
             month_target_kw=interval.target_kw,
+            shadow=self.rollout.status(),
         )
 
     def emit(self, kind: EventKind, message: str, **fields: Any) -> None:
@@ -179,14 +199,24 @@ class ControlLoop:
             self.policy.model, self.policy.fallback = self.planner, None
             log.info("the planner decides", slots=len(self.planner.history.slots))
             return
-        if self.setup.model is None:
+        self._load_deciding_model()
+        self.rollout.resume(self._clock.now(), self.load_policy)
+
+    def _load_deciding_model(self) -> None:
+        path = self.rollout.deciding_path()  # a promoted model, or the configured one
+        if path != self.setup.model:
+            self.setup = replace(self.setup, model=path)
+        if path is None:
             self.policy.use_rules("no model configured")
             return
-        from edge_agent.control.onnx_policy import load_policy  # onnxruntime: only when a model is set
-
         try:
-            model = load_policy(self.setup.model, self.setup.model_trust)
+            model = self.load_policy(path)
         except ModelError as error:
+            active = self.rollout.record.active
+            if active is not None and active.path == str(path):  # a promoted model: the one before it
+                self.rollout.refused_at_start(error.reason)
+                self._load_deciding_model()
+                return
             log.error(  # noqa: TRY400 - the reason says it all
                 "model refused: the rule-based limiter decides", model=str(error.path), reason=error.reason
             )
@@ -195,11 +225,39 @@ class ControlLoop:
                 "fallback", "the rule-based limiter decides", policy="rules", reason=self.policy.fallback
             )
             return
-        self.policy.model, self.policy.fallback = model, None
-        self.model_trust = model.info.trust
+        self._use(model)
         info = model.info
         trust = "" if info.trust is None else info.trust.describe()
         log.info("model loaded", model=info.path, version=info.version, sha256=info.sha256, trust=trust)
+
+    def load_policy(self, path: Path) -> OnnxPolicy:
+        """The model at `path`, trusted and checked as `[control] model` is; ModelError otherwise."""
+        from edge_agent.control.onnx_policy import load_policy  # onnxruntime: only when a model is set
+
+        return load_policy(path, self.setup.model_trust)
+
+    def _use(self, model: OnnxPolicy) -> None:
+        self.policy.model, self.policy.fallback = model, None
+        self.model_trust = model.info.trust
+        self.rollout.deciding = StoredModel(model.info.path, model.info.sha256)
+        if self.setup.model != Path(model.info.path):
+            self.setup = replace(self.setup, model=Path(model.info.path))
+
+    def push_model(self, model: OnnxPolicy) -> ShadowRun:
+        """A pushed model (loaded by `load_policy`) into shadow; it decides once it has passed."""
+        if self.planner is not None:
+            raise ModelError(model.info.path, "the planner decides ([control] planner = true): no model runs")
+        run = self.rollout.begin(model, self._clock.now())
+        self._model_changed()
+        return run
+
+    def model_stage(self) -> ModelStage | None:
+        """The birth's control_model: the model in shadow, else the model that decides; None: the rules."""
+        return self.rollout.stage()
+
+    def _model_changed(self) -> None:
+        if self.on_model_change is not None:
+            self.on_model_change()
 
     def _policy_changed(self, reason: str | None, previous: str | None) -> None:
         if reason is not None:
@@ -320,6 +378,7 @@ class ControlLoop:
             return
         self.state.demand_target_kw = self.settings.demand_target_kw  # a command may have changed it
         step = decide(observation, self.state, self.setup.limits)
+        self._judge_shadow(step.features, step.decision, now)
         self._save_planner()
         self.steps += 1
         self.last_decision = step.decision.values()
@@ -338,6 +397,15 @@ class ControlLoop:
             await self.actuator.apply(wanted)
         else:
             await self.actuator.release_all("shadow mode")
+
+    def _judge_shadow(self, features: Features, decision: Decision, now: datetime) -> None:
+        """The model in shadow decides on the same features; it is promoted or rolled back when due."""
+        stage = self.rollout.stage()
+        promoted = self.rollout.judge(features, decision, now)
+        if promoted is not None:
+            self._use(promoted)
+        if self.rollout.stage() != stage:
+            self._model_changed()
 
     def _save_planner(self) -> None:
         if self.planner is not None and self._planner_file is not None:

@@ -53,13 +53,17 @@ class OnnxPolicy:
         self.info = info
 
     def decide(self, features: Features) -> Decision:
-        with _translated(self.info.path, lambda exc: f"inference failed: {exc}"):
-            (output, *_) = self._session.run(None, {self._input: features.vector()})
-            values = [float(v) for v in np.asarray(output, dtype=np.float64).reshape(-1)]
+        values = self.outputs(features)
         try:
             return Decision.from_vector(values)
         except ValueError as exc:
             raise ModelError(self.info.path, f"output {exc}") from exc
+
+    def outputs(self, features: Features) -> list[float]:
+        """The model's raw output, in KNOBS' order: not clipped to the knobs' ranges, maybe not finite."""
+        with _translated(self.info.path, lambda exc: f"inference failed: {exc}"):
+            (output, *_) = self._session.run(None, {self._input: features.vector()})
+            return [float(v) for v in np.asarray(output, dtype=np.float64).reshape(-1)]
 
 
 def load_policy(path: str | Path, trust: ModelTrust) -> OnnxPolicy:

@@ -51,3 +51,4 @@ class ControlSetup:
     model_trust: ModelTrust = field(default_factory=ModelTrust)  # default: only signed models, no key trusted
     building_model: Path | None = None  # the fitted building model (docs/building_model.md); None: none
     planner: bool = False  # the receding-horizon planner decides (control/planner/), the rules its fallback
+    model_shadow_s: float = 86400.0  # building time a pushed model runs in shadow before it decides

@@ -17,6 +17,7 @@ import contextlib
 from dataclasses import asdict, dataclass, field
 
 import structlog
+from pydantic import JsonValue
 
 from edge_agent import __version__
 from edge_agent.acquisition.clock_guard import ClockStatistics, last_time_file
@@ -27,6 +28,7 @@ from edge_agent.acquisition.poller import ClientFactory, DevicePoller, PollerSta
 from edge_agent.clock import Clock, WallClock
 from edge_agent.config import AgentConfig, BacnetDevice, ModbusDevice, ModbusTcpDevice
 from edge_agent.control.loop import ControlLoop, ControlStatus, HeldWrite
+from edge_agent.control.model_rollout import ROLLOUT_FILE, RolloutFile
 from edge_agent.control.peak_file import DEMAND_PEAK, PeakFile
 from edge_agent.control.planner.history_file import PLANNER_HISTORY, HistoryFile
 from edge_agent.control.recovery import Recovery
@@ -47,14 +49,15 @@ from edge_agent.service.building_model import BuildingModelStatus, load_configur
 from edge_agent.service.control_setup import agent_control_setup, control_settings
 from edge_agent.service.demand_response_setup import demand_response_ven
 from edge_agent.service.local_socket import serving, socket_path
+from edge_agent.service.model_push import MODEL_STORE, ModelPush
 from edge_agent.service.points import CentralWrites, DevicePoints
 from edge_agent.service.sdnotify import Heartbeats, Notifier, keep_alive
 from edge_agent.store.buffer import Buffer, BufferStatistics
 from edge_agent.store.holds import HOLDS_JOURNAL, open_journal
 from edge_agent.uplink.admission import CommandAdmission
 from edge_agent.uplink.command_log import COMMAND_LOG
-from edge_agent.uplink.commands import CommandRouter, Delivery
-from edge_agent.uplink.payloads import BuildingModelInfo, device_infos, float32_points
+from edge_agent.uplink.commands import ApplyModelArgs, CommandRouter, Delivery
+from edge_agent.uplink.payloads import BuildingModelInfo, ControlModelInfo, device_infos, float32_points
 from edge_agent.uplink.session import OFFLINE_TIMEOUT_S, Uplink, UplinkStatistics
 from edge_agent.uplink.sparkplug.node import SparkplugUplink
 
@@ -198,7 +201,12 @@ class Agent:
                 stored=devices.stored,
                 peak_file=PeakFile(config.buffer.resolved_path().parent / DEMAND_PEAK),
                 planner_file=HistoryFile(config.buffer.resolved_path().parent / PLANNER_HISTORY),
+                rollout_file=RolloutFile(config.buffer.resolved_path().parent / ROLLOUT_FILE),
+                model_store=config.buffer.resolved_path().parent / MODEL_STORE,
             )
+            self.controller.on_model_change = self.rebirth  # the birth names the model and its stage
+        self._models = ModelPush(self.controller, config.buffer.resolved_path().parent / MODEL_STORE)
+        self.uplink.control_model = self._control_model
         self.ven = demand_response_ven(  # [openadr]: a utility's events set the demand target
             config,
             self.control,
@@ -262,6 +270,17 @@ class Agent:
 
     def rebirth(self) -> None:
         self.uplink.request_rebirth()
+
+    async def apply_model(self, args: ApplyModelArgs) -> dict[str, JsonValue]:
+        return await self._models.apply(args)
+
+    def _control_model(self) -> ControlModelInfo | None:
+        stage = None if self.controller is None else self.controller.model_stage()
+        return (
+            None
+            if stage is None
+            else ControlModelInfo(file=stage.file, sha256=stage.sha256, stage=stage.stage)
+        )
 
     async def _open(self, resources: contextlib.AsyncExitStack) -> None:
         """Buffer, journals, links, BACnet stack and local socket, each closed by `resources`."""

@@ -88,6 +88,7 @@ def control_setup(
         model_trust=model_trust(config),
         building_model=config.building_model,
         planner=config.planner,
+        model_shadow_s=config.model_shadow_s,
     )
 
 

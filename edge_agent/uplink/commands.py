@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, NoReturn, Protocol, get_args
+from typing import Annotated, Any, Literal, NoReturn, Protocol, get_args, runtime_checkable
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError, field_serializer
@@ -35,6 +35,7 @@ MAX_COMMAND_BYTES = 16384  # larger payloads are refused unread
 WRITE_TIMEOUT_S = 30.0  # bound on one write_point, connection included
 COMMAND_PRIORITIES = (9, 15)  # BACnet priorities a command may write at: operator (8) and life safety win
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+MODEL_FILE_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,58}\.onnx$"
 EXPIRES_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"  # RFC 3339
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -84,6 +85,20 @@ class WritePointArgs(_Strict):
     """Within the point's write_range; null relinquishes the agent's priority (BACnet only)."""
     priority: Annotated[int, Field(ge=1, le=16)] | None = None
     """BACnet only, 9-15; default: the device's write_priority."""
+
+
+class ApplyModelArgs(_Strict):
+    file: Annotated[str, Field(pattern=MODEL_FILE_PATTERN)]
+    """The model's file name ('load_shaving-v8.onnx'): how the gateway names it on disk and in the birth."""
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    """Of the model file's exact bytes, hex: the bytes received or fetched must have it."""
+    signature: str | None = None
+    """The model's `.sig` line, as `edge-agent model sign` writes it: 'ed25519:<key> <base64 signature>'.
+    Required: a pushed model must be signed by a key of [control] model_keys."""
+    data: str | None = None
+    """The model file, base64 (the command stays under 16 KiB: a model up to about 11 KiB); or `url`."""
+    url: Annotated[str, Field(pattern=r"^https?://", max_length=2048)] | None = None
+    """Where the gateway fetches the model (http or https; at most 16 MiB, within 60 s); or `data`."""
 
 
 Expires = Annotated[str, Field(pattern=EXPIRES_PATTERN, json_schema_extra={"format": "date-time"})]
@@ -142,14 +157,29 @@ class Status(Request):
     args: NoArgs = NoArgs()
 
 
+class ApplyModel(Request):
+    """Run a signed control model: checked, in shadow for [control] model_shadow_s, then it decides."""
+
+    command: Literal["apply_model"]
+    args: ApplyModelArgs
+
+
 Command = Annotated[
-    SetDemandTarget | SetControlMode | WritePoint | Rebirth | Status, Field(discriminator="command")
+    SetDemandTarget | SetControlMode | WritePoint | Rebirth | Status | ApplyModel,
+    Field(discriminator="command"),
 ]
 _COMMAND: TypeAdapter[Command] = TypeAdapter(Command)
 COMMAND_NAMES: tuple[str, ...] = tuple(
     get_args(model.model_fields["command"].annotation)[0]
-    for model in (SetDemandTarget, SetControlMode, WritePoint, Rebirth, Status)
+    for model in (SetDemandTarget, SetControlMode, WritePoint, Rebirth, Status, ApplyModel)
 )
+
+
+@runtime_checkable
+class ModelHandler(Protocol):
+    """What runs apply_model (the agent: service/model_push.py)."""
+
+    async def apply_model(self, args: ApplyModelArgs) -> dict[str, JsonValue]: ...
 
 
 # --- replies ----------------------------------------------------------------------------------------
@@ -176,6 +206,7 @@ class CommandErrorCode(StrEnum):
     EXPIRED = "expired"  # `expires` has passed, or lies further ahead than max_expiry_s
     DUPLICATE = "duplicate"  # the id was taken by other content, or its first run's outcome is unknown
     NOT_RECORDED = "not-recorded"  # the id could not be recorded (disk): not run, rather than maybe twice
+    FETCH_FAILED = "fetch-failed"  # apply_model: its url could not be fetched (the message says why)
 
 
 class ReplyError(BaseModel):
@@ -354,6 +385,10 @@ class CommandRouter:
                 return {}
             case Status():
                 return _json_data(self._handlers.status())
+            case ApplyModel(args=args):
+                if not isinstance(self._handlers, ModelHandler):
+                    raise CommandRefused(CommandErrorCode.INVALID, "this gateway takes no models", "command")
+                return await self._handlers.apply_model(args)
 
     async def _write_point(self, args: WritePointArgs) -> dict[str, JsonValue]:
         priority = _checked_priority(self._handlers.config, args)

@@ -42,6 +42,16 @@ class BuildingModelInfo(_Payload):
     fitted_at: str = Field(description="when `edge-agent model fit` fitted it, ISO 8601")
 
 
+class ControlModelInfo(_Payload):
+    file: str = Field(
+        description="the control model's file name (a pushed one: as the apply_model command named it)"
+    )
+    sha256: str
+    stage: Literal["shadow", "active"] = Field(
+        description="shadow: a pushed model decides beside the one in use, never written; active: it decides"
+    )
+
+
 class Birth(_Payload):
     """Retained on {prefix}/{gateway}/status when a session starts (and again on a rebirth command)."""
 
@@ -60,6 +70,9 @@ class Birth(_Payload):
     devices: list[DeviceInfo]
     building_model: BuildingModelInfo | None = Field(
         default=None, description="the fitted building model the agent loaded; null: none, or refused"
+    )
+    control_model: ControlModelInfo | None = Field(
+        default=None, description="the model in shadow, else the model that decides; null: the rules decide"
     )
 
 
@@ -131,6 +144,7 @@ class CompactBirth(_Payload):
     )
     devices: list[CompactDevice]
     building_model: BuildingModelInfo | None = None
+    control_model: ControlModelInfo | None = None
 
 
 CompactName = tuple[str, str, str]

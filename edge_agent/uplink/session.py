@@ -49,6 +49,7 @@ from edge_agent.uplink.payloads import (
     Birth,
     BuildingModelInfo,
     CompactBirth,
+    ControlModelInfo,
     Death,
     DeviceInfo,
     compact_points,
@@ -159,6 +160,7 @@ class Uplink:
         self._compact = config.format == "compact"
         self._point_lists, self._compact_devices, self._aliases = compact_points(devices or [], float32)
         self._building_model = building_model
+        self.control_model: Callable[[], ControlModelInfo | None] | None = None  # asked at each birth
         self._gateway_id = gateway_id
         self._buffer = buffer
         self._devices = devices or []
@@ -243,6 +245,7 @@ class Uplink:
             "dropped": stats.dropped,
             "last_dropped_seq": stats.last_dropped_seq,
             "building_model": self._building_model,
+            "control_model": None if self.control_model is None else self.control_model(),
         }
         if self._compact:  # point names once, by alias (payloads.CompactBirth)
             compact = {"point_lists": self._point_lists, "devices": self._compact_devices}

@@ -41,7 +41,7 @@ from edge_agent.uplink.sparkplug.metrics import (
     node_birth,
     node_death,
 )
-from edge_agent.uplink.sparkplug.proto import Payload
+from edge_agent.uplink.sparkplug.proto import DataType, Payload
 from edge_agent.uplink.sparkplug.topics import Topics
 
 log = structlog.get_logger("edge_agent.uplink")
@@ -102,6 +102,12 @@ class SparkplugUplink(Uplink):
         async with self._births_lock:
             now = millis(utc_now())
             birth = node_birth(self._session_number, now)
+            if self.control_model is not None and (model := self.control_model()) is not None:
+                for name, value in (("File", model.file), ("SHA256", model.sha256), ("Stage", model.stage)):
+                    metric = f"Control Model/{name}"  # the birth's control_model
+                    birth.metrics.add(
+                        name=metric, timestamp=now, datatype=DataType.STRING, string_value=value
+                    )
             birth.seq = self._seq = 0
             await client.publish(self.topics.nbirth, birth.SerializeToString(), qos=0)
             for device in self._catalog.devices:
