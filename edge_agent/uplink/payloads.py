@@ -42,6 +42,13 @@ class BuildingModelInfo(_Payload):
     fitted_at: str = Field(description="when `edge-agent model fit` fitted it, ISO 8601")
 
 
+class ConfigInfo(_Payload):
+    sha256: str = Field(description="hex SHA-256 of the running configuration file's bytes")
+    version: str | None = Field(
+        description="the version the apply_config command that wrote the file named; null: not pushed"
+    )
+
+
 class Birth(_Payload):
     """Retained on {prefix}/{gateway}/status when a session starts (and again on a rebirth command)."""
 
@@ -60,6 +67,9 @@ class Birth(_Payload):
     devices: list[DeviceInfo]
     building_model: BuildingModelInfo | None = Field(
         default=None, description="the fitted building model the agent loaded; null: none, or refused"
+    )
+    config: ConfigInfo | None = Field(
+        default=None, description="the running configuration file; null: the built-in default"
     )
 
 
@@ -131,6 +141,7 @@ class CompactBirth(_Payload):
     )
     devices: list[CompactDevice]
     building_model: BuildingModelInfo | None = None
+    config: ConfigInfo | None = None
 
 
 CompactName = tuple[str, str, str]
