@@ -143,7 +143,10 @@ class ConfigRollout:
         """The birth's `config`: the running file's hash, and the version a push named for it."""
         if self._sha256 is None:
             return None
-        version = self._state.version if self._state.sha256 == self._sha256 else None
+        trial, state = self._state.trial, self._state
+        if trial is not None and trial.sha256 == self._sha256:
+            return ConfigInfo(sha256=self._sha256, version=trial.version)
+        version = state.version if state.sha256 == self._sha256 else None
         return ConfigInfo(sha256=self._sha256, version=version)
 
     @property
