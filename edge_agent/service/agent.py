@@ -55,7 +55,7 @@ from edge_agent.store.holds import HOLDS_JOURNAL, open_journal
 from edge_agent.uplink.admission import CommandAdmission
 from edge_agent.uplink.command_log import COMMAND_LOG
 from edge_agent.uplink.commands import CommandRouter, Delivery
-from edge_agent.uplink.payloads import BuildingModelInfo, device_infos, float32_points
+from edge_agent.uplink.payloads import BuildingModelInfo, ConfigInfo, device_infos, float32_points
 from edge_agent.uplink.session import OFFLINE_TIMEOUT_S, Uplink, UplinkStatistics
 from edge_agent.uplink.sparkplug.node import SparkplugUplink
 
@@ -268,6 +268,11 @@ class Agent:
     def rebirth(self) -> None:
         self.uplink.request_rebirth()
 
+    def _config_named(self, info: ConfigInfo | None) -> None:
+        """The running file got a version (apply_config of the same file): births say it from now on."""
+        self.uplink.config_info = info
+        self.uplink.request_rebirth()
+
     def _config_health(self) -> Health:
         """What a configuration on trial is judged on (config_rollout.py)."""
         devices = {
@@ -335,7 +340,9 @@ class Agent:
                 deciding = tasks.create_task(control.run(), name="control") if control else None
                 responding = tasks.create_task(self.ven.run(), name="openadr") if self.ven else None
                 if self.rollout is not None:  # ends by itself, at the latest soon after `stop`
-                    judge = self.rollout.run(self.config, stop, self.uplink.send_event, self._config_health)
+                    judge = self.rollout.run(
+                        self.config, stop, self.uplink.send_event, self._config_health, self._config_named
+                    )
                     tasks.create_task(judge, name="config rollout")
                 await stop.wait()
                 if self.rollout is not None and self.rollout.restart_wanted:  # same pid: a reload to systemd

@@ -99,6 +99,7 @@ class ConfigRollout:
         self._config: AgentConfig | None = None
         self._stop: asyncio.Event | None = None
         self._send: Callable[[bytes], None] | None = None
+        self._announce: Callable[[ConfigInfo | None], None] = lambda _info: None
         self.restart_wanted = False
 
     # --- at start, before the file is loaded -------------------------------------------------------
@@ -161,9 +162,11 @@ class ConfigRollout:
         stop: asyncio.Event,
         send_event: Callable[[bytes], None],
         health: Callable[[], Health],
+        announce: Callable[[ConfigInfo | None], None] = lambda _info: None,
     ) -> None:
-        """Publish what earlier runs left to say, then judge the trial (if any); ends with it or at `stop`."""
-        self._config, self._stop, self._send = config, stop, send_event
+        """Publish what earlier runs left to say, then judge the trial (if any); ends with it or at `stop`.
+        `announce`: a new birth, for a version named without a restart."""
+        self._config, self._stop, self._send, self._announce = config, stop, send_event, announce
         self._publish_notices()
         trial = self._state.trial
         if trial is None:
@@ -203,7 +206,9 @@ class ConfigRollout:
             "warnings": [warning.text() for warning in checked.warnings],
         }
         if sha256 == self._sha256:  # the file already runs: its version recorded, nothing restarted
-            await asyncio.to_thread(self._save, self._state.model_copy(update={"version": args.version}))
+            named = self._state.model_copy(update={"sha256": sha256, "version": args.version})
+            await asyncio.to_thread(self._save, named)
+            self._announce(self.info())
             return {**result, "restart": False}
         try:
             await asyncio.to_thread(self._write_push, args.version, data, sha256, running)
