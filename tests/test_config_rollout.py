@@ -24,6 +24,8 @@ from edge_agent.uplink.commands import (
     CommandErrorCode,
     CommandRouter,
 )
+from edge_agent.uplink.payloads import ConfigInfo
+from edge_agent.uplink.sparkplug.node import config_metrics
 from tests.test_commands import FakeAgent
 
 KEY = signing.public_key_text(signing.new_private_key())
@@ -283,3 +285,10 @@ async def test_apply_config_alone_may_be_larger_than_16_kib() -> None:
     without = await CommandRouter(FakeAgent()).handle(json.dumps({**request, "id": "c-3"}).encode())
     assert without.error is not None
     assert without.error.code == CommandErrorCode.NOT_APPLIED
+
+
+def test_the_sparkplug_birth_names_the_running_file() -> None:
+    assert config_metrics(None) == []
+    assert config_metrics(ConfigInfo(sha256="ab12", version=None)) == [("Config/SHA256", "ab12")]
+    pushed = ConfigInfo(sha256="ab12", version="v7")
+    assert config_metrics(pushed) == [("Config/SHA256", "ab12"), ("Config/Version", "v7")]
