@@ -167,7 +167,7 @@ async def test_a_bad_configuration_is_refused_with_the_messages_of_config_check(
             running.replace('protocol = "modbus-tcp"', 'protocol = "modbus-tpc"')
             .replace('device = "main-meter"', 'device = "main-metre"')
             .replace("[remote]\n", "[remote]\nhealth_timeout = 3\n")
-        )
+        ) + f"# {'x' * 20_000}\n"  # over 16 KiB: apply_config alone may be
         async with central(broker, key) as seen, gateway(config, log):
             await async_wait_until(seen.config_birth(sha256(running), None), STEP_S, "the first birth")
             await seen.listening()

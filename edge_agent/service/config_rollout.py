@@ -81,7 +81,9 @@ def unhealthy(health: Health, devices_up: Literal["all", "any"]) -> str | None:
     reasons = []
     silent = {name: why for name, why in health.devices.items() if why is not None}
     if silent and (devices_up == "all" or len(silent) == len(health.devices)):
-        named = "; ".join(f"{name}: {why}" for name, why in list(silent.items())[:5])
+        named = "; ".join(  # a device's error names it already ("main-meter 10.0.0.5:502 unit 1 : ...")
+            why if why.startswith(name) else f"{name}: {why}" for name, why in list(silent.items())[:5]
+        )
         more = f" and {len(silent) - 5} more" if len(silent) > 5 else ""
         reasons.append(f"{len(silent)} of {len(health.devices)} devices never answered ({named}{more})")
     if not health.connected:
