@@ -292,3 +292,35 @@ def test_the_sparkplug_birth_names_the_running_file() -> None:
     assert config_metrics(ConfigInfo(sha256="ab12", version=None)) == [("Config/SHA256", "ab12")]
     pushed = ConfigInfo(sha256="ab12", version="v7")
     assert config_metrics(pushed) == [("Config/SHA256", "ab12"), ("Config/Version", "v7")]
+
+
+async def test_a_stop_asked_for_during_a_push_ends_the_process_on_the_pushed_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def reexec(_self: ConfigRollout) -> None:
+        raise AssertionError("executed itself again instead of stopping")
+
+    monkeypatch.setattr(ConfigRollout, "_reexec", reexec)
+    rollout, files, stop, _ = await bound(tmp_path, toml(tmp_path))
+    await rollout.apply(ApplyConfigArgs(version="v2", config=toml(tmp_path, port=503)))
+    rollout.signalled()  # SIGTERM within the second before the restart
+    rollout.stopped()  # returns: no restart, and no start of v2 to uncount yet
+    trial = state(files).trial
+    assert trial is not None
+    assert trial.starts == 0  # the next start runs v2, on trial
+    stop.set()
+    with pytest.raises(CommandRefused) as stopping:
+        await rollout.apply(ApplyConfigArgs(version="v3", config=toml(tmp_path, port=504)))
+    assert stopping.value.code == CommandErrorCode.BUSY
+
+
+async def test_a_failed_trial_without_a_last_good_file_keeps_the_pushed_one(tmp_path: Path) -> None:
+    files = on_trial(tmp_path, starts=0, timeout_s=0.2)
+    pushed = files.config.read_bytes()
+    files.last_good.unlink()
+    rollout, stop, events = await judged(files, Health({"meter": "timeout"}, connected=True))
+    assert not rollout.restart_wanted
+    assert not stop.is_set()
+    assert files.config.read_bytes() == pushed
+    assert state(files).trial is None
+    assert [e["step"] for e in events.sent] == ["not-rolled-back"]

@@ -127,6 +127,8 @@ async def _run_until_signalled(make_agent: Callable[[], Agent]) -> None:
     def on_signal() -> None:
         if stop.is_set() and main is not None:
             main.cancel()
+        if agent.rollout is not None:
+            agent.rollout.signalled()  # a stop asked for: no restart on a new configuration
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):

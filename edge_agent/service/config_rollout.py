@@ -152,10 +152,6 @@ class ConfigRollout:
         version = state.version if state.sha256 == self._sha256 else None
         return ConfigInfo(sha256=self._sha256, version=version)
 
-    @property
-    def on_trial(self) -> Trial | None:
-        return self._state.trial
-
     # --- while the agent runs ---------------------------------------------------------------------------
 
     async def run(
@@ -182,16 +178,18 @@ class ConfigRollout:
                 return
             if asyncio.get_running_loop().time() >= deadline:
                 reason = f"not healthy within {trial.health_timeout_s:g} s: {why}"
-                await asyncio.to_thread(self._roll_back, reason)  # its event: said by the next start
-                self._restart(0.0)
+                if await asyncio.to_thread(self._roll_back, reason):  # its event: said by the next start
+                    self._restart(0.0)
+                else:
+                    self._publish_notices()
                 return
             await asyncio.sleep(HEALTH_CHECK_S)
 
     async def apply(self, args: ApplyConfigArgs) -> dict[str, JsonValue]:
         """apply_config (commands.ConfigPush): refused with CommandRefused, or on its way to a restart."""
         running, trial = self._config, self._state.trial
-        if running is None:
-            raise CommandRefused(CommandErrorCode.BUSY, "the agent is starting: send it again later")
+        if running is None or self._stop is None or self._stop.is_set():
+            raise CommandRefused(CommandErrorCode.BUSY, "the agent is starting or stopping: send it later")
         if not running.commands.trusted_keys:
             message = "apply_config takes signed commands only: set [commands] trusted_keys on the gateway"
             raise CommandRefused(CommandErrorCode.UNSIGNED, message)
@@ -239,10 +237,13 @@ class ConfigRollout:
     def failed_start(self, reason: str) -> None:
         """A start that ended in failure: on trial, the last good file is put back and the agent executes
         itself again on it (never returns); otherwise nothing."""
-        if self._state.trial is None:
-            return
-        self._roll_back(f"the agent could not run on it: {reason}")
-        self._reexec()
+        if self._state.trial is not None and self._roll_back(f"the agent could not run on it: {reason}"):
+            self._reexec()
+
+    def signalled(self) -> None:
+        """SIGTERM or Ctrl-C: the process ends after its orderly stop, whatever restart was coming (a pushed
+        file or a rollback is in place already: the next start runs it)."""
+        self.restart_wanted = False
 
     # --- the steps --------------------------------------------------------------------------------------
 
@@ -275,8 +276,9 @@ class ConfigRollout:
         self._notice("healthy", message, None, version=trial.version, sha256=trial.sha256)
         self._publish_notices()
 
-    def _roll_back(self, reason: str) -> None:
-        """The last good file back in place of the trial's, and the state to match (no restart here)."""
+    def _roll_back(self, reason: str) -> bool:
+        """The last good file back in place of the trial's, and the state to match (no restart here); False
+        when there was none to put back (the trial ends all the same)."""
         trial = self._state.trial
         assert trial is not None
         try:
@@ -287,13 +289,14 @@ class ConfigRollout:
             self._save_logged(self._state.model_copy(update={"trial": None}))
             message = f"configuration {trial.version} failed its trial and could not be rolled back"
             self._notice("not-rolled-back", message, f"{reason}; {exc}")
-            return
+            return False
         self._sha256 = sha256_hex(previous)
         version = trial.last_good_version if self._sha256 == trial.last_good_sha256 else None
         log.error("configuration rolled back", version=trial.version, to=version, reason=reason)
         self._save_logged(RolloutState(sha256=self._sha256, version=version, notices=self._state.notices))
         message = f"configuration {trial.version} rolled back to {version or 'the last good file'}"
         self._notice("rolled-back", message, reason, version=version, sha256=self._sha256)
+        return True
 
     def _restart(self, delay_s: float) -> None:
         """An orderly stop in `delay_s`, after which `stopped` executes the process again."""
