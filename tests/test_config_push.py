@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import signal
 import socket
 import sys
@@ -27,7 +28,15 @@ from edge_agent import signing
 from edge_agent.uplink.admission import signed_bytes
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
-from tests.support import LOOPBACK, Broker, agent_process, async_wait_until, free_port, in_background
+from tests.support import (
+    LOOPBACK,
+    Broker,
+    agent_process,
+    async_wait_until,
+    free_port,
+    in_background,
+    notify_socket,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -124,10 +133,14 @@ async def central(broker: Broker, key: Ed25519PrivateKey) -> AsyncIterator[Centr
 
 
 @contextlib.asynccontextmanager
-async def gateway(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`edge-agent run --config CONFIG`, its log in `log`; stopped with SIGTERM at the end, exiting 0."""
+async def gateway(
+    config: Path, log: Path, notify: str | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`edge-agent run --config CONFIG`, its log in `log`, telling systemd's `notify` socket (if any) how it
+    is doing; stopped with SIGTERM at the end, exiting 0."""
+    env = None if notify is None else {**os.environ, "NOTIFY_SOCKET": notify}
     with log.open("wb") as stderr:
-        agent = await agent_process(config, stderr=stderr)
+        agent = await agent_process(config, stderr=stderr, env=env)
     try:
         yield agent
     finally:
@@ -136,6 +149,14 @@ async def gateway(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.P
         async with asyncio.timeout(30):
             await agent.wait()
     assert agent.returncode == 0, tail(log)
+
+
+async def states(sock: socket.socket, seen: list[str]) -> None:
+    """What the agent tells systemd (READY=1, RELOADING=1, STOPPING=1), in order, into `seen`."""
+    loop = asyncio.get_running_loop()
+    while True:
+        datagram = (await loop.sock_recv(sock, 4096)).decode()
+        seen.extend(line for line in datagram.splitlines() if line.endswith("=1"))
 
 
 def tail(log: Path) -> str:
@@ -197,36 +218,45 @@ async def test_a_good_configuration_is_applied_and_one_leaving_every_device_down
         good = agent_toml(tmp_path, broker, meter.port, key, interval_s=0.4)
         dead = agent_toml(tmp_path, broker, free_port(), key)  # valid; nothing answers there
         config.write_text(first)
-        async with central(broker, key) as seen, gateway(config, log) as agent:
-            await async_wait_until(seen.config_birth(sha256(first), None), STEP_S, "the first birth")
-            await seen.listening()
-            reply = await seen.ask("apply_config", version="v2", config=good)
-            assert reply["ok"], reply
-            assert reply["result"]["sha256"] == sha256(good)
-            assert reply["result"]["restart"] is True
-            await async_wait_until(seen.config_birth(sha256(good), "v2"), STEP_S, "the birth of v2")
-            await async_wait_until(seen.event("healthy", "v2"), STEP_S, "v2 healthy")
-            assert seen.event("applied", "v2")()
-            assert config.read_text() == good
-            assert (tmp_path / "agent.toml.last-good").read_text() == first
-            assert agent.returncode is None  # the same process, executed again
-            await seen.listening()
-            reply = await seen.ask("apply_config", version="v3", config=dead)
-            assert reply["ok"], reply
-            await async_wait_until(seen.config_birth(sha256(dead), "v3"), STEP_S, "the birth of v3")
-            await async_wait_until(seen.config_birth(sha256(good), "v2"), STEP_S, "v2 back")
-            await async_wait_until(seen.event("rolled-back", "v2"), STEP_S, "the rollback's event")
-            rollback = next(e for e in seen.events if e["step"] == "rolled-back")
-            assert "v3 rolled back to v2" in rollback["message"]
-            assert f"not healthy within {HEALTH_TIMEOUT_S:g} s" in rollback["reason"]
-            assert "main-meter" in rollback["reason"]
-            assert rollback["sha256"] == sha256(good)
-            assert not seen.event("healthy", "v3")()
-            assert config.read_text() == good
-            steps = [(b["config"]["version"], b["bdSeq"]) for b in seen.births]
-            assert [version for version, _ in steps] == [None, "v2", "v3", "v2"]
-            await async_wait_until(lambda: len(seen.seqs) > 0 and max(seen.seqs) > 50, STEP_S, "readings")
-            top = max(seen.seqs)
+        told: list[str] = []  # to systemd
+        with notify_socket() as (path, sock):
+            async with (
+                central(broker, key) as seen,
+                in_background(states(sock, told)),
+                gateway(config, log, path) as agent,
+            ):
+                await async_wait_until(seen.config_birth(sha256(first), None), STEP_S, "the first birth")
+                await seen.listening()
+                reply = await seen.ask("apply_config", version="v2", config=good)
+                assert reply["ok"], reply
+                assert reply["result"]["sha256"] == sha256(good)
+                assert reply["result"]["restart"] is True
+                await async_wait_until(seen.config_birth(sha256(good), "v2"), STEP_S, "the birth of v2")
+                await async_wait_until(seen.event("healthy", "v2"), STEP_S, "v2 healthy")
+                assert seen.event("applied", "v2")()
+                assert config.read_text() == good
+                assert (tmp_path / "agent.toml.last-good").read_text() == first
+                assert agent.returncode is None  # the same process, executed again
+                await seen.listening()
+                reply = await seen.ask("apply_config", version="v3", config=dead)
+                assert reply["ok"], reply
+                await async_wait_until(seen.config_birth(sha256(dead), "v3"), STEP_S, "the birth of v3")
+                await async_wait_until(seen.config_birth(sha256(good), "v2"), STEP_S, "v2 back")
+                await async_wait_until(seen.event("rolled-back", "v2"), STEP_S, "the rollback's event")
+                rollback = next(e for e in seen.events if e["step"] == "rolled-back")
+                assert "v3 rolled back to v2" in rollback["message"]
+                assert f"not healthy within {HEALTH_TIMEOUT_S:g} s" in rollback["reason"]
+                assert "main-meter" in rollback["reason"]
+                assert rollback["sha256"] == sha256(good)
+                assert not seen.event("healthy", "v3")()
+                assert config.read_text() == good
+                steps = [(b["config"]["version"], b["bdSeq"]) for b in seen.births]
+                assert [version for version, _ in steps] == [None, "v2", "v3", "v2"]
+                await async_wait_until(lambda: len(seen.seqs) > 0 and max(seen.seqs) > 50, STEP_S, "readings")
+                top = max(seen.seqs)
+                await async_wait_until(lambda: told.count("READY=1") == 4, STEP_S, "ready on v2 again")
+                # Each restart a reload to systemd, same pid: never STOPPING=1, which would end the unit.
+                assert told == ["READY=1", "RELOADING=1"] * 3 + ["READY=1"]
         # Three restarts, and the buffer kept across each: every reading's seq once at least, none missing.
         assert set(seen.seqs) >= set(range(1, top + 1))
 
