@@ -82,11 +82,15 @@ def run(
     """Run the agent until SIGTERM or Ctrl-C. In the field it runs on the wall clock; `--clock-speed` and
     `--clock-start` (the same as `edge-sim run`'s) let it drive a simulated building faster than real time."""
     from edge_agent.service.agent import Agent
+    from edge_agent.service.config_rollout import ConfigRollout
     from edge_agent.service.logs import configure_logging
 
+    rollout = ConfigRollout.at_start(config)  # a pushed file on trial; a crash loop's is rolled back here
     try:
         checked = check_file(config)
     except ConfigError as error:
+        if rollout is not None:
+            rollout.failed_start(str(error))  # on trial: the last good file, and again (never returns)
         exit_refused(error)
     settings = checked.config
     clock = _building_clock(clock_speed, clock_start)
@@ -94,13 +98,22 @@ def run(
     for warning in checked.warnings:  # what `config check` warns about, in the journal too
         structlog.get_logger("edge_agent.config").warning("configuration", warning=warning.text())
     try:
-        asyncio.run(_run_until_signalled(lambda: Agent(settings, clock)))
+        asyncio.run(_run_until_signalled(lambda: Agent(settings, clock, rollout)))
     except StartupError as error:  # exit 2 when an operator must fix it first (the unit does not restart)
         typer.echo(f"edge-agent: {error}", err=True)
+        if rollout is not None:
+            rollout.failed_start(str(error))
         raise typer.Exit(EXIT_FAILURE if error.restart_helps else EXIT_CONFIG) from None
     except ShutdownIncomplete as error:
         typer.echo(f"edge-agent: {error}", err=True)
         raise typer.Exit(EXIT_FAILURE) from None
+    except Exception as error:
+        if rollout is not None:
+            structlog.get_logger("edge_agent.service").exception("agent crashed")
+            rollout.failed_start(f"{type(error).__name__}: {error}")
+        raise
+    if rollout is not None:
+        rollout.stopped()  # executes itself again when a new configuration or a rollback asked for it
 
 
 async def _run_until_signalled(make_agent: Callable[[], Agent]) -> None:
@@ -115,6 +128,8 @@ async def _run_until_signalled(make_agent: Callable[[], Agent]) -> None:
     def on_signal() -> None:
         if stop.is_set() and main is not None:
             main.cancel()
+        if agent.rollout is not None:
+            agent.rollout.signalled()  # a stop asked for: no restart on a new configuration
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -39,6 +39,7 @@ from edge_agent.config.references import (
     poller_findings,
     polling_findings,
 )
+from edge_agent.config.remote import RemoteConfig
 from edge_agent.signing import load_public_key
 
 BUILTIN_CONFIG = "builtin:default.toml"
@@ -221,6 +222,7 @@ class AgentConfig(Strict):
     control: ControlConfig = ControlConfig()
     commands: CommandsConfig = CommandsConfig()
     openadr: OpenAdrConfig | None = None  # demand response from a utility's VTN
+    remote: RemoteConfig = RemoteConfig()  # the trial of a configuration pushed over MQTT
     log: LogConfig = LogConfig()
     devices: list[Device] = Field(default_factory=list)
     pollers: list[PollerConfig] = Field(default_factory=list)

@@ -39,7 +39,7 @@ DEVICE_CLASSES: dict[str, type[AnyDevice]] = {
     for cls in (ModbusTcpDevice, ModbusRtuTcpDevice, ModbusRtuDevice, BacnetDevice)
 }
 PROFILE_KEYS = ("profile", "only_points")
-SECTIONS = ("gateway", "buffer", "mqtt", "bacnet", "control", "commands", "openadr", "log")
+SECTIONS = ("gateway", "buffer", "mqtt", "bacnet", "control", "commands", "openadr", "remote", "log")
 
 
 @dataclass(frozen=True)

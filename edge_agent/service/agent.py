@@ -46,6 +46,7 @@ from edge_agent.protocols.modbus.endpoint import endpoint_for
 from edge_agent.protocols.modbus.link import Link, link_for
 from edge_agent.service import bus_requests
 from edge_agent.service.building_model import BuildingModelStatus, load_configured_building_model
+from edge_agent.service.config_rollout import ConfigRollout, Health
 from edge_agent.service.control_setup import agent_control_setup, control_settings
 from edge_agent.service.demand_response_setup import demand_response_ven
 from edge_agent.service.local_socket import serving, socket_path
@@ -57,7 +58,13 @@ from edge_agent.store.holds import HOLDS_JOURNAL, open_journal
 from edge_agent.uplink.admission import CommandAdmission
 from edge_agent.uplink.command_log import COMMAND_LOG
 from edge_agent.uplink.commands import ApplyModelArgs, CommandRouter, Delivery
-from edge_agent.uplink.payloads import BuildingModelInfo, ControlModelInfo, device_infos, float32_points
+from edge_agent.uplink.payloads import (
+    BuildingModelInfo,
+    ConfigInfo,
+    ControlModelInfo,
+    device_infos,
+    float32_points,
+)
 from edge_agent.uplink.session import OFFLINE_TIMEOUT_S, Uplink, UplinkStatistics
 from edge_agent.uplink.sparkplug.node import SparkplugUplink
 
@@ -138,9 +145,12 @@ def _point_filters(config: AgentConfig) -> dict[str, PointFilters]:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: AgentConfig, clock: Clock | None = None, rollout: ConfigRollout | None = None
+    ) -> None:
         self.config = config
         self.clock = clock or WallClock()
+        self.rollout = rollout  # the configuration file's remote rollout (apply_config); None: built-in
         self.latest = LatestValues(_poll_intervals(config))
         self.buffer = Buffer(
             config.buffer.resolved_path(),
@@ -151,7 +161,7 @@ class Agent:
         self._admission = CommandAdmission(
             config.commands, config.buffer.resolved_path().parent / COMMAND_LOG
         )
-        self._router = CommandRouter(self, admission=self._admission)
+        self._router = CommandRouter(self, admission=self._admission, config_push=rollout)
         self.building_model = load_configured_building_model(config)
         loaded = None if self.building_model is None else self.building_model.loaded
         uplink = SparkplugUplink if config.mqtt.format == "sparkplug" else Uplink
@@ -166,6 +176,7 @@ class Agent:
         )
         if isinstance(self.uplink, SparkplugUplink):
             self.uplink.latest = self.latest.get
+        self.uplink.config_info = None if rollout is None else rollout.info()
         self._bacnet: BacnetApplication | None = None
         self._links: dict[str, Link] = {}  # shared by the units of one bus, RTU gateway or TCP endpoint
         self._heartbeats = Heartbeats()
@@ -282,6 +293,19 @@ class Agent:
             else ControlModelInfo(file=stage.file, sha256=stage.sha256, stage=stage.stage)
         )
 
+    def _config_named(self, info: ConfigInfo | None) -> None:
+        """The running file got a version (apply_config of the same file): births say it from now on."""
+        self.uplink.config_info = info
+        self.uplink.request_rebirth()
+
+    def _config_health(self) -> Health:
+        """What a configuration on trial is judged on (config_rollout.py)."""
+        devices = {
+            s.device: None if s.polls else s.last_error or "no answer yet"
+            for s in (p.statistics() for p in self.pollers)
+        }
+        return Health(devices, self.uplink.statistics().connects > 0)
+
     async def _open(self, resources: contextlib.AsyncExitStack) -> None:
         """Buffer, journals, links, BACnet stack and local socket, each closed by `resources`."""
         await resources.enter_async_context(self.buffer)
@@ -340,8 +364,16 @@ class Agent:
                 control = self.controller
                 deciding = tasks.create_task(control.run(), name="control") if control else None
                 responding = tasks.create_task(self.ven.run(), name="openadr") if self.ven else None
+                if self.rollout is not None:  # ends by itself, at the latest soon after `stop`
+                    judge = self.rollout.run(
+                        self.config, stop, self.uplink.send_event, self._config_health, self._config_named
+                    )
+                    tasks.create_task(judge, name="config rollout")
                 await stop.wait()
-                notifier.stopping("stopping: releasing writes, committing the buffer")
+                if self.rollout is not None and self.rollout.restart_wanted:  # same pid: a reload to systemd
+                    notifier.reloading("restarting on a new configuration: committing the buffer")
+                else:
+                    notifier.stopping("stopping: releasing writes, committing the buffer")
                 for helper in (ticking, watchdog, ready):
                     helper.cancel()
                 if responding is not None:

@@ -9,6 +9,8 @@ newline-separated KEY=VALUE lines:
     WATCHDOG=1    alive; with WatchdogSec= systemd sets $WATCHDOG_USEC and aborts the service when this stays
                   away that long, so it is sent every half interval, and only while every loop is healthy
     STOPPING=1    an orderly stop has begun
+    RELOADING=1   the service reloads (here: executes itself again, same pid); READY=1 ends the reload.
+                  MONOTONIC_USEC= (CLOCK_MONOTONIC) goes with it, as Type=notify-reload requires
 
 $WATCHDOG_PID, when set, is the process the watchdog is meant for. Outside systemd every call does nothing.
 A send never blocks and never raises: the first failure is logged, later ones are not.
@@ -58,6 +60,9 @@ class Notifier:
 
     def stopping(self, status: str | None = None) -> bool:
         return self._send("STOPPING=1", status)
+
+    def reloading(self, status: str | None = None) -> bool:
+        return self._send(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}", status)
 
     def status(self, text: str) -> bool:
         return self._send(None, text)

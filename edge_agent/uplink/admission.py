@@ -24,7 +24,14 @@ from edge_agent.errors import CommandRefused
 from edge_agent.readings import utc_now
 from edge_agent.signing import load_public_key, verify
 from edge_agent.uplink.command_log import CommandLog
-from edge_agent.uplink.commands import CommandErrorCode, CommandReply, Delivery, Request, parse_object
+from edge_agent.uplink.commands import (
+    MAX_CONFIG_COMMAND_BYTES,
+    CommandErrorCode,
+    CommandReply,
+    Delivery,
+    Request,
+    parse_object,
+)
 
 log = structlog.get_logger("edge_agent.commands")
 
@@ -48,7 +55,7 @@ class CommandAdmission:
         self._now = now
 
     def opened(self, delivery: Delivery) -> bytes:
-        data = parse_object(delivery.payload)
+        data = parse_object(delivery.payload, MAX_CONFIG_COMMAND_BYTES)  # the router limits the others
         if "signed" not in data and "signature" not in data:
             if self._keys:
                 raise CommandRefused(CommandErrorCode.UNSIGNED, "this gateway takes signed commands only")

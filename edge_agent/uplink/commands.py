@@ -31,7 +31,8 @@ from edge_agent.readings import utc_now
 
 log = structlog.get_logger("edge_agent.commands")
 
-MAX_COMMAND_BYTES = 16384  # larger payloads are refused unread
+MAX_COMMAND_BYTES = 16384  # larger payloads are refused unread, but for apply_config's
+MAX_CONFIG_COMMAND_BYTES = 192 * 1024  # apply_config: a whole configuration file (MQTT 5 packets: 256 KiB)
 WRITE_TIMEOUT_S = 30.0  # bound on one write_point, connection included
 COMMAND_PRIORITIES = (9, 15)  # BACnet priorities a command may write at: operator (8) and life safety win
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -51,6 +52,12 @@ class CommandHandlers(Protocol):
     def points(self) -> Points: ...  # writes go through it
     def status(self) -> object: ...  # a dataclass tree
     def rebirth(self) -> None: ...
+
+
+class ConfigPush(Protocol):
+    """What apply_config acts on (service/config_rollout.py); a router without one refuses it."""
+
+    async def apply(self, args: ApplyConfigArgs) -> dict[str, JsonValue]: ...
 
 
 # --- requests ---------------------------------------------------------------------------------------
@@ -99,6 +106,13 @@ class ApplyModelArgs(_Strict):
     """The model file, base64 (the command stays under 16 KiB: a model up to about 11 KiB); or `url`."""
     url: Annotated[str, Field(pattern=r"^https?://", max_length=2048)] | None = None
     """Where the gateway fetches the model (http or https; at most 16 MiB, within 60 s); or `data`."""
+
+
+class ApplyConfigArgs(_Strict):
+    version: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")]
+    """The configuration's version as central names it; the birth's `config.version` shows it."""
+    config: Annotated[str, Field(min_length=1)]
+    """The whole configuration file, TOML text, checked as `edge-agent config check` checks a file."""
 
 
 Expires = Annotated[str, Field(pattern=EXPIRES_PATTERN, json_schema_extra={"format": "date-time"})]
@@ -164,15 +178,23 @@ class ApplyModel(Request):
     args: ApplyModelArgs
 
 
+class ApplyConfig(Request):
+    """Replace the configuration file and restart on it, on trial: rolled back unless healthy in time."""
+
+    command: Literal["apply_config"]
+    args: ApplyConfigArgs
+
+
 Command = Annotated[
-    SetDemandTarget | SetControlMode | WritePoint | Rebirth | Status | ApplyModel,
+    SetDemandTarget | SetControlMode | WritePoint | Rebirth | Status | ApplyModel | ApplyConfig,
     Field(discriminator="command"),
 ]
 _COMMAND: TypeAdapter[Command] = TypeAdapter(Command)
 COMMAND_NAMES: tuple[str, ...] = tuple(
     get_args(model.model_fields["command"].annotation)[0]
-    for model in (SetDemandTarget, SetControlMode, WritePoint, Rebirth, Status, ApplyModel)
+    for model in (SetDemandTarget, SetControlMode, WritePoint, Rebirth, Status, ApplyModel, ApplyConfig)
 )
+LARGE_COMMANDS = ("apply_config",)  # the commands that may take up to MAX_CONFIG_COMMAND_BYTES
 
 
 @runtime_checkable
@@ -186,7 +208,7 @@ class ModelHandler(Protocol):
 
 
 class CommandErrorCode(StrEnum):
-    TOO_LARGE = "too-large"  # over MAX_COMMAND_BYTES, not parsed
+    TOO_LARGE = "too-large"  # over MAX_COMMAND_BYTES (apply_config: MAX_CONFIG_COMMAND_BYTES), not run
     MALFORMED = "malformed"  # not UTF-8, not JSON, or not a JSON object
     UNKNOWN_COMMAND = "unknown-command"
     INVALID = "invalid"  # against the schema (or a rule of the device's protocol): `field` names where
@@ -207,6 +229,7 @@ class CommandErrorCode(StrEnum):
     DUPLICATE = "duplicate"  # the id was taken by other content, or its first run's outcome is unknown
     NOT_RECORDED = "not-recorded"  # the id could not be recorded (disk): not run, rather than maybe twice
     FETCH_FAILED = "fetch-failed"  # apply_model: its url could not be fetched (the message says why)
+    NOT_APPLIED = "not-applied"  # apply_config: no configuration file, or it could not be written
 
 
 class ReplyError(BaseModel):
@@ -281,10 +304,12 @@ class CommandRouter:
         handlers: CommandHandlers,
         now: Callable[[], datetime] = utc_now,
         admission: Admission | None = None,
+        config_push: ConfigPush | None = None,
     ) -> None:
         self._handlers = handlers
         self._now = now
         self._admission = admission
+        self._config_push = config_push
 
     async def handle(self, payload: bytes) -> CommandReply:
         """The reply to one trusted request (the local socket). Never raises, except CancelledError."""
@@ -299,12 +324,12 @@ class CommandRouter:
         name: str | None = None
         admitted: Request | None = None
         try:
-            _check_size(payload)
+            _check_size(payload, MAX_CONFIG_COMMAND_BYTES if _claims_large(payload) else MAX_COMMAND_BYTES)
             if delivery is not None and delivery.refusal is not None:
                 request_id, name = _unverified_names(delivery.payload)
                 raise delivery.refusal  # noqa: TRY301 - answered like every other refusal
             body = payload if delivery is None else self._admitted(delivery).opened(delivery)
-            data = parse_object(body)
+            data = parse_object(body, MAX_CONFIG_COMMAND_BYTES)
             request_id = _readable_id(data)
             name = _known_name(data)
             request = _validate(data, name)
@@ -385,10 +410,19 @@ class CommandRouter:
                 return {}
             case Status():
                 return _json_data(self._handlers.status())
-            case ApplyModel(args=args):
-                if not isinstance(self._handlers, ModelHandler):
-                    raise CommandRefused(CommandErrorCode.INVALID, "this gateway takes no models", "command")
-                return await self._handlers.apply_model(args)
+            case ApplyModel() | ApplyConfig():
+                return await self._apply(request)
+
+    async def _apply(self, request: ApplyModel | ApplyConfig) -> dict[str, JsonValue]:
+        """A model or a whole configuration pushed: each to the part of the gateway that takes it."""
+        if isinstance(request, ApplyModel):
+            if not isinstance(self._handlers, ModelHandler):
+                raise CommandRefused(CommandErrorCode.INVALID, "this gateway takes no models", "command")
+            return await self._handlers.apply_model(request.args)
+        if self._config_push is None:
+            message = "this gateway runs on the built-in configuration: no file to replace"
+            raise CommandRefused(CommandErrorCode.NOT_APPLIED, message)
+        return await self._config_push.apply(request.args)
 
     async def _write_point(self, args: WritePointArgs) -> dict[str, JsonValue]:
         priority = _checked_priority(self._handlers.config, args)
@@ -405,14 +439,14 @@ class CommandRouter:
         return {"device": args.device, "point": args.point, "value": args.value, "priority": priority}
 
 
-def _check_size(payload: bytes) -> None:
-    if len(payload) > MAX_COMMAND_BYTES:
-        raise CommandRefused(CommandErrorCode.TOO_LARGE, f"{len(payload)} bytes, over {MAX_COMMAND_BYTES}")
+def _check_size(payload: bytes, limit: int = MAX_COMMAND_BYTES) -> None:
+    if len(payload) > limit:
+        raise CommandRefused(CommandErrorCode.TOO_LARGE, f"{len(payload)} bytes, over {limit}")
 
 
-def parse_object(payload: bytes) -> dict[str, Any]:
-    """A JSON object from UTF-8 bytes no larger than MAX_COMMAND_BYTES; CommandRefused otherwise."""
-    _check_size(payload)
+def parse_object(payload: bytes, limit: int = MAX_COMMAND_BYTES) -> dict[str, Any]:
+    """A JSON object from UTF-8 bytes no larger than `limit`; CommandRefused otherwise."""
+    _check_size(payload, limit)
     try:
         data = json.loads(payload.decode("utf-8"), parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
@@ -424,6 +458,21 @@ def parse_object(payload: bytes) -> dict[str, Any]:
 
 def _not_json(constant: str) -> NoReturn:
     raise ValueError(f"{constant} is not JSON")
+
+
+def _claims_large(payload: bytes) -> bool:
+    """Whether a payload over MAX_COMMAND_BYTES (and within MAX_CONFIG_COMMAND_BYTES) claims to be a command
+    that may be that large. Only its size limit hangs on this: it is checked as any other afterwards."""
+    if not MAX_COMMAND_BYTES < len(payload) <= MAX_CONFIG_COMMAND_BYTES:
+        return False
+    try:
+        data = parse_object(payload, MAX_CONFIG_COMMAND_BYTES)
+        inner = data.get("signed")
+        if isinstance(inner, str):
+            data = parse_object(inner.encode(), MAX_CONFIG_COMMAND_BYTES)
+    except (CommandRefused, UnicodeEncodeError):
+        return False
+    return data.get("command") in LARGE_COMMANDS
 
 
 def _unverified_names(payload: bytes) -> tuple[str | None, str | None]:

@@ -52,6 +52,13 @@ class ControlModelInfo(_Payload):
     )
 
 
+class ConfigInfo(_Payload):
+    sha256: str = Field(description="hex SHA-256 of the running configuration file's bytes")
+    version: str | None = Field(
+        description="the version the apply_config command that wrote the file named; null: not pushed"
+    )
+
+
 class Birth(_Payload):
     """Retained on {prefix}/{gateway}/status when a session starts (and again on a rebirth command)."""
 
@@ -73,6 +80,9 @@ class Birth(_Payload):
     )
     control_model: ControlModelInfo | None = Field(
         default=None, description="the model in shadow, else the model that decides; null: the rules decide"
+    )
+    config: ConfigInfo | None = Field(
+        default=None, description="the running configuration file; null: the built-in default"
     )
 
 
@@ -145,6 +155,7 @@ class CompactBirth(_Payload):
     devices: list[CompactDevice]
     building_model: BuildingModelInfo | None = None
     control_model: ControlModelInfo | None = None
+    config: ConfigInfo | None = None
 
 
 CompactName = tuple[str, str, str]

@@ -39,7 +39,7 @@ from edge_agent.errors import CommandRefused
 from edge_agent.readings import utc_now
 from edge_agent.store.buffer import Buffer, EncodedBatch
 from edge_agent.uplink.commands import (
-    MAX_COMMAND_BYTES,
+    MAX_CONFIG_COMMAND_BYTES,
     CommandErrorCode,
     CommandReply,
     Delivery,
@@ -49,6 +49,7 @@ from edge_agent.uplink.payloads import (
     Birth,
     BuildingModelInfo,
     CompactBirth,
+    ConfigInfo,
     ControlModelInfo,
     Death,
     DeviceInfo,
@@ -60,7 +61,7 @@ log = structlog.get_logger("edge_agent.uplink")
 
 OFFLINE_TIMEOUT_S = 1.0  # how long a shutdown waits to tell the broker it is going offline
 COMMAND_QUEUE = 32  # commands waiting for the router; more are answered "busy"
-MAX_PACKET_BYTES = 256 * 1024  # MQTT 5: the broker sends us nothing larger; over 16 KiB is too-large
+MAX_PACKET_BYTES = 256 * 1024  # MQTT 5: the broker sends us nothing larger (commands.py limits the rest)
 MAX_TOPIC_BYTES = 65535
 RECONNECT_CAP_S = 8.0  # the longest wait between connection attempts: data within 10 s of a broker's return
 EVENT_QUEUE = 1000  # control events waiting for the broker; the oldest are dropped (and counted)
@@ -161,6 +162,7 @@ class Uplink:
         self._point_lists, self._compact_devices, self._aliases = compact_points(devices or [], float32)
         self._building_model = building_model
         self.control_model: Callable[[], ControlModelInfo | None] | None = None  # asked at each birth
+        self.config_info: ConfigInfo | None = None  # the running file's hash and pushed version (birth)
         self._gateway_id = gateway_id
         self._buffer = buffer
         self._devices = devices or []
@@ -246,6 +248,7 @@ class Uplink:
             "last_dropped_seq": stats.last_dropped_seq,
             "building_model": self._building_model,
             "control_model": None if self.control_model is None else self.control_model(),
+            "config": self.config_info,
         }
         if self._compact:  # point names once, by alias (payloads.CompactBirth)
             compact = {"point_lists": self._point_lists, "devices": self._compact_devices}
@@ -401,10 +404,11 @@ class Uplink:
         topic = str(message.topic)
         route, problem = self._reply_route(message)
         refusal: CommandRefused | None = None
-        if len(payload) > MAX_COMMAND_BYTES:  # refused unread, and not kept
+        if len(payload) > MAX_CONFIG_COMMAND_BYTES:  # refused unread, not kept (the router limits the rest)
             size = len(payload)
             payload = b""
-            refusal = CommandRefused(CommandErrorCode.TOO_LARGE, f"{size} bytes, over {MAX_COMMAND_BYTES}")
+            too_large = f"{size} bytes, over {MAX_CONFIG_COMMAND_BYTES}"
+            refusal = CommandRefused(CommandErrorCode.TOO_LARGE, too_large)
         elif not payload:
             return None, route
         elif message.retain:

@@ -27,6 +27,7 @@ from edge_agent.errors import CommandRefused
 from edge_agent.readings import utc_now
 from edge_agent.store.buffer import EncodedBatch
 from edge_agent.uplink.commands import CommandErrorCode, Delivery
+from edge_agent.uplink.payloads import ConfigInfo
 from edge_agent.uplink.session import COMMAND_QUEUE, Route, Uplink
 from edge_agent.uplink.sparkplug.dcmd import write_requests
 from edge_agent.uplink.sparkplug.host_state import PrimaryHost
@@ -108,6 +109,8 @@ class SparkplugUplink(Uplink):
                     birth.metrics.add(
                         name=metric, timestamp=now, datatype=DataType.STRING, string_value=value
                     )
+            for name, text in config_metrics(self.config_info):
+                birth.metrics.add(name=name, timestamp=now, datatype=DataType.STRING, string_value=text)
             birth.seq = self._seq = 0
             await client.publish(self.topics.nbirth, birth.SerializeToString(), qos=0)
             for device in self._catalog.devices:
@@ -225,3 +228,10 @@ class SparkplugUplink(Uplink):
                         delivery.payload, topic, CommandRefused(CommandErrorCode.BUSY, message)
                     )
             await self._reply(client, delivery, route)
+
+
+def config_metrics(info: ConfigInfo | None) -> list[tuple[str, str]]:
+    """The NBIRTH's String metrics for the running configuration file: its hash, and its pushed version."""
+    if info is None:
+        return []
+    return [("Config/SHA256", info.sha256)] + ([("Config/Version", info.version)] if info.version else [])
