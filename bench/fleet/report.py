@@ -43,12 +43,13 @@ class Recovery:
     name: str
     affected: int  # gateways that lost their session
     reconnected: int
-    reconnect_s: float | None  # until the last of them had a session again, after `since`
+    reconnect_s: float | None  # until the last of them had a session again, after `since` (None: not all)
     drained: int
-    drain_s: float | None  # until the last of them had no reading waiting over DRAINED_AGE_S, after `since`
+    drain_s: float | None  # until the last had no reading waiting over DRAINED_AGE_S (None: not all)
     since: str  # what the times count from
     peak_attempts: int  # the most connection attempts in one second, in this event's window
     peak_at: float  # ... in that second (seconds after `back`)
+    peak_down: int  # the most in one second before `back` (while the broker or the links were down)
     peak_connects: int  # the most sessions established in one second, in this event's window
     busy_seconds: int  # seconds in the window with more than a third of the fleet attempting
     attempts: int  # connection attempts in the window
@@ -101,12 +102,13 @@ def recovery(  # noqa: PLR0917 - an event and what was measured around it
         name,
         affected,
         len(reconnect_at),
-        max(reconnect_at) - window.back if reconnect_at else None,
+        max(reconnect_at) - window.back if reconnect_at and len(reconnect_at) == affected else None,
         len(drained_at),
-        max(drained_at) - window.back if drained_at else None,
+        max(drained_at) - window.back if drained_at and len(drained_at) == affected else None,
         window.since,
         peak,
         peak_second - window.back,
+        max((n for second, n in per_second.items() if second < int(window.back)), default=0),
         max(Counter(int(t) for t in connects_at).values(), default=0),
         sum(1 for n in per_second.values() if n * 3 > fleet),
         sum(per_second.values()),
@@ -146,8 +148,8 @@ def ranges(seqs: list[int]) -> str:
     return ", ".join(parts[:5]) + (f" (+{len(parts) - 5} more)" if len(parts) > 5 else "")
 
 
-def _s(value: float | None) -> str:
-    return "never" if value is None else f"{value:.1f} s"
+def _s(value: float | None, since: str) -> str:
+    return "not all by the next event" if value is None else f"all {value:.1f} s after {since}"
 
 
 def table(  # noqa: PLR0917 - every figure of the run
@@ -180,15 +182,16 @@ def table(  # noqa: PLR0917 - every figure of the run
         )
     lines += ["", "Events:"]
     for r in recoveries:
+        lines.append(f"  {r.name}: {r.affected} gateways lost their session")
         lines.append(
-            f"  {r.name}: {r.affected} gateways lost their session; {r.reconnected} reconnected, the last "
-            f"{_s(r.reconnect_s)} after {r.since}; backlogs drained ({r.drained}), the last {_s(r.drain_s)} "
-            f"after {r.since}"
+            f"    reconnected: {r.reconnected} of {r.affected}, {_s(r.reconnect_s, r.since)}; "
+            f"backlog drained: {r.drained} of {r.affected}, {_s(r.drain_s, r.since)}"
         )
         share = r.peak_attempts / fleet if fleet else 0.0
         lines.append(
             f"    connection attempts: {r.attempts}, peak {r.peak_attempts}/s ({share:.0%} of the fleet, "
-            f"{r.peak_at:+.0f} s after {r.since}); seconds with over a third of the fleet attempting: "
+            f"{r.peak_at:+.0f} s after {r.since}; {r.peak_down}/s at most before it); "
+            f"seconds with over a third of the fleet attempting: "
             f"{r.busy_seconds}; sessions established: peak {r.peak_connects}/s; Last Wills seen: {r.deaths}"
         )
     lines += ["", f"CPU over {seconds:.0f} s (seconds; share of one core):"]
