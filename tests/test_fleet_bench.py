@@ -63,7 +63,12 @@ def test_reconnect_and_drain_count_from_the_restore_and_attempts_per_second() ->
     assert outage.reconnect_s == pytest.approx(4.0)
     assert outage.drain_s == pytest.approx(8.0)
     assert (outage.attempts, outage.peak_attempts, outage.busy_seconds, outage.deaths) == (5, 3, 1, 2)
-    assert outage.peak_down == 3
+    assert (outage.peak_down, outage.peak_back) == (3, 1)
+    printed = table("a broker", [], 3, 1.0, Loss(0, 0, {}, 0), [], [outage], {}, 60.0)
+    assert (
+        "in one second at most 3 (100% of the fleet) while down, 1 (33% of the fleet) after the restore"
+        in printed
+    )
 
 
 def test_a_gateway_that_never_comes_back_leaves_no_time() -> None:

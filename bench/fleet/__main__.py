@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import os
 import queue
@@ -203,6 +204,8 @@ class FleetRun:
         plan, t0, fleet = self.plan, self.t0, self.args.gateways
         attempts = sorted(t for proxy in self.proxies for t in proxy.attempts)
         deaths = sorted(t for s in self.subscribers for times in s.counts.deaths.values() for t in times)
+        if self.args.keep:  # for a closer look: every connection attempt, in seconds after the start
+            (self.workdir / "attempts.json").write_text(json.dumps([round(t - t0, 3) for t in attempts]))
         events = [
             (f"node {self.cluster.name(KILLED)} killed at {plan.kill:.0f} s, "
              f"restarted at {plan.restart:.0f} s",

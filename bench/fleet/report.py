@@ -49,7 +49,8 @@ class Recovery:
     since: str  # what the times count from
     peak_attempts: int  # the most connection attempts in one second, in this event's window
     peak_at: float  # ... in that second (seconds after `back`)
-    peak_down: int  # the most in one second before `back` (while the broker or the links were down)
+    peak_down: int  # the most in one second before `back` (while the links were down)
+    peak_back: int  # the most in one second from `back` on
     peak_connects: int  # the most sessions established in one second, in this event's window
     busy_seconds: int  # seconds in the window with more than a third of the fleet attempting
     attempts: int  # connection attempts in the window
@@ -109,6 +110,7 @@ def recovery(  # noqa: PLR0917 - an event and what was measured around it
         peak,
         peak_second - window.back,
         max((n for second, n in per_second.items() if second < int(window.back)), default=0),
+        max((n for second, n in per_second.items() if second >= int(window.back)), default=0),
         max(Counter(int(t) for t in connects_at).values(), default=0),
         sum(1 for n in per_second.values() if n * 3 > fleet),
         sum(per_second.values()),
@@ -146,6 +148,10 @@ def ranges(seqs: list[int]) -> str:
         if seq is not None:
             start = prev = seq
     return ", ".join(parts[:5]) + (f" (+{len(parts) - 5} more)" if len(parts) > 5 else "")
+
+
+def _share(count: int, fleet: int) -> str:
+    return f"{count} ({count / fleet:.0%} of the fleet)" if fleet else str(count)
 
 
 def _s(value: float | None, since: str) -> str:
@@ -187,12 +193,15 @@ def table(  # noqa: PLR0917 - every figure of the run
             f"    reconnected: {r.reconnected} of {r.affected}, {_s(r.reconnect_s, r.since)}; "
             f"backlog drained: {r.drained} of {r.affected}, {_s(r.drain_s, r.since)}"
         )
-        share = r.peak_attempts / fleet if fleet else 0.0
+        down = f"{_share(r.peak_down, fleet)} while down, " if r.peak_down else ""
         lines.append(
-            f"    connection attempts: {r.attempts}, peak {r.peak_attempts}/s ({share:.0%} of the fleet, "
-            f"{r.peak_at:+.0f} s after {r.since}; {r.peak_down}/s at most before it); "
-            f"seconds with over a third of the fleet attempting: "
-            f"{r.busy_seconds}; sessions established: peak {r.peak_connects}/s; Last Wills seen: {r.deaths}"
+            f"    connection attempts: {r.attempts}; in one second at most {down}"
+            f"{_share(r.peak_back, fleet)} after {r.since} (the peak {r.peak_at:+.0f} s after it); "
+            f"seconds with over a third of the fleet attempting: {r.busy_seconds}"
+        )
+        lines.append(
+            f"    sessions established in one second: at most {_share(r.peak_connects, fleet)}; "
+            f"Last Wills central received: {r.deaths}"
         )
     lines += ["", f"CPU over {seconds:.0f} s (seconds; share of one core):"]
     lines += [f"  {name:<24}{used:>8.1f}  {used / seconds:>6.1%}" for name, used in cpu.items()]
