@@ -56,9 +56,8 @@ def test_reconnect_and_drain_count_from_the_restore_and_attempts_per_second() ->
         "gw-003": _history("gw-003", [(0, True, 1, 0.5), (20, True, 1, 0.5)]),  # never lost its session
     }
     attempts = [T + 10.1] * 3 + [T + 71.5, T + 73.2]  # three in one second: over a third of three gateways
-    outage = recovery(
-        "outage", samples, Window(T + 10, T + 70, T + 100, "the restore"), attempts, [T + 10.5, T + 10.6], 3
-    )
+    deaths = [(T + 10.5, "gw-001"), (T + 10.6, "gw-001"), (T + 10.6, "gw-002")]  # gw-001's from two nodes
+    outage = recovery("outage", samples, Window(T + 10, T + 70, T + 100, "the restore"), attempts, deaths, 3)
     assert (outage.affected, outage.reconnected, outage.drained) == (2, 2, 2)
     assert outage.reconnect_s == pytest.approx(4.0)
     assert outage.drain_s == pytest.approx(8.0)

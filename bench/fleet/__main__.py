@@ -203,7 +203,7 @@ class FleetRun:
     def figures(self, cpu: dict[str, float], elapsed: float) -> str:
         plan, t0, fleet = self.plan, self.t0, self.args.gateways
         attempts = sorted(t for proxy in self.proxies for t in proxy.attempts)
-        deaths = sorted(t for s in self.subscribers for times in s.counts.deaths.values() for t in times)
+        deaths = [(t, g) for s in self.subscribers for g, times in s.counts.deaths.items() for t in times]
         if self.args.keep:  # for a closer look: every connection attempt, in seconds after the start
             (self.workdir / "attempts.json").write_text(json.dumps([round(t - t0, 3) for t in attempts]))
         events = [

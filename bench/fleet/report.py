@@ -54,7 +54,7 @@ class Recovery:
     peak_connects: int  # the most sessions established in one second, in this event's window
     busy_seconds: int  # seconds in the window with more than a third of the fleet attempting
     attempts: int  # connection attempts in the window
-    deaths: int  # Last Wills central received in the window
+    deaths: int  # gateways whose Last Will (a death) central received in the window
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def recovery(  # noqa: PLR0917 - an event and what was measured around it
     samples: dict[str, list[Sample]],
     window: Window,
     attempts: list[float],
-    deaths: list[float],
+    deaths: list[tuple[float, str]],
     fleet: int,
 ) -> Recovery:
     """Gateways that were connected at the window's start and lost their session in it; how long after
@@ -114,7 +114,7 @@ def recovery(  # noqa: PLR0917 - an event and what was measured around it
         max(Counter(int(t) for t in connects_at).values(), default=0),
         sum(1 for n in per_second.values() if n * 3 > fleet),
         sum(per_second.values()),
-        sum(1 for t in deaths if window.start <= t < window.until),
+        len({gateway for t, gateway in deaths if window.start <= t < window.until}),
     )
 
 
@@ -201,7 +201,7 @@ def table(  # noqa: PLR0917 - every figure of the run
         )
         lines.append(
             f"    sessions established in one second: at most {_share(r.peak_connects, fleet)}; "
-            f"Last Wills central received: {r.deaths}"
+            f"gateways whose Last Will central received: {r.deaths}"
         )
     lines += ["", f"CPU over {seconds:.0f} s (seconds; share of one core):"]
     lines += [f"  {name:<24}{used:>8.1f}  {used / seconds:>6.1%}" for name, used in cpu.items()]
