@@ -33,7 +33,7 @@ class Counts:
 
     def add(self, gateway: str, seqs: list[int]) -> None:
         counts = self.seqs.setdefault(gateway, bytearray())
-        need = max(seqs) + 1
+        need = max(seqs, default=0) + 1
         if len(counts) < need:
             counts.extend(bytes(need - len(counts)))
         for seq in seqs:
