@@ -72,7 +72,8 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if shutil.which("dpkg-deb") is None:
         pytest.skip("dpkg-deb is not installed (Debian: dpkg)")
     out = tmp_path_factory.mktemp("debs")
-    run("bash", REPO / "scripts/build_deb.sh", "--out", out, "amd64", "arm64", timeout=BUILD_TIMEOUT)
+    env = {**os.environ, "PYTHON": sys.executable}  # the dependencies' versions: those these tests run with
+    run("bash", REPO / "scripts/build_deb.sh", "--out", out, "amd64", "arm64", env=env, timeout=BUILD_TIMEOUT)
     built = {arch: out / f"edge-agent_{VERSION}_{arch}.deb" for arch in MACHINE}
     for deb in built.values():
         assert deb.is_file(), sorted(p.name for p in out.iterdir())
