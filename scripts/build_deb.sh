@@ -92,11 +92,18 @@ stage() {  # stage ARCH: the package's tree in $work/root-ARCH
         chmod 0755 "$root/DEBIAN/$script"
     done
     echo /etc/edge-agent/agent.toml >"$root/DEBIAN/conffiles"
-    sed -e "s/@VERSION@/$version/g" -e "s/@ARCH@/$arch/g" \
-        -e "s/@INSTALLED_SIZE@/$(du -sk --exclude=DEBIAN "$root" | cut -f1)/g" \
+    # Installed-Size (KiB, for apt's disk check): the package's files and the environment built from them.
+    local size
+    size=$("$python" - "$wheels" "$(du -sk --exclude=DEBIAN "$root" | cut -f1)" <<'PY'
+import pathlib, sys, zipfile
+unpacked = sum(i.file_size for w in pathlib.Path(sys.argv[1]).glob("*.whl") for i in zipfile.ZipFile(w).infolist())
+print(int(sys.argv[2]) + unpacked // 1024)
+PY
+    )
+    sed -e "s/@VERSION@/$version/g" -e "s/@ARCH@/$arch/g" -e "s/@INSTALLED_SIZE@/$size/g" \
         packaging/deb/control.in >"$root/DEBIAN/control"
-    (cd "$root" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z | xargs -0 md5sum) \
-        >"$root/DEBIAN/md5sums"
+    (cd "$root" && find . -type f ! -path './DEBIAN/*' ! -path './etc/*' -printf '%P\0' | sort -z |
+        xargs -0 md5sum) >"$root/DEBIAN/md5sums"  # conffiles have their own sums
     find "$root" -type d -exec chmod 0755 {} +
 }
 

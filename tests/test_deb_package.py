@@ -132,11 +132,15 @@ def test_package_carries_the_agent_unit_user_config_skeleton_and_docs(
     # postinst's offline `pip install` will find on the target.
     wheelhouse, target = root / "opt/edge-agent/wheels", tmp_path / "target"
     platforms = [f"--platform=manylinux_2_{glibc}_{MACHINE[arch]}" for glibc in range(17, 37)]
+    platforms.append(f"--platform=manylinux2014_{MACHINE[arch]}")  # pip does not alias manylinux_2_17
     resolved = run(
         *[sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-index"],
         *["--find-links", str(wheelhouse), "--only-binary=:all:", *platforms, "--python-version=3.11"],
         *["--implementation=cp", "--abi=cp311", "--target", str(target), f"edge-agent=={VERSION}"],
-        env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("PIP_")},
+            "PIP_CONFIG_FILE": os.devnull,
+        },
     )
     assert f"edge-agent-{VERSION}" in resolved, resolved
     assert "onnxruntime-" in resolved, resolved
