@@ -53,6 +53,24 @@ config_app = typer.Typer(help="Check and print configuration files.", no_args_is
 app.add_typer(config_app, name="config")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from edge_agent import __version__
+
+        typer.echo(f"edge-agent {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    pass
+
+
 def _building_clock(speed: float | None, start: str | None) -> Clock | None:
     """The wall clock (None) unless a simulated building's time is asked for."""
     if speed is None and start is None:
