@@ -42,6 +42,13 @@ class BuildingModelInfo(_Payload):
     fitted_at: str = Field(description="when `edge-agent model fit` fitted it, ISO 8601")
 
 
+class TakeoverInfo(_Payload):
+    count: int = Field(
+        description="times since the agent started that another client with this gateway id took its session"
+    )
+    last_at: datetime = Field(description="when the last of them was noticed")
+
+
 class Birth(_Payload):
     """Retained on {prefix}/{gateway}/status when a session starts (and again on a rebirth command)."""
 
@@ -61,6 +68,10 @@ class Birth(_Payload):
     building_model: BuildingModelInfo | None = Field(
         default=None, description="the fitted building model the agent loaded; null: none, or refused"
     )
+    takeover: TakeoverInfo | None = Field(
+        default=None,
+        description="another client with this gateway id takes its session: two gateways share the id",
+    )
 
 
 class Death(_Payload):
@@ -69,6 +80,7 @@ class Death(_Payload):
     online: Literal[False] = False
     gateway: str
     bdSeq: int  # noqa: N815
+    takeover: TakeoverInfo | None = Field(default=None, description="as in the birth, when the session began")
 
 
 class ReadingOut(_Payload):
@@ -131,6 +143,7 @@ class CompactBirth(_Payload):
     )
     devices: list[CompactDevice]
     building_model: BuildingModelInfo | None = None
+    takeover: TakeoverInfo | None = None
 
 
 CompactName = tuple[str, str, str]
