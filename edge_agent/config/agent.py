@@ -148,12 +148,13 @@ class MqttConfig(Strict):
     @field_validator("urls")
     @classmethod
     def _distinct(cls, urls: list[str] | None) -> list[str] | None:
-        seen: dict[MqttBroker, int] = {}
+        seen: dict[tuple[str, int], int] = {}
         for i, url in enumerate(urls or []):
             broker = MqttBroker.of(url)
-            if broker in seen:
-                raise ValueError(f"urls[{i}] {url!r} is urls[{seen[broker]}] again: list each broker once")
-            seen[broker] = i
+            where = (broker.host, broker.port)
+            if where in seen:
+                raise ValueError(f"urls[{i}] {url!r} is urls[{seen[where]}] again: list each broker once")
+            seen[where] = i
         return urls
 
     @property

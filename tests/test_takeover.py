@@ -1,0 +1,160 @@
+"""Issue 21, item 5: two gateways started with one id take each other's MQTT session in turn. Each says so
+(log, status, birth) within a minute and backs off instead of fighting; neither loses a buffered reading."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from structlog.testing import capture_logs
+
+from edge_agent.cli import local as cli_local
+from edge_agent.config import MqttConfig
+from edge_agent.readings import Quality, Reading
+from edge_agent.store.buffer import Buffer
+from edge_agent.uplink.payloads import Birth
+from edge_agent.uplink.session import Uplink, UplinkState
+from edge_agent.uplink.takeover import (
+    CLOSED_WITHOUT_REASON,
+    EARLY_REPEATS,
+    EARLY_S,
+    SESSION_TAKEN_OVER,
+    STABLE_S,
+    TakeoverWatch,
+)
+from tests.support import Broker, async_wait_until, central_subscriber, in_background
+
+GATEWAY = "gw-twice"
+KEEPALIVE_TIMEOUT = 0x8D  # paho's reason for a broker that stopped answering
+
+
+# --- telling a takeover from other losses --------------------------------------------------------------
+
+
+def session(watch: TakeoverWatch, at: float, lasted: float, reason: int | None) -> str | None:
+    watch.connected(at)
+    return watch.lost(reason, at + lasted)
+
+
+def test_mqtt5_says_session_taken_over_at_once() -> None:
+    watch = TakeoverWatch()
+    assert session(watch, 0, 3600, SESSION_TAKEN_OVER) is not None
+    assert (watch.count, watch.taken_over(3600)) == (1, True)
+    assert watch.last_at is not None
+
+
+def test_without_a_reason_only_repeated_early_closes_are_a_takeover() -> None:
+    watch = TakeoverWatch()
+    at = 0.0
+    for _ in range(EARLY_REPEATS - 1):
+        assert session(watch, at, EARLY_S / 2, CLOSED_WITHOUT_REASON) is None
+        at += 10
+    assert session(watch, at, 1, KEEPALIVE_TIMEOUT) is None  # a broker gone silent is not another client
+    assert session(watch, at, EARLY_S * 2, CLOSED_WITHOUT_REASON) is None  # not right after connecting
+    assert session(watch, at, 0.5, None) is None  # ended on our side
+    assert session(watch, at + 10, 0.5, CLOSED_WITHOUT_REASON) is not None
+    assert watch.count == 1
+
+
+def test_early_closes_far_apart_are_not_a_takeover() -> None:
+    watch = TakeoverWatch()
+    for i in range(10):
+        assert session(watch, i * 200.0, 1, CLOSED_WITHOUT_REASON) is None
+    assert not watch.taken_over(2000)
+
+
+def test_the_wait_grows_while_taken_over_and_a_long_session_ends_it() -> None:
+    watch = TakeoverWatch(base_s=2, cap_s=300)
+    session(watch, 0, 1, SESSION_TAKEN_OVER)
+    waits = [watch.next_delay() for _ in range(10)]
+    ceilings = [min(300, 2 * 2**i) for i in range(10)]
+    assert all(c / 2 <= w <= c for w, c in zip(waits, ceilings, strict=True))  # never a quick grab back
+    watch.connected(100)
+    assert watch.taken_over(100 + STABLE_S - 1)
+    assert not watch.taken_over(100 + STABLE_S)
+    assert watch.next_delay() <= 2  # started over
+    assert watch.count == 1  # the count stays: the birth says it happened
+
+
+def test_status_puts_a_taken_over_id_among_the_hazards() -> None:
+    now = datetime.now(UTC)
+    uplink = {
+        "state": "connecting", "broker": "node-b:1883", "brokers": 2, "mqtt": "5", "session": 7,
+        "readings_published": 0, "events_waiting": 0, "events_dropped": 0, "last_error": "Unexpected disconnection",
+        "takeovers": 3, "last_takeover": (now - timedelta(seconds=40)).isoformat(), "taken_over": True,
+    }  # fmt: skip
+    status = {
+        "gateway": GATEWAY, "devices": [], "queue": {"batches_waiting": 0, "capacity": 10},
+        "buffer": {"depth": 0, "oldest_ts": None, "size_bytes": 0, "cap_bytes": 1e6, "dropped": 0},
+        "uplink": uplink, "clock": {"state": "synchronized", "held": 0},
+        "control": {"mode": "off", "demand_target_kw": None},
+    }  # fmt: skip
+    printed = StringIO()
+    cli_local._print_status(status, now, Console(file=printed, width=300, markup=False))
+    text = printed.getvalue()
+    assert f"gateway {GATEWAY}: hazards:\n  uplink: another client with gateway id '{GATEWAY}' takes its " in text
+    assert "at node-b:1883 (3 times, the last 40 s ago): two gateways with one id?" in text
+    assert "uplink: connecting to node-b:1883 (one of 2 brokers)" in text
+
+
+# --- two gateways, one id, one broker ------------------------------------------------------------------
+
+
+def meter(name: str, n: int, start: int = 0) -> list[Reading]:
+    t0 = datetime(2026, 12, 7, tzinfo=UTC)
+    return [
+        Reading(name, "total_power", float(start + i), "W", Quality.GOOD, t0 + timedelta(seconds=start + i))
+        for i in range(n)
+    ]
+
+
+def seqs_of(seen: Any, device: str) -> set[int]:
+    return {r.seq for a in seen.arrivals for r in a.batch.readings if r.device == device}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_two_gateways_with_one_id_both_say_so_and_neither_loses_a_reading(
+    broker: Broker, tmp_path: Path, protocol: str
+) -> None:
+    config = MqttConfig(url=broker.url, protocol=protocol, batch_size=20, backlog_messages_per_s=5.0)
+    each = 400
+    async with (
+        Buffer(tmp_path / "first.db") as first_buffer,
+        Buffer(tmp_path / "second.db") as second_buffer,
+        central_subscriber(broker.port, GATEWAY) as seen,
+    ):
+        await first_buffer.append(meter("meter-first", each))
+        await second_buffer.append(meter("meter-second", each))
+        first = Uplink(config, GATEWAY, first_buffer)
+        second = Uplink(config, GATEWAY, second_buffer)
+        with capture_logs() as logged:
+            async with in_background(second.run()):
+                async with in_background(first.run()):
+                    await async_wait_until(
+                        lambda: first.statistics().taken_over and second.statistics().taken_over,
+                        60,
+                        "both gateways to say they are taken over",
+                    )
+                    await first_buffer.append(meter("meter-first", 50, start=each))  # still buffering
+                # The first is stopped; the second is let back on, and drains all it holds.
+                await second_buffer.append(meter("meter-second", 50, start=each))
+                await async_wait_until(lambda: second_buffer.statistics().depth == 0, 60, "the second drained")
+                assert second.statistics().state is UplinkState.CONNECTED
+                await async_wait_until(lambda: len(seqs_of(seen, "meter-second")) == each + 50, 10, "all arrived")
+    assert seqs_of(seen, "meter-second") == set(range(1, each + 51))
+    # The stopped one lost nothing either: what did not reach the broker is still in its buffer.
+    unsent = first_buffer.statistics().depth
+    assert len(seqs_of(seen, "meter-first")) + unsent == each + 50
+    errors = [e for e in logged if e["log_level"] == "error" and e["event"].startswith("gateway id taken over")]
+    assert {e["gateway"] for e in errors} == {GATEWAY}
+    assert {e["broker"] for e in errors} == {f"127.0.0.1:{broker.port}"}
+    assert len(errors) == first.statistics().takeovers + second.statistics().takeovers
+    births = [Birth.model_validate(s) for s in seen.status if s["online"]]
+    assert births[-1].takeover is not None and births[-1].takeover.count == second.statistics().takeovers
+    assert births[0].takeover is None
