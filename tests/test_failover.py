@@ -9,6 +9,7 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
 
 import aiomqtt
 import pytest
@@ -19,8 +20,16 @@ from edge_agent.config import MqttConfig, parse_config
 from edge_agent.errors import ConfigError
 from edge_agent.store.buffer import Buffer
 from edge_agent.uplink.brokers import BrokerRotation
+from edge_agent.uplink.commands import Delivery
 from edge_agent.uplink.session import RECONNECT_BASE_S, RECONNECT_CAP_S, Uplink, UplinkState
-from tests.support import Central, async_wait_until, central_subscriber, in_background, run_mosquitto
+from tests.support import (
+    LOOPBACK,
+    Central,
+    async_wait_until,
+    central_subscriber,
+    in_background,
+    run_mosquitto,
+)
 from tests.test_buffer import readings
 
 GATEWAY = "gw-failover"
@@ -47,7 +56,10 @@ def test_urls_list_the_brokers_in_order_with_their_default_ports() -> None:
     [
         ('["mqtt://a", "http://b"]', "mqtt.urls[1]: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"),
         ('["mqtt://a", "mqtt://b:0"]', "mqtt.urls[1]: bad port in 'mqtt://b:0': 1-65535"),
-        ('["mqtt://user@a"]', "mqtt.urls[0]: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], without a user"),
+        (
+            '["mqtt://user@a"]',
+            "mqtt.urls[0]: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], without a user",
+        ),
         ('["mqtt://a", "mqtt://A:1883"]', "mqtt.urls: urls[1] 'mqtt://A:1883' is urls[0] again"),
         ("[]", "mqtt.urls: List should have at least 1 item"),
     ],
@@ -81,7 +93,8 @@ def test_each_loss_or_refusal_moves_to_the_next_broker_and_a_failed_round_backs_
     assert [rotation.refused(), rotation.refused(), rotation.refused()] == [False, False, True]
     assert rotation.current.host == "b"  # b, c, a refused: a round; b again after the backoff
     single = BrokerRotation(MqttConfig(url="mqtt://a").brokers)
-    assert single.refused() and single.refused()  # one broker: every refusal is a round
+    assert single.refused()
+    assert single.refused()
 
 
 def test_full_jitter_draws_uniformly_below_the_growing_ceiling() -> None:
@@ -103,7 +116,9 @@ def reconnect_times(fleet: int, outage_s: float, seed: int) -> list[float]:
     each follows the uplink's own backoff, its connects failing until the link is back."""
     times = []
     for gateway in range(fleet):
-        backoff = Backoff(base_s=RECONNECT_BASE_S, cap_s=RECONNECT_CAP_S, _rng=random.Random(seed * 1000 + gateway))
+        backoff = Backoff(
+            base_s=RECONNECT_BASE_S, cap_s=RECONNECT_CAP_S, _rng=random.Random(seed * 1000 + gateway)
+        )
         at = backoff.next_delay()  # the first wait after the loss
         while at < outage_s:
             at += backoff.next_delay()
@@ -153,12 +168,16 @@ async def test_a_gateway_fails_over_to_the_next_broker_and_every_reading_arrives
 
             with capture_logs() as logged:
                 async with in_background(uplink.run()), in_background(meter()) as metering:
-                    await async_wait_until(lambda: len(on_first.seqs) >= 300, 30, "readings at the first broker")
+                    await async_wait_until(
+                        lambda: len(on_first.seqs) >= 300, 30, "readings at the first broker"
+                    )
                     assert uplink.statistics().broker == f"127.0.0.1:{first.port}"
                     first.process.kill()  # the node dies: no DISCONNECT, no goodbye
                     await async_wait_until(
-                        lambda: uplink.statistics().broker == f"127.0.0.1:{second.port}"
-                        and uplink.statistics().state is UplinkState.CONNECTED,
+                        lambda: (
+                            uplink.statistics().broker == f"127.0.0.1:{second.port}"
+                            and uplink.statistics().state is UplinkState.CONNECTED
+                        ),
                         30,
                         "the uplink at the second broker",
                     )
@@ -169,9 +188,35 @@ async def test_a_gateway_fails_over_to_the_next_broker_and_every_reading_arrives
     assert set(received) == set(range(1, total + 1))  # none lost
     repeated = len(received) - total  # at least once: only the batches in flight at the kill, again
     assert 0 <= repeated <= 2 * config.in_flight * config.batch_size
-    assert sorted(set(on_second.seqs)) == list(range(min(on_second.seqs), total + 1))  # no gap after the switch
+    assert sorted(set(on_second.seqs)) == list(
+        range(min(on_second.seqs), total + 1)
+    )  # no gap after the switch
     switched = [e for e in logged if e["event"] == "uplink switched broker"]
     assert [(e["previous"], e["broker"]) for e in switched] == [
         (f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}")
     ]
     assert uplink.statistics().brokers == 2
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_command_sent_while_the_gateway_was_away_arrives_when_its_session_resumes(
+    tmp_path: Path, protocol: Literal["5", "3.1.1"]
+) -> None:
+    delivered: list[bytes] = []
+
+    async def handler(delivery: Delivery) -> bytes:
+        delivered.append(delivery.payload)
+        return b"{}"
+
+    with run_mosquitto(tmp_path) as broker:
+        config = MqttConfig(url=broker.url, protocol=protocol)
+        async with Buffer(tmp_path / "buffer.db") as buffer:
+            uplink = Uplink(config, GATEWAY, buffer, commands=handler)
+            async with in_background(uplink.run()):
+                await async_wait_until(lambda: uplink.statistics().state is UplinkState.CONNECTED, 10, "up")
+            async with aiomqtt.Client(LOOPBACK, broker.port) as central:
+                await central.publish(uplink.command_topic, b'{"while": "away"}', qos=1)
+            async with in_background(uplink.run()):
+                await async_wait_until(lambda: bool(delivered), 10, "the command queued by the broker")
+    assert delivered == [b'{"while": "away"}']

@@ -30,7 +30,7 @@ from enum import StrEnum
 
 import aiomqtt
 import structlog
-from paho.mqtt.client import MQTT_ERR_INVAL, MQTT_ERR_PAYLOAD_SIZE
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, MQTT_ERR_INVAL, MQTT_ERR_PAYLOAD_SIZE
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -70,6 +70,7 @@ MAX_TOPIC_BYTES = 65535
 RECONNECT_BASE_S = 2.0  # the first wait after a loss, drawn from [0, 2 s]: a fleet cut at once spreads out
 RECONNECT_CAP_S = 8.0  # the longest wait between connection attempts: data within 10 s of a broker's return
 EVENT_QUEUE = 1000  # control events waiting for the broker; the oldest are dropped (and counted)
+SESSION_EXPIRY_S = 3600  # MQTT 5: how long a broker keeps our session (commands queued for us) after a loss
 REFUSED_V5 = {1, 132}  # CONNACK codes of a broker that does not speak MQTT 5 (3.1.1's 1, MQTT 5's 0x84)
 
 CommandHandler = Callable[[Delivery], Awaitable[bytes]]
@@ -344,16 +345,22 @@ class Uplink:
         except (OSError, ssl.SSLError) as exc:
             raise aiomqtt.MqttError(f"cannot read the broker credentials: {exc}") from exc
         v5 = self._mqtt == "5"
+        # The session (our subscription, commands queued while we were away) is resumed where the broker kept
+        # it; Sparkplug B asks edge nodes for a clean one.
+        persistent = self._config.format != "sparkplug"
         connect: Properties | None = None
         if v5:
             connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             connect.MaximumPacketSize = MAX_PACKET_BYTES  # oversize commands never reach us
+            if persistent:
+                connect.SessionExpiryInterval = SESSION_EXPIRY_S
         self._client_now = aiomqtt.Client(
             broker.host,
             broker.port,
             identifier=f"edge-agent-{self._gateway_id}",
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            clean_session=None if v5 else True,
+            clean_session=None if v5 else not persistent,
+            clean_start=not persistent if v5 else MQTT_CLEAN_START_FIRST_ONLY,  # paho: 3.1.1 takes only that
             keepalive=self._config.keepalive_s,
             will=self._will(),
             timeout=self._config.publish_timeout_s,
