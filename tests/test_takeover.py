@@ -19,6 +19,7 @@ from edge_agent.readings import Quality, Reading
 from edge_agent.store.buffer import Buffer
 from edge_agent.uplink.payloads import Birth
 from edge_agent.uplink.session import Uplink, UplinkState
+from edge_agent.uplink.sparkplug.metrics import TAKEOVERS, node_birth
 from edge_agent.uplink.takeover import (
     CLOSED_WITHOUT_REASON,
     EARLY_REPEATS,
@@ -184,3 +185,12 @@ async def test_two_gateways_with_one_id_both_say_so_and_neither_loses_a_reading(
     assert births[-1].takeover is not None
     assert births[-1].takeover.count == second.statistics().takeovers
     assert births[0].takeover is None
+
+
+def test_a_sparkplug_node_birth_carries_the_takeovers_once_there_are_any() -> None:
+    def metrics(takeovers: int) -> dict[str, int | bool]:
+        birth = node_birth(3, 1_000, takeovers)
+        return {m.name: getattr(m, m.WhichOneof("value")) for m in birth.metrics}
+
+    assert metrics(0) == {"bdSeq": 3, "Node Control/Rebirth": False}
+    assert metrics(2) == {"bdSeq": 3, "Node Control/Rebirth": False, TAKEOVERS: 2}

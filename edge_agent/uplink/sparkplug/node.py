@@ -101,7 +101,7 @@ class SparkplugUplink(Uplink):
         """NBIRTH (seq 0) and every DBIRTH, queued with no data in between."""
         async with self._births_lock:
             now = millis(utc_now())
-            birth = node_birth(self._session_number, now)
+            birth = node_birth(self._session_number, now, self.takeover.count)
             birth.seq = self._seq = 0
             await client.publish(self.topics.nbirth, birth.SerializeToString(), qos=0)
             for device in self._catalog.devices:
