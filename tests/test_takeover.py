@@ -14,8 +14,10 @@ from rich.console import Console
 from structlog.testing import capture_logs
 
 from edge_agent.cli import local as cli_local
-from edge_agent.config import MqttConfig
+from edge_agent.config import AgentConfig, MqttConfig
 from edge_agent.readings import Quality, Reading
+from edge_agent.service.agent import Agent
+from edge_agent.service.local_socket import request, socket_path
 from edge_agent.store.buffer import Buffer
 from edge_agent.uplink.payloads import Birth
 from edge_agent.uplink.session import Uplink, UplinkState
@@ -28,7 +30,7 @@ from edge_agent.uplink.takeover import (
     STABLE_S,
     TakeoverWatch,
 )
-from tests.support import Broker, async_wait_until, central_subscriber, in_background
+from tests.support import Broker, async_wait_until, central_subscriber, in_background, running_agent
 from tests.takeover_front import takeover_front
 
 GATEWAY = "gw-twice"
@@ -194,3 +196,40 @@ def test_a_sparkplug_node_birth_carries_the_takeovers_once_there_are_any() -> No
 
     assert metrics(0) == {"bdSeq": 3, "Node Control/Rebirth": False}
     assert metrics(2) == {"bdSeq": 3, "Node Control/Rebirth": False, TAKEOVERS: 2}
+
+
+async def status_text(agent: Agent) -> tuple[str, dict[str, Any]]:
+    """What `edge-agent status` prints, and its --json, asked over the agent's socket."""
+    payload = json.dumps({"id": "t", "command": "status", "args": {}}).encode()
+    result = json.loads(await request(socket_path(agent.config), payload, 10))["result"]
+    printed = StringIO()
+    cli_local._print_status(result, datetime.now(UTC), Console(file=printed, width=300, markup=False))
+    return printed.getvalue(), result
+
+
+@pytest.mark.integration
+async def test_two_agents_with_one_id_show_it_in_status(broker: Broker, tmp_path: Path) -> None:
+    def config(name: str) -> AgentConfig:
+        (tmp_path / name).mkdir()
+        return AgentConfig.model_validate(
+            {
+                "gateway": {"id": GATEWAY},
+                "buffer": {"path": str(tmp_path / name / "b.db")},
+                "mqtt": {"url": broker.url},
+                "log": {"level": "warning"},
+            }
+        )
+
+    async with running_agent(config("a")) as first, running_agent(config("b")) as second:
+        await async_wait_until(
+            lambda: first.uplink.statistics().taken_over and second.uplink.statistics().taken_over,
+            60,
+            "both agents to say they are taken over",
+        )
+        for agent in (first, second):
+            text, result = await status_text(agent)
+            assert (
+                f"gateway {GATEWAY}: hazards:\n  uplink: another client with gateway id '{GATEWAY}'" in text
+            )
+            assert result["uplink"]["taken_over"] is True
+            assert result["uplink"]["takeovers"] >= 1
