@@ -3,8 +3,8 @@ we drop it, in turn. Seen from here as sessions the broker ends:
 
 - MQTT 5: a DISCONNECT with reason 0x8E, "session taken over": certain, at the first one;
 - MQTT 3.1.1 (or a broker that gives no reason): the connection closed without a word soon after it was
-  accepted (EARLY_S), EARLY_REPEATS times within EARLY_WINDOW_S: likely (a broker that drops us right after
-  accepting us for another reason looks the same).
+  accepted (EARLY_S: the other side's first waits below are shorter), EARLY_REPEATS times within
+  EARLY_WINDOW_S: likely (a broker that drops us right after accepting us for another reason looks the same).
 
 Once taken over, every loss is followed by a longer, jittered wait (TAKEOVER_BASE_S, doubling up to
 TAKEOVER_CAP_S, at least half of it) instead of the quick reconnect that would take the session back at once;
@@ -22,7 +22,7 @@ from edge_agent.readings import utc_now
 
 SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason code
 CLOSED_WITHOUT_REASON = 0x80  # paho's reason for a connection the other end closed (no DISCONNECT)
-EARLY_S = 5.0
+EARLY_S = 10.0
 EARLY_REPEATS = 3
 EARLY_WINDOW_S = 120.0
 STABLE_S = 600.0
