@@ -157,7 +157,20 @@ def _hazards(status: dict[str, Any], now: datetime) -> list[str]:
     if buffer.get("write_state", "writing") != "writing":
         lines.append(f"  buffer: {buffer['write_state']}: {buffer['write_reason']}")
     lines += [_hold_line(write) for write in status.get("holds", [])]
+    uplink = status.get("uplink") or {}
+    if uplink.get("taken_over"):
+        last = _age(uplink["last_takeover"], now)
+        lines.append(
+            f"  uplink: another client with gateway id {status['gateway']!r} takes its session at "
+            f"{uplink['broker']} ({uplink['takeovers']} times, the last {last}): two gateways with one id? "
+            "This one waits longer before each reconnect; give each its own id"
+        )
     return lines
+
+
+def _of_brokers(uplink: dict[str, Any]) -> str:
+    brokers = uplink.get("brokers", 1)
+    return f" (one of {brokers} brokers)" if brokers > 1 else ""
 
 
 def _print_status(status: dict[str, Any], now: datetime, console: Console) -> None:
@@ -197,7 +210,7 @@ def _print_status(status: dict[str, Any], now: datetime, console: Console) -> No
     console.print(f"queue: {queue['batches_waiting']} of {queue['capacity']} batches waiting{queue_dropped}")
     session = f"MQTT {uplink['mqtt']}, session {uplink['session']}"
     console.print(
-        f"uplink: {uplink['state']} to {uplink['broker']} ({session}); "
+        f"uplink: {uplink['state']} to {uplink['broker']}{_of_brokers(uplink)} ({session}); "
         f"{uplink['readings_published']} readings published; "
         f"events waiting {uplink['events_waiting']}, dropped {uplink['events_dropped']}"
         + (f"; last error: {uplink['last_error']}" if uplink["last_error"] else "")

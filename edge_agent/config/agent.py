@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import ssl
 import unicodedata
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -73,9 +74,51 @@ class BufferConfig(Strict):
         return Path(os.environ.get("STATE_DIRECTORY", ".")) / self.path
 
 
+def _mqtt_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError("expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    if parts.username is not None or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(
+            "expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], without a user, path or query "
+            "(credentials go in username and password_file)"
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"bad port in {url!r}") from exc
+    if port == 0:
+        raise ValueError(f"bad port in {url!r}: 1-65535")
+    return url
+
+
+MqttUrl = Annotated[str, AfterValidator(_mqtt_url)]
+
+
+@dataclass(frozen=True, slots=True)
+class MqttBroker:
+    """One broker of [mqtt] url or urls, its default port filled in."""
+
+    url: str
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def of(cls, url: str) -> MqttBroker:
+        parts = urlsplit(url)
+        tls = parts.scheme == "mqtts"
+        return cls(url, (parts.hostname or "127.0.0.1").lower(), parts.port or (8883 if tls else 1883), tls)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
 class MqttConfig(Strict):
-    url: str = "mqtt://127.0.0.1:1883"
-    """mqtt://HOST[:PORT] (1883), or mqtts://HOST[:PORT] (8883) for TLS."""
+    url: MqttUrl = "mqtt://127.0.0.1:1883"
+    """mqtt://HOST[:PORT] (1883), or mqtts://HOST[:PORT] (8883) for TLS: the one broker."""
+    urls: Annotated[list[MqttUrl], Field(min_length=1, max_length=64)] | None = None
+    """Instead of url: the brokers (nodes of one cluster) tried in turn, the next on each loss or refusal."""
     ca_file: Path | None = None
     """TLS: the CA that signed the broker's certificate (default: the system's CAs)."""
     cert_file: Path | None = None
@@ -103,39 +146,40 @@ class MqttConfig(Strict):
     backlog_bytes_per_s: Annotated[int, Field(ge=1024)] = 1_000_000
     """and within this many payload bytes per second: the platform's rate limits are not tripped."""
 
-    @field_validator("url")
+    @field_validator("urls")
     @classmethod
-    def _mqtt_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
-        if parts.username is not None or parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError(
-                "expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], without a user, path or query "
-                "(credentials go in username and password_file)"
-            )
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"bad port in {url!r}") from exc
-        if port == 0:
-            raise ValueError(f"bad port in {url!r}: 1-65535")
-        return url
+    def _distinct(cls, urls: list[str] | None) -> list[str] | None:
+        seen: dict[tuple[str, int], int] = {}
+        for i, url in enumerate(urls or []):
+            broker = MqttBroker.of(url)
+            where = (broker.host, broker.port)
+            if where in seen:
+                raise ValueError(f"urls[{i}] {url!r} is urls[{seen[where]}] again: list each broker once")
+            seen[where] = i
+        return urls
+
+    @property
+    def brokers(self) -> list[MqttBroker]:
+        """The brokers in the order they are tried: urls, or the one url."""
+        return [MqttBroker.of(url) for url in self.urls or [self.url]]
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
+        return self.brokers[0].host
 
     @property
     def tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts"
+        """Any broker is mqtts:// (the TLS settings apply to those)."""
+        return any(broker.tls for broker in self.brokers)
 
     @property
     def port(self) -> int:
-        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+        return self.brokers[0].port
 
     @model_validator(mode="after")
     def _tls_pieces(self) -> MqttConfig:
+        if self.urls is not None and "url" in self.model_fields_set:
+            raise ValueError("give url (one broker) or urls (several), not both")
         if (self.ca_file or self.cert_file) and not self.tls:
             raise ValueError("ca_file and cert_file need an mqtts:// url")
         if (self.cert_file is None) != (self.key_file is None):

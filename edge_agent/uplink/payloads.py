@@ -59,6 +59,13 @@ class ConfigInfo(_Payload):
     )
 
 
+class TakeoverInfo(_Payload):
+    count: int = Field(
+        description="times since the agent started that another client with this gateway id took its session"
+    )
+    last_at: datetime = Field(description="when the last of them was noticed")
+
+
 class Birth(_Payload):
     """Retained on {prefix}/{gateway}/status when a session starts (and again on a rebirth command)."""
 
@@ -84,6 +91,10 @@ class Birth(_Payload):
     config: ConfigInfo | None = Field(
         default=None, description="the running configuration file; null: the built-in default"
     )
+    takeover: TakeoverInfo | None = Field(
+        default=None,
+        description="another client with this gateway id takes its session: two gateways share the id",
+    )
 
 
 class Death(_Payload):
@@ -92,6 +103,7 @@ class Death(_Payload):
     online: Literal[False] = False
     gateway: str
     bdSeq: int  # noqa: N815
+    takeover: TakeoverInfo | None = Field(default=None, description="as in the birth, when the session began")
 
 
 class ReadingOut(_Payload):
@@ -156,6 +168,7 @@ class CompactBirth(_Payload):
     building_model: BuildingModelInfo | None = None
     control_model: ControlModelInfo | None = None
     config: ConfigInfo | None = None
+    takeover: TakeoverInfo | None = None
 
 
 CompactName = tuple[str, str, str]

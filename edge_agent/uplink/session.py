@@ -9,7 +9,9 @@ batch only after its PUBACK, and answering central commands. docs/mqtt.md is the
 
 At connect, everything already buffered is the backlog (seq up to `backlog_last`); what arrives after is
 live. Each lane keeps up to `in_flight` batches awaiting their PUBACK. MQTT 5 is tried first unless
-configured; a broker that refuses it is spoken to in 3.1.1 from then on.
+configured; a broker that refuses it is spoken to in 3.1.1 from then on. With several brokers ([mqtt] urls)
+each loss or refused connect moves on to the next (brokers.py); a session another client with our id takes
+over is said loudly and not fought for (takeover.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import json
 import sqlite3
 import ssl
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -27,7 +30,7 @@ from enum import StrEnum
 
 import aiomqtt
 import structlog
-from paho.mqtt.client import MQTT_ERR_INVAL, MQTT_ERR_PAYLOAD_SIZE
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, MQTT_ERR_INVAL, MQTT_ERR_PAYLOAD_SIZE
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -38,6 +41,7 @@ from edge_agent.config import MqttConfig
 from edge_agent.errors import CommandRefused
 from edge_agent.readings import utc_now
 from edge_agent.store.buffer import Buffer, EncodedBatch
+from edge_agent.uplink.brokers import BrokerRotation
 from edge_agent.uplink.commands import (
     MAX_CONFIG_COMMAND_BYTES,
     CommandErrorCode,
@@ -53,8 +57,10 @@ from edge_agent.uplink.payloads import (
     ControlModelInfo,
     Death,
     DeviceInfo,
+    TakeoverInfo,
     compact_points,
 )
+from edge_agent.uplink.takeover import TakeoverWatch
 from edge_agent.uplink.token_bucket import TokenBucket
 
 log = structlog.get_logger("edge_agent.uplink")
@@ -63,8 +69,10 @@ OFFLINE_TIMEOUT_S = 1.0  # how long a shutdown waits to tell the broker it is go
 COMMAND_QUEUE = 32  # commands waiting for the router; more are answered "busy"
 MAX_PACKET_BYTES = 256 * 1024  # MQTT 5: the broker sends us nothing larger (commands.py limits the rest)
 MAX_TOPIC_BYTES = 65535
+RECONNECT_BASE_S = 2.0  # the first wait after a loss, drawn from [0, 2 s]: a fleet cut at once spreads out
 RECONNECT_CAP_S = 8.0  # the longest wait between connection attempts: data within 10 s of a broker's return
 EVENT_QUEUE = 1000  # control events waiting for the broker; the oldest are dropped (and counted)
+SESSION_EXPIRY_S = 3600  # MQTT 5: how long a broker keeps our session (commands queued for us) after a loss
 REFUSED_V5 = {1, 132}  # CONNACK codes of a broker that does not speak MQTT 5 (3.1.1's 1, MQTT 5's 0x84)
 
 CommandHandler = Callable[[Delivery], Awaitable[bytes]]
@@ -94,6 +102,10 @@ class UplinkStatistics:
     last_error: str | None
     events_waiting: int  # control's audit events not yet sent
     events_dropped: int  # ... dropped, the oldest first, while the queue was full
+    brokers: int = 1  # how many are configured ([mqtt] urls); `broker` is the current (or last) one
+    takeovers: int = 0  # times another client with our gateway id took the session (takeover.py)
+    last_takeover: datetime | None = None
+    taken_over: bool = False  # ... and no session has lasted long since: two gateways share the id?
 
 
 def _iso(ts: datetime) -> str:
@@ -190,11 +202,15 @@ class Uplink:
         self._events: deque[tuple[str, bytes]] = deque(maxlen=EVENT_QUEUE)  # control's events and reports
         self.events_dropped = 0
         self._event_waiting = asyncio.Event()
+        self._brokers = BrokerRotation(config.brokers)
+        self.takeover = TakeoverWatch()
+        self._in_session = False  # the broker accepted the current connection
+        self._client_now: aiomqtt.Client | None = None  # the current (or last) connection
 
     def statistics(self) -> UplinkStatistics:
         return UplinkStatistics(
             self._state,
-            f"{self._config.host}:{self._config.port}",
+            str(self._brokers.current),
             self._mqtt,
             self._session_number,
             self._batches,
@@ -207,6 +223,10 @@ class Uplink:
             self._last_error,
             len(self._events),
             self.events_dropped,
+            brokers=self._brokers.count,
+            takeovers=self.takeover.count,
+            last_takeover=self.takeover.last_at,
+            taken_over=self.takeover.taken_over(time.monotonic()),
         )
 
     def request_rebirth(self) -> None:
@@ -249,6 +269,7 @@ class Uplink:
             "building_model": self._building_model,
             "control_model": None if self.control_model is None else self.control_model(),
             "config": self.config_info,
+            "takeover": self._takeover_info(),
         }
         if self._compact:  # point names once, by alias (payloads.CompactBirth)
             compact = {"point_lists": self._point_lists, "devices": self._compact_devices}
@@ -256,11 +277,17 @@ class Uplink:
         return Birth.model_validate(fields | {"devices": self._devices}).model_dump_json().encode()
 
     def _death(self) -> bytes:
-        return Death(gateway=self._gateway_id, bdSeq=self._session_number).model_dump_json().encode()
+        death = Death(gateway=self._gateway_id, bdSeq=self._session_number, takeover=self._takeover_info())
+        return death.model_dump_json().encode()
+
+    def _takeover_info(self) -> TakeoverInfo | None:
+        if self.takeover.last_at is None:
+            return None
+        return TakeoverInfo(count=self.takeover.count, last_at=self.takeover.last_at)
 
     async def run(self) -> None:
         """Stay connected and keep draining the buffer, forever; the caller cancels."""
-        backoff = Backoff(base_s=0.5, cap_s=RECONNECT_CAP_S)
+        backoff = Backoff(base_s=RECONNECT_BASE_S, cap_s=RECONNECT_CAP_S)
         while True:
             self._state = UplinkState.CONNECTING
             retry_now = False
@@ -271,7 +298,30 @@ class Uplink:
                 if not retry_now:
                     self._failed(group.exceptions[0])
             if not retry_now:
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(self._next_delay(backoff))
+
+    def _next_delay(self, backoff: Backoff) -> float:
+        """The wait before the next connect, to the next broker: none within a round of refused connects, the
+        jittered backoff between rounds and after a loss, longer while another client takes our session."""
+        if not self._in_session:
+            return backoff.next_delay() if self._brokers.refused() else 0.0
+        self._in_session = False
+        now, broker = time.monotonic(), str(self._brokers.current)
+        why = self.takeover.lost(_disconnect_reason(self._client_now), now)
+        self._brokers.lost()
+        if not self.takeover.taken_over(now):
+            return backoff.next_delay()
+        delay = self.takeover.next_delay()
+        if why is not None:
+            log.error(
+                "gateway id taken over by another client: do two gateways share this id?",
+                gateway=self._gateway_id,
+                broker=broker,
+                why=why,
+                takeovers=self.takeover.count,
+                retry_in_s=round(delay, 1),
+            )
+        return delay
 
     def _refused_v5(self, error: BaseException) -> bool:
         """True (and 3.1.1 from now on) when the broker refused MQTT 5 and the configuration allows 3.1.1."""
@@ -294,22 +344,29 @@ class Uplink:
         self._state = UplinkState.DISCONNECTED
 
     def _client(self) -> aiomqtt.Client:
+        broker = self._brokers.current
         try:  # read at every connect: certificates and passwords may be rotated
-            tls_context = self._config.tls_context()
+            tls_context = self._config.tls_context() if broker.tls else None
             password = self._config.password()
         except (OSError, ssl.SSLError) as exc:
             raise aiomqtt.MqttError(f"cannot read the broker credentials: {exc}") from exc
         v5 = self._mqtt == "5"
+        # The session (our subscription, commands queued while we were away) is resumed where the broker kept
+        # it; Sparkplug B asks edge nodes for a clean one.
+        persistent = self._config.format != "sparkplug"
         connect: Properties | None = None
         if v5:
             connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             connect.MaximumPacketSize = MAX_PACKET_BYTES  # oversize commands never reach us
-        return aiomqtt.Client(
-            self._config.host,
-            self._config.port,
+            if persistent:
+                connect.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._client_now = aiomqtt.Client(
+            broker.host,
+            broker.port,
             identifier=f"edge-agent-{self._gateway_id}",
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            clean_session=None if v5 else True,
+            clean_session=None if v5 else not persistent,
+            clean_start=not persistent if v5 else MQTT_CLEAN_START_FIRST_ONLY,  # paho: 3.1.1 takes only that
             keepalive=self._config.keepalive_s,
             will=self._will(),
             timeout=self._config.publish_timeout_s,
@@ -318,6 +375,7 @@ class Uplink:
             password=password,
             properties=connect,
         )
+        return self._client_now
 
     async def _session(self, backoff: Backoff) -> None:
         # A connect that fails burns no session number: the pending one waits for the next attempt.
@@ -326,6 +384,9 @@ class Uplink:
         self._session_number = self._pending_session
         async with self._client() as client:
             self._pending_session = None  # the broker holds our will with this bdSeq: it is used
+            self._in_session = True
+            self._brokers.connected()
+            self.takeover.connected(time.monotonic())
             # The backlog is what was buffered before the broker accepted this session (a connect can wait
             # long on a broker that is stuck: what arrives meanwhile is still backlog).
             self._backlog_last, self._backlog_sent = self._buffer.last_seq, 0
@@ -604,6 +665,18 @@ def response_topic_problem(asked: object, reply_topic: str) -> str | None:
         ("" in asked.split("/"), f"response topic {shown} has an empty level"),
     )
     return next((message for wrong, message in problems if wrong), None)
+
+
+def _disconnect_reason(client: aiomqtt.Client | None) -> int | None:
+    """The reason code the connection ended with (MQTT 5 DISCONNECT's, or paho's own for a closed socket);
+    None when it ended on our side."""
+    ended = None if client is None else client._disconnected  # aiomqtt keeps it there only
+    if ended is None or not ended.done() or ended.cancelled():
+        return None
+    error = ended.exception()
+    rc = getattr(error, "rc", None)
+    code = getattr(rc, "value", rc)
+    return code if isinstance(code, int) else None
 
 
 def _connection_lost(exc: BaseException) -> bool:

@@ -14,6 +14,7 @@ from edge_agent.uplink.sparkplug.proto import DataType, Payload
 
 BD_SEQ = "bdSeq"
 REBIRTH = "Node Control/Rebirth"
+TAKEOVERS = "Node Info/Takeovers"  # another client with this edge node's id took its session (takeover.py)
 SEQ_MODULUS = 256  # seq and bdSeq run 0-255 and wrap
 QUALITY = "Quality"  # property of a data metric whose reading is not good; absent: good
 QUALITY_CODES = {"bad": 0, "unavailable": 0, "stale": 64, "uncertain-time": 64}  # OPC: 192 good, 64 uncertain
@@ -57,13 +58,15 @@ def millis(ts: datetime) -> int:
     return round(ts.timestamp() * 1000)
 
 
-def node_birth(bd_seq: int, now_ms: int) -> Any:
-    """NBIRTH (its seq, 0, is set by the sender): bdSeq and the rebirth control."""
+def node_birth(bd_seq: int, now_ms: int, takeovers: int = 0) -> Any:
+    """NBIRTH (its seq, 0, is set by the sender): bdSeq and the rebirth control; the takeovers, if any."""
     payload = Payload(timestamp=now_ms)
     payload.metrics.add(
         name=BD_SEQ, timestamp=now_ms, datatype=DataType.INT64, long_value=bd_seq % SEQ_MODULUS
     )
     payload.metrics.add(name=REBIRTH, timestamp=now_ms, datatype=DataType.BOOLEAN, boolean_value=False)
+    if takeovers:
+        payload.metrics.add(name=TAKEOVERS, timestamp=now_ms, datatype=DataType.INT64, long_value=takeovers)
     return payload
 
 

@@ -102,7 +102,7 @@ class SparkplugUplink(Uplink):
         """NBIRTH (seq 0) and every DBIRTH, queued with no data in between."""
         async with self._births_lock:
             now = millis(utc_now())
-            birth = node_birth(self._session_number, now)
+            birth = node_birth(self._session_number, now, self.takeover.count)
             if self.control_model is not None and (model := self.control_model()) is not None:
                 for name, value in (("File", model.file), ("SHA256", model.sha256), ("Stage", model.stage)):
                     metric = f"Control Model/{name}"  # the birth's control_model
