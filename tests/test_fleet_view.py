@@ -258,13 +258,14 @@ def test_a_compact_birth_and_a_prefix_with_levels() -> None:
 def test_sparkplug_births_and_deaths_by_bdseq() -> None:
     view = FleetView("edge", T0)
     ms = int(T0.timestamp() * 1000)
-    nbirth = node_birth(300, ms)  # bdSeq 300 travels as 44 (mod 256)
+    nbirth = node_birth(300, ms, takeovers=2)  # bdSeq 300 travels as 44 (mod 256)
     nbirth.metrics.add(name="Config/SHA256", datatype=DataType.STRING, string_value="c0ffee")
     nbirth.metrics.add(name="Properties/Version", datatype=DataType.STRING, string_value="0.2.0")
     view.feed("spBv1.0/edge-agent/NBIRTH/도서관-01", nbirth.SerializeToString(), at(0))
     gw = row(view, "도서관-01", at(1))
     assert (gw.state, gw.bd_seq, gw.format, gw.version) == ("online", 44, "sparkplug", "0.2.0")
     assert gw.config == {"sha256": "c0ffee"}
+    assert gw.takeover == {"count": 2}  # the NBIRTH's Node Info/Takeovers
     view.feed("spBv1.0/edge-agent/NDEATH/도서관-01", node_death(299, ms), at(2))  # another session's
     assert row(view, "도서관-01", at(3)).state == "online"
     view.feed("spBv1.0/edge-agent/NDEATH/도서관-01", node_death(300, ms), at(4))

@@ -206,7 +206,9 @@ def _sparkplug(topic: str, payload: bytes) -> Message | None:
     for metric in metrics:
         path = [re.sub(r"[^a-z0-9]+", "_", part.strip().lower()) for part in metric.name.split("/")]
         value = getattr(metric, metric.WhichOneof("value") or "is_null", None)
-        if len(path) >= 2 and path[-2] in _BIRTH_GROUPS:  # e.g. "config/sha256": the birth's fields
+        if path[-2:] == ["node_info", "takeovers"]:  # the NBIRTH's count of sessions taken over
+            groups["takeover"] = {"count": value}
+        elif len(path) >= 2 and path[-2] in _BIRTH_GROUPS:  # e.g. "config/sha256": the birth's fields
             groups.setdefault(path[-2], {})[path[-1]] = value
         else:
             fields[path[-1]] = value
