@@ -217,3 +217,24 @@ def test_a_pre_cool_drawing_more_than_planned_stops_in_time_for_the_plant_to_unl
     assert on_plan.precondition == 1.0  # cooling before opening, as planned
     overrun = decide_at_0830(400.0)
     assert overrun.precondition == 0.0  # the plant left to unload: the building's own setback until 9
+
+
+def test_a_zone_far_from_the_rest_before_opening_holds_the_mean_down_only_until_the_zones_close_up() -> None:
+    """After a night one zone is 3 K warmer than the others: the plan keeps the mean inside the comfort edge
+    by that spread now, not all day (conditioned to one setpoint, the zones close up; the guards hold each
+    zone at the edge)."""
+    planner = Planner(RuleBasedPolicy())
+    planner.history.slots.extend(simulated_slots(7))
+    at = START + timedelta(days=7, hours=6)  # Monday 06:00, opening at 9
+    zones = (ZoneObservation("a", 27.0, 30.0, None), ZoneObservation("b", 27.0, 30.0, None))
+    observation = Observation(at, 29.0, 40.0, (*zones, ZoneObservation("hot", 30.0, 30.0, None)))
+    interval = IntervalDemand().state(at)
+    planner.observe(observation, interval, Limits())
+    planner.decide(build_features(observation, interval, 100.0, Limits().hours))
+    assert planner._planned is not None
+    _, _, horizon = planner._planned
+    edge = Limits().comfort_high_c - Limits().comfort_margin_k
+    opening = horizon.t_high_c[11]  # the slot that ends at 9:00
+    noon = horizon.t_high_c[24]
+    assert opening < edge - 0.1  # three hours on, some of the 2 K spread is still counted
+    assert noon == pytest.approx(edge, abs=0.01)  # by noon, the edge itself

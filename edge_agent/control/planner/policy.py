@@ -9,6 +9,7 @@ raises ModelError and the rule-based limiter decides (ModelOrRules), saying why.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import datetime
 
@@ -28,6 +29,8 @@ from edge_agent.errors import ModelError
 
 HORIZON_H = 24
 PRECOOLING_KW = 0.01  # planned demand this far above the floor before opening: the plant pre-cools
+SPREAD_FADE_H = 1.0  # the zones' spread around their mean closes about this fast once they are conditioned
+SLOT_H = SLOT.total_seconds() / 3600
 UNLOAD_H = 0.5  # a plant unloads within this: a pre-cool that would carry its draw into the opening stops
 
 
@@ -108,10 +111,12 @@ class Planner:
         mean_c = sum(temperatures) / len(temperatures)
         seen = history(list(self.history.slots))
         start = slot_start(local)
-        # The mean stays this far inside the comfort edge so the warmest (coolest) zone does not pass it.
-        high = limits.comfort_high_c - limits.comfort_margin_k - (max(temperatures) - mean_c)
+        # The mean stays inside the comfort edge by the zones' spread, so the warmest (coolest) zone does
+        # not pass it. The spread now (after a night, a zone far from the rest) closes as the zones are
+        # conditioned to one setpoint: counted in full now, fading over SPREAD_FADE_H.
+        high = limits.comfort_high_c - limits.comfort_margin_k
         low = max(limits.precool_floor_c, limits.comfort_low_c + limits.comfort_margin_k)
-        low += mean_c - min(temperatures)
+        hot, cold = max(temperatures) - mean_c, mean_c - min(temperatures)
         names = ("out", "gain", "floor", "ceiling", "low", "high", "price")
         rows: dict[str, list[float]] = {name: [] for name in names}
         self._opening_floor_kw = None
@@ -128,8 +133,9 @@ class Planner:
             rows["gain"].append(model.gain_k(at, is_open))
             rows["floor"].append(floor)
             rows["ceiling"].append(max(floor, seen.ceiling_kw) if may_cool else floor)
-            rows["low"].append(min(low, mean_c))  # a building already below it may stay there
-            rows["high"].append(high if ends_open else 99.0)
+            fade = math.exp(-k * SLOT_H / SPREAD_FADE_H)
+            rows["low"].append(min(low + cold * fade, mean_c))  # a building already below it may stay there
+            rows["high"].append(high - hot * fade if ends_open else 99.0)
             rows["price"].append(tariff_for(at.date()).energy_price(at))
         return Horizon(*(rows[name] for name in names))
 
