@@ -18,19 +18,27 @@ Publishing early (publish_early, while the uplink is connected): a commit hands 
 encoded, to the uplink inside its transaction, before the disk flush, so they reach the broker without
 waiting for it. The mark (ledger.py) says they were issued before any leaves: a crash before the commit
 makes them a known loss (counted in `dropped`, at or below `last_dropped_seq`), never numbers used twice.
-An `ack` runs on the same worker thread, so after the commit: nothing is deleted before it is durable.
+An `ack` runs on the same worker thread, so after the commit: nothing is deleted before its PUBACK.
+
+The flush (durability 'full') runs on a thread of its own, beside the next commit: SQLite commits at
+synchronous=NORMAL (its log written, not flushed), then the flusher fsyncs the log (`commit` returns at
+once with what to await for that; `append` waits for both). A commit never waits for the flush before it,
+so a slow disk delays no reading on its way to the broker; a flush queued and not yet started covers the
+commits after it too. Power lost before the flush loses those commits whole, never a part of one (the
+log's checksums): as a power cut before SQLite's own flush would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,7 +171,7 @@ FRESH_BATCHES = 64  # batches handed out early and not yet taken (a stalled brok
 class Buffer:
     """A durable FIFO of readings with a size cap. Use as an async context manager.
 
-    durability 'full' (the default): a committed batch survives power loss (SQLite synchronous=FULL).
+    durability 'full' (the default): a batch survives power loss once `append` returned (its log flushed).
     'normal': a power cut may lose the last commits, never corrupt the file (faster on SD cards).
     When the file would pass `cap_bytes`, the oldest readings are dropped, counted and remembered
     (statistics().dropped, last_dropped_seq): a hard limit that says what it cost.
@@ -198,6 +206,8 @@ class Buffer:
         self._counted_at = 0.0  # when unnumbered losses were last saved to the ledger (monotonic)
         self._counts_behind = False  # ... and some were counted since
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
+        self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer-flush")
+        self._flush: Future[None] | None = None  # the flush last queued (worker thread's)
         self._db: sqlite3.Connection | None = None
         self._depth = 0
         self._last_seq = 0
@@ -217,6 +227,7 @@ class Buffer:
                 await self._run(self._open)
         except StartupError:
             self._executor.shutdown(wait=False)
+            self._flusher.shutdown(wait=False)
             raise
         return self
 
@@ -229,6 +240,7 @@ class Buffer:
         if self._db is not None:
             await self._run(self._close_db)
         self._executor.shutdown(wait=True)
+        self._flusher.shutdown(wait=True)
 
     def _close_db(self) -> None:
         if self._db is not None:
@@ -568,7 +580,8 @@ class Buffer:
         row = self._conn().execute("SELECT ts_us FROM readings ORDER BY seq LIMIT 1").fetchone()
         self._oldest_ts = None if row is None else _from_us(row[0])
 
-    def _insert(self, rows_json: str, texts_json: str | None, count: int) -> None:
+    def _insert(self, rows_json: str, texts_json: str | None, count: int) -> Future[None] | None:
+        """Commit the rows; the flush that makes them durable, when one is to be waited for."""
         self._ledger.reserve(self._last_seq + count)  # (a flush once per block of sequence numbers)
         for attempt in range(FULL_ROUNDS + 1):
             try:
@@ -583,17 +596,43 @@ class Buffer:
                     break
         self._ledger.write_mark(self._last_seq, self._depth)
         self._tidy()
+        return self._queue_flush() if self.durability == "full" else None
+
+    def _queue_flush(self) -> Future[None]:
+        """A flush of the log that starts after this commit: the one queued, if it has not started."""
+        flush = self._flush
+        if flush is None or flush.running() or flush.done():
+            flush = self._flush = self._flusher.submit(self._flush_log)
+        return flush
+
+    def _flush_log(self) -> None:
+        """On the flusher's thread: the log's frames written so far to the disk."""
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as error:  # the commit stands; SQLite flushes the log again at its checkpoint
+            log.error("buffer flush failed", buffer=str(self.path), error=str(error))  # noqa: TRY400
 
     def _commit(self, rows_json: str, texts_json: str | None, count: int) -> None:
         db = self._conn()
         first, last = self._last_seq + 1, self._last_seq + count  # one writer: consecutive numbers
-        with db:  # one transaction, one fsync, for the whole batch
-            db.execute("BEGIN IMMEDIATE")
-            db.execute(INSERT_ROWS, (rows_json, first))
-            if texts_json is not None:
-                db.execute(SET_TEXTS, (texts_json, first))
-            if (early := self._early) is not None:
-                self._hand_out(first - 1, last, self._depth + count, *early)
+        flushed_apart = self.durability == "full"  # by the flusher, beside the next commit
+        if flushed_apart:
+            db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with db:  # one transaction, one flush, for the whole batch
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(INSERT_ROWS, (rows_json, first))
+                if texts_json is not None:
+                    db.execute(SET_TEXTS, (texts_json, first))
+                if (early := self._early) is not None:
+                    self._hand_out(first - 1, last, self._depth + count, *early)
+        finally:
+            if flushed_apart:
+                db.execute("PRAGMA synchronous=FULL")
         self._last_seq = last
         self._depth += count
         self._appended += count
@@ -700,21 +739,33 @@ class Buffer:
     # --- event-loop side ------------------------------------------------------------------------
 
     async def append(self, readings: Sequence[Reading]) -> None:
-        """Store readings durably; returns once they are committed."""
-        if not readings:
-            return
+        """Store readings durably; returns once they are committed and flushed."""
+        await (await self.commit(readings))
+
+    async def commit(self, readings: Sequence[Reading]) -> asyncio.Future[None]:
+        """Commit readings (handing them to the uplink while publishing early); returns once committed,
+        with what to await for their flush (durability 'full'). The next commit need not wait for it."""
+        flushes: list[Future[None]] = []
         if self.disk_full and len(readings) > TIGHT_BATCH:  # a full disk: small transactions
-            for start in range(0, len(readings), TIGHT_BATCH):
-                await self.append(readings[start : start + TIGHT_BATCH])
-            return
-        rows_json, texts_json = self._rows(readings)
-        try:
-            await self._run(self._insert, rows_json, texts_json, len(readings))
-        except sqlite3.Error as error:
-            self._write_error = write_failure(self.path, error)
-            raise
-        self._write_error = None
-        self._changed.set()
+            parts = [readings[start : start + TIGHT_BATCH] for start in range(0, len(readings), TIGHT_BATCH)]
+        else:
+            parts = [readings] if readings else []
+        for part in parts:
+            rows_json, texts_json = self._rows(part)
+            try:
+                flush = await self._run(self._insert, rows_json, texts_json, len(part))
+            except sqlite3.Error as error:
+                self._write_error = write_failure(self.path, error)
+                raise
+            self._write_error = None
+            self._changed.set()
+            if flush is not None:
+                flushes.append(flush)
+        if not flushes:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return asyncio.wrap_future(flushes[-1])  # (flushes run in order: the last covers the others)
 
     def count_unnumbered(self, count: int) -> None:
         """Readings lost before the buffer numbered them (the writer's queue was full): counted in
