@@ -787,7 +787,9 @@ class Buffer:
     async def next_encoded(self, limit: int, after_seq: int = 0, *, compact: bool = False) -> EncodedBatch:
         """The oldest `limit` readings with a sequence number above `after_seq` (those below are in
         flight), encoded as JSON (compact: the compact batch's entries); waits until there is at least
-        one. While publishing early, the next batch a commit handed out comes without a query."""
+        one. While publishing early, the next batch a commit handed out comes without a query, and none
+        is made while nothing above `after_seq` was committed (a commit sets `_changed` once `_last_seq`
+        counts it)."""
         while True:
             self._changed.clear()
             while self._fresh:
@@ -797,9 +799,10 @@ class Buffer:
                 if fresh.first_seq > after_seq + 1:  # some in between: the query below gives them
                     self._fresh.appendleft(fresh)
                     break
-            batch = await self._run(self._select_encoded, limit, after_seq, compact=compact)
-            if batch is not None:
-                return batch
+            if after_seq < self._last_seq:
+                batch = await self._run(self._select_encoded, limit, after_seq, compact=compact)
+                if batch is not None:
+                    return batch
             await self._changed.wait()
 
     async def backlog_batch(
