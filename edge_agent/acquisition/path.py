@@ -134,10 +134,10 @@ class ReadingPath:
                     log.info("buffer write recovered", buffer=str(self.buffer.path))
                     backoff.reset()
                 break
-            flushed.add_done_callback(functools.partial(self._stored, len(readings), len(batches)))
+            self.waiting -= len(readings)
+            flushed.add_done_callback(functools.partial(self._stored, len(batches)))
 
-    def _stored(self, readings: int, batches: int, _flushed: asyncio.Future[None]) -> None:
+    def _stored(self, batches: int, _flushed: asyncio.Future[None]) -> None:
         """A commit's readings are flushed (the flush never fails: buffer.py logs it)."""
-        self.waiting -= readings
         for _ in range(batches):
             self._queue.task_done()

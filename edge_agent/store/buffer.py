@@ -207,7 +207,7 @@ class Buffer:
         self._counts_behind = False  # ... and some were counted since
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
         self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer-flush")
-        self._flush: Future[None] | None = None  # the flush last queued (worker thread's)
+        self._flush: Future[None] | None = None  # the flush last queued
         self._db: sqlite3.Connection | None = None
         self._depth = 0
         self._last_seq = 0
@@ -580,8 +580,7 @@ class Buffer:
         row = self._conn().execute("SELECT ts_us FROM readings ORDER BY seq LIMIT 1").fetchone()
         self._oldest_ts = None if row is None else _from_us(row[0])
 
-    def _insert(self, rows_json: str, texts_json: str | None, count: int) -> Future[None] | None:
-        """Commit the rows; the flush that makes them durable, when one is to be waited for."""
+    def _insert(self, rows_json: str, texts_json: str | None, count: int) -> None:
         self._ledger.reserve(self._last_seq + count)  # (a flush once per block of sequence numbers)
         for attempt in range(FULL_ROUNDS + 1):
             try:
@@ -596,14 +595,6 @@ class Buffer:
                     break
         self._ledger.write_mark(self._last_seq, self._depth)
         self._tidy()
-        return self._queue_flush() if self.durability == "full" else None
-
-    def _queue_flush(self) -> Future[None]:
-        """A flush of the log that starts after this commit: the one queued, if it has not started."""
-        flush = self._flush
-        if flush is None or flush.running() or flush.done():
-            flush = self._flush = self._flusher.submit(self._flush_log)
-        return flush
 
     def _flush_log(self) -> None:
         """On the flusher's thread: the log's frames written so far to the disk."""
@@ -745,7 +736,6 @@ class Buffer:
     async def commit(self, readings: Sequence[Reading]) -> asyncio.Future[None]:
         """Commit readings (handing them to the uplink while publishing early); returns once committed,
         with what to await for their flush (durability 'full'). The next commit need not wait for it."""
-        flushes: list[Future[None]] = []
         if self.disk_full and len(readings) > TIGHT_BATCH:  # a full disk: small transactions
             parts = [readings[start : start + TIGHT_BATCH] for start in range(0, len(readings), TIGHT_BATCH)]
         else:
@@ -753,19 +743,25 @@ class Buffer:
         for part in parts:
             rows_json, texts_json = self._rows(part)
             try:
-                flush = await self._run(self._insert, rows_json, texts_json, len(part))
+                await self._run(self._insert, rows_json, texts_json, len(part))
             except sqlite3.Error as error:
                 self._write_error = write_failure(self.path, error)
                 raise
             self._write_error = None
             self._changed.set()
-            if flush is not None:
-                flushes.append(flush)
-        if not flushes:
+        if self.durability != "full" or not parts:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
-        return asyncio.wrap_future(flushes[-1])  # (flushes run in order: the last covers the others)
+        return self._queue_flush()
+
+    def _queue_flush(self) -> asyncio.Future[None]:
+        """A flush of the log that starts after the commits made so far: the one queued, if it has not
+        started yet. (Queued from the event loop: the buffer's thread never waits on the flusher's.)"""
+        flush = self._flush
+        if flush is None or flush.running() or flush.done():
+            flush = self._flush = self._flusher.submit(self._flush_log)
+        return asyncio.wrap_future(flush)
 
     def count_unnumbered(self, count: int) -> None:
         """Readings lost before the buffer numbered them (the writer's queue was full): counted in
