@@ -23,7 +23,7 @@ from edge_sim.faults import Fault, FaultKind
 READING = MeterReading(
     power_w=42_000.0, import_kwh=123_456.0, export_kwh=0.0, demand_w=40_000.0, max_demand_w=50_000.0
 )
-STOP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 30.0  # to start serving, or to stop (a loaded host starts Python slowly)
 
 
 async def meter_server(units: int, answer_delay_s: float = 0.0) -> ModbusTcpMeterServer:

@@ -105,6 +105,7 @@ async def measured(
     seconds: float,
     *,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Figures:
     """Run `command` (a gateway process), and over `seconds` after the warm-up take its CPU and every
     readings message it publishes on `topic`."""
@@ -127,7 +128,7 @@ async def measured(
 
         collector = asyncio.create_task(collect())
         process = await asyncio.create_subprocess_exec(
-            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env
+            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env, cwd=cwd
         )
         try:
             await asyncio.wait_for(first.wait(), 120)
@@ -160,7 +161,9 @@ async def agent(
     path.write_text(_toml(config))
     command = [sys.executable, "-m", "edge_agent", "run", "--config", str(path)]
     env = None if tree is None else {**os.environ, "PYTHONPATH": f"{tree}:{tree / 'hardware-sim'}"}
-    return await measured(broker_port, "edge/gw-bench/readings", DECODERS[fmt], command, seconds, env=env)
+    # (in the tree's directory: `python -m` puts the working directory ahead of PYTHONPATH)
+    topic = "edge/gw-bench/readings"
+    return await measured(broker_port, topic, DECODERS[fmt], command, seconds, env=env, cwd=tree)
 
 
 async def reference(meter_port: int, broker_port: int, seconds: float) -> Figures:

@@ -6,9 +6,10 @@
 Pollers never wait: when the queue is full (the buffer refuses writes), the oldest queued poll results are
 dropped, logged and counted in the buffer's `dropped`, which receivers see. The writer commits everything
 waiting in one transaction, at most one per COMMIT_INTERVAL_S (EARLY_COMMIT_INTERVAL_S while the uplink
-is connected: each commit then hands its readings to the uplink before its flush, so this interval is all a
-reading waits for on its way to the broker); a failed commit (I/O error, a lock held too
-long) keeps the readings and retries with backoff; a full disk is the buffer's to handle (it drops its
+is connected: each commit then hands its readings to the uplink before its flush, and the next commit does
+not wait for that flush, so this interval is all a reading waits for on its way to the broker); readings
+count as stored (`drain`) once flushed; a failed commit (I/O error, a lock held too long) keeps the readings
+and retries with backoff; a full disk is the buffer's to handle (it drops its
 oldest readings, or the new ones when nothing is left to drop, counted: the writer never waits on it).
 `drain` waits until every accepted reading is committed (an orderly stop); `abandon` counts what a stop
 could not commit as dropped; `waiting` says how many readings are queued.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -120,7 +122,7 @@ class ReadingPath:
             while True:
                 try:
                     with self._working():
-                        await self.buffer.append(readings)
+                        flushed = await self.buffer.commit(readings)
                 except sqlite3.Error as error:
                     if backoff.attempt == 0:
                         log.error(  # noqa: TRY400 - the message says it all; no traceback
@@ -133,5 +135,9 @@ class ReadingPath:
                     backoff.reset()
                 break
             self.waiting -= len(readings)
-            for _ in batches:
-                self._queue.task_done()
+            flushed.add_done_callback(functools.partial(self._stored, len(batches)))
+
+    def _stored(self, batches: int, _flushed: asyncio.Future[None]) -> None:
+        """A commit's readings are flushed (the flush never fails: buffer.py logs it)."""
+        for _ in range(batches):
+            self._queue.task_done()

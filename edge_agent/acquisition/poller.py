@@ -4,6 +4,8 @@ with full-jitter backoff while the device is down, and logs health only when it 
 A device is `late` when no poll has been answered for LATE_INTERVALS of its shortest interval, whatever
 its last known health (a poll that hangs, a stalled loop): `status` never shows `up` with a poll minutes old.
 Reconnecting waits at most one poll interval, so a repaired device reads `up` at its next poll.
+The first poll after the start may wait `first_poll_s` (phases.py spreads devices over their interval);
+after a reconnect a device polls at once.
 """
 
 from __future__ import annotations
@@ -81,8 +83,11 @@ class DevicePoller:
         client_factory: ClientFactory,
         sink: ReadingSink,
         subscribe: Subscribe | None = None,
+        *,
+        first_poll_s: float = 0.0,
     ) -> None:
         self.device = device
+        self._first_poll_s = first_poll_s  # after the start; 0 once polling (a reconnect polls at once)
         self._units = {p.name: p.unit for p in device.points}
         self._groups = [
             _Group(tuple(p.points or self._units), p.interval_s) for p in pollers if p.device == device.name
@@ -218,8 +223,9 @@ class DevicePoller:
         loop = asyncio.get_running_loop()
         if not groups:  # everything arrives by subscription
             await asyncio.Event().wait()
+        start, self._first_poll_s = loop.time() + self._first_poll_s, 0.0
         for group in groups:
-            group.due = loop.time()
+            group.due = start
         watchdog = Watchdog()  # bounds each poll
         try:
             while True:

@@ -23,6 +23,7 @@ from edge_agent import __version__
 from edge_agent.acquisition.clock_guard import ClockStatistics, last_time_file
 from edge_agent.acquisition.latest import LatestValues
 from edge_agent.acquisition.path import QueueStatistics, ReadingPath
+from edge_agent.acquisition.phases import start_offsets
 from edge_agent.acquisition.pipeline import PointFilters
 from edge_agent.acquisition.poller import ClientFactory, DevicePoller, PollerStatistics, Subscribe
 from edge_agent.clock import Clock, WallClock
@@ -188,11 +189,20 @@ class Agent:
             lambda: self._heartbeats.working("buffer writer"),
             last_time_file(config.buffer.resolved_path()),
         )
+        shortest: dict[str, float] = {}  # each polled device's shortest interval
+        for poller in config.pollers:
+            shortest[poller.device] = min(poller.interval_s, shortest.get(poller.device, poller.interval_s))
+        intervals = [shortest.get(device.name) for device in config.devices]
         self.pollers = [
             DevicePoller(
-                device, config.pollers, self._client_factory(device), self.path.accept, _subscribe(device)
+                device,
+                config.pollers,
+                self._client_factory(device),
+                self.path.accept,
+                _subscribe(device),
+                first_poll_s=offset,
             )
-            for device in config.devices
+            for device, offset in zip(config.devices, start_offsets(intervals), strict=True)
         ]
         self._devices = devices = DevicePoints(self.latest, self.pollers)
         self.journal = open_journal(config.buffer.resolved_path().parent / HOLDS_JOURNAL)

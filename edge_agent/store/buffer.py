@@ -18,19 +18,27 @@ Publishing early (publish_early, while the uplink is connected): a commit hands 
 encoded, to the uplink inside its transaction, before the disk flush, so they reach the broker without
 waiting for it. The mark (ledger.py) says they were issued before any leaves: a crash before the commit
 makes them a known loss (counted in `dropped`, at or below `last_dropped_seq`), never numbers used twice.
-An `ack` runs on the same worker thread, so after the commit: nothing is deleted before it is durable.
+An `ack` runs on the same worker thread, so after the commit: nothing is deleted before its PUBACK.
+
+The flush (durability 'full') runs on a thread of its own, beside the next commit: SQLite commits at
+synchronous=NORMAL (its log written, not flushed), then the flusher fsyncs the log (`commit` returns at
+once with what to await for that; `append` waits for both). A commit never waits for the flush before it,
+so a slow disk delays no reading on its way to the broker; a flush queued and not yet started covers the
+commits after it too. Power lost before the flush loses those commits whole, never a part of one (the
+log's checksums): as a power cut before SQLite's own flush would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,7 +171,7 @@ FRESH_BATCHES = 64  # batches handed out early and not yet taken (a stalled brok
 class Buffer:
     """A durable FIFO of readings with a size cap. Use as an async context manager.
 
-    durability 'full' (the default): a committed batch survives power loss (SQLite synchronous=FULL).
+    durability 'full' (the default): a batch survives power loss once `append` returned (its log flushed).
     'normal': a power cut may lose the last commits, never corrupt the file (faster on SD cards).
     When the file would pass `cap_bytes`, the oldest readings are dropped, counted and remembered
     (statistics().dropped, last_dropped_seq): a hard limit that says what it cost.
@@ -198,6 +206,8 @@ class Buffer:
         self._counted_at = 0.0  # when unnumbered losses were last saved to the ledger (monotonic)
         self._counts_behind = False  # ... and some were counted since
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
+        self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer-flush")
+        self._flush: Future[None] | None = None  # the flush last queued
         self._db: sqlite3.Connection | None = None
         self._depth = 0
         self._last_seq = 0
@@ -217,6 +227,7 @@ class Buffer:
                 await self._run(self._open)
         except StartupError:
             self._executor.shutdown(wait=False)
+            self._flusher.shutdown(wait=False)
             raise
         return self
 
@@ -229,6 +240,7 @@ class Buffer:
         if self._db is not None:
             await self._run(self._close_db)
         self._executor.shutdown(wait=True)
+        self._flusher.shutdown(wait=True)
 
     def _close_db(self) -> None:
         if self._db is not None:
@@ -584,16 +596,34 @@ class Buffer:
         self._ledger.write_mark(self._last_seq, self._depth)
         self._tidy()
 
+    def _flush_log(self) -> None:
+        """On the flusher's thread: the log's frames written so far to the disk."""
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as error:  # the commit stands; SQLite flushes the log again at its checkpoint
+            log.error("buffer flush failed", buffer=str(self.path), error=str(error))  # noqa: TRY400
+
     def _commit(self, rows_json: str, texts_json: str | None, count: int) -> None:
         db = self._conn()
         first, last = self._last_seq + 1, self._last_seq + count  # one writer: consecutive numbers
-        with db:  # one transaction, one fsync, for the whole batch
-            db.execute("BEGIN IMMEDIATE")
-            db.execute(INSERT_ROWS, (rows_json, first))
-            if texts_json is not None:
-                db.execute(SET_TEXTS, (texts_json, first))
-            if (early := self._early) is not None:
-                self._hand_out(first - 1, last, self._depth + count, *early)
+        flushed_apart = self.durability == "full"  # by the flusher, beside the next commit
+        if flushed_apart:
+            db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with db:  # one transaction, one flush, for the whole batch
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(INSERT_ROWS, (rows_json, first))
+                if texts_json is not None:
+                    db.execute(SET_TEXTS, (texts_json, first))
+                if (early := self._early) is not None:
+                    self._hand_out(first - 1, last, self._depth + count, *early)
+        finally:
+            if flushed_apart:
+                db.execute("PRAGMA synchronous=FULL")
         self._last_seq = last
         self._depth += count
         self._appended += count
@@ -700,21 +730,38 @@ class Buffer:
     # --- event-loop side ------------------------------------------------------------------------
 
     async def append(self, readings: Sequence[Reading]) -> None:
-        """Store readings durably; returns once they are committed."""
-        if not readings:
-            return
+        """Store readings durably; returns once they are committed and flushed."""
+        await (await self.commit(readings))
+
+    async def commit(self, readings: Sequence[Reading]) -> asyncio.Future[None]:
+        """Commit readings (handing them to the uplink while publishing early); returns once committed,
+        with what to await for their flush (durability 'full'). The next commit need not wait for it."""
         if self.disk_full and len(readings) > TIGHT_BATCH:  # a full disk: small transactions
-            for start in range(0, len(readings), TIGHT_BATCH):
-                await self.append(readings[start : start + TIGHT_BATCH])
-            return
-        rows_json, texts_json = self._rows(readings)
-        try:
-            await self._run(self._insert, rows_json, texts_json, len(readings))
-        except sqlite3.Error as error:
-            self._write_error = write_failure(self.path, error)
-            raise
-        self._write_error = None
-        self._changed.set()
+            parts = [readings[start : start + TIGHT_BATCH] for start in range(0, len(readings), TIGHT_BATCH)]
+        else:
+            parts = [readings] if readings else []
+        for part in parts:
+            rows_json, texts_json = self._rows(part)
+            try:
+                await self._run(self._insert, rows_json, texts_json, len(part))
+            except sqlite3.Error as error:
+                self._write_error = write_failure(self.path, error)
+                raise
+            self._write_error = None
+            self._changed.set()
+        if self.durability != "full" or not parts:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return self._queue_flush()
+
+    def _queue_flush(self) -> asyncio.Future[None]:
+        """A flush of the log that starts after the commits made so far: the one queued, if it has not
+        started yet. (Queued from the event loop: the buffer's thread never waits on the flusher's.)"""
+        flush = self._flush
+        if flush is None or flush.running() or flush.done():
+            flush = self._flush = self._flusher.submit(self._flush_log)
+        return asyncio.wrap_future(flush)
 
     def count_unnumbered(self, count: int) -> None:
         """Readings lost before the buffer numbered them (the writer's queue was full): counted in
@@ -736,7 +783,9 @@ class Buffer:
     async def next_encoded(self, limit: int, after_seq: int = 0, *, compact: bool = False) -> EncodedBatch:
         """The oldest `limit` readings with a sequence number above `after_seq` (those below are in
         flight), encoded as JSON (compact: the compact batch's entries); waits until there is at least
-        one. While publishing early, the next batch a commit handed out comes without a query."""
+        one. While publishing early, the next batch a commit handed out comes without a query, and none
+        is made while nothing above `after_seq` was committed (a commit sets `_changed` once `_last_seq`
+        counts it)."""
         while True:
             self._changed.clear()
             while self._fresh:
@@ -746,9 +795,10 @@ class Buffer:
                 if fresh.first_seq > after_seq + 1:  # some in between: the query below gives them
                     self._fresh.appendleft(fresh)
                     break
-            batch = await self._run(self._select_encoded, limit, after_seq, compact=compact)
-            if batch is not None:
-                return batch
+            if after_seq < self._last_seq:
+                batch = await self._run(self._select_encoded, limit, after_seq, compact=compact)
+                if batch is not None:
+                    return batch
             await self._changed.wait()
 
     async def backlog_batch(
