@@ -2,11 +2,13 @@
 
 Started together, 50 meters polled each second would fire together every second: their requests queue
 on a shared connection and their readings reach the buffer and the broker in one burst, the last of
-them tens of milliseconds behind the first. Instead the n devices that share an interval T take their
-first polls at offsets i/n of T (of STAGGER_MAX_S at most, so a device polled every 15 minutes still
-reads within seconds of a start), and then keep their own schedule, every T from there: the load is
-spread evenly and each device is still polled on its interval. The offsets follow the order of the
-devices in the configuration, so a restart gives the same phases.
+them tens of milliseconds behind the first. Spread one by one, each poll would wake the event loop, the
+buffer's threads and the uplink on its own: three times the CPU. So the devices that share an interval
+T fall into PHASES groups, in turn, taking their first polls at offsets k/PHASES of T (of STAGGER_MAX_S
+at most, so a device polled every 15 minutes still reads within seconds of a start), and then keep their
+own schedule, every T from there: a group's readings share their wake-ups, no burst holds all of them, and
+each device is still polled on its interval. The groups follow the order of the devices in the
+configuration, so a restart gives the same phases.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 STAGGER_MAX_S = 10.0  # the first polls of devices on one interval spread over at most this long
+PHASES = 4  # groups of devices on one interval that poll together
 
 
 def start_offsets(intervals: Sequence[float | None]) -> list[float]:
@@ -27,6 +30,7 @@ def start_offsets(intervals: Sequence[float | None]) -> list[float]:
     offsets = [0.0] * len(intervals)
     for interval, indices in sharing.items():
         span = min(interval, STAGGER_MAX_S)
+        phases = min(PHASES, len(indices))
         for rank, index in enumerate(indices):
-            offsets[index] = span * rank / len(indices)
+            offsets[index] = span * (rank % phases) / phases
     return offsets
