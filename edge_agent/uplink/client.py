@@ -30,5 +30,6 @@ class UplinkClient(aiomqtt.Client):
         # paho calls this from the event loop's reader (aiomqtt's socket callbacks), as aiomqtt's own.
         if not self._connected.done():
             self._connected.set_exception(aiomqtt.MqttError(CLOSED_BEFORE_CONNACK))
+            self._connected.exception()  # seen: no one waits for it after a connect that timed out
             return
         super()._on_disconnect(client, userdata, flags, reason_code, properties)
