@@ -399,7 +399,7 @@ async def test_a_replayed_command_id_runs_once_across_reconnects_and_restarts(
                 lambda: agent.uplink.statistics().state != "connected", 30, "the link lost"
             )
             broker.resume()
-            await async_wait_until(lambda: agent.uplink.statistics().state == "connected", 30, "reconnected")
+            await async_wait_until(lambda: agent.uplink.statistics().state == "connected", 45, "reconnected")
             assert await seen.ask_raw(first) == original
         async with agent_up(config):  # a restart: the ids are on disk
             assert await seen.ask_raw(first) == original

@@ -24,6 +24,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.service.agent import Agent
 from edge_agent.service.local_socket import request, socket_path
 from edge_agent.store.buffer import Buffer
+from edge_agent.uplink.brokers import LONGEST_WAIT_S
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
@@ -118,7 +119,7 @@ async def test_a_full_disk_drops_the_oldest_counted_and_delivers_when_the_broker
             await fill_the_disk(agent)
             broker.resume()
             await async_wait_until(
-                lambda: len(central.seqs) > 0, 10, "data within 10 s of the broker's return"
+                lambda: len(central.seqs) > 0, LONGEST_WAIT_S + 10, "data soon after the broker's return"
             )
             await async_wait_until(
                 lambda: (
@@ -184,7 +185,7 @@ async def test_a_disk_other_software_filled_loses_nothing_it_does_not_report(
             await async_wait_until(lambda: polls(agent) > polled + 300, 30, "polling going on on a full disk")
             broker.resume()
             await async_wait_until(
-                lambda: len(central.seqs) > 0, 10, "data within 10 s of the broker's return"
+                lambda: len(central.seqs) > 0, LONGEST_WAIT_S + 10, "data soon after the broker's return"
             )
             newest = agent.buffer.last_seq
             await async_wait_until(

@@ -167,9 +167,10 @@ async def test_failed_connects_burn_no_session_number(tmp_path: Path) -> None:
         async with running(uplink):
             server = await asyncio.start_server(refuse, LOOPBACK, port)
             async with server:
-                await async_wait_until(lambda: attempts >= 3, 20, "three failed connects")
+                # the waits after refused connects: below 10 s, then 20 s, then 30 s (brokers.py)
+                await async_wait_until(lambda: attempts >= 3, 45, "three failed connects")
             with run_mosquitto(tmp_path, port) as broker:
-                await async_wait_until(lambda: uplink.statistics().state is UplinkState.CONNECTED, 30, "up")
+                await async_wait_until(lambda: uplink.statistics().state is UplinkState.CONNECTED, 45, "up")
                 async with central_subscriber(broker.port, GATEWAY) as seen:  # the birth is retained
                     await async_wait_until(lambda: bool(seen.status), 5, "the birth")
                     assert Birth.model_validate(seen.status[-1]).bdSeq == 1

@@ -10,8 +10,9 @@ batch only after its PUBACK, and answering central commands. docs/mqtt.md is the
 At connect, everything already buffered is the backlog (seq up to `backlog_last`); what arrives after is
 live. Each lane keeps up to `in_flight` batches awaiting their PUBACK. MQTT 5 is tried first unless
 configured; a broker that refuses it is spoken to in 3.1.1 from then on. With several brokers ([mqtt] urls)
-each loss or refused connect moves on to the next (brokers.py); a session another client with our id takes
-over is said loudly and not fought for (takeover.py).
+each loss or refused connect moves on to the next after a jittered wait (brokers.py); a connection closed
+before its CONNACK fails the attempt at once (client.py); a session another client with our id takes over is
+said loudly and not fought for (takeover.py).
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent import __version__
-from edge_agent.backoff import Backoff
 from edge_agent.config import MqttConfig
 from edge_agent.errors import CommandRefused
 from edge_agent.readings import utc_now
 from edge_agent.store.buffer import Buffer, EncodedBatch
 from edge_agent.uplink.brokers import BrokerRotation
+from edge_agent.uplink.client import UplinkClient
 from edge_agent.uplink.commands import (
     MAX_CONFIG_COMMAND_BYTES,
     CommandErrorCode,
@@ -69,8 +70,6 @@ OFFLINE_TIMEOUT_S = 1.0  # how long a shutdown waits to tell the broker it is go
 COMMAND_QUEUE = 32  # commands waiting for the router; more are answered "busy"
 MAX_PACKET_BYTES = 256 * 1024  # MQTT 5: the broker sends us nothing larger (commands.py limits the rest)
 MAX_TOPIC_BYTES = 65535
-RECONNECT_BASE_S = 2.0  # the first wait after a loss, drawn from [0, 2 s]: a fleet cut at once spreads out
-RECONNECT_CAP_S = 8.0  # the longest wait between connection attempts: data within 10 s of a broker's return
 EVENT_QUEUE = 1000  # control events waiting for the broker; the oldest are dropped (and counted)
 SESSION_EXPIRY_S = 3600  # MQTT 5: how long a broker keeps our session (commands queued for us) after a loss
 REFUSED_V5 = {1, 132}  # CONNACK codes of a broker that does not speak MQTT 5 (3.1.1's 1, MQTT 5's 0x84)
@@ -287,30 +286,30 @@ class Uplink:
 
     async def run(self) -> None:
         """Stay connected and keep draining the buffer, forever; the caller cancels."""
-        backoff = Backoff(base_s=RECONNECT_BASE_S, cap_s=RECONNECT_CAP_S)
         while True:
             self._state = UplinkState.CONNECTING
             retry_now = False
             try:
-                await self._session(backoff)
+                await self._session()
             except* (aiomqtt.MqttError, sqlite3.Error) as group:
                 retry_now = self._refused_v5(group.exceptions[0])
                 if not retry_now:
                     self._failed(group.exceptions[0])
             if not retry_now:
-                await asyncio.sleep(self._next_delay(backoff))
+                await asyncio.sleep(self._next_delay())
 
-    def _next_delay(self, backoff: Backoff) -> float:
-        """The wait before the next connect, to the next broker: none within a round of refused connects, the
-        jittered backoff between rounds and after a loss, longer while another client takes our session."""
+    def _next_delay(self) -> float:
+        """The wait before the next connect, to the next broker: the rotation's jittered wait after a loss or
+        a refused connect (brokers.py), longer while another client takes our session."""
         if not self._in_session:
-            return backoff.next_delay() if self._brokers.refused() else 0.0
+            self._brokers.refused()
+            return self._brokers.next_wait()
         self._in_session = False
         now, broker = time.monotonic(), str(self._brokers.current)
         why = self.takeover.lost(_disconnect_reason(self._client_now), now)
         self._brokers.lost()
         if not self.takeover.taken_over(now):
-            return backoff.next_delay()
+            return self._brokers.next_wait()
         delay = self.takeover.next_delay()
         if why is not None:
             log.error(
@@ -360,7 +359,7 @@ class Uplink:
             connect.MaximumPacketSize = MAX_PACKET_BYTES  # oversize commands never reach us
             if persistent:
                 connect.SessionExpiryInterval = SESSION_EXPIRY_S
-        self._client_now = aiomqtt.Client(
+        self._client_now = UplinkClient(
             broker.host,
             broker.port,
             identifier=f"edge-agent-{self._gateway_id}",
@@ -377,7 +376,7 @@ class Uplink:
         )
         return self._client_now
 
-    async def _session(self, backoff: Backoff) -> None:
+    async def _session(self) -> None:
         # A connect that fails burns no session number: the pending one waits for the next attempt.
         if self._pending_session is None:
             self._pending_session = await self._buffer.next_session()
@@ -395,7 +394,7 @@ class Uplink:
                 self._state = UplinkState.CONNECTED
                 self._connects += 1
                 self._last_error = None
-                backoff.reset()
+                self._brokers.settled()
                 log.info("uplink connected", broker=self.statistics().broker, mqtt=self._mqtt)
                 commands: asyncio.Queue[tuple[Delivery, Route]] = asyncio.Queue(COMMAND_QUEUE)
                 async with asyncio.TaskGroup() as tasks:
