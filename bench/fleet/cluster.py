@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
-from tests.support import LOOPBACK, free_port
+from tests.support import LOOPBACK
 
 CLUSTER_NAME = "fleet"
 V311 = aiomqtt.ProtocolVersion.V311  # NATS speaks MQTT 3.1.1 only
@@ -41,7 +43,7 @@ class NatsCluster:
             raise RuntimeError("nats-server is not installed: apt-get install nats-server")
         self._binary = binary
         self._workdir = workdir
-        self.ports = [NodePorts(free_port(), free_port(), free_port()) for _ in range(nodes)]
+        self.ports = [NodePorts(_node_port(), _node_port(), _node_port()) for _ in range(nodes)]
         self._processes: list[subprocess.Popen[bytes] | None] = [None] * nodes
         self._cpu_dead = [0.0] * nodes  # CPU seconds of the node's killed processes
         for index in range(nodes):
@@ -111,6 +113,20 @@ class NatsCluster:
                 process.kill()
                 process.wait()
             self._processes[index] = None
+
+
+def _node_port() -> int:
+    """A free port below the kernel's ephemeral range (32768 up): a killed node's port must still be
+    free when it restarts, and the gateways' outgoing connections take ephemeral ports by the hundred."""
+    for _ in range(500):
+        port = random.randint(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 async def wait_ready(url_port: int, timeout_s: float = 60.0) -> None:
