@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import AgentConfig
+from edge_agent.uplink.brokers import FIRST_WAIT_S
 from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
@@ -82,6 +83,7 @@ async def test_outage_backlog_arrives_exactly_once_while_live_flows(broker: Brok
                 "the backlog sent",
             )
             target = agent.buffer.last_seq
+            sessions = agent.uplink.statistics().connects
             await async_wait_until(lambda: max(seen.seqs) >= target, 30, "live readings after the backlog")
             await async_wait_until(lambda: set(range(1, target + 1)) <= set(seen.seqs), 30, "every reading")
 
@@ -107,4 +109,9 @@ async def test_outage_backlog_arrives_exactly_once_while_live_flows(broker: Brok
     live = [a.at for a in after if not a.batch.historical and window[0] <= a.at <= window[1]]
     assert len(live) >= 5
     gaps = [b - a for a, b in zip([window[0], *live], [*live, window[1]], strict=True)]
-    assert max(gaps) < 2.0
+    # A connect that timed out while the broker was frozen is read by it once it thaws and takes the
+    # session: the gateway then waits its jittered backoff (below FIRST_WAIT_S) and connects again. Such
+    # a new session may leave one longer gap; otherwise live data never stops for 2 s.
+    extra_sessions = sessions - 2  # beyond the first and the one after the outage
+    assert sum(gap >= 2.0 for gap in gaps) <= extra_sessions
+    assert max(gaps) < FIRST_WAIT_S + 2.0
