@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
+from tests.mqtt_proxy import Front, pipe, serving
 from tests.support import LOOPBACK
 
 SESSION_TAKEN_OVER = b"\xe0\x02\x8e\x00"  # DISCONNECT, reason 0x8E, no properties
@@ -39,21 +39,11 @@ def connect_client_id(body: bytes) -> tuple[str, int]:
     return body[at + 2 : at + 2 + size].decode(), level
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    writer.close()
-
-
-class TakeoverFront:
+class TakeoverFront(Front):
     def __init__(self, broker_port: int) -> None:
-        self.broker_port = broker_port
-        self.port = 0
+        super().__init__(broker_port)
         self.taken_over = 0  # DISCONNECT 0x8E sent
         self._holders: dict[str, asyncio.StreamWriter] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client_id = None
@@ -72,29 +62,13 @@ class TakeoverFront:
             self._holders[client_id] = writer
             up_reader, up_writer = await asyncio.open_connection(LOOPBACK, self.broker_port)
             up_writer.write(head + body)
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
         finally:
             if client_id is not None and self._holders.get(client_id) is writer:
                 del self._holders[client_id]
 
-    def _spawn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.create_task(self._client(reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
-
-@contextlib.asynccontextmanager
-async def takeover_front(broker_port: int) -> AsyncIterator[TakeoverFront]:
-    front = TakeoverFront(broker_port)
-    server = await asyncio.start_server(front._spawn, LOOPBACK, 0)
-    front.port = server.sockets[0].getsockname()[1]
-    try:
-        yield front
-    finally:
-        server.close()
-        for task in list(front._tasks):
-            task.cancel()
-        await asyncio.gather(*front._tasks, return_exceptions=True)
-        await server.wait_closed()
+def takeover_front(broker_port: int) -> contextlib.AbstractAsyncContextManager[TakeoverFront]:
+    return serving(TakeoverFront(broker_port))
