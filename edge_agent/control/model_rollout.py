@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
+from edge_agent.atomic_file import write_atomically
 from edge_agent.control.decision import Decision
 from edge_agent.control.features import Features
 from edge_agent.control.limits import KNOBS
@@ -114,13 +114,8 @@ class RolloutFile:
             "shadow": ref(record.shadow),
             "shadow_since": None if record.shadow_since is None else record.shadow_since.isoformat(),
         }
-        temporary = self.path.with_name(self.path.name + ".tmp")
         try:
-            with temporary.open("wb") as file:
-                file.write(json.dumps(data).encode() + b"\n")
-                file.flush()
-                os.fsync(file.fileno())
-            temporary.replace(self.path)
+            write_atomically(self.path, json.dumps(data).encode() + b"\n")
         except OSError as error:
             log.error("model rollout record not written", file=str(self.path), error=str(error))  # noqa: TRY400
 

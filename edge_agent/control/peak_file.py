@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 
 import structlog
 
+from edge_agent.atomic_file import write_atomically
 from edge_agent.control.demand import MonthPeak
 
 log = structlog.get_logger("edge_agent.control")
@@ -51,13 +51,8 @@ class PeakFile:
             "open_intervals": peak.open_intervals,
             "previous_open_peak_kw": peak.previous_open_peak_kw,
         }
-        temporary = self.path.with_name(self.path.name + ".tmp")
         try:
-            with temporary.open("wb") as file:
-                file.write(json.dumps(record).encode() + b"\n")
-                file.flush()
-                os.fsync(file.fileno())
-            temporary.replace(self.path)
+            write_atomically(self.path, json.dumps(record).encode() + b"\n")
         except OSError as error:
             log.error("demand peak not written", file=str(self.path), error=str(error))  # noqa: TRY400
             return

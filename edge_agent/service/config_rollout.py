@@ -28,6 +28,7 @@ from typing import Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from edge_agent.atomic_file import write_atomically
 from edge_agent.config import AgentConfig, check_text
 from edge_agent.config.load import Checked
 from edge_agent.errors import CommandRefused, ConfigError
@@ -38,7 +39,6 @@ from edge_agent.service.rollout_state import (
     RolloutState,
     Trial,
     sha256_hex,
-    write_atomically,
 )
 from edge_agent.uplink.commands import ApplyConfigArgs, CommandErrorCode
 from edge_agent.uplink.payloads import ConfigInfo

@@ -10,15 +10,14 @@ directory is flushed: a power cut leaves the old file or the new one, never half
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from edge_agent.atomic_file import write_atomically
 
 LAST_GOOD_SUFFIX = ".last-good"
 STATE_SUFFIX = ".rollout"
@@ -88,30 +87,3 @@ class RolloutFiles:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def write_atomically(target: Path, data: bytes, mode: int | None = None) -> None:
-    """`data` as the whole new content of `target`; `mode`: the file's permission bits (default: those of the
-    file it replaces, else 0o640). Raises OSError, leaving `target` as it was."""
-    if mode is None:
-        try:
-            mode = target.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o640
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fchmod(out.fileno(), mode)
-            os.fsync(out.fileno())
-        Path(temporary).replace(target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(temporary).unlink()
-        raise
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from datetime import datetime
 from pathlib import Path
 
 import structlog
 
+from edge_agent.atomic_file import write_atomically
 from edge_agent.control.planner.slots import Slot, SlotHistory
 
 log = structlog.get_logger("edge_agent.control")
@@ -49,13 +49,8 @@ class HistoryFile:
             [s.start.isoformat(), s.demand_kw, s.outdoor_c, s.zone_start_c, s.zone_end_c, s.open]
             for s in history.slots
         ]
-        temporary = self.path.with_name(self.path.name + ".tmp")
         try:
-            with temporary.open("wb") as file:
-                file.write(json.dumps({"version": 1, "slots": rows}).encode() + b"\n")
-                file.flush()
-                os.fsync(file.fileno())
-            temporary.replace(self.path)
+            write_atomically(self.path, json.dumps({"version": 1, "slots": rows}).encode() + b"\n")
         except OSError as error:
             log.error("planner history not written", file=str(self.path), error=str(error))  # noqa: TRY400
             return
