@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -97,8 +96,9 @@ class ReadingPath:
         return QueueStatistics(self._queue.qsize(), QUEUE_BATCHES, self._accepted, self._dropped)
 
     async def drain(self) -> None:
-        """Until every accepted reading is committed (bound it with asyncio.timeout)."""
+        """Until every accepted reading is committed and flushed (bound it with asyncio.timeout)."""
         await self._queue.join()
+        await self.buffer.flushed()
 
     async def abandon(self) -> tuple[int, bool]:
         """After the writer was cancelled at a stop: the accepted readings it did not commit are counted in
@@ -122,7 +122,7 @@ class ReadingPath:
             while True:
                 try:
                     with self._working():
-                        flushed = await self.buffer.commit(readings)
+                        await self.buffer.commit(readings)
                 except sqlite3.Error as error:
                     if backoff.attempt == 0:
                         log.error(  # noqa: TRY400 - the message says it all; no traceback
@@ -135,9 +135,5 @@ class ReadingPath:
                     backoff.reset()
                 break
             self.waiting -= len(readings)
-            flushed.add_done_callback(functools.partial(self._stored, len(batches)))
-
-    def _stored(self, batches: int, _flushed: asyncio.Future[None]) -> None:
-        """A commit's readings are flushed (the flush never fails: buffer.py logs it)."""
-        for _ in range(batches):
-            self._queue.task_done()
+            for _ in batches:  # committed (drain then waits for their flush)
+                self._queue.task_done()

@@ -4,7 +4,9 @@ Every reading gets a gateway-wide sequence number (SQLite AUTOINCREMENT, never r
 restarts: the highest ever issued is also kept beside the file, ledger.py, so a lost or damaged file
 cannot make them start again). The uplink takes the oldest rows as a batch, publishes it, and calls `ack`
 only after the broker's PUBACK; only then are the rows deleted. All SQLite work runs on one worker thread
-so the event loop never waits on a disk flush.
+so the event loop never waits on a disk flush. An `ack` costs no trip to that thread: the acknowledged
+rows are deleted in the next commit's job (or ACK_DELAY_S later when none comes), and are counted as
+gone at once.
 
 Opening tells causes apart (opening.py): a lock is waited out, then is a StartupError; a file or directory
 that is not ours to write is a StartupError naming the fix; only a file SQLite proves damaged is moved
@@ -14,14 +16,13 @@ readings are dropped (and counted) to keep the newest. When the disk refuses eve
 the last bytes) and there is nothing left to drop, the readings it refuses are dropped instead, counted in
 `dropped` too: nothing older is left to give up for them, and holding them would only hold the pollers.
 
-Publishing early (publish_early, while the uplink is connected): a commit hands its readings, numbered and
-encoded, to the uplink inside its transaction, before the disk flush, so they reach the broker without
-waiting for it. The mark (ledger.py) says they were issued before any leaves: a crash before the commit
-makes them a known loss (counted in `dropped`, at or below `last_dropped_seq`), never numbers used twice.
-An `ack` runs on the same worker thread, so after the commit: nothing is deleted before its PUBACK.
+Publishing early (publish_early, while the uplink is connected): a commit returns its readings, numbered and
+encoded, for the uplink, before the disk flush, so they reach the broker without waiting for it. Only
+committed readings leave (a crashed process loses none of them: the OS has the log), and their deletion
+after the PUBACK runs on the same worker thread, after their commit.
 
-The flush (durability 'full') runs on a thread of its own, beside the next commit: SQLite commits at
-synchronous=NORMAL (its log written, not flushed), then the flusher fsyncs the log (`commit` returns at
+The flush (durability 'full') runs on a thread of its own, beside the next commit: SQLite always commits
+at synchronous=NORMAL (its log written, not flushed), then the flusher fsyncs the log (`commit` returns at
 once with what to await for that; `append` waits for both). A commit never waits for the flush before it,
 so a slow disk delays no reading on its way to the broker; a flush queued and not yet started covers the
 commits after it too. Power lost before the flush loses those commits whole, never a part of one (the
@@ -35,6 +36,7 @@ import contextlib
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -131,6 +133,7 @@ CREATE TEMP TABLE IF NOT EXISTS aliases (
 ) WITHOUT ROWID
 """
 Alias = tuple[str, str, int, bool]  # device, point, alias, float32
+Acked = tuple[int, int, int]  # an acknowledged batch: first seq, last seq, readings
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,7 @@ FULL_ROUNDS = 4  # times a refused write drops readings and tries again before i
 LOCK_WAIT_S = 20.0  # a buffer locked by another process at start: waited out this long
 BUSY_TIMEOUT_MS = 5000  # once running: how long a statement waits for another process's lock
 FRESH_BATCHES = 64  # batches handed out early and not yet taken (a stalled broker): no more until taken
+ACK_DELAY_S = 0.5  # acknowledged rows wait at most this long for a commit to delete them with
 
 
 class Buffer:
@@ -192,7 +196,11 @@ class Buffer:
         self._reserve = SpaceReserve(path)
         self._salvaged_meta: dict[str, int] = {}
         self._bd_seq = 0
-        self._pending_deletes: list[tuple[int, int]] = []  # acknowledged, not yet deleted (a full disk)
+        self._pending_deletes: list[Acked] = []  # acknowledged, deleting failed (a full disk): later
+        self._acks: list[Acked] = []  # acknowledged by the broker, for the next commit's job to delete
+        self._acks_waiting = 0  # readings acknowledged and not yet deleted (already out of `depth`)
+        self._acks_lock = threading.Lock()  # the event loop's acks and the buffer thread's deletes
+        self._ack_timer: asyncio.TimerHandle | None = None
         self._counters_pending = False  # counters not yet in the file's meta table (a full disk)
         self._page_size = 4096
         self._pages = 0  # in use
@@ -218,8 +226,6 @@ class Buffer:
         self._rows = RowEncoder()
         self._early: tuple[int, bool] | None = None  # publishing early: (batch size, compact)
         self._fresh: deque[EncodedBatch] = deque()  # handed out early, for next_encoded
-        self._handed_out = 0  # the last seq handed out early
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -237,6 +243,9 @@ class Buffer:
         await self.close()
 
     async def close(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         if self._db is not None:
             await self._run(self._close_db)
         self._executor.shutdown(wait=True)
@@ -244,6 +253,7 @@ class Buffer:
 
     def _close_db(self) -> None:
         if self._db is not None:
+            self._apply_acks_or_log()
             self._ledger.write_mark(self._last_seq, self._depth)
             if self._ledger.unsaved or self._counts_behind:
                 self._save_ledger()
@@ -298,7 +308,7 @@ class Buffer:
             return f"quick_check: {check}"
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective on a new file: free pages can be released
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self.durability.upper()}")
+        db.execute("PRAGMA synchronous=NORMAL")  # durability 'full': the flusher flushes the log (above)
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
         ours = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
         self._log_pages = wal_pages(self.path.parent, page_size, ours)
@@ -441,10 +451,12 @@ class Buffer:
 
     def _drop_oldest(self, count: int) -> None:
         """Delete the oldest `count` readings unsent, and count them (`dropped`, `last_dropped_seq`)."""
+        self._apply_acks(tidy=False)  # (the oldest may be delivered already: not to be counted)
         db = self._conn()
-        (last,) = db.execute(
-            "SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?", (count - 1,)
-        ).fetchone()
+        oldest = db.execute("SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?", (count - 1,)).fetchone()
+        (last,) = oldest or db.execute("SELECT MAX(seq) FROM readings").fetchone()  # (fewer left now)
+        if last is None:
+            return
         with db:
             db.execute("BEGIN IMMEDIATE")
             dropped = db.execute("DELETE FROM readings WHERE seq <= ?", (last,)).rowcount
@@ -507,24 +519,7 @@ class Buffer:
                       buffer=str(self.path), error=str(error), depth=self._depth)  # fmt: skip
             self._refusing = True
         self._refused += count
-        self._count_unnumbered(count - self._burn_handed_out())
-
-    def _burn_handed_out(self) -> int:
-        """Readings handed out early whose commit is given up (refused, or a stop): counted as dropped, and
-        their numbers never used again (at worst counted again at the next start, if the file cannot take
-        the sequence now: its mark says they were issued). How many."""
-        count = self._handed_out - self._last_seq
-        if count <= 0:
-            return 0
-        self._last_seq = self._handed_out
-        self._dropped += count
-        self._last_dropped_seq = self._last_seq
-        with contextlib.suppress(sqlite3.Error):
-            self._conn().execute(
-                "UPDATE sqlite_sequence SET seq = ? WHERE name = 'readings'", (self._last_seq,)
-            )
-        self._save_ledger()
-        return count
+        self._count_unnumbered(count)
 
     def _count_unnumbered(self, count: int, *, now: bool = False) -> None:
         """Readings lost before they had a seq: counted in `dropped` (not in `last_dropped_seq`) and saved
@@ -545,11 +540,11 @@ class Buffer:
         """After a write that worked: what a full disk left pending, and the end of the disk-full state."""
         if self._pending_deletes:
             pending, self._pending_deletes = self._pending_deletes, []
-            for first, last in pending:
+            for acked in pending:
                 try:
-                    self._delete(first, last)
+                    self._delete(*acked)
                 except sqlite3.Error:
-                    self._pending_deletes.append((first, last))
+                    self._pending_deletes.append(acked)
         if self._ledger.unsaved or self._counters_pending:
             self._remember_counters()
         if self.disk_full and self._size() < self._limit // 2:  # drained: give the disk back, try the reserve
@@ -580,11 +575,15 @@ class Buffer:
         row = self._conn().execute("SELECT ts_us FROM readings ORDER BY seq LIMIT 1").fetchone()
         self._oldest_ts = None if row is None else _from_us(row[0])
 
-    def _insert(self, rows_json: str, texts_json: str | None, count: int) -> None:
+    def _insert(self, rows_json: str, texts_json: str | None, count: int) -> list[EncodedBatch]:
+        """Commit readings (after deleting what the broker acknowledged meanwhile); while publishing early,
+        the committed readings as batches for the uplink (none when the full disk refused them)."""
+        self._apply_acks()
         self._ledger.reserve(self._last_seq + count)  # (a flush once per block of sequence numbers)
+        batches: list[EncodedBatch] = []
         for attempt in range(FULL_ROUNDS + 1):
             try:
-                self._commit(rows_json, texts_json, count)
+                batches = self._commit(rows_json, texts_json, count)
                 self._refusing = False
                 break
             except sqlite3.OperationalError as error:
@@ -595,6 +594,7 @@ class Buffer:
                     break
         self._ledger.write_mark(self._last_seq, self._depth)
         self._tidy()
+        return batches
 
     def _flush_log(self) -> None:
         """On the flusher's thread: the log's frames written so far to the disk."""
@@ -607,26 +607,19 @@ class Buffer:
         except OSError as error:  # the commit stands; SQLite flushes the log again at its checkpoint
             log.error("buffer flush failed", buffer=str(self.path), error=str(error))  # noqa: TRY400
 
-    def _commit(self, rows_json: str, texts_json: str | None, count: int) -> None:
+    def _commit(self, rows_json: str, texts_json: str | None, count: int) -> list[EncodedBatch]:
         db = self._conn()
         first, last = self._last_seq + 1, self._last_seq + count  # one writer: consecutive numbers
-        flushed_apart = self.durability == "full"  # by the flusher, beside the next commit
-        if flushed_apart:
-            db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            with db:  # one transaction, one flush, for the whole batch
-                db.execute("BEGIN IMMEDIATE")
-                db.execute(INSERT_ROWS, (rows_json, first))
-                if texts_json is not None:
-                    db.execute(SET_TEXTS, (texts_json, first))
-                if (early := self._early) is not None:
-                    self._hand_out(first - 1, last, self._depth + count, *early)
-        finally:
-            if flushed_apart:
-                db.execute("PRAGMA synchronous=FULL")
+        with db:  # one transaction, one flush (the flusher's), for the whole batch
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(INSERT_ROWS, (rows_json, first))
+            if texts_json is not None:
+                db.execute(SET_TEXTS, (texts_json, first))
+            batches = [] if (early := self._early) is None else self._hand_out(first - 1, last, *early)
         self._last_seq = last
         self._depth += count
         self._appended += count
+        return batches
 
     def _tidy(self) -> None:
         """After a commit: the cap, and what a full disk left pending. A failure here must neither undo nor
@@ -643,21 +636,20 @@ class Buffer:
         except sqlite3.Error as error:
             self._housekeeping_failed(error)
 
-    def _hand_out(self, after_seq: int, last: int, depth: int, limit: int, compact: bool) -> None:
-        """Inside a commit's transaction, before its flush: the readings (after_seq, last] to the uplink, in
-        batches. The mark says first that they were issued (a crash now makes them a known loss). None while
-        FRESH_BATCHES wait (the broker is slow): the live lane reads those readings after the commit."""
+    def _hand_out(self, after_seq: int, last: int, limit: int, compact: bool) -> list[EncodedBatch]:
+        """Inside a commit's transaction: the readings (after_seq, last] for the uplink, in batches (they
+        leave once committed). None while FRESH_BATCHES wait (the broker is slow): the live lane reads
+        those readings from the file."""
+        batches: list[EncodedBatch] = []
         if len(self._fresh) >= FRESH_BATCHES:  # (read on this thread, an approximate bound is enough)
-            return
-        self._ledger.write_mark(last, depth)
-        self._handed_out = last
-        loop = self._loop
-        while loop is not None and after_seq < last:
+            return batches
+        while after_seq < last:
             batch = self._select_encoded(limit, after_seq, last, compact=compact)
             if batch is None:
                 break
-            loop.call_soon_threadsafe(self._arrived, batch)
+            batches.append(batch)
             after_seq = batch.last_seq
+        return batches
 
     def _select_encoded(
         self, limit: int, after_seq: int, up_to_seq: int = NO_LIMIT, *, compact: bool = False
@@ -674,6 +666,13 @@ class Buffer:
             return None
         return EncodedBatch(first, last, count, readings_json)
 
+    def _select_acked(
+        self, limit: int, after_seq: int, up_to_seq: int = NO_LIMIT, *, compact: bool = False
+    ) -> EncodedBatch | None:
+        """As _select_encoded, once what the broker acknowledged is deleted (it is not sent again)."""
+        self._apply_acks()
+        return self._select_encoded(limit, after_seq, up_to_seq, compact=compact)
+
     def _set_aliases(self, aliases: Sequence[Alias]) -> None:
         db = self._conn()
         with db:
@@ -681,42 +680,61 @@ class Buffer:
             db.execute("DELETE FROM temp.aliases")
             db.executemany("INSERT INTO temp.aliases VALUES (?, ?, ?, ?)", aliases)
 
-    def _acknowledged_rows(self, first_seq: int, last_seq: int) -> None:
+    def _apply_acks(self, *, tidy: bool = True) -> None:
+        """Delete the batches acknowledged since the last time (adjacent ones in one statement). What
+        fails is deleted after a later commit; a lock held too long is raised, as the next statement
+        would meet it too."""
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+        if not acks:
+            return
+        merged = _merged(acks)
+        for index, acked in enumerate(merged):
+            try:
+                self._acknowledged_rows(acked)
+            except sqlite3.Error as error:
+                self._pending_deletes.append(acked)
+                if is_locked(error):
+                    self._pending_deletes += merged[index + 1 :]
+                    raise
+                log.warning("buffer delete failed: tried again later", buffer=str(self.path),
+                            error=str(error))  # fmt: skip
+        self._ledger.write_mark(self._last_seq, self._depth)
+        if tidy and (self.disk_full or self._pending_deletes):
+            self._tidy()
+
+    def _acknowledged_rows(self, acked: Acked) -> None:
         """Delete an acknowledged batch; on a full disk, try again after the reserve is released, then keep
         it for later (until then it is resent after a reconnect: a duplicate the receiver drops)."""
         for attempt in range(2):
             try:
-                self._delete(first_seq, last_seq)
-                break
+                self._delete(*acked)
             except sqlite3.OperationalError as error:
                 if not self._reserve.disk_is_full(error):
                     raise
                 if attempt == 1:
-                    self._pending_deletes.append((first_seq, last_seq))
+                    self._pending_deletes.append(acked)
                     return
                 self.disk_full = True
                 self._reserve.release()
                 self._checkpoint()
-        self._ledger.write_mark(self._last_seq, self._depth)
-        if self.disk_full or self._pending_deletes:
-            self._tidy()
+            else:
+                return
 
-    def _delete(self, first_seq: int, last_seq: int) -> int:
+    def _delete(self, first_seq: int, last_seq: int, acked: int) -> int:
+        """Delete the rows of `acked` acknowledged readings. No flush of its own: a crashed process loses
+        nothing the OS already has, and if the power fails first, the batch is merely sent again (a
+        duplicate the receiver drops), never lost."""
         db = self._conn()
-        # A delete needs no flush of its own: a crashed process loses nothing the OS already has, and if
-        # the power fails first, the next insert's flush has not happened and the batch is merely sent
-        # again (a duplicate the receiver drops), never lost. This halves the disk flushes.
-        db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                deleted = db.execute(
-                    "DELETE FROM readings WHERE seq BETWEEN ? AND ?", (first_seq, last_seq)
-                ).rowcount
-        finally:
-            db.execute(f"PRAGMA synchronous={self.durability.upper()}")
-        self._depth -= deleted
-        self._acknowledged += deleted
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            deleted = db.execute(
+                "DELETE FROM readings WHERE seq BETWEEN ? AND ?", (first_seq, last_seq)
+            ).rowcount
+        with self._acks_lock:  # (depth as statistics() shows it stays right while this runs)
+            self._depth -= deleted
+            self._acknowledged += deleted
+            self._acks_waiting -= acked
         try:
             self._refresh_oldest()
             if self._depth == 0:
@@ -731,11 +749,13 @@ class Buffer:
 
     async def append(self, readings: Sequence[Reading]) -> None:
         """Store readings durably; returns once they are committed and flushed."""
-        await (await self.commit(readings))
+        await self.commit(readings)
+        await self.flushed()
 
-    async def commit(self, readings: Sequence[Reading]) -> asyncio.Future[None]:
+    async def commit(self, readings: Sequence[Reading]) -> None:
         """Commit readings (handing them to the uplink while publishing early); returns once committed,
-        with what to await for their flush (durability 'full'). The next commit need not wait for it."""
+        with their flush queued (durability 'full': `flushed` waits for it). The next commit need not
+        wait for it."""
         if self.disk_full and len(readings) > TIGHT_BATCH:  # a full disk: small transactions
             parts = [readings[start : start + TIGHT_BATCH] for start in range(0, len(readings), TIGHT_BATCH)]
         else:
@@ -743,25 +763,28 @@ class Buffer:
         for part in parts:
             rows_json, texts_json = self._rows(part)
             try:
-                await self._run(self._insert, rows_json, texts_json, len(part))
+                batches = await self._run(self._insert, rows_json, texts_json, len(part))
             except sqlite3.Error as error:
                 self._write_error = write_failure(self.path, error)
                 raise
             self._write_error = None
+            if self._early is not None:  # (not those of a commit that began before publishing stopped)
+                self._fresh.extend(batches)
             self._changed.set()
-        if self.durability != "full" or not parts:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return self._queue_flush()
+        if self.durability == "full" and parts:
+            self._queue_flush()
 
-    def _queue_flush(self) -> asyncio.Future[None]:
+    def _queue_flush(self) -> None:
         """A flush of the log that starts after the commits made so far: the one queued, if it has not
         started yet. (Queued from the event loop: the buffer's thread never waits on the flusher's.)"""
         flush = self._flush
         if flush is None or flush.running() or flush.done():
-            flush = self._flush = self._flusher.submit(self._flush_log)
-        return asyncio.wrap_future(flush)
+            self._flush = self._flusher.submit(self._flush_log)
+
+    async def flushed(self) -> None:
+        """Until every commit made so far is flushed to the disk (the flush last queued covers them)."""
+        if (flush := self._flush) is not None and not flush.done():
+            await asyncio.wrap_future(flush)
 
     def count_unnumbered(self, count: int) -> None:
         """Readings lost before the buffer numbered them (the writer's queue was full): counted in
@@ -777,7 +800,7 @@ class Buffer:
     def _uncommitted(self, accepted: int) -> tuple[int, bool]:
         lost = accepted - self._appended - self._refused
         if lost > 0:
-            self._count_unnumbered(lost - self._burn_handed_out(), now=True)
+            self._count_unnumbered(lost, now=True)
         return max(lost, 0), not self._ledger.unsaved
 
     async def next_encoded(self, limit: int, after_seq: int = 0, *, compact: bool = False) -> EncodedBatch:
@@ -796,7 +819,7 @@ class Buffer:
                     self._fresh.appendleft(fresh)
                     break
             if after_seq < self._last_seq:
-                batch = await self._run(self._select_encoded, limit, after_seq, compact=compact)
+                batch = await self._run(self._select_acked, limit, after_seq, compact=compact)
                 if batch is not None:
                     return batch
             await self._changed.wait()
@@ -805,23 +828,17 @@ class Buffer:
         self, limit: int, after_seq: int, up_to_seq: int, *, compact: bool = False
     ) -> EncodedBatch | None:
         """As next_encoded, among the readings up to `up_to_seq` only; None when there are none (no wait)."""
-        return await self._run(self._select_encoded, limit, after_seq, up_to_seq, compact=compact)
+        return await self._run(self._select_acked, limit, after_seq, up_to_seq, compact=compact)
 
     def publish_early(self, limit: int | None, *, compact: bool = False) -> None:
         """From now on each commit hands its readings to next_encoded before its flush, in batches of up
         to `limit` (None: no more; the uplink is not connected)."""
-        self._loop = asyncio.get_running_loop()
         self._fresh.clear()
         self._early = None if limit is None else (limit, compact)
 
     @property
     def publishing_early(self) -> bool:
         return self._early is not None
-
-    def _arrived(self, batch: EncodedBatch) -> None:
-        if self._early is not None:  # (not one from before publishing stopped)
-            self._fresh.append(batch)
-            self._changed.set()
 
     async def set_aliases(self, aliases: Sequence[Alias]) -> None:
         """The compact batch's aliases: (device, point) -> alias, and whether the point is a float32."""
@@ -843,8 +860,25 @@ class Buffer:
         return self._bd_seq
 
     async def ack(self, batch: EncodedBatch) -> None:
-        """The broker acknowledged the batch: delete it."""
-        await self._run(self._acknowledged_rows, batch.first_seq, batch.last_seq)
+        """The broker acknowledged the batch: out of `depth` now, its rows deleted in the next commit's
+        job, or ACK_DELAY_S from now when no commit comes first."""
+        with self._acks_lock:
+            self._acks.append((batch.first_seq, batch.last_seq, batch.count))
+            self._acks_waiting += batch.count
+        if self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY_S, self._delete_acks)
+
+    def _delete_acks(self) -> None:
+        self._ack_timer = None
+        if self._acks and self._db is not None:
+            self._executor.submit(self._apply_acks_or_log)
+
+    def _apply_acks_or_log(self) -> None:
+        """Deletes nobody waits for (a timer, a close): a failure is logged, the rows go later."""
+        try:
+            self._apply_acks()
+        except sqlite3.Error as error:
+            log.warning("buffer delete failed: tried again later", buffer=str(self.path), error=str(error))
 
     @property
     def last_seq(self) -> int:
@@ -852,10 +886,13 @@ class Buffer:
         return self._last_seq
 
     def statistics(self) -> BufferStatistics:
+        with self._acks_lock:
+            depth = max(0, self._depth - self._acks_waiting)
+            acknowledged = self._acknowledged + self._acks_waiting
         return BufferStatistics(
-            self._depth,
+            depth,
             self._appended,
-            self._acknowledged,
+            acknowledged,
             self._oldest_ts,
             self._dropped,
             self._last_dropped_seq,
@@ -880,3 +917,14 @@ class Buffer:
             cap = f"{self.cap_bytes / (1 << 20):,.1f} MiB"
             return WriteState.FULL, f"at its cap of {cap}: the oldest readings make way for the newest"
         return WriteState.WRITING, None
+
+
+def _merged(acks: list[Acked]) -> list[Acked]:
+    """Acknowledged batches in seq order, adjacent ones joined (one DELETE for a run of them)."""
+    merged: list[Acked] = []
+    for first, last, count in sorted(acks):
+        if merged and merged[-1][1] + 1 == first:
+            merged[-1] = (merged[-1][0], last, merged[-1][2] + count)
+        else:
+            merged.append((first, last, count))
+    return merged
