@@ -7,7 +7,8 @@ Pollers never wait: when the queue is full (the buffer refuses writes), the olde
 dropped, logged and counted in the buffer's `dropped`, which receivers see. The writer commits everything
 waiting in one transaction, at most one per COMMIT_INTERVAL_S (EARLY_COMMIT_INTERVAL_S while the uplink
 is connected: each commit then hands its readings to the uplink before its flush, and the next commit does
-not wait for that flush, so this interval is all a reading waits for on its way to the broker); readings
+not wait for that flush, so this interval is all a reading waits for on its way to the broker), as soon as
+the polls underway are all in (underway.py: one commit for a wave of polls due together); readings
 count as stored (`drain`) once flushed; a failed commit (I/O error, a lock held too long) keeps the readings
 and retries with backoff; a full disk is the buffer's to handle (it drops its
 oldest readings, or the new ones when nothing is left to drop, counted: the writer never waits on it).
@@ -30,6 +31,7 @@ import structlog
 from edge_agent.acquisition.clock_guard import ClockGuard
 from edge_agent.acquisition.latest import LatestValues
 from edge_agent.acquisition.pipeline import PointFilters, point_pipelines
+from edge_agent.acquisition.underway import PollsUnderway
 from edge_agent.backoff import Backoff
 from edge_agent.readings import Reading
 from edge_agent.store.buffer import Buffer
@@ -60,12 +62,15 @@ class ReadingPath:
         filters: dict[str, PointFilters],
         working: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
         clock_file: Path | None = None,  # the clock guard's saved time (its floor at the next start)
+        *,
+        underway: PollsUnderway | None = None,  # the pollers'
     ) -> None:
         self.latest = latest
         self.buffer = buffer
         self.clock_guard = ClockGuard(last_time=clock_file)
         self._checks, self._deadband = point_pipelines(filters)
         self._working = working  # around each commit: systemd's watchdog sees a commit that hangs
+        self.underway = underway or PollsUnderway()
         self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=QUEUE_BATCHES)
         self.waiting = 0  # readings in the queue
         self._accepted = 0  # readings taken from the pollers since start
@@ -112,8 +117,10 @@ class ReadingPath:
         next_commit = loop.time()
         while True:
             batches = [await self._queue.get()]
-            await asyncio.sleep(next_commit - loop.time())  # (a negative delay does not wait)
             interval = EARLY_COMMIT_INTERVAL_S if self.buffer.publishing_early else COMMIT_INTERVAL_S
+            latest = loop.time() + interval  # the first reading waits no longer than this
+            await asyncio.sleep(next_commit - loop.time())  # (a negative delay does not wait)
+            await self.underway.all_in(latest - loop.time())
             next_commit = loop.time() + interval
             readings = list(batches[0])
             while len(readings) < WRITE_BATCH_READINGS and not self._queue.empty():

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import structlog
 
+from edge_agent.acquisition.underway import PollsUnderway
 from edge_agent.backoff import Backoff
 from edge_agent.config import BacnetDevice, ModbusDevice, PollerConfig
 from edge_agent.errors import DeviceError, DeviceGarbage, DeviceUnreachable
@@ -85,8 +86,10 @@ class DevicePoller:
         subscribe: Subscribe | None = None,
         *,
         first_poll_s: float = 0.0,
+        underway: PollsUnderway | None = None,
     ) -> None:
         self.device = device
+        self._underway = underway or PollsUnderway()  # shared with the reading path's writer
         self._first_poll_s = first_poll_s  # after the start; 0 once polling (a reconnect polls at once)
         self._units = {p.name: p.unit for p in device.points}
         self._groups = [
@@ -232,16 +235,19 @@ class DevicePoller:
                 group = min(groups, key=lambda g: g.due)
                 await asyncio.sleep(max(0.0, group.due - loop.time()))
                 budget_s = client.read_budget_s(group.points)
+                self._underway.begin()
                 try:
                     with watchdog.within(budget_s):
                         results = await client.read(group.points)
+                    _raise_if_cancelling()
+                    backoff.reset()
+                    await self._deliver(results)
                 except TimeoutError as exc:
                     message = f"no answer within {budget_s:g} s"
                     device, address = self.device.name, self.device.address
                     raise DeviceUnreachable(device, address, message, "timeout") from exc
-                _raise_if_cancelling()
-                backoff.reset()
-                await self._deliver(results)
+                finally:
+                    self._underway.end()
                 # Keep the schedule; after a stall, skip missed slots instead of bursting to catch up.
                 group.due = max(group.due + group.interval_s, loop.time())
         finally:

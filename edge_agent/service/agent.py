@@ -201,6 +201,7 @@ class Agent:
                 self.path.accept,
                 _subscribe(device),
                 first_poll_s=offset,
+                underway=self.path.underway,
             )
             for device, offset in zip(config.devices, start_offsets(intervals), strict=True)
         ]
