@@ -7,7 +7,13 @@ and measures:
 - CPU: the gateway process' CPU seconds (utime + stime from /proc) per 1,000 values it delivered in the
   window;
 - bytes per value: MQTT payload bytes on the readings topic / values in them;
-- read-to-broker: when a value reached the subscriber minus its read time (`ts`), p50 and p99 (same clock).
+- read-to-broker: when a value reached the subscriber minus its read time (`ts`), p50 and p99 (same clock);
+- messages per second on the readings topic (each one a commit, a publish and a PUBACK: the wake-ups that
+  cost the agent most of its CPU).
+The meters share one host:port, so the agent's devices share one Modbus TCP endpoint: `--connections`
+sets its max_connections (default: the agent's, 1: every request in turn on one connection, as behind a
+serial gateway; 50 separate meters at their own addresses would each have a connection of their own, as the
+reference and the agent before issue 19 have here).
 The reference gateway (`--reference`, also a process of its own) is what a minimal gateway does, in the
 stdlib alone: the same planned Modbus requests over asyncio streams, decoded with struct, one JSON message
 per poll (`{"device", "ts", "values": {name: value}}`) published at QoS 1 over its own MQTT 3.1.1 framing
@@ -15,7 +21,8 @@ per poll (`{"device", "ts", "values": {name: value}}`) published at QoS 1 over i
 
 `--baseline DIR` adds a row for the agent of another checkout (e.g. main before a change), in format json.
 
-Run: .venv/bin/python -m bench.peers [--seconds 20] [--formats json compact] [--baseline ../main]
+Run: .venv/bin/python -m bench.peers [--seconds 20] [--formats json compact] [--connections 1 16]
+     [--baseline ../main]
 Add a format: its name to FORMATS and a decoder (payload -> every value's read time, s) to DECODERS.
 """
 
@@ -81,6 +88,8 @@ class Figures:
     cpu_s: float = 0.0
     payload_bytes: int = 0
     values: int = 0
+    messages: int = 0
+    seconds: float = 1.0
     latencies_ms: list[float] = field(default_factory=list)
 
     @property
@@ -124,6 +133,7 @@ async def measured(
                 times = decode(message.payload)
                 figures.payload_bytes += len(message.payload)
                 figures.values += len(times)
+                figures.messages += 1
                 figures.latencies_ms += [(arrived - t) * 1000 for t in times]
 
         collector = asyncio.create_task(collect())
@@ -136,6 +146,7 @@ async def measured(
             cpu0, window[0] = _proc_cpu_s(process.pid), True
             await asyncio.sleep(seconds)
             figures.cpu_s, window[0] = _proc_cpu_s(process.pid) - cpu0, False
+            figures.seconds = seconds
         finally:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), 20)
@@ -144,20 +155,31 @@ async def measured(
 
 
 async def agent(
-    fmt: str, meter_port: int, broker_port: int, state: Path, seconds: float, *, tree: Path | None = None
+    fmt: str,
+    meter_port: int,
+    broker_port: int,
+    state: Path,
+    seconds: float,
+    *,
+    connections: int = 1,
+    tree: Path | None = None,
 ) -> Figures:
-    """The agent publishing in `fmt`; `tree`: the agent of that checkout instead of this one."""
+    """The agent publishing in `fmt` with `connections` to the meters' endpoint; `tree`: the agent of that
+    checkout instead of this one (its own connection per meter)."""
     entries = sdm630_devices(meter_port, UNITS, SDM630_13)
+    if tree is None:
+        entries = [entry | {"max_connections": connections} for entry in entries]
     mqtt = {"url": f"mqtt://{LOOPBACK}:{broker_port}"} | ({} if tree else {"format": fmt})
+    name = "baseline" if tree else f"{fmt}-{connections}"
     config: dict[str, Any] = {
         "gateway": {"id": "gw-bench"},
-        "buffer": {"path": str(state / f"{'baseline' if tree else fmt}.db")},
+        "buffer": {"path": str(state / f"{name}.db")},
         "mqtt": mqtt,
         "log": {"format": "json", "level": "warning"},
         "devices": entries,
         "pollers": [{"device": e["name"], "interval_s": 1.0} for e in entries],
     }
-    path = state / f"{fmt}.toml"
+    path = state / f"{name}.toml"
     path.write_text(_toml(config))
     command = [sys.executable, "-m", "edge_agent", "run", "--config", str(path)]
     env = None if tree is None else {**os.environ, "PYTHONPATH": f"{tree}:{tree / 'hardware-sim'}"}
@@ -235,26 +257,29 @@ def _remaining(length: int) -> bytes:
 # ------------------------------------------------------------------------------------------------------------
 
 
-async def main(seconds: float, formats: list[str], baseline: Path | None) -> None:
+async def main(seconds: float, formats: list[str], connections: list[int], baseline: Path | None) -> None:
     async with meters(UNITS, separate=True) as meter_port:
         with tempfile.TemporaryDirectory() as state, run_mosquitto(Path(state)) as broker:
             ref = await reference(meter_port, broker.port, seconds)
             if baseline is not None:
                 before = await agent("json", meter_port, broker.port, Path(state), seconds, tree=baseline)
             results = {
-                fmt: await agent(fmt, meter_port, broker.port, Path(state), seconds) for fmt in formats
+                f"{fmt} c={n}": await agent(fmt, meter_port, broker.port, Path(state), seconds, connections=n)
+                for n in connections
+                for fmt in formats
             }
     print(f"{UNITS} SDM630 x {len(SDM630_13)} values each second, {seconds:g} s per run")
     rows: list[tuple[str, Figures]] = [("reference", ref), *results.items()]
     if baseline is not None:
         rows.insert(1, ("json@base", before))
-    heads = ("CPU s/1000 values", "x ref", "B/value", "p50 ms", "p99 ms", "values")
-    print(f"{'':10} {heads[0]:>17} {heads[1]:>6} {heads[2]:>8} {heads[3]:>7} {heads[4]:>7} {heads[5]:>7}")
+    heads = ("CPU s/1000 values", "x ref", "B/value", "p50 ms", "p99 ms", "values", "msg/s")
+    print(f"{'':13} {heads[0]:>17} {heads[1]:>6} {heads[2]:>8} {heads[3]:>7} {heads[4]:>7} {heads[5]:>7}"
+          f" {heads[6]:>6}")  # fmt: skip
     for name, f in rows:
         ratio = f.cpu_per_thousand / ref.cpu_per_thousand
         print(
-            f"{name:10} {f.cpu_per_thousand:17.4f} {ratio:6.1f} {f.bytes_per_value:8.1f}"
-            f" {f.percentile(50):7.1f} {f.percentile(99):7.1f} {f.values:7d}"
+            f"{name:13} {f.cpu_per_thousand:17.4f} {ratio:6.1f} {f.bytes_per_value:8.1f}"
+            f" {f.percentile(50):7.1f} {f.percentile(99):7.1f} {f.values:7d} {f.messages / f.seconds:6.1f}"
         )
     print("goals: compact <= 30 B/value; read-to-broker p99 <= 20 ms; CPU no worse than json before issue 19")
 
@@ -264,6 +289,7 @@ def _arguments() -> Any:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--formats", nargs="+", default=FORMATS, choices=list(DECODERS))
     parser.add_argument("--units", type=int, default=UNITS)
+    parser.add_argument("--connections", nargs="+", type=int, default=[1], help="to the meters, at most")
     parser.add_argument("--baseline", type=Path, help="another checkout's agent, as a json row")
     parser.add_argument("--reference", nargs=2, type=int, metavar=("METER_PORT", "BROKER_PORT"))
     return parser.parse_args()
@@ -275,4 +301,4 @@ if __name__ == "__main__":
     if arguments.reference:
         asyncio.run(reference_gateway(*arguments.reference))
     else:
-        asyncio.run(main(arguments.seconds, arguments.formats, arguments.baseline))
+        asyncio.run(main(arguments.seconds, arguments.formats, arguments.connections, arguments.baseline))
