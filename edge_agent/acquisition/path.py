@@ -5,15 +5,16 @@
 
 Pollers never wait: when the queue is full (the buffer refuses writes), the oldest queued poll results are
 dropped, logged and counted in the buffer's `dropped`, which receivers see. The writer commits everything
-waiting in one transaction, at most one per COMMIT_INTERVAL_S (EARLY_COMMIT_INTERVAL_S while the uplink
-is connected: each commit then hands its readings to the uplink before its flush, and the next commit does
-not wait for that flush, so this interval is all a reading waits for on its way to the broker), as soon as
-the polls underway are all in (underway.py: one commit for a wave of polls due together); readings
-count as stored (`drain`) once flushed; a failed commit (I/O error, a lock held too long) keeps the readings
-and retries with backoff; a full disk is the buffer's to handle (it drops its
-oldest readings, or the new ones when nothing is left to drop, counted: the writer never waits on it).
-`drain` waits until every accepted reading is committed (an orderly stop); `abandon` counts what a stop
-could not commit as dropped; `waiting` says how many readings are queued.
+waiting in one transaction as soon as the polls underway are all in (underway.py: one commit for a wave of
+polls due together), at most one per COMMIT_INTERVAL_S, and never later than that after the first reading
+queued (EARLY_COMMIT_INTERVAL_S while the uplink is connected: each commit then hands its readings to the
+uplink once committed, before its flush, and the next commit does not wait for that flush, so this interval
+is all a reading waits for on its way to the broker). Readings count as stored (`drain`) once flushed; a
+failed commit (I/O error, a lock held too long) keeps the readings and retries with backoff; a full disk is
+the buffer's to handle (it drops its oldest readings, or the new ones when nothing is left to drop, counted:
+the writer never waits on it). `drain` waits until every accepted reading is committed and flushed (an
+orderly stop); `abandon` counts what a stop could not commit as dropped; `waiting` says how many readings
+are queued.
 """
 
 from __future__ import annotations

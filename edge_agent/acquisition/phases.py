@@ -7,9 +7,8 @@ buffer's threads and the uplink on its own: three times the CPU. So the devices 
 T fall into PHASES groups, in turn, taking their first polls at offsets k/PHASES of T (of STAGGER_MAX_S
 at most, so a device polled every 15 minutes still reads within seconds of a start), and then keep their
 own schedule, every T from there: a group's readings share their wake-ups and their commit (underway.py),
-no burst holds all of them, and
-each device is still polled on its interval. The groups follow the order of the devices in the
-configuration, so a restart gives the same phases.
+no burst holds all of them, and each device is still polled on its interval. The groups follow the order
+of the devices in the configuration, so a restart gives the same phases.
 """
 
 from __future__ import annotations
