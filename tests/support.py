@@ -201,15 +201,18 @@ def birth_devices(birth: Mapping[str, Any]) -> list[DeviceInfo]:
     return [
         DeviceInfo(
             name=device.name, protocol=device.protocol, address=device.address,
-            points=[_point_info(point) for point in compact.point_lists[device.points]],
+            points=[
+                _point_info(point, compact.labels.get(device.name, {}))
+                for point in compact.point_lists[device.points]
+            ],
         )
         for device in compact.devices
     ]  # fmt: skip
 
 
-def _point_info(point: CompactPoint) -> PointInfo:
+def _point_info(point: CompactPoint, labels: Mapping[str, str]) -> PointInfo:
     write_range = (point[3], point[4]) if len(point) == 5 else None
-    return PointInfo(name=point[0], unit=point[1], write_range=write_range)
+    return PointInfo(name=point[0], label=labels.get(point[0]), unit=point[1], write_range=write_range)
 
 
 def _millis(ms: int) -> datetime:

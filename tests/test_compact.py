@@ -32,7 +32,9 @@ SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 T0 = datetime(2026, 8, 5, 5, 0, tzinfo=UTC)
 
 
-def meter(name: str, unit_id: int) -> dict[str, Any]:
+def meter(name: str, unit_id: int, label: str | None = None) -> dict[str, Any]:
+    """A meter's entry; `label` names its total_power point in the device's own words."""
+    labelled = {} if label is None else {"label": label}
     return {
         "name": name,
         "protocol": "modbus-tcp",
@@ -40,7 +42,7 @@ def meter(name: str, unit_id: int) -> dict[str, Any]:
         "port": 1502,
         "unit_id": unit_id,
         "points": [
-            {"name": "total_power", "table": "input", "address": 52, "unit": "W"},  # float32 as read
+            {"name": "total_power", "table": "input", "address": 52, "unit": "W"} | labelled,  # float32
             {"name": "voltage", "table": "input", "address": 0, "type": "uint16", "scale": 0.1, "unit": "V"},
         ],
     }
@@ -49,7 +51,7 @@ def meter(name: str, unit_id: int) -> dict[str, Any]:
 CONFIG = AgentConfig.model_validate(
     {
         "devices": [
-            meter("meter-1", 1),
+            meter("meter-1", 1, label="본관 유효전력"),
             meter("meter-2", 2),
             {"name": "vav-1", "protocol": "bacnet-ip", "host": "127.0.0.1:47808", "instance": 7,
              "profile": "edge-sim-vav"},
@@ -156,6 +158,7 @@ async def test_a_generic_validator_and_the_birth_decode_every_reading(broker: Br
             await async_wait_until(lambda: sum(len(b["r"]) for b in seen.batches) == 38, 5, "all at central")
     (birth,) = seen.births
     birth_schema.validate(birth)
+    assert birth["labels"] == {"meter-1": {"total_power": "본관 유효전력"}}  # as the json birth has them
     received: dict[int, Reading] = {}
     for batch in seen.batches:
         readings_schema.validate(batch)
@@ -169,7 +172,7 @@ async def test_a_generic_validator_and_the_birth_decode_every_reading(broker: Br
     assert not seen.batches[-1]["hist"]
 
 
-def test_identical_devices_share_one_point_list_in_the_birth() -> None:
+def test_identical_devices_share_one_point_list_in_the_birth_whatever_their_labels() -> None:
     lists, devices, aliases = compact_points(device_infos(CONFIG), float32_points(CONFIG))
     assert [d.points for d in devices] == [0, 0, 1]
     assert [d.alias for d in devices] == [0, 2, 4]
