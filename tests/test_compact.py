@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,7 @@ from edge_agent.readings import Quality, Reading
 from edge_agent.store.buffer import Buffer, EncodedBatch
 from edge_agent.uplink.payloads import compact_points, device_infos, float32_points
 from edge_agent.uplink.session import Uplink
-from tests.support import LOOPBACK, Broker, async_wait_until, in_background
+from tests.support import LOOPBACK, Broker, async_wait_until, f32, in_background, read_batch
 
 pytestmark = pytest.mark.integration
 
@@ -58,10 +57,6 @@ CONFIG = AgentConfig.model_validate(
         ]
     }
 )  # fmt: skip
-
-
-def f32(value: float) -> float:
-    return float(struct.unpack("<f", struct.pack("<f", value))[0])
 
 
 def at(ms: float) -> datetime:
@@ -114,23 +109,10 @@ async def subscriber(port: int) -> AsyncIterator[Seen]:
 def decode(birth: dict[str, Any], batch: dict[str, Any]) -> list[tuple[int, Reading]]:
     """A compact batch back to (seq, reading), with nothing but the birth of its session."""
     assert batch["bdSeq"] == birth["bdSeq"]
-    names: dict[int, tuple[str, str, str, bool]] = {}
-    for device in birth["devices"]:
-        for index, point in enumerate(birth["point_lists"][device["points"]]):
-            names[device["alias"] + index] = (device["name"], point[0], point[1], point[2])
-    seqs = batch["seqs"] or list(range(batch["seq"], batch["last"] + 1))
-    assert len(seqs) == len(batch["r"])
-    decoded = []
-    for seq, entry in zip(seqs, batch["r"], strict=True):
-        alias, delta, value = entry[:3]
-        ms = batch["t"] + delta
-        device, point, unit, is_f32 = names[alias] if isinstance(alias, int) else (*alias, False)
-        if value is not None:
-            value = f32(value) if is_f32 else float(value)
-        quality = Quality(entry[3]) if len(entry) == 4 else Quality.GOOD
-        ts = datetime.fromtimestamp(ms / 1000, UTC)
-        decoded.append((seq, Reading(device, point, value, unit, quality, ts)))
-    return decoded
+    read = read_batch(GATEWAY, json.dumps(batch).encode(), {birth["bdSeq"]: birth})
+    return [
+        (r.seq, Reading(r.device, r.point, r.value, r.unit, Quality(r.quality), r.ts)) for r in read.readings
+    ]
 
 
 def as_sent(reading: Reading) -> tuple[Any, ...]:
