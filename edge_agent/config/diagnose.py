@@ -41,9 +41,9 @@ DEVICE_CLASSES: dict[str, type[AnyDevice]] = {
 PROFILE_KEYS = ("profile", "only_points")
 SECTIONS = ("gateway", "buffer", "mqtt", "bacnet", "control", "commands", "openadr", "remote", "log")
 JSON_FORMAT_DEPRECATED = (
-    '"json" is deprecated and will be removed after the next release; the default "compact" carries the '
-    "same readings in about a ninth of the bytes (docs/mqtt.md, The compact format): remove the line once "
-    "central reads it"
+    '"json" is deprecated: this release is the last to offer it. The default, "compact", carries the same '
+    "readings in about a ninth of the bytes (docs/mqtt.md, The compact format): remove the line once central "
+    "reads it"
 )
 
 
