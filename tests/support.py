@@ -11,12 +11,14 @@ import random
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,10 +26,20 @@ import aiomqtt
 
 from edge_agent.config import AgentConfig
 from edge_agent.service.agent import Agent
-from edge_agent.uplink.payloads import ReadingsBatch
+from edge_agent.uplink.payloads import (
+    Birth,
+    CompactBatch,
+    CompactBirth,
+    CompactPoint,
+    DeviceInfo,
+    PointInfo,
+    ReadingOut,
+    ReadingsBatch,
+)
 from edge_sim.layout import PORTS_USED
 
 LOOPBACK = "127.0.0.1"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _free(port: int, kind: socket.SocketKind) -> bool:
@@ -130,13 +142,90 @@ def run_mosquitto(workdir: Path, port: int | None = None, extra: str = "") -> It
             process.stderr.close()
 
 
+def f32(value: float) -> float:
+    """The float32 nearest `value`, as a double."""
+    return float(struct.unpack("<f", struct.pack("<f", value))[0])
+
+
+def compact_names(birth: Mapping[str, Any]) -> dict[int, tuple[str, str, str, bool]]:
+    """A compact birth's aliases: alias -> (device, point, unit, float32)."""
+    names: dict[int, tuple[str, str, str, bool]] = {}
+    for device in birth["devices"]:
+        for index, point in enumerate(birth["point_lists"][device["points"]]):
+            names[device["alias"] + index] = (device["name"], point[0], point[1], point[2])
+    return names
+
+
+def read_batch(gateway: str, payload: bytes, births: Mapping[int, Mapping[str, Any]]) -> ReadingsBatch:
+    """A readings message as the contract says, in either format (docs/mqtt.md): a json batch as it is, a
+    compact one with the aliases of the birth of its session (`births` by bdSeq) and its float32 values
+    back to the float32 read."""
+    body = json.loads(payload)
+    if "readings" in body:
+        return ReadingsBatch.model_validate(body)
+    batch = CompactBatch.model_validate(body)
+    birth = births.get(batch.bdSeq)
+    assert birth is not None, f"a compact batch of session {batch.bdSeq} before its birth"
+    names = compact_names(birth)
+    seqs = batch.seqs or list(range(batch.seq, batch.last + 1))
+    readings = []
+    for seq, (alias, delta, value, *quality) in zip(seqs, batch.r, strict=True):
+        device, point, unit, is_f32 = names[alias] if isinstance(alias, int) else (*alias, False)
+        readings.append(
+            ReadingOut(
+                seq=seq, device=device, point=point, unit=unit, quality=quality[0] if quality else "good",
+                value=f32(value) if is_f32 and value is not None else value, ts=_millis(batch.t + delta),
+            )
+        )  # fmt: skip
+    return ReadingsBatch(
+        gateway=gateway, seq_first=batch.seq, seq_last=batch.last, historical=batch.hist,
+        backlog_last=batch.backlog, sent_at=_millis(batch.sent), dropped=batch.dropped,
+        last_dropped_seq=batch.last_dropped, readings=readings,
+    )  # fmt: skip
+
+
+def read_birth(birth: Mapping[str, Any]) -> Birth | CompactBirth:
+    """A birth certificate, checked as the model of its format."""
+    return (
+        CompactBirth.model_validate(birth)
+        if birth.get("format") == "compact"
+        else Birth.model_validate(birth)
+    )
+
+
+def birth_devices(birth: Mapping[str, Any]) -> list[DeviceInfo]:
+    """The devices and points a birth lists, in either format (a compact one's point lists expanded)."""
+    compact = read_birth(birth)
+    if isinstance(compact, Birth):
+        return compact.devices
+    return [
+        DeviceInfo(
+            name=device.name, protocol=device.protocol, address=device.address,
+            points=[
+                _point_info(point, compact.labels.get(device.name, {}))
+                for point in compact.point_lists[device.points]
+            ],
+        )
+        for device in compact.devices
+    ]  # fmt: skip
+
+
+def _point_info(point: CompactPoint, labels: Mapping[str, str]) -> PointInfo:
+    write_range = (point[3], point[4]) if len(point) == 5 else None
+    return PointInfo(name=point[0], label=labels.get(point[0]), unit=point[1], write_range=write_range)
+
+
+def _millis(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
 @dataclass(frozen=True)
 class Arrival:
     """One readings message at the central subscriber."""
 
     at: float  # event-loop time of its arrival
-    payload: dict[str, Any]  # its JSON, as it came
-    batch: ReadingsBatch  # the same, read as the contract says
+    payload: dict[str, Any]  # its JSON, as it came (json or compact)
+    batch: ReadingsBatch  # the same, read as the contract says (a compact one decoded with its birth)
 
 
 @dataclass
@@ -146,11 +235,12 @@ class Central:
 
     arrivals: list[Arrival] = field(default_factory=list)
     status: list[dict[str, Any]] = field(default_factory=list)
+    births: dict[int, dict[str, Any]] = field(default_factory=dict)  # compact births, by bdSeq
 
     @property
-    def batches(self) -> list[dict[str, Any]]:
-        """Each readings message's JSON, as it came."""
-        return [arrival.payload for arrival in self.arrivals]
+    def batches(self) -> list[ReadingsBatch]:
+        """Each readings message, read as the contract says, whichever format it came in."""
+        return [arrival.batch for arrival in self.arrivals]
 
     @property
     def seqs(self) -> list[int]:
@@ -171,10 +261,13 @@ async def central_subscriber(port: int, gateway: str) -> AsyncIterator[Central]:
                 assert isinstance(message.payload, bytes)
                 if str(message.topic).endswith("/readings"):
                     at = asyncio.get_running_loop().time()
-                    batch = ReadingsBatch.model_validate_json(message.payload)
+                    batch = read_batch(gateway, message.payload, seen.births)
                     seen.arrivals.append(Arrival(at, json.loads(message.payload), batch))
                 elif str(message.topic).endswith("/status"):
-                    seen.status.append(json.loads(message.payload))
+                    status = json.loads(message.payload)
+                    seen.status.append(status)
+                    if status["online"] and status.get("format") == "compact":
+                        seen.births[status["bdSeq"]] = status
 
         async with in_background(collect()):
             yield seen

@@ -110,10 +110,10 @@ def assert_receiver_loses_nothing_new(central: Central, readable: set[int], lost
     new = got - readable - delivered
     assert new
     assert min(new) > ISSUED  # numbered above every earlier reading: dedup keeps them all
-    last_dropped = max(batch["last_dropped_seq"] for batch in central.batches)
+    last_dropped = max(batch.last_dropped_seq for batch in central.batches)
     missing = set(range(1, max(got) + 1)) - got - delivered
     assert all(seq <= last_dropped for seq in missing)  # every gap is a counted, known loss
-    assert max(batch["dropped"] for batch in central.batches) == lost
+    assert max(batch.dropped for batch in central.batches) == lost
 
 
 def no_file_moved_aside(directory: Path) -> bool:

@@ -19,7 +19,7 @@ from edge_agent.clock import ManualClock
 from edge_agent.config import MqttConfig, load_config
 from edge_agent.protocols.bacnet.app import BacnetApplication
 from edge_agent.store.buffer import Buffer
-from edge_agent.uplink.payloads import Birth, device_infos
+from edge_agent.uplink.payloads import device_infos
 from edge_agent.uplink.session import Uplink
 from edge_sim.devices.bacnet.controllers import RoomController
 from edge_sim.simulator import Simulator
@@ -27,6 +27,7 @@ from tests.conftest import SIM_START
 from tests.support import (
     Broker,
     async_wait_until,
+    birth_devices,
     central_subscriber,
     free_base_port,
     free_port,
@@ -287,6 +288,6 @@ async def test_hangul_object_names_become_labels_beside_readable_names(
         uplink = Uplink(MqttConfig(url=f"mqtt://127.0.0.1:{broker.port}"), "gw-hangul", buffer, devices)
         async with in_background(uplink.run()):
             await async_wait_until(lambda: bool(central.status), 10, "the birth certificate")
-    (birth,) = [Birth.model_validate(s) for s in central.status if s["online"]]
-    published = {p.name: p.label for p in birth.devices[0].points}
+    (birth,) = [birth_devices(s) for s in central.status if s["online"]]
+    published = {p.name: p.label for p in birth[0].points}
     assert published["1cheung_yeollamsil_ondo"] == "1층 열람실 온도"

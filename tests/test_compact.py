@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,7 @@ from edge_agent.readings import Quality, Reading
 from edge_agent.store.buffer import Buffer, EncodedBatch
 from edge_agent.uplink.payloads import compact_points, device_infos, float32_points
 from edge_agent.uplink.session import Uplink
-from tests.support import LOOPBACK, Broker, async_wait_until, in_background
+from tests.support import LOOPBACK, Broker, async_wait_until, f32, in_background, read_batch
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +31,9 @@ SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 T0 = datetime(2026, 8, 5, 5, 0, tzinfo=UTC)
 
 
-def meter(name: str, unit_id: int) -> dict[str, Any]:
+def meter(name: str, unit_id: int, label: str | None = None) -> dict[str, Any]:
+    """A meter's entry; `label` names its total_power point in the device's own words."""
+    labelled = {} if label is None else {"label": label}
     return {
         "name": name,
         "protocol": "modbus-tcp",
@@ -40,7 +41,7 @@ def meter(name: str, unit_id: int) -> dict[str, Any]:
         "port": 1502,
         "unit_id": unit_id,
         "points": [
-            {"name": "total_power", "table": "input", "address": 52, "unit": "W"},  # float32 as read
+            {"name": "total_power", "table": "input", "address": 52, "unit": "W"} | labelled,  # float32
             {"name": "voltage", "table": "input", "address": 0, "type": "uint16", "scale": 0.1, "unit": "V"},
         ],
     }
@@ -49,17 +50,13 @@ def meter(name: str, unit_id: int) -> dict[str, Any]:
 CONFIG = AgentConfig.model_validate(
     {
         "devices": [
-            meter("meter-1", 1),
+            meter("meter-1", 1, label="본관 유효전력"),
             meter("meter-2", 2),
             {"name": "vav-1", "protocol": "bacnet-ip", "host": "127.0.0.1:47808", "instance": 7,
              "profile": "edge-sim-vav"},
         ]
     }
 )  # fmt: skip
-
-
-def f32(value: float) -> float:
-    return float(struct.unpack("<f", struct.pack("<f", value))[0])
 
 
 def at(ms: float) -> datetime:
@@ -112,23 +109,10 @@ async def subscriber(port: int) -> AsyncIterator[Seen]:
 def decode(birth: dict[str, Any], batch: dict[str, Any]) -> list[tuple[int, Reading]]:
     """A compact batch back to (seq, reading), with nothing but the birth of its session."""
     assert batch["bdSeq"] == birth["bdSeq"]
-    names: dict[int, tuple[str, str, str, bool]] = {}
-    for device in birth["devices"]:
-        for index, point in enumerate(birth["point_lists"][device["points"]]):
-            names[device["alias"] + index] = (device["name"], point[0], point[1], point[2])
-    seqs = batch["seqs"] or list(range(batch["seq"], batch["last"] + 1))
-    assert len(seqs) == len(batch["r"])
-    decoded = []
-    for seq, entry in zip(seqs, batch["r"], strict=True):
-        alias, delta, value = entry[:3]
-        ms = batch["t"] + delta
-        device, point, unit, is_f32 = names[alias] if isinstance(alias, int) else (*alias, False)
-        if value is not None:
-            value = f32(value) if is_f32 else float(value)
-        quality = Quality(entry[3]) if len(entry) == 4 else Quality.GOOD
-        ts = datetime.fromtimestamp(ms / 1000, UTC)
-        decoded.append((seq, Reading(device, point, value, unit, quality, ts)))
-    return decoded
+    read = read_batch(GATEWAY, json.dumps(batch).encode(), {birth["bdSeq"]: birth})
+    return [
+        (r.seq, Reading(r.device, r.point, r.value, r.unit, Quality(r.quality), r.ts)) for r in read.readings
+    ]
 
 
 def as_sent(reading: Reading) -> tuple[Any, ...]:
@@ -156,6 +140,7 @@ async def test_a_generic_validator_and_the_birth_decode_every_reading(broker: Br
             await async_wait_until(lambda: sum(len(b["r"]) for b in seen.batches) == 38, 5, "all at central")
     (birth,) = seen.births
     birth_schema.validate(birth)
+    assert birth["labels"] == {"meter-1": {"total_power": "본관 유효전력"}}  # as the json birth has them
     received: dict[int, Reading] = {}
     for batch in seen.batches:
         readings_schema.validate(batch)
@@ -169,7 +154,7 @@ async def test_a_generic_validator_and_the_birth_decode_every_reading(broker: Br
     assert not seen.batches[-1]["hist"]
 
 
-def test_identical_devices_share_one_point_list_in_the_birth() -> None:
+def test_identical_devices_share_one_point_list_in_the_birth_whatever_their_labels() -> None:
     lists, devices, aliases = compact_points(device_infos(CONFIG), float32_points(CONFIG))
     assert [d.points for d in devices] == [0, 0, 1]
     assert [d.alias for d in devices] == [0, 2, 4]

@@ -21,7 +21,7 @@ from edge_agent.config import (
 from edge_agent.config.base import NAME_PATTERN
 from edge_agent.errors import ConfigError
 from edge_sim.simulator import Simulator
-from tests.support import LOOPBACK, Broker, async_wait_until, central_subscriber, running_agent
+from tests.support import LOOPBACK, Broker, async_wait_until, birth_devices, central_subscriber, running_agent
 from tests.test_modbus import sdm630_port
 
 DEVICE = '[[devices]]\nname = "{name}"\nprotocol = "modbus-tcp"\nhost = "192.0.2.10"\n'
@@ -104,6 +104,5 @@ async def test_hangul_names_reach_central_through_the_buffer_and_broker(
     assert {(r.device, r.point) for r in readings} == {("본관-전력계", "유효전력")}
     assert central.arrivals[0].batch.gateway == gateway
     birth = next(s for s in central.status if s.get("devices"))
-    assert [(d["name"], [p["name"] for p in d["points"]]) for d in birth["devices"]] == [
-        ("본관-전력계", ["유효전력"])
-    ]
+    listed = [(d.name, [p.name for p in d.points]) for d in birth_devices(birth)]
+    assert listed == [("본관-전력계", ["유효전력"])]

@@ -36,6 +36,7 @@ from tests.support import (
     free_port,
     in_background,
     notify_socket,
+    read_batch,
 )
 
 pytestmark = pytest.mark.integration
@@ -126,7 +127,8 @@ async def central(broker: Broker, key: Ed25519PrivateKey) -> AsyncIterator[Centr
                 elif topic == "events" and data.get("kind") == "config":
                     seen.events.append(data)
                 elif topic == "readings":
-                    seen.seqs.extend(reading["seq"] for reading in data["readings"])
+                    batch = read_batch(GATEWAY, message.payload, {b["bdSeq"]: b for b in seen.births})
+                    seen.seqs.extend(reading.seq for reading in batch.readings)
 
         async with in_background(collect()):
             yield seen

@@ -108,8 +108,8 @@ async def test_sigkill_across_outages_leaves_no_gap(tmp_path: Path) -> None:
 
             def counted_losses() -> set[int]:
                 """Seqs the envelopes say were dropped, that the subscriber lacks."""
-                last = central.batches[-1] if central.batches else {"last_dropped_seq": 0}
-                return set(range(1, last["last_dropped_seq"] + 1)) - set(central.seqs)
+                last = central.batches[-1].last_dropped_seq if central.batches else 0
+                return set(range(1, last + 1)) - set(central.seqs)
 
             # Stopped: what left the buffer was acknowledged by the broker, and reaches the subscriber.
             await async_wait_until(caught_up, 10, "every reading that left the buffer at the subscriber")
@@ -118,10 +118,10 @@ async def test_sigkill_across_outages_leaves_no_gap(tmp_path: Path) -> None:
     waiting, assigned = still_buffered_and_assigned(db)
     last = central.batches[-1]
     gaps = set(range(1, distinct[-1] + 1)) - set(distinct)
-    assert all(seq <= last["last_dropped_seq"] for seq in gaps), "a gap in the sequence no envelope counts"
-    assert len(gaps) <= last["dropped"]
+    assert all(seq <= last.last_dropped_seq for seq in gaps), "a gap in the sequence no envelope counts"
+    assert len(gaps) <= last.dropped
     # Every reading ever numbered is at the subscriber, still waiting in the buffer, or a counted loss.
-    counted = set(range(1, last["last_dropped_seq"] + 1))
+    counted = set(range(1, last.last_dropped_seq + 1))
     assert set(range(1, assigned + 1)) <= set(distinct) | waiting | counted
     assert len(seqs) - len(distinct) <= KILLS * IN_FLIGHT  # resent after a kill: what was in flight
     assert assigned > 50

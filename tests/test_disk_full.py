@@ -146,7 +146,7 @@ async def test_a_full_disk_drops_the_oldest_counted_and_delivers_when_the_broker
     assert stats.dropped > 0
     assert len(missing()) == stats.dropped - stats.unnumbered  # every missing seq is counted as dropped
     assert max(missing()) <= stats.last_dropped_seq
-    assert max(b["dropped"] for b in central.batches) > 0  # and the receiver was told
+    assert max(b.dropped for b in central.batches) > 0  # and the receiver was told
 
 
 def buffered_seqs(path: Path) -> set[int]:

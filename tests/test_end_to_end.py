@@ -15,6 +15,7 @@ import pytest
 
 from edge_agent.config import BacnetConfig
 from edge_agent.protocols.bacnet.client import local_stack
+from edge_agent.uplink.payloads import ReadingOut
 from edge_sim.site_meters import METERS, RS485
 from tests.support import (
     LOOPBACK,
@@ -97,8 +98,8 @@ async def process(*args: str, ready_lines: int = 0) -> AsyncIterator[asyncio.sub
         assert proc.returncode == 0, f"{args[1]} exited {proc.returncode}: {err.decode()[-2000:]}"
 
 
-def latest(central: Central, point: str) -> dict[str, object] | None:
-    found = [r for b in central.batches for r in b["readings"] if r["point"] == point]
+def latest(central: Central, point: str) -> ReadingOut | None:
+    found = [r for b in central.batches for r in b.readings if r.point == point]
     return found[-1] if found else None
 
 
@@ -142,13 +143,10 @@ async def test_readings_travel_from_simulator_to_subscriber(broker: Broker, tmp_
         temperature = latest(central, "zone_temperature")
         assert power is not None
         assert temperature is not None
-        assert power["unit"] == "W"
-        assert power["quality"] == "good"
-        assert power["device"] == "meter-main"
-        assert temperature["unit"] == "degC"
-        assert temperature["quality"] == "good"
-        assert power["value"] == pytest.approx(await mbpoll_float(base + 1, 53), rel=1e-5)
-        assert temperature["value"] == pytest.approx(await bacnet_zone_temperature(base + 13), abs=1e-3)
+        assert (power.device, power.unit, power.quality) == ("meter-main", "W", "good")
+        assert (temperature.unit, temperature.quality) == ("degC", "good")
+        assert power.value == pytest.approx(await mbpoll_float(base + 1, 53), rel=1e-5)
+        assert temperature.value == pytest.approx(await bacnet_zone_temperature(base + 13), abs=1e-3)
 
         # Freeze the broker: publishes go unacknowledged, so nothing may leave the buffer.
         received_before = max(central.seqs)

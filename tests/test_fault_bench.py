@@ -17,7 +17,7 @@ import pytest
 from bench.faults.__main__ import attacks, run
 from bench.faults.commands import CommandFormat
 from bench.faults.control_attacks import control_toml
-from bench.faults.observer import Ledger
+from bench.faults.observer import Ledger, as_json_batch, compact_aliases
 from bench.faults.parts import ModbusDevice, agent_config
 from bench.faults.table import markdown
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -71,6 +71,39 @@ def test_recovery_counts_only_readings_not_seen_before() -> None:
     ledger.add(batch(3), 12.5)
     assert ledger.new_since(10.5) == pytest.approx(2.0)
     assert ledger.new_since(10.5, beyond=3) is None
+
+
+def test_a_compact_batch_is_read_with_its_birth_as_the_json_batch_says_it() -> None:
+    """The observer reads the default format: the same readings in either form are one reading to the
+    ledger (a duplicate, not a collision), a float32 point's value the float32 read."""
+    birth = {
+        "online": True, "format": "compact", "bdSeq": 3,
+        "point_lists": [[["p", "kW", True], ["q", "V", False]]],
+        "devices": [{"name": "d", "alias": 0, "points": 0}, {"name": "e", "alias": 2, "points": 0}],
+    }  # fmt: skip
+    value = struct.unpack("<f", struct.pack("<f", 0.1))[0]
+    compact = {
+        "bdSeq": 3, "seq": 7, "last": 10, "seqs": [7, 9, 10], "dropped": 2, "last_dropped": 5,
+        "t": 1_764_375_600_871,
+        "r": [[2, 0, 0.100000001], [1, 14, None, "bad"], [["old", "x", "kWh"], 15, 1.5]],
+    }  # fmt: skip
+    read = as_json_batch(compact, compact_aliases(birth))
+    assert read == {
+        "dropped": 2,
+        "last_dropped_seq": 5,
+        "readings": [
+            {"seq": 7, "device": "e", "point": "p", "value": value, "quality": "good",
+             "ts": "2025-11-29T00:20:00.871Z"},
+            {"seq": 9, "device": "d", "point": "q", "value": None, "quality": "bad",
+             "ts": "2025-11-29T00:20:00.885Z"},
+            {"seq": 10, "device": "old", "point": "x", "value": 1.5, "quality": "good",
+             "ts": "2025-11-29T00:20:00.886Z"},
+        ],
+    }  # fmt: skip
+    ledger = Ledger()
+    ledger.add(read, 0.0)
+    ledger.add({**read, "readings": [dict(read["readings"][0])]}, 1.0)  # sent again, in json this time
+    assert (ledger.duplicated, ledger.collisions, ledger.lost(set())) == (1, 0, 2)  # 6 and 8: not dropped
 
 
 DOC_KEY = bytes(range(32))  # docs/mqtt.md's worked example of a signed command

@@ -11,7 +11,7 @@ import pytest
 from bench.fleet.cluster import NatsCluster, wait_ready
 from bench.fleet.features import check_features
 from bench.fleet.gateways import Final, Sample
-from bench.fleet.receiver import Counts
+from bench.fleet.receiver import Counts, Subscriber
 from bench.fleet.report import Loss, Window, loss, recovery, table
 
 T = 1_000_000.0  # a wall-clock second, for the samples
@@ -41,6 +41,17 @@ def test_a_reading_no_subscriber_received_is_lost_and_its_gateway_named() -> Non
     assert "gw-001: 2 lost, seq 4-5" in printed
     assert "lost                             2  in 1 of 2 gateways" in printed
     assert "central on n1: 6 distinct, 1 duplicated" in printed
+
+
+def test_central_counts_the_seqs_of_a_batch_in_either_format() -> None:
+    subscriber = Subscriber("n1", 0, "edge")
+    consecutive = b'{"bdSeq": 1, "seq": 4, "last": 6, "seqs": null, "r": [[0, 0, 1], [1, 0, 2], [0, 9, 1]]}'
+    gap = b'{"bdSeq": 2, "seq": 1, "last": 3, "seqs": [1, 3], "r": [[0, 0, 1.0], [0, 5, 1.0]]}'
+    for compact in (consecutive, gap):
+        subscriber._take("edge/gw-001/readings", compact, retained=False)
+    subscriber._take("edge/gw-002/readings", b'{"readings": [{"seq": 2}, {"seq": 3}]}', retained=False)
+    assert list(subscriber.counts.seqs["gw-001"]) == [0, 1, 0, 1, 1, 1, 1]
+    assert list(subscriber.counts.seqs["gw-002"]) == [0, 0, 1, 1]
 
 
 def _history(gateway: str, states: list[tuple[float, bool, int, float | None]]) -> list[Sample]:

@@ -51,7 +51,7 @@ def problems(body: bytes, device: str = "room-101") -> list[tuple[str, str]]:
 
 def test_the_format_and_sparkplug_ids_default_and_bad_ones_are_named() -> None:
     mqtt = AgentConfig.model_validate({}).mqtt
-    assert (mqtt.format, mqtt.group_id, mqtt.primary_host_id) == ("json", "edge-agent", None)
+    assert (mqtt.format, mqtt.group_id, mqtt.primary_host_id) == ("compact", "edge-agent", None)
     for key, value in (
         ("group_id", "plant/a"),
         ("group_id", "a+"),

@@ -19,7 +19,6 @@ from edge_agent.readings import Quality, Reading
 from edge_agent.service.agent import Agent
 from edge_agent.service.local_socket import request, socket_path
 from edge_agent.store.buffer import Buffer
-from edge_agent.uplink.payloads import Birth
 from edge_agent.uplink.session import Uplink, UplinkState
 from edge_agent.uplink.sparkplug.metrics import TAKEOVERS, node_birth
 from edge_agent.uplink.takeover import (
@@ -30,7 +29,14 @@ from edge_agent.uplink.takeover import (
     STABLE_S,
     TakeoverWatch,
 )
-from tests.support import Broker, async_wait_until, central_subscriber, in_background, running_agent
+from tests.support import (
+    Broker,
+    async_wait_until,
+    central_subscriber,
+    in_background,
+    read_birth,
+    running_agent,
+)
 from tests.takeover_front import takeover_front
 
 GATEWAY = "gw-twice"
@@ -184,7 +190,7 @@ async def test_two_gateways_with_one_id_both_say_so_and_neither_loses_a_reading(
     assert all(e["retry_in_s"] >= 1 for e in errors)  # backs off, not straight back
     assert (front.taken_over > 0) == told
     assert len(errors) == first.statistics().takeovers + second.statistics().takeovers
-    births = [Birth.model_validate(s) for s in seen.status if s["online"]]
+    births = [read_birth(s) for s in seen.status if s["online"]]
     assert births[-1].takeover is not None
     assert births[-1].takeover.count == second.statistics().takeovers
     assert births[0].takeover is None

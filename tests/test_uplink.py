@@ -9,6 +9,7 @@ import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -17,7 +18,7 @@ from edge_agent.config import MqttConfig
 from edge_agent.readings import Quality, Reading
 from edge_agent.store.buffer import Buffer
 from edge_agent.uplink.commands import Delivery
-from edge_agent.uplink.payloads import ReadingsBatch
+from edge_agent.uplink.payloads import ReadingOut, ReadingsBatch
 from edge_agent.uplink.session import Uplink, UplinkState, encode_envelope
 from tests.reference_batches import encode_batch, next_batch
 from tests.support import (
@@ -36,35 +37,47 @@ pytestmark = pytest.mark.integration
 GATEWAY = "gw-test"
 
 
+FORMATS = [pytest.param({}, id="default-compact"), pytest.param({"format": "json"}, id="json")]
+
+
 @contextlib.asynccontextmanager
-async def running_uplink(buffer: Buffer, port: int) -> AsyncIterator[Uplink]:
-    config = MqttConfig(url=f"mqtt://{LOOPBACK}:{port}", batch_size=100, publish_timeout_s=30)
+async def running_uplink(buffer: Buffer, port: int, **settings: Any) -> AsyncIterator[Uplink]:
+    config = MqttConfig(url=f"mqtt://{LOOPBACK}:{port}", batch_size=100, publish_timeout_s=30, **settings)
     uplink = Uplink(config, GATEWAY, buffer)
     async with in_background(uplink.run()):
         yield uplink
 
 
-async def test_batches_reach_the_subscriber_then_leave_the_buffer(broker: Broker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("settings", FORMATS)
+async def test_batches_reach_the_subscriber_then_leave_the_buffer(
+    broker: Broker, tmp_path: Path, settings: dict[str, str]
+) -> None:
     async with Buffer(tmp_path / "b.db") as buffer, central_subscriber(broker.port, GATEWAY) as central:
         await buffer.append(readings(250))
-        async with running_uplink(buffer, broker.port) as uplink:
+        async with running_uplink(buffer, broker.port, **settings) as uplink:
             await async_wait_until(lambda: len(central.seqs) == 250, 10, "250 readings at the subscriber")
             await async_wait_until(lambda: buffer.statistics().depth == 0, 5, "an empty buffer")
             assert uplink.statistics().state is UplinkState.CONNECTED
         assert central.seqs == list(range(1, 251))
         first = central.batches[0]
-        assert first["gateway"] == GATEWAY
-        assert (first["seq_first"], first["seq_last"]) == (1, 100)
-        assert (first["dropped"], first["last_dropped_seq"]) == (0, 0)
-        assert first["readings"][0] == {
-            "seq": 1,
-            "device": "meter-main",
-            "point": "total_power",
-            "value": 0.0,
-            "unit": "W",
-            "quality": "good",
-            "ts": "2026-08-05T05:00:00.000Z",
-        }
+        assert (first.gateway, first.seq_first, first.seq_last) == (GATEWAY, 1, 100)
+        assert (first.dropped, first.last_dropped_seq) == (0, 0)
+        assert first.readings[0] == ReadingOut(
+            seq=1, device="meter-main", point="total_power", value=0.0, unit="W", quality="good", ts=T0
+        )
+        wire = central.arrivals[0].payload
+        if settings.get("format") == "json":  # the deprecated form, kept for one release
+            assert wire["readings"][0] == {
+                "seq": 1,
+                "device": "meter-main",
+                "point": "total_power",
+                "value": 0.0,
+                "unit": "W",
+                "quality": "good",
+                "ts": "2026-08-05T05:00:00.000Z",
+            }
+        else:  # compact: a point its birth does not list (none here) is named in place
+            assert wire["r"][0] == [["meter-main", "total_power", "W"], 0, 0.0]
         await async_wait_until(lambda: len(central.status) >= 2, 5, "online and offline status")
         assert [s["online"] for s in central.status][:1] == [True]
         assert central.status[-1]["online"] is False  # a clean stop says offline
@@ -123,7 +136,10 @@ async def test_sqlite_encoded_readings_match_the_python_encoding(tmp_path: Path)
     assert checked.readings[1].value is None
 
 
-async def test_the_subscriber_gets_every_double_bit_for_bit(broker: Broker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("settings", FORMATS)
+async def test_the_subscriber_gets_every_double_bit_for_bit(
+    broker: Broker, tmp_path: Path, settings: dict[str, str]
+) -> None:
     """Through a buffer file and the broker, -0.0, the largest doubles and the smallest come out as they
     went in, as json.loads reads them; whatever is not finite arrives as null (docs/mqtt.md)."""
     sent = [*EDGE_VALUES, math.nan, math.inf, -math.inf]
@@ -131,9 +147,9 @@ async def test_the_subscriber_gets_every_double_bit_for_bit(broker: Broker, tmp_
     bad = [r._replace(quality=Quality.BAD) for r in good]  # kept for diagnosis, through json.dumps
     async with Buffer(tmp_path / "b.db") as buffer, central_subscriber(broker.port, GATEWAY) as central:
         await buffer.append(good + bad)
-        async with running_uplink(buffer, broker.port):
+        async with running_uplink(buffer, broker.port, **settings):
             await async_wait_until(lambda: len(central.seqs) == 2 * len(sent), 10, "every reading")
-    received = {r["seq"]: r["value"] for b in central.batches for r in b["readings"]}
+    received = {r.seq: r.value for b in central.batches for r in b.readings}
     assert bits([received[seq] for seq in sorted(received)]) == bits([*EDGE_VALUES, None, None, None] * 2)
 
 
@@ -156,7 +172,7 @@ async def test_cap_hit_during_an_outage_is_reported_exactly(tmp_path: Path) -> N
     missing = set(range(1, 30_001)) - set(received)
     assert missing == set(range(1, stats.last_dropped_seq + 1))  # the oldest, and only those
     assert len(missing) == stats.dropped
-    assert {(b["dropped"], b["last_dropped_seq"]) for b in central.batches} == {
+    assert {(b.dropped, b.last_dropped_seq) for b in central.batches} == {
         (stats.dropped, stats.last_dropped_seq)
     }
     births = [s for s in central.status if s["online"]]  # the session's status says it too

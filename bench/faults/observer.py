@@ -1,5 +1,7 @@
 """The independent observer: an MQTT client of its own (paho, not the agent's code) that subscribes to
-everything on the broker and keeps, per gateway, the ledger of sequence numbers docs/mqtt.md promises.
+everything on the broker and keeps, per gateway, the ledger of sequence numbers docs/mqtt.md promises. It
+reads both readings formats: a compact batch is read with the aliases of its session's birth, as the json
+batch would say it.
 
 Its session is persistent (clean start off, a long session expiry, a broker with persistence), so a broker
 stopped and started again keeps the subscription and queues what arrived while it was reconnecting.
@@ -8,11 +10,12 @@ stopped and started again keeps the subscription and queues what arrived while i
 from __future__ import annotations
 
 import json
+import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -35,6 +38,36 @@ def off_clock(ts: object) -> bool:
 
 
 Expected = dict[int, tuple[str, str, float | None]]  # seq -> (device, point, value) found in a buffer file
+Aliases = dict[int, tuple[str, str, bool]]  # a compact birth's alias -> (device, point, float32)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def compact_aliases(birth: dict[str, Any]) -> Aliases:
+    """The aliases a compact birth gives its devices' points (docs/mqtt.md, The compact format)."""
+    aliases: Aliases = {}
+    for device in birth["devices"]:
+        for i, point in enumerate(birth["point_lists"][device["points"]]):
+            aliases[device["alias"] + i] = (device["name"], point[0], bool(point[2]))
+    return aliases
+
+
+def as_json_batch(batch: dict[str, Any], aliases: Aliases) -> dict[str, Any]:
+    """A compact batch as the json batch says it (the fields the ledger reads): names, ISO times, and a
+    float32 point's value back to the float32 read."""
+    seqs = batch["seqs"] or range(batch["seq"], batch["last"] + 1)
+    readings = []
+    for seq, entry in zip(seqs, batch["r"], strict=True):
+        alias, delta, value = entry[:3]
+        device, point, f32 = aliases[alias] if isinstance(alias, int) else (alias[0], alias[1], False)
+        if f32 and value is not None:
+            value = struct.unpack("<f", struct.pack("<f", value))[0]
+        ts = (EPOCH + timedelta(milliseconds=batch["t"] + delta)).isoformat(timespec="milliseconds")
+        quality = entry[3] if len(entry) > 3 else "good"
+        readings.append(
+            {"seq": seq, "device": device, "point": point, "value": value, "quality": quality,
+             "ts": ts.replace("+00:00", "Z")}
+        )  # fmt: skip
+    return {"readings": readings, "dropped": batch["dropped"], "last_dropped_seq": batch["last_dropped"]}
 
 
 @dataclass
@@ -121,6 +154,7 @@ class Observer:
     def __init__(self, port: int, gateway: str, client_id: str = "fault-observer") -> None:
         self.gateway, self.lock = gateway, threading.Lock()
         self.ledger = Ledger()
+        self.aliases: dict[int, Aliases] = {}  # by session (bdSeq), from the compact births seen
         self.messages: list[Message] = []
         self.connected = threading.Event()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
@@ -147,15 +181,29 @@ class Observer:
         with self.lock:
             if message.topic == f"edge/{self.gateway}/readings":
                 try:
-                    self.ledger.add(json.loads(message.payload), now)
-                except (ValueError, KeyError, TypeError):
+                    batch = json.loads(message.payload)
+                    if "r" in batch:  # compact: its session's birth names the aliases
+                        batch = as_json_batch(batch, self.aliases[batch["bdSeq"]])
+                    self.ledger.add(batch, now)
+                except (ValueError, KeyError, TypeError, IndexError, struct.error):
                     self.messages.append(
                         Message(now, "malformed-readings", bytes(message.payload), False, None)
                     )
                 return
+            if message.topic == f"edge/{self.gateway}/status":
+                self._take_birth(bytes(message.payload))
             self.messages.append(
                 Message(now, message.topic, bytes(message.payload), message.retain, correlation)
             )
+
+    def _take_birth(self, payload: bytes) -> None:
+        """A compact birth's aliases, kept for the batches of its session."""
+        try:
+            birth = json.loads(payload)
+            if isinstance(birth, dict) and birth.get("online") and birth.get("format") == "compact":
+                self.aliases[int(birth["bdSeq"])] = compact_aliases(birth)
+        except (ValueError, KeyError, TypeError, IndexError):
+            pass  # not a birth this observer can read: the batches of its session are malformed to it
 
     def publish(
         self, topic: str, payload: bytes, *, retain: bool = False, response_topic: str | None = None,

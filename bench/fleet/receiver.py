@@ -85,12 +85,19 @@ class Subscriber:
         now = time.time()
         if kind == "readings":
             self.counts.messages += 1
-            self.counts.add(gateway, [int(r["seq"]) for r in body["readings"]])
+            self.counts.add(gateway, _seqs(body))
         elif "connected_at" in body:  # a birth (docs/mqtt.md); a death has no connected_at
             self.counts.births.setdefault(gateway, []).append(now)
             self.counts.retained_births += retained
         else:
             self.counts.deaths.setdefault(gateway, []).append(now)
+
+
+def _seqs(batch: dict[str, Any]) -> list[int]:
+    """Every reading's seq in a batch of either format (docs/mqtt.md): json's `readings`, or compact's."""
+    if "readings" in batch:
+        return [int(r["seq"]) for r in batch["readings"]]
+    return list(batch["seqs"] or range(batch["seq"], batch["last"] + 1))
 
 
 def _record_session_present(client: aiomqtt.Client, present: list[bool]) -> None:

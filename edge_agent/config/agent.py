@@ -135,8 +135,8 @@ class MqttConfig(Strict):
     """Batches published and awaiting their PUBACK at once; a restart may send these again."""
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     """MQTT version; 'auto' tries 5 and falls back to 3.1.1 when the broker refuses it."""
-    format: Literal["json", "compact", "sparkplug"] = "json"
-    """What the uplink publishes: 'json' (the batch of docs/mqtt.md), 'compact' (names by alias, time deltas) or 'sparkplug' (Sparkplug B 3.0)."""
+    format: Literal["json", "compact", "sparkplug"] = "compact"
+    """What the uplink publishes: 'compact' (names by alias, time deltas), 'json' (the older batch, deprecated: kept for one release) or 'sparkplug' (Sparkplug B 3.0)."""
     group_id: Name = "edge-agent"
     """Sparkplug: the group id of spBv1.0/<group_id>/...; the gateway id is the edge node id."""
     primary_host_id: Name | None = None

@@ -165,6 +165,10 @@ class CompactBirth(_Payload):
         description="the devices' point lists, each once (identical devices share one)"
     )
     devices: list[CompactDevice]
+    labels: dict[str, dict[str, str]] = Field(
+        description="the points' labels (the device's own names for them, any script), by device and point "
+        "name; only points that have one"
+    )
     building_model: BuildingModelInfo | None = None
     control_model: ControlModelInfo | None = None
     config: ConfigInfo | None = None
@@ -224,6 +228,12 @@ def compact_points(
                                      alias=len(aliases), points=index))  # fmt: skip
         aliases += [(device.name, p[0], len(aliases) + i, p[2]) for i, p in enumerate(points)]
     return [list(points) for points in lists], compact, aliases
+
+
+def compact_labels(devices: list[DeviceInfo]) -> dict[str, dict[str, str]]:
+    """The compact birth's labels: device -> point -> label, for the points that have one."""
+    labels = {d.name: {p.name: p.label for p in d.points if p.label is not None} for d in devices}
+    return {device: points for device, points in labels.items() if points}
 
 
 def _compact_point(point: PointInfo, f32: bool) -> CompactPoint:

@@ -59,6 +59,7 @@ from edge_agent.uplink.payloads import (
     Death,
     DeviceInfo,
     TakeoverInfo,
+    compact_labels,
     compact_points,
 )
 from edge_agent.uplink.takeover import TakeoverWatch
@@ -271,7 +272,8 @@ class Uplink:
             "takeover": self._takeover_info(),
         }
         if self._compact:  # point names once, by alias (payloads.CompactBirth)
-            compact = {"point_lists": self._point_lists, "devices": self._compact_devices}
+            labels = compact_labels(self._devices)
+            compact = {"point_lists": self._point_lists, "devices": self._compact_devices, "labels": labels}
             return CompactBirth.model_validate(fields | compact).model_dump_json().encode()
         return Birth.model_validate(fields | {"devices": self._devices}).model_dump_json().encode()
 
