@@ -23,7 +23,7 @@ after the PUBACK runs on the same worker thread, after their commit.
 
 The flush (durability 'full') runs on a thread of its own, beside the next commit: SQLite always commits
 at synchronous=NORMAL (its log written, not flushed), then the flusher fsyncs the log (`commit` returns at
-once with what to await for that; `append` waits for both). A commit never waits for the flush before it,
+once, `flushed` waits for that; `append` waits for both). A commit never waits for the flush before it,
 so a slow disk delays no reading on its way to the broker; a flush queued and not yet started covers the
 commits after it too. Power lost before the flush loses those commits whole, never a part of one (the
 log's checksums): as a power cut before SQLite's own flush would.
@@ -639,7 +639,7 @@ class Buffer:
     def _hand_out(self, after_seq: int, last: int, limit: int, compact: bool) -> list[EncodedBatch]:
         """Inside a commit's transaction: the readings (after_seq, last] for the uplink, in batches (they
         leave once committed). None while FRESH_BATCHES wait (the broker is slow): the live lane reads
-        those readings from the file."""
+        those readings from the file then."""
         batches: list[EncodedBatch] = []
         if len(self._fresh) >= FRESH_BATCHES:  # (read on this thread, an approximate bound is enough)
             return batches
