@@ -59,7 +59,7 @@ def test_json_still_works_and_config_check_says_once_it_is_deprecated(tmp_path: 
     warnings = [line for line in result.output.splitlines() if line.startswith("  warning:")]
     assert warnings == [
         '  warning: mqtt.format: "json" is deprecated: this release is the last to offer it. The default, '
-        '"compact", carries the same readings in about a ninth of the bytes (docs/mqtt.md, The compact '
+        '"compact", carries the same readings in about an eighth of the bytes (docs/mqtt.md, The compact '
         "format): remove the line once central reads it (line 6)"
     ]
     report = json.loads(runner.invoke(app, ["config", "check", str(path), "--json"]).stdout)
