@@ -24,6 +24,7 @@ import structlog
 
 from edge_agent.acquisition.underway import PollsUnderway
 from edge_agent.backoff import Backoff
+from edge_agent.cancellation import raise_if_cancelling
 from edge_agent.config import BacnetDevice, ModbusDevice, PollerConfig
 from edge_agent.errors import DeviceError, DeviceGarbage, DeviceUnreachable
 from edge_agent.protocols.base import PointResult, ProtocolClient
@@ -180,7 +181,7 @@ class DevicePoller:
             try:
                 async with asyncio.timeout(self.device.timeout_s):
                     await client.open()
-                _raise_if_cancelling()
+                raise_if_cancelling()
                 await self._poll_until_lost(client, backoff)
             except Exception as exc:
                 await self._lost(self._as_device_error(exc, "cannot connect"))
@@ -239,7 +240,7 @@ class DevicePoller:
                 try:
                     with watchdog.within(budget_s):
                         results = await client.read(group.points)
-                    _raise_if_cancelling()
+                    raise_if_cancelling()
                     backoff.reset()
                     await self._deliver(results)
                 except TimeoutError as exc:
@@ -298,11 +299,3 @@ async def _stop(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _raise_if_cancelling() -> None:
-    """Python 3.11's wait_for (inside pymodbus and aiomqtt) can swallow a cancel that arrives with the
-    answer; check after every library call so a stop is never lost."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

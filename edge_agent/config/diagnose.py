@@ -42,8 +42,8 @@ PROFILE_KEYS = ("profile", "only_points")
 SECTIONS = ("gateway", "buffer", "mqtt", "bacnet", "control", "commands", "openadr", "remote", "log")
 JSON_FORMAT_DEPRECATED = (
     '"json" is deprecated: this release is the last to offer it. The default, "compact", carries the same '
-    "readings in about an eighth of the bytes (docs/mqtt.md, The compact format): remove the line once central "
-    "reads it"
+    "readings in about an eighth of the bytes (docs/mqtt.md, The compact format): remove the line once "
+    "central reads it"
 )
 
 

@@ -37,6 +37,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent import __version__
+from edge_agent.cancellation import raise_if_cancelling
 from edge_agent.config import MqttConfig
 from edge_agent.errors import CommandRefused
 from edge_agent.readings import utc_now
@@ -446,6 +447,7 @@ class Uplink:
                 continue
             if message.retain:
                 await self._clear_retained(client, str(message.topic))
+                raise_if_cancelling()
             delivery, route = self._delivery(message)
             del message  # an oversize payload is let go now, not after its reply
             if delivery is None:
@@ -458,6 +460,7 @@ class Uplink:
                     message_text = f"{COMMAND_QUEUE} commands are waiting: send it again later"
                     delivery = replace(delivery, refusal=CommandRefused(CommandErrorCode.BUSY, message_text))
             await self._reply(client, delivery, route)
+            raise_if_cancelling()
 
     def _delivery(self, message: aiomqtt.Message) -> tuple[Delivery | None, Route]:
         """The command as the router takes it, with the uplink's own refusal if any, and its reply's route.
@@ -501,6 +504,7 @@ class Uplink:
         while True:
             delivery, route = await commands.get()
             await self._reply(client, delivery, route)
+            raise_if_cancelling()
 
     async def _reply(self, client: aiomqtt.Client, delivery: Delivery, route: Route) -> None:
         """Answers one command. Nothing but a lost connection escapes: a reply that cannot be published
@@ -555,6 +559,7 @@ class Uplink:
             self._rebirth.clear()
             await self._rebirth.wait()
             await client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+            raise_if_cancelling()
             log.info("birth published again", session=self._session_number)
 
     async def _publish_events(self, client: aiomqtt.Client) -> None:
@@ -563,6 +568,7 @@ class Uplink:
                 topic, payload = self._events[0]
                 await client.publish(topic, payload, qos=1)
                 self._events.popleft()  # only once the broker has it
+                raise_if_cancelling()
             self._event_waiting.clear()
             await self._event_waiting.wait()
 

@@ -23,6 +23,7 @@ import aiomqtt
 import structlog
 from google.protobuf.message import DecodeError
 
+from edge_agent.cancellation import raise_if_cancelling
 from edge_agent.errors import CommandRefused
 from edge_agent.readings import utc_now
 from edge_agent.store.buffer import EncodedBatch
@@ -123,6 +124,7 @@ class SparkplugUplink(Uplink):
             self._rebirth.clear()
             await self._rebirth.wait()
             await self._births(client)
+            raise_if_cancelling()
             log.info("births published again", session=self._session_number)
 
     def _payload(self, batch: EncodedBatch, *, historical: bool) -> bytes:
