@@ -10,6 +10,7 @@ import json
 import random
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -80,6 +81,22 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.05)
+
+
+def started_and_stopped(config: Path) -> str:
+    """`edge-agent run --config config` until its log says it started, then SIGTERM; it must exit 0. Its
+    log (stdout and stderr)."""
+    log = config.with_suffix(".log")
+    with log.open("wb") as sink:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(config)], stdout=sink, stderr=sink
+        )
+    try:
+        wait_until(lambda: "agent started" in log.read_text(), 20, "the agent started")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0, log.read_text()[-2000:]
+    return log.read_text()
 
 
 async def async_wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

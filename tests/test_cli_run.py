@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_agent.cli.app import app
-from tests.support import LOOPBACK, free_port, wait_until
+from tests.support import LOOPBACK, free_port, started_and_stopped, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -104,14 +104,4 @@ def test_a_site_without_devices_starts_and_stops_cleanly(tmp_path: Path) -> None
         f'[buffer]\npath = "{tmp_path / "b.db"}"\n[gateway]\nsocket = "{tmp_path / "agent.sock"}"\n'
         f'[mqtt]\nurl = "mqtt://{LOOPBACK}:{free_port()}"\n'
     )
-    log = tmp_path / "agent.log"
-    with log.open("wb") as sink:
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent", "run", "--config", str(config)], stdout=sink, stderr=sink
-        )
-    try:
-        wait_until(lambda: "agent started" in log.read_text(), 20, "the agent started")
-    finally:
-        agent.send_signal(signal.SIGTERM)
-        assert agent.wait(timeout=30) == 0, log.read_text()[-2000:]
-    assert "agent stopped" in log.read_text()
+    assert "agent stopped" in started_and_stopped(config)

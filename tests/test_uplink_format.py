@@ -4,9 +4,6 @@ still gets it, and is warned once by `config check` and once in the agent's star
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ from typer.testing import CliRunner
 
 from edge_agent.cli.app import app
 from edge_agent.config import load_config
-from tests.support import LOOPBACK, free_port, wait_until
+from tests.support import LOOPBACK, free_port, started_and_stopped
 
 runner = CliRunner()
 
@@ -73,17 +70,7 @@ def test_the_agent_started_on_json_says_so_once_in_its_log(tmp_path: Path) -> No
         f'[buffer]\npath = "{tmp_path / "b.db"}"\n[gateway]\nsocket = "{tmp_path / "agent.sock"}"\n'
         f'[mqtt]\nurl = "mqtt://{LOOPBACK}:{free_port()}"\nformat = "json"\n[log]\nformat = "json"\n'
     )
-    log = tmp_path / "agent.log"
-    with log.open("wb") as sink:
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent", "run", "--config", str(config)], stdout=sink, stderr=sink
-        )
-    try:
-        wait_until(lambda: "agent started" in log.read_text(), 20, "the agent started")
-    finally:
-        agent.send_signal(signal.SIGTERM)
-        assert agent.wait(timeout=30) == 0, log.read_text()[-2000:]
-    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in started_and_stopped(config).splitlines() if line.startswith("{")]
     said = [e for e in events if "mqtt.format" in e.get("warning", "")]
     assert len(said) == 1, events
     assert (said[0]["event"], said[0]["level"]) == ("configuration", "warning")
