@@ -34,7 +34,7 @@ from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
 from tests.conftest import SIM_START
-from tests.support import LOOPBACK, free_port, run_mosquitto
+from tests.support import LOOPBACK, free_port, run_mosquitto, sdm630_devices
 
 from bench.meters import meter_server, meters
 from edge_agent.config import AgentConfig, ModbusTcpDevice, PollerConfig
@@ -48,23 +48,6 @@ SDM630_13 = [
     "voltage_l1", "voltage_l2", "voltage_l3", "current_l1", "current_l2", "current_l3", "power_l1",
     "total_power", "power_factor", "frequency", "import_energy", "export_energy", "demand",
 ]  # fmt: skip
-
-
-def sdm630_devices(port: int, units: int, points: list[str] | None = None) -> list[dict[str, Any]]:
-    entries = []
-    for unit in range(1, units + 1):
-        entry: dict[str, Any] = {
-            "name": f"meter-{unit}",
-            "protocol": "modbus-tcp",
-            "host": LOOPBACK,
-            "port": port,
-            "unit_id": unit,
-            "profile": "eastron-sdm630",
-        }
-        if points is not None:
-            entry["only_points"] = points
-        entries.append(entry)
-    return entries
 
 
 # A fast Modbus TCP meter's answer time (an RS-485 unit at 9600 baud needs ~170 ms for 80 registers).

@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support import run_mosquitto
+from tests.support import run_mosquitto, sdm630_devices
 
-from bench.acquisition import SDM630_13, _toml, sdm630_devices
+from bench.acquisition import SDM630_13, _toml
 from bench.meters import meters
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from tests.support import LOOPBACK, run_mosquitto
+from tests.support import LOOPBACK, run_mosquitto, sdm630_devices
 
-from bench.acquisition import SDM630_13, _proc_cpu_s, _toml, sdm630_devices
+from bench.acquisition import SDM630_13, _proc_cpu_s, _toml
 from bench.meters import meters
 from edge_agent.config import AgentConfig, ModbusTcpDevice
 from edge_agent.protocols.modbus.planner import PlanLimits, plan_reads
@@ -166,9 +166,8 @@ async def agent(
 ) -> Figures:
     """The agent publishing in `fmt` with `connections` to the meters' endpoint; `tree`: the agent of that
     checkout instead of this one (its own connection per meter)."""
-    entries = sdm630_devices(meter_port, UNITS, SDM630_13)
-    if tree is None:
-        entries = [entry | {"max_connections": connections} for entry in entries]
+    endpoint = {} if tree else {"max_connections": connections}  # (a key the tree may not know)
+    entries = sdm630_devices(meter_port, UNITS, SDM630_13, **endpoint)
     mqtt = {"url": f"mqtt://{LOOPBACK}:{broker_port}"} | ({} if tree else {"format": fmt})
     name = "baseline" if tree else f"{fmt}-{connections}"
     config: dict[str, Any] = {

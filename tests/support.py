@@ -75,6 +75,26 @@ def free_base_port() -> int:
     raise RuntimeError("no free simulator base port on loopback")
 
 
+def sdm630_devices(
+    port: int, units: int, points: list[str] | None = None, **fields: Any
+) -> list[dict[str, Any]]:
+    """Device entries for SDM630 meters at units 1..`units` of one loopback Modbus TCP port ("meter-<unit>"),
+    reading `points` (None: the whole profile), with `fields` added to each."""
+    return [
+        {
+            "name": f"meter-{unit}",
+            "protocol": "modbus-tcp",
+            "host": LOOPBACK,
+            "port": port,
+            "unit_id": unit,
+            "profile": "eastron-sdm630",
+            **({} if points is None else {"only_points": points}),
+            **fields,
+        }
+        for unit in range(1, units + 1)
+    ]
+
+
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

@@ -25,7 +25,7 @@ from edge_sim.devices.meters.base import MeterReading
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
 from edge_sim.faults import Fault, FaultKind
-from tests.support import LOOPBACK, async_wait_until, free_port, running_agent
+from tests.support import LOOPBACK, async_wait_until, free_port, running_agent, sdm630_devices
 
 METERS = 50
 INTERVAL_S = 1.0
@@ -94,20 +94,7 @@ async def gateway(dead: int | None = None) -> AsyncIterator[tuple[int, Connectio
 
 
 def config(tmp_path: Path, port: int, **endpoint: int) -> AgentConfig:
-    devices: list[dict[str, Any]] = [
-        {
-            "name": f"meter-{unit}",
-            "protocol": "modbus-tcp",
-            "host": LOOPBACK,
-            "port": port,
-            "unit_id": unit,
-            "profile": "eastron-sdm630",
-            "only_points": POINTS,
-            "timeout_s": TIMEOUT_S,
-            **endpoint,
-        }
-        for unit in range(1, METERS + 1)
-    ]
+    devices = sdm630_devices(port, METERS, POINTS, timeout_s=TIMEOUT_S, **endpoint)
     return AgentConfig.model_validate(
         {
             "buffer": {"path": str(tmp_path / "buffer.db")},

@@ -8,7 +8,6 @@ import statistics
 from collections import Counter, defaultdict
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,7 +15,7 @@ from edge_agent.acquisition.phases import PHASES, STAGGER_MAX_S, start_offsets
 from edge_agent.config import AgentConfig
 from edge_sim.devices.meters.sdm630 import Sdm630
 from edge_sim.devices.modbus_servers import ModbusTcpMeterServer
-from tests.support import LOOPBACK, async_wait_until, free_port, running_agent
+from tests.support import LOOPBACK, async_wait_until, free_port, running_agent, sdm630_devices
 
 METERS = 10
 INTERVAL_S = 1.0
@@ -40,18 +39,7 @@ def test_a_long_interval_spreads_its_first_polls_over_seconds_not_the_interval()
 
 
 def config(tmp_path: Path, port: int) -> AgentConfig:
-    devices: list[dict[str, Any]] = [
-        {
-            "name": f"meter-{unit}",
-            "protocol": "modbus-tcp",
-            "host": LOOPBACK,
-            "port": port,
-            "unit_id": unit,
-            "profile": "eastron-sdm630",
-            "only_points": ["total_power"],
-        }
-        for unit in range(1, METERS + 1)
-    ]
+    devices = sdm630_devices(port, METERS, ["total_power"])
     return AgentConfig.model_validate(
         {
             "buffer": {"path": str(tmp_path / "buffer.db")},

@@ -16,9 +16,6 @@ class PollsUnderway:
         self._count = 0
         self._all_in: asyncio.Future[None] | None = None  # a writer waiting for the count to reach 0
 
-    def __len__(self) -> int:
-        return self._count
-
     def begin(self) -> None:
         self._count += 1
 
